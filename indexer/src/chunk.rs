@@ -1,0 +1,235 @@
+//! Structure-aware chunking of page text. Pages are split with text-splitter, which prefers
+//! paragraph, then line, then sentence boundaries, so numbered points and short articles stay
+//! together where they fit. Each chunk records its page, character offsets into that page's text
+//! and the heading path in force where it starts, and gets an id derived from the document version
+//! and its content.
+
+use sha2::{Digest, Sha256};
+use text_splitter::{ChunkConfig, TextSplitter};
+
+use crate::pdf::PageText;
+
+/// Chunk size bounds in characters: large enough to hold a typical numbered paragraph, small
+/// enough to stay under the embedding model's 256-token window.
+pub const MIN_CHUNK_CHARS: usize = 300;
+pub const MAX_CHUNK_CHARS: usize = 1000;
+
+/// One retrievable passage of a document version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chunk {
+    /// Stable id: a hash of document id, version, page, offset and text.
+    pub id: String,
+    /// Position of the chunk within its document version, from 0.
+    pub ordinal: u32,
+    pub page: u32,
+    /// Character (not byte) offsets into the page text, end exclusive.
+    pub char_start: u32,
+    pub char_end: u32,
+    /// Headings in force at the chunk's start, outermost first, joined with " > ".
+    pub heading_path: String,
+    pub text: String,
+}
+
+/// Splits the pages of one document version into chunks.
+pub fn chunk_pages(document_id: &str, version: u32, pages: &[PageText]) -> Vec<Chunk> {
+    let splitter = TextSplitter::new(ChunkConfig::new(MIN_CHUNK_CHARS..MAX_CHUNK_CHARS));
+    let mut headings = HeadingTracker::default();
+    let mut chunks = Vec::new();
+    for page in pages {
+        // Headings are tracked line by line so a chunk gets the path in force at its start.
+        let heading_marks = headings.scan_page(&page.text);
+        for piece in splitter.chunk_char_indices(&page.text) {
+            let text = piece.chunk.trim();
+            if !is_meaningful(text) {
+                continue;
+            }
+            let path = heading_marks
+                .iter()
+                .rev()
+                .find(|(byte, _)| *byte <= piece.byte_offset)
+                .map(|(_, path)| path.clone())
+                .unwrap_or_else(|| headings.before_page.clone());
+            let char_start = piece.char_offset;
+            let char_end = char_start + piece.chunk.chars().count();
+            let ordinal = u32::try_from(chunks.len()).unwrap_or(u32::MAX);
+            chunks.push(Chunk {
+                id: chunk_id(document_id, version, page.number, char_start, text),
+                ordinal,
+                page: page.number,
+                char_start: to_u32(char_start),
+                char_end: to_u32(char_end),
+                heading_path: path,
+                text: piece.chunk.to_owned(),
+            });
+        }
+    }
+    chunks
+}
+
+fn to_u32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// A chunk must carry words, not just page furniture such as a lone page number.
+fn is_meaningful(text: &str) -> bool {
+    text.chars().filter(|c| c.is_alphabetic()).count() >= 20
+}
+
+fn chunk_id(document_id: &str, version: u32, page: u32, char_start: usize, text: &str) -> String {
+    let mut h = Sha256::new();
+    for part in [
+        document_id,
+        &version.to_string(),
+        &page.to_string(),
+        &char_start.to_string(),
+        text,
+    ] {
+        h.update(part.as_bytes());
+        h.update([0u8]);
+    }
+    hex::encode(&h.finalize()[..16])
+}
+
+/// Follows "Article 5" / "Section 2" style headings (level 1) and "2.1 Title" style numbered
+/// headings (level 2) across pages.
+#[derive(Debug, Default)]
+struct HeadingTracker {
+    level1: Option<String>,
+    level2: Option<String>,
+    /// Path in force at the top of the page being scanned.
+    before_page: String,
+}
+
+impl HeadingTracker {
+    /// Returns (byte offset of line start, path in force from there) for each heading on the page.
+    fn scan_page(&mut self, text: &str) -> Vec<(usize, String)> {
+        self.before_page = self.path();
+        let mut marks = Vec::new();
+        let mut offset = 0usize;
+        for line in text.split_inclusive('\n') {
+            let trimmed = line.trim();
+            match heading_level(trimmed) {
+                Some(1) => {
+                    self.level1 = Some(trimmed.to_owned());
+                    self.level2 = None;
+                    marks.push((offset, self.path()));
+                }
+                Some(_) => {
+                    self.level2 = Some(trimmed.to_owned());
+                    marks.push((offset, self.path()));
+                }
+                None => {}
+            }
+            offset += line.len();
+        }
+        marks
+    }
+
+    fn path(&self) -> String {
+        [self.level1.as_deref(), self.level2.as_deref()]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" > ")
+    }
+}
+
+fn heading_level(line: &str) -> Option<u8> {
+    if line.is_empty()
+        || line.len() > 90
+        || line.ends_with('.')
+        || line.ends_with(',')
+        || line.ends_with(';')
+    {
+        return None;
+    }
+    let first = line.split_whitespace().next()?;
+    const LEVEL1: [&str; 6] = ["Article", "Section", "Chapter", "Part", "Annex", "Title"];
+    if LEVEL1.contains(&first) {
+        let second = line.split_whitespace().nth(1)?;
+        return second
+            .chars()
+            .next()
+            .filter(|c| c.is_ascii_digit() || c.is_ascii_uppercase())
+            .map(|_| 1);
+    }
+    // "2.1 Scope" or "3. Retention": a dotted number followed by a capitalised title.
+    let is_number = first
+        .trim_end_matches('.')
+        .split('.')
+        .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    let rest = line[first.len()..].trim_start();
+    if is_number
+        && rest.chars().next().is_some_and(|c| c.is_uppercase())
+        && rest.split_whitespace().count() <= 8
+    {
+        return Some(2);
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page(number: u32, text: &str) -> PageText {
+        PageText {
+            number,
+            text: text.to_owned(),
+        }
+    }
+
+    #[test]
+    fn headings_are_recognised() {
+        assert_eq!(heading_level("Article 17"), Some(1));
+        assert_eq!(heading_level("Section 3 Retention of records"), Some(1));
+        assert_eq!(heading_level("2.1 Scope"), Some(2));
+        assert_eq!(heading_level("3. Retention periods"), Some(2));
+        assert_eq!(heading_level("Article numbers are cited like this."), None);
+        assert_eq!(heading_level("2019 was a long year for the team"), None);
+    }
+
+    #[test]
+    fn chunks_carry_offsets_pages_and_heading_paths() {
+        let body =
+            "Customer records are kept for ten years after the relationship ends. ".repeat(8);
+        let text = format!(
+            "Section 4 Retention\n\n4.1 Customer files\n\n{body}\n\n4.2 Deletion\n\n{body}"
+        );
+        let pages = vec![
+            page(
+                1,
+                "Cover page of the retention policy with some words on it.",
+            ),
+            page(2, &text),
+        ];
+        let chunks = chunk_pages("doc-1", 1, &pages);
+        assert!(chunks.len() >= 2);
+        for c in &chunks {
+            let page_text = &pages[(c.page - 1) as usize].text;
+            let slice: String = page_text
+                .chars()
+                .skip(c.char_start as usize)
+                .take((c.char_end - c.char_start) as usize)
+                .collect();
+            assert_eq!(slice, c.text, "offsets must point at the chunk text");
+        }
+        let last = chunks
+            .last()
+            .map(|c| c.heading_path.clone())
+            .unwrap_or_default();
+        assert_eq!(last, "Section 4 Retention > 4.2 Deletion");
+        let ids: std::collections::HashSet<_> = chunks.iter().map(|c| &c.id).collect();
+        assert_eq!(ids.len(), chunks.len());
+        assert_eq!(
+            chunk_pages("doc-1", 1, &pages),
+            chunks,
+            "chunking is deterministic"
+        );
+        assert_ne!(
+            chunk_pages("doc-1", 2, &pages)[0].id,
+            chunks[0].id,
+            "ids depend on the version"
+        );
+    }
+}

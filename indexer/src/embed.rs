@@ -1,0 +1,150 @@
+//! Dense embeddings from the ONNX model, run in-process through fastembed on the ONNX Runtime
+//! library named in configuration (`ort` with `load-dynamic`). Nothing here can fetch from a model
+//! hub: fastembed is built without its `hf-hub` feature, and every file is read from `model_dir`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use fastembed::{
+    InitOptionsUserDefined, Pooling, TextEmbedding, TokenizerFiles, UserDefinedEmbeddingModel,
+};
+
+use crate::error::{Error, Result, UserError};
+
+/// Where the runtime and the model live, and how to run them.
+#[derive(Debug, Clone)]
+pub struct EmbedderConfig {
+    /// Path of `libonnxruntime.so.<version>`.
+    pub onnx_runtime_library: PathBuf,
+    /// Directory holding `model.onnx` and the tokenizer files.
+    pub model_dir: PathBuf,
+    /// Token window. all-MiniLM-L6-v2 was trained on 256 word pieces, so longer input is truncated
+    /// there rather than at the shipped tokenizer.json's fixed 128; padding is to the batch's longest.
+    pub max_length: usize,
+    /// Intra-op threads; `None` lets ONNX Runtime use every core.
+    pub threads: Option<usize>,
+}
+
+impl EmbedderConfig {
+    pub fn new(onnx_runtime_library: impl Into<PathBuf>, model_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            onnx_runtime_library: onnx_runtime_library.into(),
+            model_dir: model_dir.into(),
+            max_length: 256,
+            threads: None,
+        }
+    }
+}
+
+/// The files a model directory must contain.
+pub const MODEL_FILES: [&str; 5] = [
+    "model.onnx",
+    "tokenizer.json",
+    "config.json",
+    "special_tokens_map.json",
+    "tokenizer_config.json",
+];
+
+const SETUP_HINT: &str = "run scripts/setup-models.sh";
+
+/// Loads the ONNX Runtime shared library once per process. A missing file or a library older
+/// than the API version `ort` was built for is a clear error, not a panic.
+pub fn init_onnx_runtime(library: &Path) -> Result<()> {
+    if !library.is_file() {
+        return Err(UserError::MissingModelFile {
+            path: library.to_owned(),
+            hint: SETUP_HINT.to_owned(),
+        }
+        .into());
+    }
+    match ort::init_from(library) {
+        Ok(_builder) => Ok(()),
+        Err(e) => Err(UserError::OnnxRuntime(e.to_string()).into()),
+    }
+}
+
+/// A sentence embedder producing L2-normalised vectors.
+pub struct Embedder {
+    model: Mutex<TextEmbedding>,
+    dimension: usize,
+}
+
+impl std::fmt::Debug for Embedder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Embedder")
+            .field("dimension", &self.dimension)
+            .finish()
+    }
+}
+
+impl Embedder {
+    /// Loads the runtime and the model. Every missing file is named in the error.
+    pub fn load(config: &EmbedderConfig) -> Result<Self> {
+        let read = |name: &str| -> Result<Vec<u8>> {
+            let path = config.model_dir.join(name);
+            std::fs::read(&path).map_err(|_| {
+                UserError::MissingModelFile {
+                    path,
+                    hint: SETUP_HINT.to_owned(),
+                }
+                .into()
+            })
+        };
+        let onnx = read("model.onnx")?;
+        let tokenizer_files = TokenizerFiles {
+            tokenizer_file: read("tokenizer.json")?,
+            config_file: read("config.json")?,
+            special_tokens_map_file: read("special_tokens_map.json")?,
+            tokenizer_config_file: read("tokenizer_config.json")?,
+        };
+        init_onnx_runtime(&config.onnx_runtime_library)?;
+        let model =
+            UserDefinedEmbeddingModel::new(onnx, tokenizer_files).with_pooling(Pooling::Mean);
+        let mut options = InitOptionsUserDefined::new().with_max_length(config.max_length);
+        if let Some(threads) = config.threads {
+            options = options.with_intra_threads(threads);
+        }
+        let mut model = TextEmbedding::try_new_from_user_defined(model, options)
+            .map_err(|e| Error::internal("loading the embedding model", e))?;
+        let probe = model
+            .embed(["dimension probe"], None)
+            .map_err(|e| Error::internal("embedding", e))?;
+        let dimension = probe.first().map_or(0, Vec::len);
+        Ok(Self {
+            model: Mutex::new(model),
+            dimension,
+        })
+    }
+
+    /// Length of every vector this embedder returns.
+    pub fn dimension(&self) -> usize {
+        self.dimension
+    }
+
+    /// Embeds `texts` in batches; vectors are unit length so a dot product is the cosine.
+    pub fn embed<S: AsRef<str> + Send + Sync>(&self, texts: &[S]) -> Result<Vec<Vec<f32>>> {
+        let mut model = self
+            .model
+            .lock()
+            .map_err(|_| Error::Internal("embedding model lock poisoned".into()))?;
+        let mut vectors = model
+            .embed(texts, Some(32))
+            .map_err(|e| Error::internal("embedding", e))?;
+        for v in &mut vectors {
+            normalize(v);
+        }
+        Ok(vectors)
+    }
+}
+
+fn normalize(v: &mut [f32]) {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        v.iter_mut().for_each(|x| *x /= norm);
+    }
+}
+
+/// Cosine similarity of two unit vectors.
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}

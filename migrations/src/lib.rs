@@ -1,0 +1,17 @@
+//! lexgate's schema history. Migrations are never edited once released; entities in `server`
+//! follow the schema, not the other way round.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261128_000001_initial;
+
+/// Applies every migration in order.
+#[derive(Debug)]
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261128_000001_initial::Migration)]
+    }
+}

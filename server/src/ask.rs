@@ -1,0 +1,147 @@
+//! The ask flow: retrieve passages the actor may read, re-check each one's access against the
+//! database (an index can lag a permission change), and audit the request without its text.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::NaiveDate;
+use indexer::Bm25Index;
+use sha2::{Digest, Sha256};
+
+use crate::domain::{Actor, Permission};
+use crate::error::{Error, Result};
+use crate::storage::{AuditRecord, Storage, StoredChunk};
+
+/// Longest question accepted, in characters.
+pub const MAX_QUESTION_CHARS: usize = 2000;
+
+/// A question as asked.
+#[derive(Debug, Clone)]
+pub struct AskRequest {
+    pub question: String,
+    /// Answer from documents in force on this date; today when absent.
+    pub as_of: Option<NaiveDate>,
+    pub limit: usize,
+}
+
+/// A passage returned to the actor, with its rank and score.
+#[derive(Debug, Clone)]
+pub struct Passage {
+    pub rank: usize,
+    pub bm25_score: f32,
+    pub chunk: StoredChunk,
+}
+
+/// The result of an ask.
+#[derive(Debug, Clone)]
+pub struct AskOutcome {
+    pub as_of: NaiveDate,
+    pub passages: Vec<Passage>,
+}
+
+/// Everything the ask flow needs.
+#[derive(Debug, Clone)]
+pub struct AskService {
+    pub storage: Storage,
+    pub bm25: Arc<Bm25Index>,
+    /// Key mixed into the audit log's question hashes so they cannot be reversed by guessing.
+    pub audit_hash_key: Arc<[u8]>,
+}
+
+impl AskService {
+    /// Returns the passages that best match the question among those the actor may read.
+    #[tracing::instrument(skip_all, fields(principal = %actor.principal_id, tenant = %actor.tenant))]
+    pub async fn ask(&self, actor: &Actor, request: &AskRequest) -> Result<AskOutcome> {
+        let started = Instant::now();
+        if !actor.may(Permission::Ask) {
+            self.audit_denial(actor, Permission::Ask).await?;
+            return Err(Error::Forbidden);
+        }
+        let question = request.question.trim();
+        if question.is_empty() {
+            return Err(Error::user("Type a question first."));
+        }
+        if question.chars().count() > MAX_QUESTION_CHARS {
+            return Err(Error::user(format!(
+                "Questions are limited to {MAX_QUESTION_CHARS} characters."
+            )));
+        }
+        let as_of = request.as_of.unwrap_or_else(Storage::today);
+        let reader = actor.reader(as_of);
+        let limit = request.limit.clamp(1, 50);
+
+        let bm25 = Arc::clone(&self.bm25);
+        let owned_reader = reader.clone();
+        let owned_question = question.to_owned();
+        let hits =
+            tokio::task::spawn_blocking(move || bm25.search(&owned_reader, &owned_question, limit))
+                .await
+                .map_err(|e| Error::internal("search task", e))?
+                .map_err(Error::from)?;
+
+        let ids: Vec<String> = hits.iter().map(|h| h.chunk_id.clone()).collect();
+        // The database is the authority: a chunk it does not permit is dropped, and if it cannot
+        // be reached the whole ask fails rather than answering unchecked.
+        let stored = self.storage.chunks_by_ids(&ids).await?;
+        let mut passages = Vec::with_capacity(stored.len());
+        let mut withheld = 0usize;
+        for chunk in stored {
+            if !chunk.acl.permits(&reader) {
+                withheld += 1;
+                continue;
+            }
+            let score = hits
+                .iter()
+                .find(|h| h.chunk_id == chunk.id)
+                .map_or(0.0, |h| h.score);
+            passages.push(Passage {
+                rank: passages.len() + 1,
+                bm25_score: score,
+                chunk,
+            });
+        }
+        if withheld > 0 {
+            tracing::warn!(
+                withheld,
+                "index returned chunks the database no longer permits"
+            );
+        }
+
+        self.storage
+            .append_audit(AuditRecord {
+                actor: actor.principal_id.clone(),
+                tenant: Some(actor.tenant.to_string()),
+                action: "ask".to_owned(),
+                outcome: "answered".to_owned(),
+                detail: serde_json::json!({
+                    "query_hash": self.question_hash(question),
+                    "as_of": as_of.to_string(),
+                    "chunk_ids": passages.iter().map(|p| p.chunk.id.as_str()).collect::<Vec<_>>(),
+                    "withheld": withheld,
+                    "latency_ms": started.elapsed().as_millis(),
+                }),
+            })
+            .await?;
+        Ok(AskOutcome { as_of, passages })
+    }
+
+    /// Records that `actor` was refused `permission`.
+    pub async fn audit_denial(&self, actor: &Actor, permission: Permission) -> Result<()> {
+        self.storage
+            .append_audit(AuditRecord {
+                actor: actor.principal_id.clone(),
+                tenant: Some(actor.tenant.to_string()),
+                action: permission.as_str().to_owned(),
+                outcome: "denied".to_owned(),
+                detail: serde_json::json!({ "role": actor.role.as_str() }),
+            })
+            .await
+    }
+
+    fn question_hash(&self, question: &str) -> String {
+        let mut h = Sha256::new();
+        h.update(&self.audit_hash_key[..]);
+        h.update(question.as_bytes());
+        hex::encode(h.finalize())
+    }
+}

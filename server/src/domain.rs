@@ -1,0 +1,104 @@
+//! Who is acting and what they may do. Every service call that reads or changes governed data takes
+//! an [`Actor`]; the checks live here, not in handlers or templates.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::NaiveDate;
+use indexer::{Classification, GroupName, Reader, TenantId};
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+
+/// What a principal may do on the platform.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Asks questions.
+    Analyst,
+    /// Manages documents of their tenant (and may ask).
+    Admin,
+    /// Reads governance records and audit (and may ask).
+    Reviewer,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Analyst => "analyst",
+            Role::Admin => "admin",
+            Role::Reviewer => "reviewer",
+        }
+    }
+}
+
+impl FromStr for Role {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s {
+            "analyst" => Ok(Role::Analyst),
+            "admin" => Ok(Role::Admin),
+            "reviewer" => Ok(Role::Reviewer),
+            other => Err(Error::user(format!(
+                "unknown role '{other}' (expected analyst, admin or reviewer)"
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Something a principal can try to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Permission {
+    Ask,
+    ManageDocuments,
+    ReadGovernance,
+}
+
+impl Permission {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Permission::Ask => "ask",
+            Permission::ManageDocuments => "manage_documents",
+            Permission::ReadGovernance => "read_governance",
+        }
+    }
+}
+
+/// The signed-in principal on whose behalf a request runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    pub principal_id: String,
+    pub display_name: String,
+    pub tenant: TenantId,
+    pub role: Role,
+    pub groups: BTreeSet<GroupName>,
+    pub clearance: Classification,
+}
+
+impl Actor {
+    /// Whether the actor's role grants `permission`. Everyone signed in may ask.
+    pub fn may(&self, permission: Permission) -> bool {
+        match permission {
+            Permission::Ask => true,
+            Permission::ManageDocuments => self.role == Role::Admin,
+            Permission::ReadGovernance => self.role == Role::Reviewer,
+        }
+    }
+
+    /// The identity the indexes filter by, for documents in force on `as_of`.
+    pub fn reader(&self, as_of: NaiveDate) -> Reader {
+        Reader {
+            tenant: self.tenant.clone(),
+            groups: self.groups.clone(),
+            clearance: self.clearance,
+            as_of,
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! sea-orm entities, one module per table. They mirror the schema written by the `migrations`
+//! crate; access metadata is stored as plain strings and parsed into indexer types at the edge
+//! (see `storage`).
+
+macro_rules! no_relations {
+    () => {
+        #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+        pub enum Relation {}
+        impl ActiveModelBehavior for ActiveModel {}
+    };
+}
+
+pub mod tenant {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "tenants")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub name: String,
+        pub created_at: DateTimeUtc,
+    }
+    no_relations!();
+}
+
+pub mod principal {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "principals")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub tenant_id: String,
+        pub display_name: String,
+        pub role: String,
+        pub clearance: String,
+        pub created_at: DateTimeUtc,
+    }
+    no_relations!();
+}
+
+pub mod principal_group {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "principal_groups")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub principal_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub group_name: String,
+    }
+    no_relations!();
+}
+
+pub mod document {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "documents")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub tenant_id: String,
+        pub title: String,
+        pub owner: String,
+        pub created_at: DateTimeUtc,
+    }
+    no_relations!();
+}
+
+pub mod document_version {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "document_versions")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub document_id: String,
+        pub version: i32,
+        pub classification: String,
+        /// Comma-separated group names.
+        pub allowed_groups: String,
+        pub status: String,
+        pub effective_from: Date,
+        pub expires_at: Option<Date>,
+        pub retention_class: String,
+        pub file_name: String,
+        pub file_sha256: String,
+        pub page_count: i32,
+        pub ingested_at: DateTimeUtc,
+    }
+    no_relations!();
+}
+
+pub mod chunk {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "chunks")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub version_id: String,
+        pub document_id: String,
+        pub version: i32,
+        pub ordinal: i32,
+        pub page: i32,
+        pub char_start: i32,
+        pub char_end: i32,
+        #[sea_orm(column_type = "Text")]
+        pub heading_path: String,
+        #[sea_orm(column_type = "Text")]
+        pub text: String,
+        pub tenant_id: String,
+        pub owner: String,
+        pub classification: String,
+        pub allowed_groups: String,
+        pub status: String,
+        pub effective_from: Date,
+        pub expires_at: Option<Date>,
+        pub retention_class: String,
+    }
+    no_relations!();
+}
+
+pub mod ingestion_job {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "ingestion_jobs")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub tenant_id: String,
+        pub requested_by: String,
+        pub status: String,
+        pub documents_total: i32,
+        pub documents_done: i32,
+        pub chunks_written: i32,
+        #[sea_orm(column_type = "Text", nullable)]
+        pub error: Option<String>,
+        pub started_at: DateTimeUtc,
+        pub finished_at: Option<DateTimeUtc>,
+    }
+    no_relations!();
+}
+
+pub mod audit_event {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "audit_events")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub at: DateTimeUtc,
+        pub actor: String,
+        pub tenant_id: Option<String>,
+        pub action: String,
+        pub outcome: String,
+        #[sea_orm(column_type = "Text")]
+        pub detail: String,
+    }
+    no_relations!();
+}

@@ -1,0 +1,289 @@
+//! Ingestion: PDFs in, chunks with access metadata stored and indexed out. Everything is read,
+//! extracted and chunked before anything is written, so a bad file changes nothing; each document
+//! version is then stored in one transaction and indexed, and undone if indexing fails.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use indexer::{Bm25Index, Chunk, IndexedChunk};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use crate::manifest::{DocumentEntry, Manifest};
+use crate::storage::{AuditRecord, NewVersion, Storage};
+
+/// A document version that has been read and chunked but not yet stored.
+#[derive(Debug)]
+struct Prepared<'m> {
+    entry: &'m DocumentEntry,
+    bytes: Vec<u8>,
+    sha256: String,
+    page_count: u32,
+    chunks: Vec<Chunk>,
+}
+
+/// What happened to one document version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Ingested {
+        chunks: usize,
+    },
+    /// The same version with the same content was already stored.
+    Unchanged,
+}
+
+/// Progress of an ingestion run, reported after each document.
+#[derive(Debug, Clone)]
+pub struct Progress<'a> {
+    pub done: usize,
+    pub total: usize,
+    pub document_id: &'a str,
+    pub version: u32,
+    pub outcome: &'a Outcome,
+}
+
+/// Totals of an ingestion run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    pub job_id: String,
+    pub ingested: usize,
+    pub unchanged: usize,
+    pub chunks: usize,
+}
+
+/// Writes documents into storage, the BM25 index and the file store.
+#[derive(Debug, Clone)]
+pub struct Ingestor {
+    pub storage: Storage,
+    pub bm25: Arc<Bm25Index>,
+    /// Where original PDFs are kept, one folder per document.
+    pub files_dir: PathBuf,
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+fn prepare(entry: &DocumentEntry) -> Result<Prepared<'_>> {
+    let name = entry
+        .file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let bytes = std::fs::read(&entry.file).map_err(|e| {
+        Error::user(format!(
+            "document '{}': cannot read {}: {e}",
+            entry.id,
+            entry.file.display()
+        ))
+    })?;
+    let pages = indexer::extract_pages(&name, &bytes)
+        .map_err(|e| Error::user(format!("document '{}': {}", entry.id, Error::from(e))))?;
+    let chunks = indexer::chunk_pages(&entry.id, entry.version, &pages);
+    if chunks.is_empty() {
+        return Err(Error::user(format!(
+            "document '{}': no passages could be formed from its text",
+            entry.id
+        )));
+    }
+    Ok(Prepared {
+        sha256: sha256_hex(&bytes),
+        page_count: u32::try_from(pages.len()).unwrap_or(u32::MAX),
+        entry,
+        bytes,
+        chunks,
+    })
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("partial");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+impl Ingestor {
+    /// Ingests every document of a manifest, after seeding its tenants and principals.
+    #[tracing::instrument(skip_all, fields(documents = manifest.documents.len()))]
+    pub async fn ingest_manifest(
+        &self,
+        manifest: &Manifest,
+        requested_by: &str,
+        progress: &mut dyn FnMut(Progress<'_>),
+    ) -> Result<Report> {
+        // Read and chunk everything first: any bad file stops the run before a single write.
+        let prepared = manifest
+            .documents
+            .iter()
+            .map(prepare)
+            .collect::<Result<Vec<_>>>()?;
+        for p in &prepared {
+            if let Some(existing) = self.storage.document_tenant(&p.entry.id).await?
+                && existing != p.entry.acl.tenant.as_str()
+            {
+                return Err(Error::user(format!(
+                    "document '{}' already belongs to another tenant; choose another id",
+                    p.entry.id
+                )));
+            }
+        }
+
+        for t in &manifest.tenants {
+            self.storage.ensure_tenant(&t.id, &t.name).await?;
+        }
+        for p in &manifest.principals {
+            self.storage.upsert_principal(p).await?;
+        }
+
+        let job_id = format!("ingest-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S%.6fZ"));
+        let total = prepared.len();
+        self.storage
+            .start_job(
+                &job_id,
+                "*",
+                requested_by,
+                u32::try_from(total).unwrap_or(u32::MAX),
+            )
+            .await?;
+        let mut report = Report {
+            job_id: job_id.clone(),
+            ..Report::default()
+        };
+        for (i, p) in prepared.iter().enumerate() {
+            let outcome = match self.store_one(p).await {
+                Ok(o) => o,
+                Err(e) => {
+                    self.storage
+                        .update_job(
+                            &job_id,
+                            to_u32(i),
+                            to_u32(report.chunks),
+                            Some(Err(e.to_string())),
+                        )
+                        .await?;
+                    return Err(e);
+                }
+            };
+            match outcome {
+                Outcome::Ingested { chunks } => {
+                    report.ingested += 1;
+                    report.chunks += chunks;
+                }
+                Outcome::Unchanged => report.unchanged += 1,
+            }
+            self.storage
+                .update_job(&job_id, to_u32(i + 1), to_u32(report.chunks), None)
+                .await?;
+            progress(Progress {
+                done: i + 1,
+                total,
+                document_id: &p.entry.id,
+                version: p.entry.version,
+                outcome: &outcome,
+            });
+        }
+        self.storage
+            .update_job(&job_id, to_u32(total), to_u32(report.chunks), Some(Ok(())))
+            .await?;
+        self.storage
+            .append_audit(AuditRecord {
+                actor: requested_by.to_owned(),
+                tenant: None,
+                action: "ingest_manifest".to_owned(),
+                outcome: "succeeded".to_owned(),
+                detail: serde_json::json!({
+                    "job": job_id, "ingested": report.ingested, "unchanged": report.unchanged, "chunks": report.chunks,
+                }),
+            })
+            .await?;
+        Ok(report)
+    }
+
+    async fn store_one(&self, p: &Prepared<'_>) -> Result<Outcome> {
+        let e = p.entry;
+        match self.storage.version_checksum(&e.id, e.version).await? {
+            Some(sha) if sha == p.sha256 => return Ok(Outcome::Unchanged),
+            Some(_) => {
+                return Err(Error::user(format!(
+                    "document '{}' version {} is already stored with different content; give the new file a new version",
+                    e.id, e.version
+                )));
+            }
+            None => {}
+        }
+        let file_path = self
+            .files_dir
+            .join(&e.id)
+            .join(format!("v{}.pdf", e.version));
+        write_atomically(&file_path, &p.bytes)?;
+        let version = NewVersion {
+            document_id: e.id.clone(),
+            title: e.title.clone(),
+            version: e.version,
+            acl: e.acl.clone(),
+            file_name: e
+                .file
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            file_sha256: p.sha256.clone(),
+            page_count: p.page_count,
+            chunks: p.chunks.clone(),
+        };
+        if let Err(err) = self.storage.insert_version(&version).await {
+            let _ = std::fs::remove_file(&file_path);
+            return Err(err);
+        }
+        let indexed: Vec<IndexedChunk<'_>> = p
+            .chunks
+            .iter()
+            .map(|c| IndexedChunk {
+                chunk: c,
+                document_id: &e.id,
+                version: e.version,
+                acl: &e.acl,
+            })
+            .collect();
+        if let Err(err) = self.bm25.add(&indexed) {
+            // Undo the stored rows so the database never holds chunks the index lacks.
+            self.storage.delete_version(&e.id, e.version).await?;
+            let _ = std::fs::remove_file(&file_path);
+            return Err(err.into());
+        }
+        Ok(Outcome::Ingested {
+            chunks: p.chunks.len(),
+        })
+    }
+}
+
+fn to_u32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// Builds the corpus PDFs from their plain-text sources. A line holding only `<<<page>>>` starts a
+/// new page. Returns the files written.
+pub fn build_corpus_pdfs(manifest: &Manifest) -> Result<Vec<PathBuf>> {
+    let mut written = Vec::new();
+    for d in &manifest.documents {
+        let Some(source) = &d.source else { continue };
+        let text = std::fs::read_to_string(source).map_err(|e| {
+            Error::user(format!(
+                "document '{}': cannot read {}: {e}",
+                d.id,
+                source.display()
+            ))
+        })?;
+        let pages: Vec<Vec<String>> = text
+            .split("<<<page>>>\n")
+            .map(|page| page.lines().map(str::to_owned).collect())
+            .collect();
+        let pdf = indexer::write_text_pdf(&d.title, &pages)
+            .map_err(|e| Error::user(format!("document '{}': {}", d.id, Error::from(e))))?;
+        write_atomically(&d.file, &pdf)?;
+        written.push(d.file.clone());
+    }
+    Ok(written)
+}

@@ -1,0 +1,14 @@
+//! lexgate's server: storage, ingestion, the ask flow and the web application. `main` only loads
+//! settings, installs tracing and calls [`app::Application`]; tests start the very same app.
+
+pub mod app;
+pub mod ask;
+pub mod domain;
+pub mod entities;
+pub mod error;
+pub mod ingest;
+pub mod manifest;
+pub mod session;
+pub mod settings;
+pub mod storage;
+pub mod web;

@@ -1,0 +1,197 @@
+//! The `lexgate` command: loads settings, installs tracing, and hands over to the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use server::app::{Application, Platform};
+use server::manifest::Manifest;
+use server::settings::{Secret, Settings, SettingsFile};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "lexgate",
+    version,
+    about = "Governed retrieval over the regulatory documents you may read"
+)]
+struct Cli {
+    /// TOML settings file (values there are overridden by environment variables and flags).
+    #[arg(long, env = "LEXGATE_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    /// Folder for the embedded database, indexes and stored files.
+    #[arg(long, env = "LEXGATE_DATA_DIR", global = true)]
+    data_dir: Option<PathBuf>,
+    /// sqlite://... or postgres://...; defaults to a SQLite file in the data folder.
+    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
+    database_url: Option<String>,
+    /// Folder prepared by scripts/setup-models.sh.
+    #[arg(long, env = "LEXGATE_MODELS_DIR", global = true)]
+    models_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the web application.
+    Serve {
+        /// Address to listen on, e.g. 127.0.0.1:8080.
+        #[arg(long, env = "LEXGATE_BIND")]
+        bind: Option<String>,
+        /// Key (64+ characters) that signs session cookies.
+        #[arg(long, env = "LEXGATE_SESSION_KEY", hide_env_values = true)]
+        session_key: Option<String>,
+        /// Issuer of the OpenID provider; disables the development sign-in.
+        #[arg(long, env = "LEXGATE_OIDC_ISSUER")]
+        oidc_issuer: Option<String>,
+    },
+    /// Ingest the documents, tenants and demo users of a manifest.
+    Ingest { manifest: PathBuf },
+    /// Regenerate the corpus PDFs from their plain-text sources.
+    BuildCorpus { manifest: PathBuf },
+    /// Load the ONNX Runtime and the embedding model and embed a probe sentence.
+    CheckModels,
+    /// Bring the database schema up to date.
+    Migrate,
+}
+
+fn settings_from(cli: &Cli) -> anyhow::Result<Settings> {
+    let mut settings = Settings::default();
+    if let Some(path) = &cli.config {
+        settings = settings.overlay(SettingsFile::read(path)?);
+    }
+    if let Some(v) = &cli.data_dir {
+        settings.data_dir = v.clone();
+    }
+    if let Some(v) = &cli.database_url {
+        settings.database_url = Some(Secret::new(v.clone()));
+    }
+    if let Some(v) = &cli.models_dir {
+        settings.models_dir = v.clone();
+    }
+    if let Command::Serve {
+        bind,
+        session_key,
+        oidc_issuer,
+    } = &cli.command
+    {
+        if let Some(v) = bind {
+            settings.bind = v.clone();
+        }
+        if let Some(v) = session_key {
+            settings.session_key = Some(Secret::new(v.clone()));
+        }
+        if let Some(v) = oidc_issuer {
+            settings.oidc_issuer = Some(v.clone());
+        }
+    }
+    settings.validate()?;
+    Ok(settings)
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let settings = settings_from(&cli)?;
+    match &cli.command {
+        Command::Serve { .. } => {
+            let platform = Platform::open(settings).await?;
+            let app = Application::build(&platform).await?;
+            let host = platform
+                .settings
+                .bind
+                .rsplit_once(':')
+                .map_or("127.0.0.1", |(h, _)| h)
+                .to_owned();
+            tracing::info!(
+                port = app.port(),
+                database = platform.storage.backend_name(),
+                "serving"
+            );
+            println!("lexgate is serving at http://{host}:{}/", app.port());
+            app.run_until_stopped().await?;
+        }
+        Command::Ingest { manifest } => {
+            let manifest = Manifest::load(manifest)?;
+            let platform = Platform::open(settings).await?;
+            let started = std::time::Instant::now();
+            let report = platform
+                .ingestor()
+                .ingest_manifest(&manifest, "cli", &mut |p| {
+                    let what = match p.outcome {
+                        server::ingest::Outcome::Ingested { chunks } => {
+                            format!("{chunks} passages")
+                        }
+                        server::ingest::Outcome::Unchanged => "unchanged".to_owned(),
+                    };
+                    eprintln!(
+                        "[{}/{}] {} v{}: {what}",
+                        p.done, p.total, p.document_id, p.version
+                    );
+                })
+                .await?;
+            println!(
+                "ingested {} document versions ({} unchanged), {} passages in {:.1}s (job {})",
+                report.ingested,
+                report.unchanged,
+                report.chunks,
+                started.elapsed().as_secs_f64(),
+                report.job_id
+            );
+        }
+        Command::BuildCorpus { manifest } => {
+            let manifest = Manifest::load(manifest)?;
+            let written = server::ingest::build_corpus_pdfs(&manifest)?;
+            println!("wrote {} PDFs", written.len());
+        }
+        Command::CheckModels => {
+            let config = indexer::EmbedderConfig::new(
+                settings.onnx_runtime_library(),
+                settings.embedding_model_dir(),
+            );
+            let embedder =
+                indexer::Embedder::load(&config).context("loading the embedding model")?;
+            let v = embedder.embed(&["lexgate model check"])?;
+            println!(
+                "embedding model ok: {} dimensions, runtime {}",
+                v.first().map_or(0, Vec::len),
+                config.onnx_runtime_library.display()
+            );
+        }
+        Command::Migrate => {
+            let platform = Platform::open(settings).await?;
+            println!(
+                "database schema is up to date ({})",
+                platform.storage.backend_name()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("LEXGATE_LOG")
+                .unwrap_or_else(|_| "info,sqlx=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

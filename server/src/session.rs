@@ -1,0 +1,153 @@
+//! Sessions and CSRF protection with signed, HttpOnly, SameSite cookies.
+//!
+//! The session cookie holds the principal id and an expiry, signed with the server key. The CSRF
+//! cookie holds a random nonce, also signed; every state-changing form repeats the nonce in a
+//! hidden field and the two must match (a signed double-submit token).
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::cookie::{Cookie, CookieJar, Key, SameSite, time::Duration as CookieDuration};
+use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
+use chrono::Utc;
+
+use crate::domain::Actor;
+use crate::error::Error;
+use crate::web::AppState;
+
+pub const SESSION_COOKIE: &str = "lexgate_session";
+pub const CSRF_COOKIE: &str = "lexgate_csrf";
+
+/// Random bytes from the operating system, hex-encoded.
+pub fn random_hex(bytes: usize) -> Result<String, Error> {
+    use std::io::Read;
+    let mut buf = vec![0u8; bytes];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .map_err(|e| Error::internal("reading random bytes", e))?;
+    Ok(hex::encode(buf))
+}
+
+/// Signs `value` into a cookie with the platform's attributes.
+fn signed_cookie(
+    key: &Key,
+    name: &'static str,
+    value: String,
+    max_age_minutes: i64,
+    secure: bool,
+) -> Cookie<'static> {
+    let mut jar = CookieJar::new();
+    jar.signed_mut(key).add(Cookie::new(name, value));
+    let mut cookie = jar
+        .get(name)
+        .cloned()
+        .unwrap_or_else(|| Cookie::new(name, ""));
+    cookie.set_http_only(true);
+    cookie.set_same_site(SameSite::Lax);
+    cookie.set_path("/");
+    cookie.set_secure(secure);
+    cookie.set_max_age(CookieDuration::minutes(max_age_minutes));
+    cookie
+}
+
+/// The verified value of a signed cookie, or `None` if absent or tampered with.
+fn read_signed(req: &HttpRequest, key: &Key, name: &str) -> Option<String> {
+    let mut jar = CookieJar::new();
+    jar.add_original(req.cookie(name)?.into_owned());
+    jar.signed(key).get(name).map(|c| c.value().to_owned())
+}
+
+/// A cookie that starts a session for `principal_id`.
+pub fn session_cookie(state: &AppState, principal_id: &str) -> Cookie<'static> {
+    let expires = Utc::now().timestamp() + state.session_minutes * 60;
+    signed_cookie(
+        &state.key,
+        SESSION_COOKIE,
+        format!("{principal_id}|{expires}"),
+        state.session_minutes,
+        state.secure_cookies,
+    )
+}
+
+/// A cookie that ends the session.
+pub fn clear_session_cookie() -> Cookie<'static> {
+    let mut c = Cookie::new(SESSION_COOKIE, "");
+    c.set_path("/");
+    c.make_removal();
+    c
+}
+
+/// The principal id of a valid, unexpired session.
+pub fn session_principal(req: &HttpRequest, state: &AppState) -> Option<String> {
+    let value = read_signed(req, &state.key, SESSION_COOKIE)?;
+    let (principal, expires) = value.rsplit_once('|')?;
+    let expires: i64 = expires.parse().ok()?;
+    (Utc::now().timestamp() < expires).then(|| principal.to_owned())
+}
+
+/// The CSRF token for forms on this page, and the cookie to set when the browser has none yet.
+#[derive(Debug)]
+pub struct Csrf {
+    pub token: String,
+    pub new_cookie: Option<Cookie<'static>>,
+}
+
+pub fn csrf_for(req: &HttpRequest, state: &AppState) -> Result<Csrf, Error> {
+    if let Some(token) = read_signed(req, &state.key, CSRF_COOKIE) {
+        return Ok(Csrf {
+            token,
+            new_cookie: None,
+        });
+    }
+    let token = random_hex(24)?;
+    let cookie = signed_cookie(
+        &state.key,
+        CSRF_COOKIE,
+        token.clone(),
+        24 * 60,
+        state.secure_cookies,
+    );
+    Ok(Csrf {
+        token,
+        new_cookie: Some(cookie),
+    })
+}
+
+/// Checks a submitted CSRF token against the signed cookie.
+pub fn verify_csrf(req: &HttpRequest, state: &AppState, submitted: &str) -> Result<(), Error> {
+    match read_signed(req, &state.key, CSRF_COOKIE) {
+        Some(expected) if !submitted.is_empty() && expected == submitted => Ok(()),
+        _ => Err(Error::user(
+            "This form has expired or did not come from lexgate. Reload the page and try again.",
+        )),
+    }
+}
+
+/// Extracts the signed-in actor, or fails with [`Error::Unauthenticated`].
+#[derive(Debug, Clone)]
+pub struct SignedIn(pub Actor);
+
+impl FromRequest for SignedIn {
+    type Error = crate::web::WebError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let wants_html = crate::web::wants_html(&req);
+            let fail =
+                |e: Error| crate::web::WebError::new(e, wants_html, crate::web::is_htmx(&req));
+            let state = req
+                .app_data::<web::Data<AppState>>()
+                .cloned()
+                .ok_or_else(|| fail(Error::Internal("application state missing".into())))?;
+            let principal =
+                session_principal(&req, &state).ok_or_else(|| fail(Error::Unauthenticated))?;
+            match state.storage.actor(&principal).await {
+                Ok(Some(actor)) => Ok(SignedIn(actor)),
+                Ok(None) => Err(fail(Error::Unauthenticated)),
+                Err(e) => Err(fail(e)),
+            }
+        })
+    }
+}

@@ -1,0 +1,166 @@
+//! One typed settings struct. Loaded only by `main`: built-in defaults, then a TOML file (unknown
+//! keys rejected), then environment variables and command-line flags (clap resolves those two,
+//! flag over variable). Secrets are wrapped so they never print.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// A value that must not appear in logs or debug output.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Everything the platform can be configured with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Address the web server listens on; port 0 picks a free port.
+    pub bind: String,
+    /// Holds the SQLite database (by default), the indexes and stored files.
+    pub data_dir: PathBuf,
+    /// `sqlite://...` or `postgres://...`; defaults to a SQLite file in `data_dir`.
+    pub database_url: Option<Secret>,
+    /// Folder with `lib/` (ONNX Runtime) and `embed/` (embedding model), as set up by
+    /// scripts/setup-models.sh.
+    pub models_dir: PathBuf,
+    /// Signs session and CSRF cookies; at least 64 bytes. Random per start when absent, which
+    /// signs everyone out on restart.
+    pub session_key: Option<Secret>,
+    /// Session lifetime in minutes.
+    pub session_minutes: i64,
+    /// Issuer URL of the OpenID provider. When set, the development sign-in is refused.
+    pub oidc_issuer: Option<String>,
+    /// Passages shown per question.
+    pub passages_per_answer: usize,
+    /// Mark cookies `Secure` (serve behind HTTPS).
+    pub secure_cookies: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1:8080".to_owned(),
+            data_dir: PathBuf::from(".lexgate/data"),
+            database_url: None,
+            models_dir: PathBuf::from(".lexgate/models"),
+            session_key: None,
+            session_minutes: 8 * 60,
+            oidc_issuer: None,
+            passages_per_answer: 5,
+            secure_cookies: false,
+        }
+    }
+}
+
+/// The settings file: every key optional, unknown keys rejected.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsFile {
+    pub bind: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<Secret>,
+    pub models_dir: Option<PathBuf>,
+    pub session_key: Option<Secret>,
+    pub session_minutes: Option<i64>,
+    pub oidc_issuer: Option<String>,
+    pub passages_per_answer: Option<usize>,
+    pub secure_cookies: Option<bool>,
+}
+
+impl SettingsFile {
+    pub fn read(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::user(format!("cannot read settings file {}: {e}", path.display()))
+        })?;
+        toml::from_str(&text)
+            .map_err(|e| Error::user(format!("settings file {}: {e}", path.display())))
+    }
+}
+
+impl Settings {
+    /// Applies the values present in `file` over `self`.
+    pub fn overlay(mut self, file: SettingsFile) -> Self {
+        macro_rules! take {
+            ($($field:ident),*) => { $( if let Some(v) = file.$field { self.$field = v; } )* };
+        }
+        take!(
+            bind,
+            data_dir,
+            models_dir,
+            session_minutes,
+            passages_per_answer,
+            secure_cookies
+        );
+        if file.database_url.is_some() {
+            self.database_url = file.database_url;
+        }
+        if file.session_key.is_some() {
+            self.session_key = file.session_key;
+        }
+        if file.oidc_issuer.is_some() {
+            self.oidc_issuer = file.oidc_issuer;
+        }
+        self
+    }
+
+    /// The database URL in effect.
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.expose().to_owned(),
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("lexgate.db").display()
+            ),
+        }
+    }
+
+    pub fn bm25_dir(&self) -> PathBuf {
+        self.data_dir.join("bm25")
+    }
+
+    pub fn files_dir(&self) -> PathBuf {
+        self.data_dir.join("files")
+    }
+
+    pub fn onnx_runtime_library(&self) -> PathBuf {
+        self.models_dir.join("lib").join("libonnxruntime.so.1.32.0")
+    }
+
+    pub fn embedding_model_dir(&self) -> PathBuf {
+        self.models_dir.join("embed")
+    }
+
+    /// Rejects settings that cannot work together.
+    pub fn validate(&self) -> Result<()> {
+        if let Some(key) = &self.session_key
+            && key.expose().len() < 64
+        {
+            return Err(Error::user("session_key must be at least 64 characters"));
+        }
+        if self.session_minutes <= 0 {
+            return Err(Error::user("session_minutes must be positive"));
+        }
+        if self.passages_per_answer == 0 || self.passages_per_answer > 50 {
+            return Err(Error::user("passages_per_answer must be between 1 and 50"));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,536 @@
+//! Storage through sea-orm: SQLite as the embedded default, PostgreSQL when the URL names one.
+//! This is the source of truth for documents, chunks and their access metadata; the indexes are
+//! derived from it. Rows are turned into indexer types here, at the edge.
+
+use std::collections::BTreeSet;
+
+use chrono::{NaiveDate, Utc};
+use indexer::{ChunkAcl, Classification, GroupName, SourceStatus, TenantId};
+use migrations::{Migrator, MigratorTrait};
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectOptions, Database, DatabaseConnection, DbBackend,
+    EntityTrait, QueryFilter, QueryOrder, TransactionTrait,
+};
+
+use crate::domain::{Actor, Role};
+use crate::entities::{
+    audit_event, chunk, document, document_version, ingestion_job, principal, principal_group,
+    tenant,
+};
+use crate::error::{Error, Result};
+
+/// A handle on the database. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Storage {
+    db: DatabaseConnection,
+}
+
+/// A principal to create or update (demo users, or users provisioned from an identity provider).
+#[derive(Debug, Clone)]
+pub struct PrincipalSeed {
+    pub id: String,
+    pub display_name: String,
+    pub tenant: TenantId,
+    pub role: Role,
+    pub groups: BTreeSet<GroupName>,
+    pub clearance: Classification,
+}
+
+/// One document version with its chunks, written in a single transaction.
+#[derive(Debug, Clone)]
+pub struct NewVersion {
+    pub document_id: String,
+    pub title: String,
+    pub version: u32,
+    pub acl: ChunkAcl,
+    pub file_name: String,
+    pub file_sha256: String,
+    pub page_count: u32,
+    pub chunks: Vec<indexer::Chunk>,
+}
+
+/// A chunk read back from the database, with its parsed access metadata.
+#[derive(Debug, Clone)]
+pub struct StoredChunk {
+    pub id: String,
+    pub document_id: String,
+    pub title: String,
+    pub version: u32,
+    pub page: u32,
+    pub char_start: u32,
+    pub char_end: u32,
+    pub heading_path: String,
+    pub text: String,
+    pub acl: ChunkAcl,
+}
+
+/// A row of the documents list.
+#[derive(Debug, Clone)]
+pub struct DocumentSummary {
+    pub id: String,
+    pub title: String,
+    pub version: u32,
+    pub status: String,
+    pub classification: String,
+    pub chunk_count: usize,
+}
+
+/// An event for the audit log.
+#[derive(Debug, Clone)]
+pub struct AuditRecord {
+    pub actor: String,
+    pub tenant: Option<String>,
+    pub action: String,
+    pub outcome: String,
+    pub detail: serde_json::Value,
+}
+
+fn version_row_id(document_id: &str, version: u32) -> String {
+    format!("{document_id}@{version}")
+}
+
+fn join_groups(groups: &BTreeSet<GroupName>) -> String {
+    groups
+        .iter()
+        .map(GroupName::as_str)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn parse_groups(s: &str) -> Result<BTreeSet<GroupName>> {
+    s.split(',')
+        .filter(|g| !g.is_empty())
+        .map(|g| GroupName::parse(g).map_err(Error::from))
+        .collect()
+}
+
+fn to_i32(n: u32) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+fn to_u32(n: i32) -> u32 {
+    u32::try_from(n).unwrap_or(0)
+}
+
+impl Storage {
+    /// Connects and brings the schema up to date.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let mut options = ConnectOptions::new(url.to_owned());
+        options.sqlx_logging(false).max_connections(8);
+        let db = Database::connect(options).await?;
+        Migrator::up(&db, None).await?;
+        Ok(Self { db })
+    }
+
+    /// Which backend this is ("sqlite" or "postgres"), for logs and health pages.
+    pub fn backend_name(&self) -> &'static str {
+        match self.db.get_database_backend() {
+            DbBackend::Sqlite => "sqlite",
+            DbBackend::Postgres => "postgres",
+            _ => "other",
+        }
+    }
+
+    /// Checks the database answers.
+    pub async fn ping(&self) -> Result<()> {
+        self.db.ping().await.map_err(Error::from)
+    }
+
+    pub async fn ensure_tenant(&self, id: &TenantId, name: &str) -> Result<()> {
+        let row = tenant::ActiveModel {
+            id: Set(id.to_string()),
+            name: Set(name.to_owned()),
+            created_at: Set(Utc::now()),
+        };
+        tenant::Entity::insert(row)
+            .on_conflict(
+                OnConflict::column(tenant::Column::Id)
+                    .update_column(tenant::Column::Name)
+                    .to_owned(),
+            )
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn tenant_exists(&self, id: &TenantId) -> Result<bool> {
+        Ok(tenant::Entity::find_by_id(id.to_string())
+            .one(&self.db)
+            .await?
+            .is_some())
+    }
+
+    /// Creates or updates a principal and replaces its group memberships.
+    pub async fn upsert_principal(&self, p: &PrincipalSeed) -> Result<()> {
+        let txn = self.db.begin().await?;
+        let row = principal::ActiveModel {
+            id: Set(p.id.clone()),
+            tenant_id: Set(p.tenant.to_string()),
+            display_name: Set(p.display_name.clone()),
+            role: Set(p.role.to_string()),
+            clearance: Set(p.clearance.to_string()),
+            created_at: Set(Utc::now()),
+        };
+        principal::Entity::insert(row)
+            .on_conflict(
+                OnConflict::column(principal::Column::Id)
+                    .update_columns([
+                        principal::Column::TenantId,
+                        principal::Column::DisplayName,
+                        principal::Column::Role,
+                        principal::Column::Clearance,
+                    ])
+                    .to_owned(),
+            )
+            .exec(&txn)
+            .await?;
+        principal_group::Entity::delete_many()
+            .filter(principal_group::Column::PrincipalId.eq(p.id.clone()))
+            .exec(&txn)
+            .await?;
+        if !p.groups.is_empty() {
+            let rows = p.groups.iter().map(|g| principal_group::ActiveModel {
+                principal_id: Set(p.id.clone()),
+                group_name: Set(g.to_string()),
+            });
+            principal_group::Entity::insert_many(rows)
+                .exec(&txn)
+                .await?;
+        }
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// Loads a principal as an [`Actor`], or `None` when unknown.
+    pub async fn actor(&self, principal_id: &str) -> Result<Option<Actor>> {
+        let Some(row) = principal::Entity::find_by_id(principal_id.to_owned())
+            .one(&self.db)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let groups = principal_group::Entity::find()
+            .filter(principal_group::Column::PrincipalId.eq(principal_id.to_owned()))
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|g| GroupName::parse(&g.group_name).map_err(Error::from))
+            .collect::<Result<BTreeSet<_>>>()?;
+        Ok(Some(Actor {
+            principal_id: row.id,
+            display_name: row.display_name,
+            tenant: TenantId::parse(&row.tenant_id)?,
+            role: row.role.parse()?,
+            groups,
+            clearance: row.clearance.parse()?,
+        }))
+    }
+
+    /// Every principal, ordered by tenant then id (the development sign-in lists them).
+    pub async fn list_actors(&self) -> Result<Vec<Actor>> {
+        let rows = principal::Entity::find()
+            .order_by_asc(principal::Column::TenantId)
+            .order_by_asc(principal::Column::Id)
+            .all(&self.db)
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            if let Some(actor) = self.actor(&row.id).await? {
+                out.push(actor);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The checksum of a stored version, if that version exists.
+    pub async fn version_checksum(
+        &self,
+        document_id: &str,
+        version: u32,
+    ) -> Result<Option<String>> {
+        Ok(
+            document_version::Entity::find_by_id(version_row_id(document_id, version))
+                .one(&self.db)
+                .await?
+                .map(|v| v.file_sha256),
+        )
+    }
+
+    /// The tenant a document belongs to, if it exists.
+    pub async fn document_tenant(&self, document_id: &str) -> Result<Option<String>> {
+        Ok(document::Entity::find_by_id(document_id.to_owned())
+            .one(&self.db)
+            .await?
+            .map(|d| d.tenant_id))
+    }
+
+    /// Writes a document version and all its chunks, or nothing.
+    pub async fn insert_version(&self, v: &NewVersion) -> Result<()> {
+        let txn = self.db.begin().await?;
+        let now = Utc::now();
+        let doc = document::ActiveModel {
+            id: Set(v.document_id.clone()),
+            tenant_id: Set(v.acl.tenant.to_string()),
+            title: Set(v.title.clone()),
+            owner: Set(v.acl.owner.clone()),
+            created_at: Set(now),
+        };
+        document::Entity::insert(doc)
+            .on_conflict(
+                OnConflict::column(document::Column::Id)
+                    .update_columns([document::Column::Title, document::Column::Owner])
+                    .to_owned(),
+            )
+            .exec(&txn)
+            .await?;
+        let version_id = version_row_id(&v.document_id, v.version);
+        let groups = join_groups(&v.acl.allowed_groups);
+        document_version::Entity::insert(document_version::ActiveModel {
+            id: Set(version_id.clone()),
+            document_id: Set(v.document_id.clone()),
+            version: Set(to_i32(v.version)),
+            classification: Set(v.acl.classification.to_string()),
+            allowed_groups: Set(groups.clone()),
+            status: Set(v.acl.status.to_string()),
+            effective_from: Set(v.acl.effective_from),
+            expires_at: Set(v.acl.expires_at),
+            retention_class: Set(v.acl.retention_class.clone()),
+            file_name: Set(v.file_name.clone()),
+            file_sha256: Set(v.file_sha256.clone()),
+            page_count: Set(to_i32(v.page_count)),
+            ingested_at: Set(now),
+        })
+        .exec(&txn)
+        .await?;
+        for batch in v.chunks.chunks(200) {
+            let rows = batch.iter().map(|c| chunk::ActiveModel {
+                id: Set(c.id.clone()),
+                version_id: Set(version_id.clone()),
+                document_id: Set(v.document_id.clone()),
+                version: Set(to_i32(v.version)),
+                ordinal: Set(to_i32(c.ordinal)),
+                page: Set(to_i32(c.page)),
+                char_start: Set(to_i32(c.char_start)),
+                char_end: Set(to_i32(c.char_end)),
+                heading_path: Set(c.heading_path.clone()),
+                text: Set(c.text.clone()),
+                tenant_id: Set(v.acl.tenant.to_string()),
+                owner: Set(v.acl.owner.clone()),
+                classification: Set(v.acl.classification.to_string()),
+                allowed_groups: Set(groups.clone()),
+                status: Set(v.acl.status.to_string()),
+                effective_from: Set(v.acl.effective_from),
+                expires_at: Set(v.acl.expires_at),
+                retention_class: Set(v.acl.retention_class.clone()),
+            });
+            chunk::Entity::insert_many(rows).exec(&txn).await?;
+        }
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// Removes one version and its chunks (used to undo a write whose indexing failed).
+    pub async fn delete_version(&self, document_id: &str, version: u32) -> Result<()> {
+        let txn = self.db.begin().await?;
+        let version_id = version_row_id(document_id, version);
+        chunk::Entity::delete_many()
+            .filter(chunk::Column::VersionId.eq(version_id.clone()))
+            .exec(&txn)
+            .await?;
+        document_version::Entity::delete_by_id(version_id)
+            .exec(&txn)
+            .await?;
+        let remaining = document_version::Entity::find()
+            .filter(document_version::Column::DocumentId.eq(document_id.to_owned()))
+            .one(&txn)
+            .await?;
+        if remaining.is_none() {
+            document::Entity::delete_by_id(document_id.to_owned())
+                .exec(&txn)
+                .await?;
+        }
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// Chunks by id, in the order asked for; ids not found are skipped.
+    pub async fn chunks_by_ids(&self, ids: &[String]) -> Result<Vec<StoredChunk>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = chunk::Entity::find()
+            .filter(chunk::Column::Id.is_in(ids.to_vec()))
+            .all(&self.db)
+            .await?;
+        let doc_ids: BTreeSet<String> = rows.iter().map(|r| r.document_id.clone()).collect();
+        let titles: std::collections::HashMap<String, String> = document::Entity::find()
+            .filter(document::Column::Id.is_in(doc_ids))
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|d| (d.id, d.title))
+            .collect();
+        let mut by_id: std::collections::HashMap<String, chunk::Model> =
+            rows.into_iter().map(|r| (r.id.clone(), r)).collect();
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let Some(r) = by_id.remove(id) else { continue };
+            let acl = ChunkAcl {
+                tenant: TenantId::parse(&r.tenant_id)?,
+                owner: r.owner,
+                classification: r.classification.parse()?,
+                allowed_groups: parse_groups(&r.allowed_groups)?,
+                status: r.status.parse::<SourceStatus>()?,
+                effective_from: r.effective_from,
+                expires_at: r.expires_at,
+                retention_class: r.retention_class,
+            };
+            out.push(StoredChunk {
+                title: titles.get(&r.document_id).cloned().unwrap_or_default(),
+                id: r.id,
+                document_id: r.document_id,
+                version: to_u32(r.version),
+                page: to_u32(r.page),
+                char_start: to_u32(r.char_start),
+                char_end: to_u32(r.char_end),
+                heading_path: r.heading_path,
+                text: r.text,
+                acl,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Number of chunks stored for a tenant.
+    pub async fn count_chunks(&self, tenant: &TenantId) -> Result<u64> {
+        use sea_orm::PaginatorTrait;
+        Ok(chunk::Entity::find()
+            .filter(chunk::Column::TenantId.eq(tenant.to_string()))
+            .count(&self.db)
+            .await?)
+    }
+
+    /// The latest version of each document of a tenant.
+    pub async fn list_documents(&self, tenant: &TenantId) -> Result<Vec<DocumentSummary>> {
+        let docs = document::Entity::find()
+            .filter(document::Column::TenantId.eq(tenant.to_string()))
+            .order_by_asc(document::Column::Title)
+            .all(&self.db)
+            .await?;
+        let mut out = Vec::with_capacity(docs.len());
+        for d in docs {
+            let versions = document_version::Entity::find()
+                .filter(document_version::Column::DocumentId.eq(d.id.clone()))
+                .order_by_desc(document_version::Column::Version)
+                .all(&self.db)
+                .await?;
+            if let Some(latest) = versions.first() {
+                use sea_orm::PaginatorTrait;
+                let chunk_count = chunk::Entity::find()
+                    .filter(chunk::Column::VersionId.eq(latest.id.clone()))
+                    .count(&self.db)
+                    .await?;
+                out.push(DocumentSummary {
+                    id: d.id.clone(),
+                    title: d.title.clone(),
+                    version: to_u32(latest.version),
+                    status: latest.status.clone(),
+                    classification: latest.classification.clone(),
+                    chunk_count: usize::try_from(chunk_count).unwrap_or(usize::MAX),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Appends an event to the audit log.
+    pub async fn append_audit(&self, e: AuditRecord) -> Result<()> {
+        audit_event::Entity::insert(audit_event::ActiveModel {
+            at: Set(Utc::now()),
+            actor: Set(e.actor),
+            tenant_id: Set(e.tenant),
+            action: Set(e.action),
+            outcome: Set(e.outcome),
+            detail: Set(e.detail.to_string()),
+            ..Default::default()
+        })
+        .exec(&self.db)
+        .await?;
+        Ok(())
+    }
+
+    /// The most recent audit events, newest first.
+    pub async fn recent_audit(&self, limit: u64) -> Result<Vec<audit_event::Model>> {
+        use sea_orm::QuerySelect;
+        Ok(audit_event::Entity::find()
+            .order_by_desc(audit_event::Column::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await?)
+    }
+
+    /// Starts an ingestion job record.
+    pub async fn start_job(
+        &self,
+        id: &str,
+        tenant: &str,
+        requested_by: &str,
+        documents_total: u32,
+    ) -> Result<()> {
+        ingestion_job::Entity::insert(ingestion_job::ActiveModel {
+            id: Set(id.to_owned()),
+            tenant_id: Set(tenant.to_owned()),
+            requested_by: Set(requested_by.to_owned()),
+            status: Set("running".to_owned()),
+            documents_total: Set(to_i32(documents_total)),
+            documents_done: Set(0),
+            chunks_written: Set(0),
+            error: Set(None),
+            started_at: Set(Utc::now()),
+            finished_at: Set(None),
+        })
+        .exec(&self.db)
+        .await?;
+        Ok(())
+    }
+
+    /// Records progress or the end of an ingestion job.
+    pub async fn update_job(
+        &self,
+        id: &str,
+        done: u32,
+        chunks: u32,
+        outcome: Option<std::result::Result<(), String>>,
+    ) -> Result<()> {
+        let mut row = ingestion_job::ActiveModel {
+            id: Set(id.to_owned()),
+            documents_done: Set(to_i32(done)),
+            chunks_written: Set(to_i32(chunks)),
+            ..Default::default()
+        };
+        if let Some(outcome) = outcome {
+            row.finished_at = Set(Some(Utc::now()));
+            match outcome {
+                Ok(()) => row.status = Set("succeeded".to_owned()),
+                Err(msg) => {
+                    row.status = Set("failed".to_owned());
+                    row.error = Set(Some(msg));
+                }
+            }
+        }
+        ingestion_job::Entity::update(row).exec(&self.db).await?;
+        Ok(())
+    }
+
+    pub async fn job(&self, id: &str) -> Result<Option<ingestion_job::Model>> {
+        Ok(ingestion_job::Entity::find_by_id(id.to_owned())
+            .one(&self.db)
+            .await?)
+    }
+
+    /// Today's date in UTC, the default "as of" date.
+    pub fn today() -> NaiveDate {
+        Utc::now().date_naive()
+    }
+}

@@ -1,0 +1,552 @@
+//! HTTP: routes, thin handlers, views and the one place errors become responses. Handlers parse
+//! input, make one service call and render; authorization happens in the services.
+
+use std::sync::Arc;
+
+use actix_web::cookie::Key;
+use actix_web::http::{StatusCode, header};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use askama::Template;
+use chrono::NaiveDate;
+use serde::Deserialize;
+
+use crate::ask::{AskOutcome, AskRequest, AskService};
+use crate::domain::Actor;
+use crate::error::Error;
+use crate::session::{self, SignedIn};
+use crate::storage::Storage;
+
+/// Shared state of the web application.
+#[derive(Clone)]
+pub struct AppState {
+    pub storage: Storage,
+    pub ask: AskService,
+    pub key: Key,
+    pub session_minutes: i64,
+    pub secure_cookies: bool,
+    /// When an OpenID provider is configured the development sign-in is refused.
+    pub oidc_configured: bool,
+    pub passages_per_answer: usize,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("oidc_configured", &self.oidc_configured)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Registers every route.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/", web::get().to(index_get))
+        .route("/healthz", web::get().to(health_get))
+        .route("/signin", web::get().to(signin_get))
+        .route("/signin/dev", web::post().to(signin_dev_post))
+        .route("/signout", web::post().to(signout_post))
+        .route("/ask", web::get().to(ask_get))
+        .route("/api/ask", web::get().to(api_ask_get))
+        .route("/static/{name}", web::get().to(static_get));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+
+/// An error on its way to the browser or API client. Knows whether the caller wants HTML, an htmx
+/// fragment or JSON, and never shows internals: internal errors are logged under a request id.
+#[derive(Debug)]
+pub struct WebError {
+    error: Error,
+    html: bool,
+    htmx: bool,
+    request_id: String,
+}
+
+impl WebError {
+    pub fn new(error: Error, html: bool, htmx: bool) -> Self {
+        let request_id = session::random_hex(8).unwrap_or_else(|_| "unknown".to_owned());
+        Self {
+            error,
+            html,
+            htmx,
+            request_id,
+        }
+    }
+
+    fn public_message(&self) -> String {
+        match &self.error {
+            Error::User(msg) => msg.clone(),
+            Error::Forbidden => {
+                "You are not allowed to do that. The attempt has been recorded.".to_owned()
+            }
+            Error::Unauthenticated => "Please sign in.".to_owned(),
+            Error::NotFound => "Not found.".to_owned(),
+            Error::Storage(_) => {
+                "The document store cannot be reached, so no answer was given. Try again shortly."
+                    .to_owned()
+            }
+            Error::Internal(_) => "Something went wrong on our side.".to_owned(),
+        }
+    }
+}
+
+impl std::fmt::Display for WebError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (request {})", self.error, self.request_id)
+    }
+}
+
+impl ResponseError for WebError {
+    fn status_code(&self) -> StatusCode {
+        match self.error {
+            Error::User(_) => StatusCode::BAD_REQUEST,
+            Error::Forbidden => StatusCode::FORBIDDEN,
+            Error::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Error::NotFound => StatusCode::NOT_FOUND,
+            Error::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if matches!(self.error, Error::Storage(_) | Error::Internal(_)) {
+            tracing::error!(request_id = %self.request_id, error = %self.error, "request failed");
+        }
+        let status = self.status_code();
+        if matches!(self.error, Error::Unauthenticated) && self.html {
+            if self.htmx {
+                return HttpResponse::Unauthorized()
+                    .insert_header(("HX-Redirect", "/signin"))
+                    .finish();
+            }
+            return HttpResponse::SeeOther()
+                .insert_header((header::LOCATION, "/signin"))
+                .finish();
+        }
+        let message = self.public_message();
+        if !self.html {
+            return HttpResponse::build(status)
+                .json(serde_json::json!({ "error": message, "request_id": self.request_id }));
+        }
+        let view = ErrorView {
+            status: status.as_u16(),
+            message: &message,
+            request_id: &self.request_id,
+        };
+        let body = if self.htmx {
+            view.render_partial()
+        } else {
+            view.render()
+        };
+        let mut resp = HttpResponse::build(status);
+        resp.content_type("text/html; charset=utf-8");
+        if self.htmx {
+            // htmx ignores error responses unless told where to put them.
+            resp.insert_header(("HX-Retarget", "#flash"))
+                .insert_header(("HX-Reswap", "innerHTML"));
+        }
+        resp.body(body.unwrap_or_else(|_| message.clone()))
+    }
+}
+
+pub fn is_htmx(req: &HttpRequest) -> bool {
+    req.headers().contains_key("HX-Request")
+}
+
+/// API routes answer JSON; everything else answers HTML.
+pub fn wants_html(req: &HttpRequest) -> bool {
+    !req.path().starts_with("/api/")
+}
+
+fn web_err(req: &HttpRequest) -> impl Fn(Error) -> WebError + '_ {
+    move |e| WebError::new(e, wants_html(req), is_htmx(req))
+}
+
+type WebResult = Result<HttpResponse, WebError>;
+
+// ---------------------------------------------------------------------------------------------
+// Views
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorView<'a> {
+    status: u16,
+    message: &'a str,
+    request_id: &'a str,
+}
+
+impl ErrorView<'_> {
+    fn render_partial(&self) -> askama::Result<String> {
+        Ok(format!(
+            "<div class=\"flash error\" role=\"alert\">{} <small>(request {})</small></div>",
+            askama::filters::escape(self.message, askama::filters::Html)?,
+            askama::filters::escape(self.request_id, askama::filters::Html)?
+        ))
+    }
+}
+
+/// The signed-in user as the header shows them.
+struct UserView {
+    name: String,
+    tenant: String,
+    role: &'static str,
+    csrf: String,
+}
+
+#[derive(Template)]
+#[template(path = "signin.html")]
+struct SigninView {
+    dev_enabled: bool,
+    users: Vec<DemoUserView>,
+    csrf: String,
+}
+
+struct DemoUserView {
+    id: String,
+    name: String,
+    tenant: String,
+    role: &'static str,
+    groups: String,
+    clearance: &'static str,
+}
+
+struct PassageView {
+    rank: usize,
+    chunk_id: String,
+    title: String,
+    document_id: String,
+    version: u32,
+    page: u32,
+    heading_path: String,
+    text: String,
+    score: String,
+}
+
+#[derive(Template)]
+#[template(path = "ask.html")]
+struct AskView {
+    user: UserView,
+    question: String,
+    as_of: String,
+    /// The results fragment, already rendered (and escaped) by its own template.
+    results_html: String,
+}
+
+#[derive(Template)]
+#[template(path = "ask_results.html")]
+struct ResultsView {
+    as_of: String,
+    passages: Vec<PassageView>,
+}
+
+fn user_view(actor: &Actor, csrf: String) -> UserView {
+    UserView {
+        name: actor.display_name.clone(),
+        tenant: actor.tenant.to_string(),
+        role: actor.role.as_str(),
+        csrf,
+    }
+}
+
+fn results_view(outcome: &AskOutcome) -> ResultsView {
+    ResultsView {
+        as_of: outcome.as_of.to_string(),
+        passages: outcome
+            .passages
+            .iter()
+            .map(|p| PassageView {
+                rank: p.rank,
+                chunk_id: p.chunk.id.clone(),
+                title: p.chunk.title.clone(),
+                document_id: p.chunk.document_id.clone(),
+                version: p.chunk.version,
+                page: p.chunk.page,
+                heading_path: p.chunk.heading_path.clone(),
+                text: p.chunk.text.clone(),
+                score: format!("{:.2}", p.bm25_score),
+            })
+            .collect(),
+    }
+}
+
+fn html(
+    body: askama::Result<String>,
+    csrf_cookie: Option<actix_web::cookie::Cookie<'static>>,
+) -> WebResult {
+    let body = body.map_err(|e| WebError::new(Error::internal("rendering", e), true, false))?;
+    let mut resp = HttpResponse::Ok();
+    resp.content_type("text/html; charset=utf-8");
+    if let Some(c) = csrf_cookie {
+        resp.cookie(c);
+    }
+    Ok(resp.body(body))
+}
+
+fn redirect(to: &str) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, to))
+        .finish()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Handlers
+
+async fn index_get(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    if session::session_principal(&req, &state).is_some() {
+        redirect("/ask")
+    } else {
+        redirect("/signin")
+    }
+}
+
+async fn health_get(state: web::Data<AppState>) -> HttpResponse {
+    match state.storage.ping().await {
+        Ok(()) => HttpResponse::Ok()
+            .json(serde_json::json!({ "status": "ok", "database": state.storage.backend_name() })),
+        Err(_) => HttpResponse::ServiceUnavailable()
+            .json(serde_json::json!({ "status": "database unavailable" })),
+    }
+}
+
+async fn signin_get(req: HttpRequest, state: web::Data<AppState>) -> WebResult {
+    let err = web_err(&req);
+    let csrf = session::csrf_for(&req, &state).map_err(&err)?;
+    let users = if state.oidc_configured {
+        Vec::new()
+    } else {
+        state
+            .storage
+            .list_actors()
+            .await
+            .map_err(&err)?
+            .into_iter()
+            .map(|a| DemoUserView {
+                groups: a
+                    .groups
+                    .iter()
+                    .map(|g| g.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                clearance: a.clearance.as_str(),
+                role: a.role.as_str(),
+                tenant: a.tenant.to_string(),
+                name: a.display_name,
+                id: a.principal_id,
+            })
+            .collect()
+    };
+    html(
+        SigninView {
+            dev_enabled: !state.oidc_configured,
+            users,
+            csrf: csrf.token,
+        }
+        .render(),
+        csrf.new_cookie,
+    )
+}
+
+#[derive(Deserialize)]
+struct DevSigninForm {
+    principal_id: String,
+    csrf: String,
+}
+
+async fn signin_dev_post(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    form: web::Form<DevSigninForm>,
+) -> WebResult {
+    let err = web_err(&req);
+    if state.oidc_configured {
+        return Err(err(Error::user(
+            "The development sign-in is disabled because an OpenID provider is configured.",
+        )));
+    }
+    session::verify_csrf(&req, &state, &form.csrf).map_err(&err)?;
+    let actor = state
+        .storage
+        .actor(&form.principal_id)
+        .await
+        .map_err(&err)?;
+    let Some(actor) = actor else {
+        return Err(err(Error::user("Unknown user.")));
+    };
+    state
+        .storage
+        .append_audit(crate::storage::AuditRecord {
+            actor: actor.principal_id.clone(),
+            tenant: Some(actor.tenant.to_string()),
+            action: "sign_in".to_owned(),
+            outcome: "succeeded".to_owned(),
+            detail: serde_json::json!({ "method": "development" }),
+        })
+        .await
+        .map_err(&err)?;
+    Ok(HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, "/ask"))
+        .cookie(session::session_cookie(&state, &actor.principal_id))
+        .finish())
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    csrf: String,
+}
+
+async fn signout_post(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    form: web::Form<CsrfForm>,
+) -> WebResult {
+    session::verify_csrf(&req, &state, &form.csrf).map_err(web_err(&req))?;
+    Ok(HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, "/signin"))
+        .cookie(session::clear_session_cookie())
+        .finish())
+}
+
+#[derive(Deserialize)]
+struct AskQuery {
+    #[serde(default)]
+    q: String,
+    #[serde(default)]
+    as_of: String,
+}
+
+impl AskQuery {
+    fn parse_as_of(&self) -> Result<Option<NaiveDate>, Error> {
+        let s = self.as_of.trim();
+        if s.is_empty() {
+            return Ok(None);
+        }
+        NaiveDate::parse_from_str(s, "%Y-%m-%d")
+            .map(Some)
+            .map_err(|_| Error::user("The 'as of' date must be written YYYY-MM-DD."))
+    }
+
+    fn request(&self, limit: usize) -> Result<AskRequest, Error> {
+        Ok(AskRequest {
+            question: self.q.clone(),
+            as_of: self.parse_as_of()?,
+            limit,
+        })
+    }
+}
+
+async fn ask_get(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    SignedIn(actor): SignedIn,
+    query: web::Query<AskQuery>,
+) -> WebResult {
+    let err = web_err(&req);
+    let csrf = session::csrf_for(&req, &state).map_err(&err)?;
+    let results = if query.q.trim().is_empty() {
+        None
+    } else {
+        let request = query.request(state.passages_per_answer).map_err(&err)?;
+        Some(results_view(
+            &state.ask.ask(&actor, &request).await.map_err(&err)?,
+        ))
+    };
+    if is_htmx(&req) {
+        let body = match &results {
+            Some(r) => r.render(),
+            None => Ok(String::new()),
+        };
+        return html(body, csrf.new_cookie);
+    }
+    let results_html = match &results {
+        Some(r) => r
+            .render()
+            .map_err(|e| err(Error::internal("rendering", e)))?,
+        None => String::new(),
+    };
+    let view = AskView {
+        user: user_view(&actor, csrf.token),
+        question: query.q.clone(),
+        as_of: query.as_of.clone(),
+        results_html,
+    };
+    html(view.render(), csrf.new_cookie)
+}
+
+async fn api_ask_get(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    SignedIn(actor): SignedIn,
+    query: web::Query<AskQuery>,
+) -> WebResult {
+    let err = web_err(&req);
+    let request = query.request(state.passages_per_answer).map_err(&err)?;
+    let outcome = state.ask.ask(&actor, &request).await.map_err(&err)?;
+    let passages: Vec<_> = outcome
+        .passages
+        .iter()
+        .map(|p| {
+            serde_json::json!({
+                "rank": p.rank,
+                "chunk_id": p.chunk.id,
+                "document_id": p.chunk.document_id,
+                "title": p.chunk.title,
+                "version": p.chunk.version,
+                "page": p.chunk.page,
+                "char_start": p.chunk.char_start,
+                "char_end": p.chunk.char_end,
+                "heading_path": p.chunk.heading_path,
+                "text": p.chunk.text,
+                "scores": { "bm25": p.bm25_score },
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok()
+        .json(serde_json::json!({ "as_of": outcome.as_of.to_string(), "passages": passages })))
+}
+
+/// Static assets are compiled into the binary so the server has no runtime file dependencies.
+const STATIC_FILES: [(&str, &str, &[u8]); 2] = [
+    (
+        "htmx.min.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../web/static/htmx.min.js"),
+    ),
+    (
+        "style.css",
+        "text/css; charset=utf-8",
+        include_bytes!("../../web/static/style.css"),
+    ),
+];
+
+async fn static_get(name: web::Path<String>) -> HttpResponse {
+    match STATIC_FILES.iter().find(|(n, _, _)| *n == name.as_str()) {
+        Some((_, content_type, body)) => HttpResponse::Ok()
+            .content_type(*content_type)
+            .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
+            .body(*body),
+        None => HttpResponse::NotFound().finish(),
+    }
+}
+
+/// Builds the state shared by all workers.
+pub fn app_state(
+    storage: Storage,
+    bm25: Arc<indexer::Bm25Index>,
+    key: Key,
+    audit_hash_key: Arc<[u8]>,
+    settings: &crate::settings::Settings,
+) -> AppState {
+    AppState {
+        ask: AskService {
+            storage: storage.clone(),
+            bm25,
+            audit_hash_key,
+        },
+        storage,
+        key,
+        session_minutes: settings.session_minutes,
+        secure_cookies: settings.secure_cookies,
+        oidc_configured: settings.oidc_issuer.is_some(),
+        passages_per_answer: settings.passages_per_answer,
+    }
+}
