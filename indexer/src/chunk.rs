@@ -38,32 +38,62 @@ pub fn chunk_pages(document_id: &str, version: u32, pages: &[PageText]) -> Vec<C
     for page in pages {
         // Headings are tracked line by line so a chunk gets the path in force at its start.
         let heading_marks = headings.scan_page(&page.text);
-        for piece in splitter.chunk_char_indices(&page.text) {
-            let text = piece.chunk.trim();
-            if !is_meaningful(text) {
-                continue;
+        for (seg_start, seg_end) in segments(&page.text, &heading_marks) {
+            let segment = &page.text[seg_start..seg_end];
+            let seg_char_start = page.text[..seg_start].chars().count();
+            for piece in splitter.chunk_char_indices(segment) {
+                if !is_meaningful(piece.chunk) {
+                    continue;
+                }
+                let byte_start = seg_start + piece.byte_offset;
+                // A heading in the first third of the chunk names what the chunk is mostly about.
+                let horizon = byte_start + piece.chunk.len() / 3;
+                let path = heading_marks
+                    .iter()
+                    .rev()
+                    .find(|(byte, _)| *byte <= horizon)
+                    .map(|(_, path)| path.clone())
+                    .unwrap_or_else(|| headings.before_page.clone());
+                let char_start = seg_char_start + piece.char_offset;
+                let char_end = char_start + piece.chunk.chars().count();
+                let ordinal = u32::try_from(chunks.len()).unwrap_or(u32::MAX);
+                chunks.push(Chunk {
+                    id: chunk_id(document_id, version, page.number, char_start, piece.chunk),
+                    ordinal,
+                    page: page.number,
+                    char_start: to_u32(char_start),
+                    char_end: to_u32(char_end),
+                    heading_path: path,
+                    text: piece.chunk.to_owned(),
+                });
             }
-            let path = heading_marks
-                .iter()
-                .rev()
-                .find(|(byte, _)| *byte <= piece.byte_offset)
-                .map(|(_, path)| path.clone())
-                .unwrap_or_else(|| headings.before_page.clone());
-            let char_start = piece.char_offset;
-            let char_end = char_start + piece.chunk.chars().count();
-            let ordinal = u32::try_from(chunks.len()).unwrap_or(u32::MAX);
-            chunks.push(Chunk {
-                id: chunk_id(document_id, version, page.number, char_start, text),
-                ordinal,
-                page: page.number,
-                char_start: to_u32(char_start),
-                char_end: to_u32(char_end),
-                heading_path: path,
-                text: piece.chunk.to_owned(),
-            });
         }
     }
     chunks
+}
+
+/// Byte ranges of a page that start at a heading, so a chunk never straddles two numbered points.
+/// A range holding nothing but headings is merged into the next one.
+fn segments(text: &str, marks: &[(usize, String)]) -> Vec<(usize, usize)> {
+    let mut bounds: Vec<usize> = std::iter::once(0).chain(marks.iter().map(|(b, _)| *b)).collect();
+    bounds.push(text.len());
+    bounds.dedup();
+    let mut out = Vec::new();
+    let mut start = 0usize;
+    for pair in bounds.windows(2) {
+        let end = pair[1];
+        let body_letters = text[start..end]
+            .lines()
+            .filter(|l| heading_level(l.trim()).is_none())
+            .flat_map(str::chars)
+            .filter(|c| c.is_alphabetic())
+            .count();
+        if body_letters >= 20 || end == text.len() {
+            out.push((start, end));
+            start = end;
+        }
+    }
+    out
 }
 
 fn to_u32(n: usize) -> u32 {

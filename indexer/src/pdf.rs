@@ -99,12 +99,12 @@ pub fn normalize_page_text(raw: &str) -> String {
     out
 }
 
-/// Page geometry and type size of the generated PDFs (A4, 10.5 pt Helvetica).
+/// Page geometry and type size of the generated PDFs (A4, 9.5 pt Helvetica).
 const PAGE_WIDTH: i64 = 595;
 const PAGE_HEIGHT: i64 = 842;
-const FONT_SIZE: f32 = 10.5;
+const FONT_SIZE: f32 = 9.5;
 const LEADING: f32 = 14.0;
-const MAX_LINE_CHARS: usize = 92;
+const MAX_LINE_CHARS: usize = 104;
 
 /// Writes a PDF whose pages hold the given lines of text. Lines longer than the page width are
 /// wrapped at word boundaries. Only printable ASCII is accepted so the output is byte-for-byte
