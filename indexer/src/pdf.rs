@@ -10,6 +10,10 @@ use pdf_extract::{Dictionary, Document, Object, Stream, dictionary};
 
 use crate::error::{Error, Result, UserError};
 
+/// lopdf as pdf-extract re-exports it, for tools and tests that build or alter PDFs without
+/// compiling a second copy.
+pub use pdf_extract as lopdf;
+
 /// The text of one page, numbered from 1 as a reader of the PDF would count.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PageText {

@@ -1,0 +1,86 @@
+//! Test harness: fresh databases on both backends, a platform on a temporary data folder, and
+//! the shipped corpus manifest.
+
+use std::path::PathBuf;
+
+use sea_orm::{ConnectionTrait, Database};
+use server::app::Platform;
+use server::manifest::Manifest;
+use server::settings::{Secret, Settings};
+use tempfile::TempDir;
+
+#[derive(Debug, Clone, Copy)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Declares `sqlite` and `postgres` tests that run the async function of the same name.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() { super::$name($crate::support::Backend::Sqlite).await }
+            #[tokio::test]
+            async fn postgres() { super::$name($crate::support::Backend::Postgres).await }
+        }
+    )+};
+}
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+pub fn corpus_manifest() -> Manifest {
+    Manifest::load(&repo_root().join("corpus/manifest.toml")).expect("the shipped manifest loads")
+}
+
+fn random_suffix() -> String {
+    server::session::random_hex(6).expect("random")
+}
+
+/// A database URL for a fresh, empty database on `backend`.
+pub async fn fresh_database_url(backend: Backend, dir: &TempDir) -> String {
+    match backend {
+        Backend::Sqlite => format!("sqlite://{}?mode=rwc", dir.path().join("test.db").display()),
+        Backend::Postgres => {
+            let base = std::env::var("LEXGATE_TEST_POSTGRES").unwrap_or_else(|_| {
+                panic!(
+                    "LEXGATE_TEST_POSTGRES is not set. Run the suite with scripts/test.sh, which installs PostgreSQL \
+                     (Debian package postgresql) and starts a throwaway server, or point it at a server you started: \
+                     LEXGATE_TEST_POSTGRES=postgres://USER@127.0.0.1:PORT"
+                )
+            });
+            let admin = Database::connect(format!("{base}/postgres")).await.expect("connect to the test PostgreSQL server");
+            let name = format!("lexgate_test_{}", random_suffix());
+            admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("create test database");
+            admin.close().await.ok();
+            format!("{base}/{name}")
+        }
+    }
+}
+
+/// Settings for a platform on a temporary data folder.
+pub async fn settings(backend: Backend, dir: &TempDir) -> Settings {
+    Settings {
+        data_dir: dir.path().join("data"),
+        database_url: Some(Secret::new(fresh_database_url(backend, dir).await)),
+        bind: "127.0.0.1:0".into(),
+        session_key: Some(Secret::new("k".repeat(64))),
+        ..Settings::default()
+    }
+}
+
+pub async fn platform(backend: Backend) -> (TempDir, Platform) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let platform = Platform::open(settings(backend, &dir).await).await.expect("open platform");
+    (dir, platform)
+}
+
+/// A platform with the shipped corpus ingested.
+pub async fn corpus_platform(backend: Backend) -> (TempDir, Platform) {
+    let (dir, platform) = platform(backend).await;
+    platform.ingestor().ingest_manifest(&corpus_manifest(), "test", &mut |_| {}).await.expect("ingest the corpus");
+    (dir, platform)
+}
