@@ -75,7 +75,9 @@ pub fn chunk_pages(document_id: &str, version: u32, pages: &[PageText]) -> Vec<C
 /// Byte ranges of a page that start at a heading, so a chunk never straddles two numbered points.
 /// A range holding nothing but headings is merged into the next one.
 fn segments(text: &str, marks: &[(usize, String)]) -> Vec<(usize, usize)> {
-    let mut bounds: Vec<usize> = std::iter::once(0).chain(marks.iter().map(|(b, _)| *b)).collect();
+    let mut bounds: Vec<usize> = std::iter::once(0)
+        .chain(marks.iter().map(|(b, _)| *b))
+        .collect();
     bounds.push(text.len());
     bounds.dedup();
     let mut out = Vec::new();
@@ -176,12 +178,18 @@ fn heading_level(line: &str) -> Option<u8> {
     let first = line.split_whitespace().next()?;
     const LEVEL1: [&str; 6] = ["Article", "Section", "Chapter", "Part", "Annex", "Title"];
     if LEVEL1.contains(&first) {
-        let second = line.split_whitespace().nth(1)?;
-        return second
-            .chars()
-            .next()
-            .filter(|c| c.is_ascii_digit() || c.is_ascii_uppercase())
-            .map(|_| 1);
+        // "Article 17", "Article 6a", "Chapter IV" or "Section 2 Retention periods", but not a
+        // sentence that starts with a citation such as "Article 33(1) of Directive ...".
+        let mut words = line.split_whitespace().skip(1);
+        let label = words.next()?.trim_end_matches(['.', ':']);
+        let digits = label.bytes().take_while(u8::is_ascii_digit).count();
+        let numbered = digits > 0
+            && label[digits..].len() <= 2
+            && label[digits..].bytes().all(|b| b.is_ascii_lowercase());
+        let roman = !label.is_empty() && label.bytes().all(|b| b"IVXLC".contains(&b));
+        let rest: Vec<&str> = words.collect();
+        let short_title = rest.len() <= 8 && !rest.iter().any(|w| w.contains(['(', ',', ';']));
+        return ((numbered || roman) && short_title).then_some(1);
     }
     // "2.1 Scope" or "3. Retention": a dotted number followed by a capitalised title.
     let is_number = first
@@ -216,6 +224,14 @@ mod tests {
         assert_eq!(heading_level("2.1 Scope"), Some(2));
         assert_eq!(heading_level("3. Retention periods"), Some(2));
         assert_eq!(heading_level("Article numbers are cited like this."), None);
+        assert_eq!(
+            heading_level(
+                "Article 33(1) of Directive (EU) 2015/2366, should be the competent authority"
+            ),
+            None
+        );
+        assert_eq!(heading_level("Article 6a"), Some(1));
+        assert_eq!(heading_level("Chapter IV"), Some(1));
         assert_eq!(heading_level("2019 was a long year for the team"), None);
     }
 

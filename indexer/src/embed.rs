@@ -55,10 +55,18 @@ static LOADED_RUNTIME: Mutex<Option<PathBuf>> = Mutex::new(None);
 /// a panic; so is asking for a second, different library after one was loaded.
 pub fn init_onnx_runtime(library: &Path) -> Result<()> {
     if !library.is_file() {
-        return Err(UserError::MissingModelFile { path: library.to_owned(), hint: SETUP_HINT.to_owned() }.into());
+        return Err(UserError::MissingModelFile {
+            path: library.to_owned(),
+            hint: SETUP_HINT.to_owned(),
+        }
+        .into());
     }
-    let wanted = library.canonicalize().map_err(|e| Error::internal("resolving the runtime path", e))?;
-    let mut loaded = LOADED_RUNTIME.lock().map_err(|_| Error::Internal("runtime lock poisoned".into()))?;
+    let wanted = library
+        .canonicalize()
+        .map_err(|e| Error::internal("resolving the runtime path", e))?;
+    let mut loaded = LOADED_RUNTIME
+        .lock()
+        .map_err(|_| Error::Internal("runtime lock poisoned".into()))?;
     match loaded.as_ref() {
         Some(path) if *path == wanted => Ok(()),
         Some(path) => Err(UserError::OnnxRuntime(format!(

@@ -54,6 +54,13 @@ enum Command {
     CheckModels,
     /// Bring the database schema up to date.
     Migrate,
+    /// Extract and chunk PDFs without storing anything; fails if any cannot be ingested.
+    InspectPdf {
+        files: Vec<PathBuf>,
+        /// Print the first N chunks of each file with their page, offsets and heading path.
+        #[arg(long, default_value_t = 0)]
+        show: usize,
+    },
 }
 
 fn settings_from(cli: &Cli) -> anyhow::Result<Settings> {
@@ -157,6 +164,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 config.onnx_runtime_library.display()
             );
         }
+        Command::InspectPdf { files, show } => inspect_pdfs(files, *show)?,
         Command::Migrate => {
             let platform = Platform::open(settings).await?;
             println!(
@@ -165,6 +173,62 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+/// Extracts and chunks each file, printing one summary line per file.
+fn inspect_pdfs(files: &[PathBuf], show: usize) -> anyhow::Result<()> {
+    anyhow::ensure!(!files.is_empty(), "name at least one PDF file");
+    let mut failures = 0usize;
+    for path in files {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let started = std::time::Instant::now();
+        let result = std::fs::read(path)
+            .map_err(|e| anyhow::anyhow!("cannot read: {e}"))
+            .and_then(|bytes| indexer::extract_pages(&name, &bytes).map_err(anyhow::Error::from));
+        let pages = match result {
+            Ok(pages) => pages,
+            Err(e) => {
+                failures += 1;
+                println!("FAIL {name}: {e}");
+                continue;
+            }
+        };
+        let chunks = indexer::chunk_pages(&name, 1, &pages);
+        let empty_pages = pages.iter().filter(|p| p.text.trim().is_empty()).count();
+        let chars: usize = pages.iter().map(|p| p.text.chars().count()).sum();
+        let with_heading = chunks.iter().filter(|c| !c.heading_path.is_empty()).count();
+        println!(
+            "ok   {name}: {} pages ({empty_pages} without text), {chars} characters, {} chunks ({with_heading} with a heading path), {:.2}s",
+            pages.len(),
+            chunks.len(),
+            started.elapsed().as_secs_f64()
+        );
+        if chunks.is_empty() {
+            failures += 1;
+            println!("FAIL {name}: no chunks");
+        }
+        for c in chunks.iter().take(show) {
+            let preview: String = c
+                .text
+                .chars()
+                .take(90)
+                .collect::<String>()
+                .replace('\n', " ");
+            println!(
+                "     p{} [{}..{}] {} | {preview}",
+                c.page, c.char_start, c.char_end, c.heading_path
+            );
+        }
+    }
+    anyhow::ensure!(
+        failures == 0,
+        "{failures} of {} files could not be ingested",
+        files.len()
+    );
     Ok(())
 }
 

@@ -45,16 +45,21 @@ pub async fn fresh_database_url(backend: Backend, dir: &TempDir) -> String {
     match backend {
         Backend::Sqlite => format!("sqlite://{}?mode=rwc", dir.path().join("test.db").display()),
         Backend::Postgres => {
-            let base = std::env::var("LEXGATE_TEST_POSTGRES").unwrap_or_else(|_| {
+            let base = std::env::var("LEXGATE_TEST_POSTGRES").ok().filter(|s| !s.is_empty()).unwrap_or_else(|| {
                 panic!(
                     "LEXGATE_TEST_POSTGRES is not set. Run the suite with scripts/test.sh, which installs PostgreSQL \
                      (Debian package postgresql) and starts a throwaway server, or point it at a server you started: \
                      LEXGATE_TEST_POSTGRES=postgres://USER@127.0.0.1:PORT"
                 )
             });
-            let admin = Database::connect(format!("{base}/postgres")).await.expect("connect to the test PostgreSQL server");
+            let admin = Database::connect(format!("{base}/postgres"))
+                .await
+                .expect("connect to the test PostgreSQL server");
             let name = format!("lexgate_test_{}", random_suffix());
-            admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("create test database");
+            admin
+                .execute_unprepared(&format!("CREATE DATABASE {name}"))
+                .await
+                .expect("create test database");
             admin.close().await.ok();
             format!("{base}/{name}")
         }
@@ -74,13 +79,19 @@ pub async fn settings(backend: Backend, dir: &TempDir) -> Settings {
 
 pub async fn platform(backend: Backend) -> (TempDir, Platform) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let platform = Platform::open(settings(backend, &dir).await).await.expect("open platform");
+    let platform = Platform::open(settings(backend, &dir).await)
+        .await
+        .expect("open platform");
     (dir, platform)
 }
 
 /// A platform with the shipped corpus ingested.
 pub async fn corpus_platform(backend: Backend) -> (TempDir, Platform) {
     let (dir, platform) = platform(backend).await;
-    platform.ingestor().ingest_manifest(&corpus_manifest(), "test", &mut |_| {}).await.expect("ingest the corpus");
+    platform
+        .ingestor()
+        .ingest_manifest(&corpus_manifest(), "test", &mut |_| {})
+        .await
+        .expect("ingest the corpus");
     (dir, platform)
 }
