@@ -1,6 +1,9 @@
 //! Integration tests of the server crate: one binary, one module per area. Storage tests run on
 //! SQLite and on a real PostgreSQL server (started by scripts/test.sh).
 
+// Tests state their expectations with expect/panic; that is what a failing test is.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod corpus;
 mod ingest;
 mod storage;
