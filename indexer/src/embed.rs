@@ -159,6 +159,31 @@ impl Embedder {
     }
 }
 
+impl Embedder {
+    /// Embeds many texts, longest-first in batches of similar length so little compute is spent
+    /// on padding; `progress` is called with the number done after each batch. Order is kept.
+    pub fn embed_many<S: AsRef<str> + Send + Sync>(
+        &self,
+        texts: &[S],
+        batch: usize,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<Vec<Vec<f32>>> {
+        let mut order: Vec<usize> = (0..texts.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(texts[i].as_ref().len()));
+        let mut out: Vec<Vec<f32>> = vec![Vec::new(); texts.len()];
+        let mut done = 0;
+        for group in order.chunks(batch.max(1)) {
+            let batch_texts: Vec<&str> = group.iter().map(|&i| texts[i].as_ref()).collect();
+            for (&i, v) in group.iter().zip(self.embed(&batch_texts)?) {
+                out[i] = v;
+            }
+            done += group.len();
+            progress(done);
+        }
+        Ok(out)
+    }
+}
+
 fn normalize(v: &mut [f32]) {
     let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
     if norm > 0.0 {

@@ -1,5 +1,6 @@
 //! lexgate's retrieval engine: text per PDF page, structure-aware chunks, access metadata, BM25
-//! with the access filter inside the query, and dense embeddings from an in-process ONNX model.
+//! with the access filter inside the query, dense embeddings from an in-process ONNX model in an
+//! HNSW index searched with the same filter, and their fusion.
 //!
 //! Invariant: no search in this crate returns a chunk the calling [`Reader`] may not read. Filters
 //! are part of each index's query, never applied to results afterwards.
@@ -7,13 +8,18 @@
 pub mod acl;
 pub mod bm25;
 pub mod chunk;
+pub mod dense;
 pub mod embed;
 pub mod error;
+pub mod eval;
 pub mod pdf;
+pub mod retrieve;
 
 pub use acl::{ChunkAcl, Classification, GroupName, Reader, SourceStatus, TenantId};
 pub use bm25::{Bm25Hit, Bm25Index, IndexedChunk};
 pub use chunk::{Chunk, chunk_pages};
+pub use dense::{DenseHit, DenseIndex, DenseItem, DensePlan};
 pub use embed::{Embedder, EmbedderConfig};
 pub use error::{Error, Result, UserError};
 pub use pdf::{PageText, extract_pages, write_text_pdf};
+pub use retrieve::{FusionConfig, Method, Retrieval, RetrievedHit, Retriever, StageScore};

@@ -54,12 +54,43 @@ enum Command {
     CheckModels,
     /// Bring the database schema up to date.
     Migrate,
+    /// Evaluate retrieval on a benchmark.
+    #[command(subcommand)]
+    Eval(EvalCommand),
     /// Extract and chunk PDFs without storing anything; fails if any cannot be ingested.
     InspectPdf {
         files: Vec<PathBuf>,
         /// Print the first N chunks of each file with their page, offsets and heading path.
         #[arg(long, default_value_t = 0)]
         show: usize,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum EvalCommand {
+    /// Ingest ObliQA passages into in-memory indexes and report Recall, MAP, nDCG and MRR at k
+    /// for BM25, dense and hybrid retrieval.
+    Obliqa {
+        /// Folder of passage files (StructuredRegulatoryDocuments).
+        #[arg(long)]
+        corpus: PathBuf,
+        /// Questions file (ObliQA JSON).
+        #[arg(long)]
+        questions: PathBuf,
+        /// TREC qrels giving the relevant passage uuids (multi-passage variant).
+        #[arg(long)]
+        qrels: Option<PathBuf>,
+        #[arg(long, default_value_t = 10)]
+        k: usize,
+        /// Evaluate only the first N questions (a fixed sample).
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Comma-separated methods.
+        #[arg(long, default_value = "bm25,dense,hybrid")]
+        methods: String,
+        /// Write the figures as JSON here.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
 }
 
@@ -165,6 +196,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
         }
         Command::InspectPdf { files, show } => inspect_pdfs(files, *show)?,
+        Command::Eval(EvalCommand::Obliqa { corpus, questions, qrels, k, limit, methods, out }) => {
+            let methods: Vec<indexer::Method> =
+                methods.split(',').map(|m| m.trim().parse()).collect::<Result<_, _>>()?;
+            let embedder = if methods.iter().any(|m| *m != indexer::Method::Bm25) {
+                let config = indexer::EmbedderConfig::new(settings.onnx_runtime_library(), settings.embedding_model_dir());
+                Some(std::sync::Arc::new(indexer::Embedder::load(&config).context("loading the embedding model")?))
+            } else {
+                None
+            };
+            eval_obliqa(corpus, questions, qrels.as_deref(), *k, *limit, &methods, embedder, out.as_deref())?;
+        }
         Command::Migrate => {
             let platform = Platform::open(settings).await?;
             println!(
@@ -172,6 +214,61 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 platform.storage.backend_name()
             );
         }
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn eval_obliqa(
+    corpus: &std::path::Path,
+    questions: &std::path::Path,
+    qrels: Option<&std::path::Path>,
+    k: usize,
+    limit: Option<usize>,
+    methods: &[indexer::Method],
+    embedder: Option<std::sync::Arc<indexer::Embedder>>,
+    out: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    use indexer::eval;
+    let started = std::time::Instant::now();
+    let passages = eval::load_passages(corpus)?;
+    let mut qs = eval::load_questions(questions, &passages, qrels)?;
+    if let Some(n) = limit {
+        qs.truncate(n);
+    }
+    eprintln!("eval: {} passages, {} questions with relevant passages", passages.len(), qs.len());
+    let mut last_report = std::time::Instant::now();
+    let retriever = eval::build_obliqa_retriever(&passages, embedder, &mut |stage, done, total| {
+        if done == total || last_report.elapsed().as_secs() >= 10 {
+            eprintln!("eval: {stage} {done}/{total} ({:.0}s)", started.elapsed().as_secs_f64());
+            last_report = std::time::Instant::now();
+        }
+    })?;
+    let ingest_seconds = started.elapsed().as_secs_f64();
+    let mut reports = Vec::new();
+    for m in methods {
+        reports.push(eval::evaluate(&retriever, &qs, *m, k)?);
+    }
+    println!("ObliQA retrieval, {} questions, {} passages, k = {k} (index build {ingest_seconds:.1}s)", qs.len(), passages.len());
+    println!("| method | Recall@{k} | MAP@{k} | nDCG@{k} | MRR@{k} | p50 ms | p95 ms |");
+    println!("|---|---|---|---|---|---|---|");
+    for r in &reports {
+        println!(
+            "| {} | {:.4} | {:.4} | {:.4} | {:.4} | {:.1} | {:.1} |",
+            r.method, r.mean.recall, r.mean.average_precision, r.mean.ndcg, r.mean.reciprocal_rank, r.latency_p50_ms, r.latency_p95_ms
+        );
+    }
+    if let Some(path) = out {
+        let json = serde_json::json!({
+            "benchmark": "obliqa",
+            "questions_file": questions.display().to_string(),
+            "questions": qs.len(),
+            "passages": passages.len(),
+            "k": k,
+            "index_build_seconds": ingest_seconds,
+            "methods": reports,
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&json)?)?;
     }
     Ok(())
 }

@@ -1,0 +1,326 @@
+//! Retrieval evaluation: ranking metrics and the ObliQA benchmark loader. The evaluation runs
+//! questions through the same [`Retriever`] the application uses.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result, UserError};
+
+/// Metrics of one ranked list against its relevant set, cut at `k`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Metrics {
+    pub recall: f64,
+    pub average_precision: f64,
+    pub ndcg: f64,
+    pub reciprocal_rank: f64,
+}
+
+/// Scores `ranked` (best first) against `relevant` at cut-off `k`, with binary relevance.
+/// Average precision divides by the number of relevant items (as trec_eval's map_cut does).
+pub fn score(ranked: &[String], relevant: &BTreeSet<String>, k: usize) -> Metrics {
+    if relevant.is_empty() {
+        return Metrics::default();
+    }
+    let mut hits = 0usize;
+    let mut precision_sum = 0.0;
+    let mut dcg = 0.0;
+    let mut reciprocal_rank = 0.0;
+    for (i, id) in ranked.iter().take(k).enumerate() {
+        if relevant.contains(id) {
+            hits += 1;
+            precision_sum += hits as f64 / (i + 1) as f64;
+            dcg += 1.0 / ((i + 2) as f64).log2();
+            if reciprocal_rank == 0.0 {
+                reciprocal_rank = 1.0 / (i + 1) as f64;
+            }
+        }
+    }
+    let ideal: f64 = (0..relevant.len().min(k)).map(|i| 1.0 / ((i + 2) as f64).log2()).sum();
+    Metrics {
+        recall: hits as f64 / relevant.len() as f64,
+        average_precision: precision_sum / relevant.len() as f64,
+        ndcg: if ideal > 0.0 { dcg / ideal } else { 0.0 },
+        reciprocal_rank,
+    }
+}
+
+/// Mean of per-question metrics.
+pub fn mean(all: &[Metrics]) -> Metrics {
+    let n = all.len().max(1) as f64;
+    Metrics {
+        recall: all.iter().map(|m| m.recall).sum::<f64>() / n,
+        average_precision: all.iter().map(|m| m.average_precision).sum::<f64>() / n,
+        ndcg: all.iter().map(|m| m.ndcg).sum::<f64>() / n,
+        reciprocal_rank: all.iter().map(|m| m.reciprocal_rank).sum::<f64>() / n,
+    }
+}
+
+/// One ObliQA passage; `id` is the passage's uuid.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ObliqaPassage {
+    #[serde(rename = "ID")]
+    pub id: String,
+    #[serde(rename = "DocumentID")]
+    pub document_id: i64,
+    #[serde(rename = "PassageID")]
+    pub passage_id: String,
+    #[serde(rename = "Passage")]
+    pub text: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawGold {
+    #[serde(rename = "ID")]
+    id: Option<String>,
+    #[serde(rename = "DocumentID")]
+    document_id: i64,
+    #[serde(rename = "PassageID")]
+    passage_id: String,
+    #[serde(rename = "Passage", default)]
+    text: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawQuestion {
+    #[serde(rename = "QuestionID")]
+    id: String,
+    #[serde(rename = "Question")]
+    question: String,
+    #[serde(rename = "Passages", default)]
+    passages: Vec<RawGold>,
+}
+
+/// A question with the uuids of its relevant passages.
+#[derive(Debug, Clone)]
+pub struct ObliqaQuestion {
+    pub id: String,
+    pub question: String,
+    pub relevant: BTreeSet<String>,
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(|e| UserError::InvalidValue {
+        field: "path",
+        reason: format!("cannot read {}: {e}", path.display()),
+    })?;
+    serde_json::from_str(&text)
+        .map_err(|e| UserError::InvalidValue { field: "json", reason: format!("{}: {e}", path.display()) }.into())
+}
+
+/// Reads every `*.json` passage file of an ObliQA `StructuredRegulatoryDocuments` folder.
+pub fn load_passages(dir: &Path) -> Result<Vec<ObliqaPassage>> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| UserError::InvalidValue { field: "corpus", reason: format!("{}: {e}", dir.display()) })?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    let mut out = Vec::new();
+    for f in files {
+        out.extend(read_json::<Vec<ObliqaPassage>>(&f)?);
+    }
+    if out.is_empty() {
+        return Err(UserError::InvalidValue { field: "corpus", reason: format!("no passages in {}", dir.display()) }.into());
+    }
+    Ok(out)
+}
+
+/// Reads questions. Relevance comes from TREC qrels when given, else from each question's gold
+/// passages: their uuid when present, otherwise DocumentID + PassageID, with repeated keys told
+/// apart by passage text.
+pub fn load_questions(path: &Path, passages: &[ObliqaPassage], qrels: Option<&Path>) -> Result<Vec<ObliqaQuestion>> {
+    let raw: Vec<RawQuestion> = read_json(path)?;
+    let mut by_key: HashMap<(i64, &str), Vec<&ObliqaPassage>> = HashMap::new();
+    for p in passages {
+        by_key.entry((p.document_id, p.passage_id.as_str())).or_default().push(p);
+    }
+    let qrels_map = match qrels {
+        Some(q) => Some(read_qrels(q)?),
+        None => None,
+    };
+    let mut out = Vec::with_capacity(raw.len());
+    for q in raw {
+        let relevant: BTreeSet<String> = match &qrels_map {
+            Some(map) => map.get(&q.id).cloned().unwrap_or_default(),
+            None => q
+                .passages
+                .iter()
+                .flat_map(|g| -> Vec<String> {
+                    if let Some(id) = &g.id {
+                        return vec![id.clone()];
+                    }
+                    let candidates = by_key.get(&(g.document_id, g.passage_id.as_str())).cloned().unwrap_or_default();
+                    let exact: Vec<String> =
+                        candidates.iter().filter(|p| p.text.trim() == g.text.trim()).map(|p| p.id.clone()).collect();
+                    if exact.is_empty() { candidates.iter().map(|p| p.id.clone()).collect() } else { exact }
+                })
+                .collect(),
+        };
+        if !relevant.is_empty() {
+            out.push(ObliqaQuestion { id: q.id, question: q.question, relevant });
+        }
+    }
+    Ok(out)
+}
+
+fn read_qrels(path: &Path) -> Result<HashMap<String, BTreeSet<String>>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::from(UserError::InvalidValue { field: "qrels", reason: format!("{}: {e}", path.display()) }))?;
+    let mut map: HashMap<String, BTreeSet<String>> = HashMap::new();
+    for line in text.lines() {
+        let parts: Vec<&str> = line.split_whitespace().collect();
+        if let [qid, _, doc, rel] = parts[..]
+            && rel.parse::<i32>().is_ok_and(|r| r > 0)
+        {
+            map.entry(qid.to_owned()).or_default().insert(doc.to_owned());
+        }
+    }
+    Ok(map)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn metrics_match_hand_computed_values() {
+        let relevant: BTreeSet<String> = ids(&["a", "c"]).into_iter().collect();
+        let m = score(&ids(&["a", "b", "c", "d"]), &relevant, 10);
+        assert_eq!(m.recall, 1.0);
+        assert!((m.average_precision - (1.0 + 2.0 / 3.0) / 2.0).abs() < 1e-12);
+        assert_eq!(m.reciprocal_rank, 1.0);
+        let ideal = 1.0 + 1.0 / 3f64.log2();
+        assert!((m.ndcg - (1.0 + 1.0 / 4f64.log2()) / ideal).abs() < 1e-12);
+        let cut = score(&ids(&["b", "a", "c"]), &relevant, 1);
+        assert_eq!((cut.recall, cut.reciprocal_rank), (0.0, 0.0));
+    }
+}
+
+/// Figures for one retrieval method.
+#[derive(Debug, Clone, Serialize)]
+pub struct MethodReport {
+    pub method: &'static str,
+    pub questions: usize,
+    pub k: usize,
+    #[serde(flatten)]
+    pub mean: Metrics,
+    /// Median and 95th percentile search latency in milliseconds (embedding included).
+    pub latency_p50_ms: f64,
+    pub latency_p95_ms: f64,
+}
+
+/// The reader every ObliQA passage is visible to: one tenant, one group, public documents.
+pub fn obliqa_reader() -> Result<crate::Reader> {
+    Ok(crate::Reader {
+        tenant: crate::TenantId::parse("obliqa")?,
+        groups: [crate::GroupName::parse("all")?].into_iter().collect(),
+        clearance: crate::Classification::Public,
+        as_of: chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap_or_default(),
+    })
+}
+
+fn obliqa_acl() -> Result<crate::ChunkAcl> {
+    let r = obliqa_reader()?;
+    Ok(crate::ChunkAcl {
+        tenant: r.tenant,
+        owner: "ADGM".into(),
+        classification: crate::Classification::Public,
+        allowed_groups: r.groups,
+        status: crate::SourceStatus::Approved,
+        effective_from: chrono::NaiveDate::from_ymd_opt(2020, 1, 1).unwrap_or_default(),
+        expires_at: None,
+        retention_class: "benchmark".into(),
+    })
+}
+
+/// Builds in-memory BM25 and (when an embedder is given) dense indexes over the passages, one
+/// passage per chunk with the passage uuid as chunk id. Empty passages are skipped.
+pub fn build_obliqa_retriever(
+    passages: &[ObliqaPassage],
+    embedder: Option<std::sync::Arc<crate::Embedder>>,
+    progress: &mut dyn FnMut(&str, usize, usize),
+) -> Result<crate::Retriever> {
+    let acl = obliqa_acl()?;
+    let kept: Vec<&ObliqaPassage> = passages.iter().filter(|p| !p.text.trim().is_empty()).collect();
+    let chunks: Vec<crate::Chunk> = kept
+        .iter()
+        .enumerate()
+        .map(|(i, p)| crate::Chunk {
+            id: p.id.clone(),
+            ordinal: u32::try_from(i).unwrap_or(u32::MAX),
+            page: 1,
+            char_start: 0,
+            char_end: u32::try_from(p.text.chars().count()).unwrap_or(u32::MAX),
+            heading_path: p.passage_id.clone(),
+            text: p.text.clone(),
+        })
+        .collect();
+    let bm25 = crate::Bm25Index::in_memory()?;
+    let doc_ids: Vec<String> = kept.iter().map(|p| p.document_id.to_string()).collect();
+    let items: Vec<crate::IndexedChunk<'_>> = chunks
+        .iter()
+        .zip(&doc_ids)
+        .map(|(c, d)| crate::IndexedChunk { chunk: c, document_id: d, version: 1, acl: &acl })
+        .collect();
+    bm25.add(&items)?;
+    progress("bm25", chunks.len(), chunks.len());
+
+    let dense = match &embedder {
+        Some(e) => {
+            let texts: Vec<&str> = chunks.iter().map(|c| c.text.as_str()).collect();
+            let total = texts.len();
+            let vectors = e.embed_many(&texts, 32, &mut |done| progress("embed", done, total))?;
+            let index = crate::DenseIndex::new(e.dimension(), chunks.len());
+            let items: Vec<crate::DenseItem<'_>> = chunks
+                .iter()
+                .zip(&doc_ids)
+                .zip(&vectors)
+                .map(|((c, d), v)| crate::DenseItem { chunk_id: &c.id, document_id: d, version: 1, acl: &acl, vector: v })
+                .collect();
+            index.add(&items)?;
+            progress("hnsw", total, total);
+            Some(std::sync::Arc::new(index))
+        }
+        None => None,
+    };
+    Ok(crate::Retriever { bm25: std::sync::Arc::new(bm25), dense, embedder, fusion: crate::FusionConfig::default() })
+}
+
+/// Runs every question with `method` and averages the metrics at `k`.
+pub fn evaluate(
+    retriever: &crate::Retriever,
+    questions: &[ObliqaQuestion],
+    method: crate::Method,
+    k: usize,
+) -> Result<MethodReport> {
+    let reader = obliqa_reader()?;
+    let mut per_question = Vec::with_capacity(questions.len());
+    let mut latencies = Vec::with_capacity(questions.len());
+    for q in questions {
+        let started = std::time::Instant::now();
+        let ranked: Vec<String> = match retriever.search(&reader, &q.question, method, k) {
+            Ok(r) => r.hits.into_iter().map(|h| h.chunk_id).collect(),
+            // A question with no indexable words retrieves nothing; it still counts.
+            Err(Error::User(UserError::EmptyQuery)) => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        latencies.push(started.elapsed().as_secs_f64() * 1000.0);
+        per_question.push(score(&ranked, &q.relevant, k));
+    }
+    latencies.sort_by(f64::total_cmp);
+    let pct = |p: f64| latencies.get(((latencies.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(0.0);
+    Ok(MethodReport {
+        method: method.as_str(),
+        questions: questions.len(),
+        k,
+        mean: mean(&per_question),
+        latency_p50_ms: pct(0.5),
+        latency_p95_ms: pct(0.95),
+    })
+}

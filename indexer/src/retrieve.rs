@@ -1,0 +1,188 @@
+//! One entry point for retrieval: BM25, dense, or both fused by reciprocal rank fusion. Every hit
+//! carries its rank and score from each stage so the UI and the audit log can explain the ranking.
+//! Both first stages filter inside their own search; fusion only ever sees visible chunks.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::acl::Reader;
+use crate::bm25::Bm25Index;
+use crate::dense::{DenseIndex, DensePlan};
+use crate::embed::Embedder;
+use crate::error::{Result, UserError};
+
+/// Which first stage(s) to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Method {
+    Bm25,
+    Dense,
+    Hybrid,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Bm25 => "bm25",
+            Method::Dense => "dense",
+            Method::Hybrid => "hybrid",
+        }
+    }
+}
+
+impl std::str::FromStr for Method {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "bm25" => Ok(Method::Bm25),
+            "dense" => Ok(Method::Dense),
+            "hybrid" => Ok(Method::Hybrid),
+            other => Err(UserError::InvalidValue {
+                field: "method",
+                reason: format!("'{other}' (expected bm25, dense or hybrid)"),
+            }
+            .into()),
+        }
+    }
+}
+
+/// A hit's position and score in one stage, rank counted from 1.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StageScore {
+    pub rank: usize,
+    pub score: f32,
+}
+
+/// One retrieved chunk with every stage's view of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetrievedHit {
+    pub chunk_id: String,
+    pub bm25: Option<StageScore>,
+    pub dense: Option<StageScore>,
+    /// The score the final order is by: the fused score for hybrid, else the stage's own score.
+    pub fused: f32,
+}
+
+/// Fusion settings. RRF with k = 60 (Cormack et al. 2009) and equal weights unless measured better.
+#[derive(Debug, Clone, Copy)]
+pub struct FusionConfig {
+    /// Candidates taken from each first stage before fusion.
+    pub candidates: usize,
+    pub rrf_k: f32,
+    pub bm25_weight: f32,
+    pub dense_weight: f32,
+}
+
+impl Default for FusionConfig {
+    fn default() -> Self {
+        Self { candidates: 100, rrf_k: 60.0, bm25_weight: 1.0, dense_weight: 1.0 }
+    }
+}
+
+/// BM25 and dense indexes plus the embedder that turns questions into vectors.
+#[derive(Debug, Clone)]
+pub struct Retriever {
+    pub bm25: Arc<Bm25Index>,
+    pub dense: Option<Arc<DenseIndex>>,
+    pub embedder: Option<Arc<Embedder>>,
+    pub fusion: FusionConfig,
+}
+
+/// Timings of one search, per stage, in microseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StageTimings {
+    pub bm25_us: u64,
+    pub embed_us: u64,
+    pub dense_us: u64,
+    pub fusion_us: u64,
+}
+
+/// The result of a search.
+#[derive(Debug, Clone, Default)]
+pub struct Retrieval {
+    pub hits: Vec<RetrievedHit>,
+    pub dense_plan: Option<DensePlan>,
+    pub timings: StageTimings,
+}
+
+fn micros(since: std::time::Instant) -> u64 {
+    u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX)
+}
+
+impl Retriever {
+    /// Whether dense retrieval is available (index and embedder both loaded).
+    pub fn has_dense(&self) -> bool {
+        self.dense.is_some() && self.embedder.is_some()
+    }
+
+    /// The best `k` chunks for `query` among those `reader` may see.
+    pub fn search(&self, reader: &Reader, query: &str, method: Method, k: usize) -> Result<Retrieval> {
+        let mut out = Retrieval::default();
+        let depth = match method {
+            Method::Hybrid => self.fusion.candidates.max(k),
+            _ => k,
+        };
+        let mut bm25 = Vec::new();
+        if matches!(method, Method::Bm25 | Method::Hybrid) {
+            let t = std::time::Instant::now();
+            bm25 = self.bm25.search(reader, query, depth)?;
+            out.timings.bm25_us = micros(t);
+        }
+        let mut dense = Vec::new();
+        if matches!(method, Method::Dense | Method::Hybrid) {
+            let (Some(index), Some(embedder)) = (&self.dense, &self.embedder) else {
+                return Err(UserError::InvalidValue {
+                    field: "method",
+                    reason: "dense retrieval is not available: the embedding model is not loaded".into(),
+                }
+                .into());
+            };
+            if query.trim().is_empty() {
+                return Err(UserError::EmptyQuery.into());
+            }
+            let t = std::time::Instant::now();
+            let vector = embedder.embed(&[query])?.into_iter().next().unwrap_or_default();
+            out.timings.embed_us = micros(t);
+            let t = std::time::Instant::now();
+            let (hits, plan) = index.search(reader, &vector, depth)?;
+            out.timings.dense_us = micros(t);
+            out.dense_plan = Some(plan);
+            dense = hits;
+        }
+
+        let t = std::time::Instant::now();
+        let mut by_id: HashMap<String, RetrievedHit> = HashMap::new();
+        for (i, h) in bm25.into_iter().enumerate() {
+            by_id.entry(h.chunk_id.clone()).or_insert_with(|| empty_hit(&h.chunk_id)).bm25 =
+                Some(StageScore { rank: i + 1, score: h.score });
+        }
+        for (i, h) in dense.into_iter().enumerate() {
+            by_id.entry(h.chunk_id.clone()).or_insert_with(|| empty_hit(&h.chunk_id)).dense =
+                Some(StageScore { rank: i + 1, score: h.score });
+        }
+        let f = self.fusion;
+        let mut hits: Vec<RetrievedHit> = by_id
+            .into_values()
+            .map(|mut h| {
+                h.fused = match method {
+                    Method::Bm25 => h.bm25.map_or(0.0, |s| s.score),
+                    Method::Dense => h.dense.map_or(0.0, |s| s.score),
+                    Method::Hybrid => {
+                        let rrf = |s: Option<StageScore>, w: f32| s.map_or(0.0, |s| w / (f.rrf_k + s.rank as f32));
+                        rrf(h.bm25, f.bm25_weight) + rrf(h.dense, f.dense_weight)
+                    }
+                };
+                h
+            })
+            .collect();
+        // Ties break on chunk id so the order is deterministic.
+        hits.sort_by(|a, b| b.fused.total_cmp(&a.fused).then_with(|| a.chunk_id.cmp(&b.chunk_id)));
+        hits.truncate(k);
+        out.timings.fusion_us = micros(t);
+        out.hits = hits;
+        Ok(out)
+    }
+}
+
+fn empty_hit(chunk_id: &str) -> RetrievedHit {
+    RetrievedHit { chunk_id: chunk_id.to_owned(), bm25: None, dense: None, fused: 0.0 }
+}
