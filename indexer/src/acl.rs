@@ -92,8 +92,7 @@ pub struct GroupName(String);
 fn parse_slug(field: &'static str, s: &str) -> Result<String, Error> {
     let ok = !s.is_empty()
         && s.len() <= 64
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
     if ok {
         Ok(s.to_owned())
     } else {
@@ -168,10 +167,7 @@ impl ChunkAcl {
         self.tenant == reader.tenant
             && self.classification <= reader.clearance
             && self.status == SourceStatus::Approved
-            && self
-                .allowed_groups
-                .iter()
-                .any(|g| reader.groups.contains(g))
+            && self.allowed_groups.iter().any(|g| reader.groups.contains(g))
             && self.effective_from <= reader.as_of
             && self.expires_at.is_none_or(|end| reader.as_of < end)
     }

@@ -12,12 +12,9 @@ use std::sync::Mutex;
 use chrono::NaiveDate;
 use tantivy::collector::TopDocs;
 use tantivy::directory::MmapDirectory;
-use tantivy::query::{
-    BooleanQuery, ConstScoreQuery, Occur, Query, RangeQuery, TermQuery, TermSetQuery,
-};
+use tantivy::query::{BooleanQuery, ConstScoreQuery, Occur, Query, RangeQuery, TermQuery, TermSetQuery};
 use tantivy::schema::{
-    FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing,
-    TextOptions, Value,
+    FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions, Value,
 };
 use tantivy::tokenizer::TokenStream;
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
@@ -102,11 +99,9 @@ impl std::fmt::Debug for Bm25Index {
 impl Bm25Index {
     /// Opens the index in `dir`, creating it (and the directory) when absent.
     pub fn open_or_create(dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| Error::internal("creating the BM25 index directory", e))?;
+        std::fs::create_dir_all(dir).map_err(|e| Error::internal("creating the BM25 index directory", e))?;
         let (schema, fields) = schema();
-        let directory =
-            MmapDirectory::open(dir).map_err(|e| Error::internal("opening the BM25 index", e))?;
+        let directory = MmapDirectory::open(dir).map_err(|e| Error::internal("opening the BM25 index", e))?;
         Self::from_index(Index::open_or_create(directory, schema)?, fields)
     }
 
@@ -118,22 +113,12 @@ impl Bm25Index {
 
     fn from_index(index: Index, fields: Fields) -> Result<Self> {
         let writer = index.writer_with_num_threads(1, 50_000_000)?;
-        let reader = index
-            .reader_builder()
-            .reload_policy(ReloadPolicy::Manual)
-            .try_into()?;
-        Ok(Self {
-            index,
-            reader,
-            writer: Mutex::new(writer),
-            fields,
-        })
+        let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
+        Ok(Self { index, reader, writer: Mutex::new(writer), fields })
     }
 
     fn writer(&self) -> Result<std::sync::MutexGuard<'_, IndexWriter>> {
-        self.writer
-            .lock()
-            .map_err(|_| Error::Internal("BM25 writer lock poisoned".into()))
+        self.writer.lock().map_err(|_| Error::Internal("BM25 writer lock poisoned".into()))
     }
 
     /// Adds chunks and commits; readers see all of them or none.
@@ -173,10 +158,7 @@ impl Bm25Index {
 
     /// Removes every chunk of one version of a document and commits.
     pub fn delete_version(&self, document_id: &str, version: u32) -> Result<()> {
-        self.delete_term(Term::from_field_text(
-            self.fields.version_key,
-            &version_key(document_id, version),
-        ))
+        self.delete_term(Term::from_field_text(self.fields.version_key, &version_key(document_id, version)))
     }
 
     fn delete_term(&self, term: Term) -> Result<()> {
@@ -199,27 +181,15 @@ impl Bm25Index {
         let text_query = self.text_query(query)?;
         let filtered = BooleanQuery::new(vec![
             (Occur::Must, text_query),
-            (
-                Occur::Must,
-                Box::new(ConstScoreQuery::new(self.access_filter(reader), 0.0)),
-            ),
+            (Occur::Must, Box::new(ConstScoreQuery::new(self.access_filter(reader), 0.0))),
         ]);
         let searcher = self.reader.searcher();
-        let top = searcher.search(
-            &filtered,
-            &TopDocs::with_limit(limit.max(1)).order_by_score(),
-        )?;
+        let top = searcher.search(&filtered, &TopDocs::with_limit(limit.max(1)).order_by_score())?;
         let mut hits = Vec::with_capacity(top.len());
         for (score, address) in top {
             let doc: TantivyDocument = searcher.doc(address)?;
-            let id = doc
-                .get_first(self.fields.chunk_id)
-                .and_then(|v| v.as_str())
-                .unwrap_or_default();
-            hits.push(Bm25Hit {
-                chunk_id: id.to_owned(),
-                score,
-            });
+            let id = doc.get_first(self.fields.chunk_id).and_then(|v| v.as_str()).unwrap_or_default();
+            hits.push(Bm25Hit { chunk_id: id.to_owned(), score });
         }
         Ok(hits)
     }
@@ -236,10 +206,7 @@ impl Bm25Index {
                 let word = stream.token().text.clone();
                 if seen.insert(word.clone()) {
                     let term = Term::from_field_text(field, &word);
-                    clauses.push((
-                        Occur::Should,
-                        Box::new(TermQuery::new(term, IndexRecordOption::WithFreqs)),
-                    ));
+                    clauses.push((Occur::Should, Box::new(TermQuery::new(term, IndexRecordOption::WithFreqs))));
                 }
             }
         }
@@ -254,17 +221,9 @@ impl Bm25Index {
         let f = self.fields;
         let as_of = day_number(reader.as_of);
         let term = |field, text: &str| -> Box<dyn Query> {
-            Box::new(TermQuery::new(
-                Term::from_field_text(field, text),
-                IndexRecordOption::Basic,
-            ))
+            Box::new(TermQuery::new(Term::from_field_text(field, text), IndexRecordOption::Basic))
         };
-        let groups = TermSetQuery::new(
-            reader
-                .groups
-                .iter()
-                .map(|g| Term::from_field_text(f.groups, g.as_str())),
-        );
+        let groups = TermSetQuery::new(reader.groups.iter().map(|g| Term::from_field_text(f.groups, g.as_str())));
         Box::new(BooleanQuery::new(vec![
             (Occur::Must, term(f.tenant, reader.tenant.as_str())),
             (Occur::Must, Box::new(groups)),
@@ -273,10 +232,7 @@ impl Bm25Index {
                 Occur::Must,
                 Box::new(RangeQuery::new(
                     Bound::Unbounded,
-                    Bound::Included(Term::from_field_u64(
-                        f.classification,
-                        reader.clearance.rank(),
-                    )),
+                    Bound::Included(Term::from_field_u64(f.classification, reader.clearance.rank())),
                 )),
             ),
             (
@@ -288,10 +244,7 @@ impl Bm25Index {
             ),
             (
                 Occur::Must,
-                Box::new(RangeQuery::new(
-                    Bound::Excluded(Term::from_field_i64(f.expires_at, as_of)),
-                    Bound::Unbounded,
-                )),
+                Box::new(RangeQuery::new(Bound::Excluded(Term::from_field_i64(f.expires_at, as_of)), Bound::Unbounded)),
             ),
         ]))
     }

@@ -75,9 +75,7 @@ pub fn chunk_pages(document_id: &str, version: u32, pages: &[PageText]) -> Vec<C
 /// Byte ranges of a page that start at a heading, so a chunk never straddles two numbered points.
 /// A range holding nothing but headings is merged into the next one.
 fn segments(text: &str, marks: &[(usize, String)]) -> Vec<(usize, usize)> {
-    let mut bounds: Vec<usize> = std::iter::once(0)
-        .chain(marks.iter().map(|(b, _)| *b))
-        .collect();
+    let mut bounds: Vec<usize> = std::iter::once(0).chain(marks.iter().map(|(b, _)| *b)).collect();
     bounds.push(text.len());
     bounds.dedup();
     let mut out = Vec::new();
@@ -109,13 +107,7 @@ fn is_meaningful(text: &str) -> bool {
 
 fn chunk_id(document_id: &str, version: u32, page: u32, char_start: usize, text: &str) -> String {
     let mut h = Sha256::new();
-    for part in [
-        document_id,
-        &version.to_string(),
-        &page.to_string(),
-        &char_start.to_string(),
-        text,
-    ] {
+    for part in [document_id, &version.to_string(), &page.to_string(), &char_start.to_string(), text] {
         h.update(part.as_bytes());
         h.update([0u8]);
     }
@@ -158,21 +150,12 @@ impl HeadingTracker {
     }
 
     fn path(&self) -> String {
-        [self.level1.as_deref(), self.level2.as_deref()]
-            .into_iter()
-            .flatten()
-            .collect::<Vec<_>>()
-            .join(" > ")
+        [self.level1.as_deref(), self.level2.as_deref()].into_iter().flatten().collect::<Vec<_>>().join(" > ")
     }
 }
 
 fn heading_level(line: &str) -> Option<u8> {
-    if line.is_empty()
-        || line.len() > 90
-        || line.ends_with('.')
-        || line.ends_with(',')
-        || line.ends_with(';')
-    {
+    if line.is_empty() || line.len() > 90 || line.ends_with('.') || line.ends_with(',') || line.ends_with(';') {
         return None;
     }
     let first = line.split_whitespace().next()?;
@@ -183,24 +166,18 @@ fn heading_level(line: &str) -> Option<u8> {
         let mut words = line.split_whitespace().skip(1);
         let label = words.next()?.trim_end_matches(['.', ':']);
         let digits = label.bytes().take_while(u8::is_ascii_digit).count();
-        let numbered = digits > 0
-            && label[digits..].len() <= 2
-            && label[digits..].bytes().all(|b| b.is_ascii_lowercase());
+        let numbered =
+            digits > 0 && label[digits..].len() <= 2 && label[digits..].bytes().all(|b| b.is_ascii_lowercase());
         let roman = !label.is_empty() && label.bytes().all(|b| b"IVXLC".contains(&b));
         let rest: Vec<&str> = words.collect();
         let short_title = rest.len() <= 8 && !rest.iter().any(|w| w.contains(['(', ',', ';']));
         return ((numbered || roman) && short_title).then_some(1);
     }
     // "2.1 Scope" or "3. Retention": a dotted number followed by a capitalised title.
-    let is_number = first
-        .trim_end_matches('.')
-        .split('.')
-        .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    let is_number =
+        first.trim_end_matches('.').split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
     let rest = line[first.len()..].trim_start();
-    if is_number
-        && rest.chars().next().is_some_and(|c| c.is_uppercase())
-        && rest.split_whitespace().count() <= 8
-    {
+    if is_number && rest.chars().next().is_some_and(|c| c.is_uppercase()) && rest.split_whitespace().count() <= 8 {
         return Some(2);
     }
     None
@@ -211,10 +188,7 @@ mod tests {
     use super::*;
 
     fn page(number: u32, text: &str) -> PageText {
-        PageText {
-            number,
-            text: text.to_owned(),
-        }
+        PageText { number, text: text.to_owned() }
     }
 
     #[test]
@@ -224,12 +198,7 @@ mod tests {
         assert_eq!(heading_level("2.1 Scope"), Some(2));
         assert_eq!(heading_level("3. Retention periods"), Some(2));
         assert_eq!(heading_level("Article numbers are cited like this."), None);
-        assert_eq!(
-            heading_level(
-                "Article 33(1) of Directive (EU) 2015/2366, should be the competent authority"
-            ),
-            None
-        );
+        assert_eq!(heading_level("Article 33(1) of Directive (EU) 2015/2366, should be the competent authority"), None);
         assert_eq!(heading_level("Article 6a"), Some(1));
         assert_eq!(heading_level("Chapter IV"), Some(1));
         assert_eq!(heading_level("2019 was a long year for the team"), None);
@@ -237,45 +206,22 @@ mod tests {
 
     #[test]
     fn chunks_carry_offsets_pages_and_heading_paths() {
-        let body =
-            "Customer records are kept for ten years after the relationship ends. ".repeat(8);
-        let text = format!(
-            "Section 4 Retention\n\n4.1 Customer files\n\n{body}\n\n4.2 Deletion\n\n{body}"
-        );
-        let pages = vec![
-            page(
-                1,
-                "Cover page of the retention policy with some words on it.",
-            ),
-            page(2, &text),
-        ];
+        let body = "Customer records are kept for ten years after the relationship ends. ".repeat(8);
+        let text = format!("Section 4 Retention\n\n4.1 Customer files\n\n{body}\n\n4.2 Deletion\n\n{body}");
+        let pages = vec![page(1, "Cover page of the retention policy with some words on it."), page(2, &text)];
         let chunks = chunk_pages("doc-1", 1, &pages);
         assert!(chunks.len() >= 2);
         for c in &chunks {
             let page_text = &pages[(c.page - 1) as usize].text;
-            let slice: String = page_text
-                .chars()
-                .skip(c.char_start as usize)
-                .take((c.char_end - c.char_start) as usize)
-                .collect();
+            let slice: String =
+                page_text.chars().skip(c.char_start as usize).take((c.char_end - c.char_start) as usize).collect();
             assert_eq!(slice, c.text, "offsets must point at the chunk text");
         }
-        let last = chunks
-            .last()
-            .map(|c| c.heading_path.clone())
-            .unwrap_or_default();
+        let last = chunks.last().map(|c| c.heading_path.clone()).unwrap_or_default();
         assert_eq!(last, "Section 4 Retention > 4.2 Deletion");
         let ids: std::collections::HashSet<_> = chunks.iter().map(|c| &c.id).collect();
         assert_eq!(ids.len(), chunks.len());
-        assert_eq!(
-            chunk_pages("doc-1", 1, &pages),
-            chunks,
-            "chunking is deterministic"
-        );
-        assert_ne!(
-            chunk_pages("doc-1", 2, &pages)[0].id,
-            chunks[0].id,
-            "ids depend on the version"
-        );
+        assert_eq!(chunk_pages("doc-1", 1, &pages), chunks, "chunking is deterministic");
+        assert_ne!(chunk_pages("doc-1", 2, &pages)[0].id, chunks[0].id, "ids depend on the version");
     }
 }

@@ -10,7 +10,8 @@ use std::collections::HashMap;
 use std::sync::RwLock;
 
 use chrono::NaiveDate;
-use hnsw_rs::prelude::{DistDot, Hnsw};
+use hnsw_rs::anndists::dist::Distance;
+use hnsw_rs::prelude::Hnsw;
 
 use crate::acl::{ChunkAcl, Reader, SourceStatus};
 use crate::error::{Error, Result, UserError};
@@ -41,6 +42,18 @@ pub enum DensePlan {
     Exact,
     /// HNSW traversal with the filter applied to each visited node.
     FilteredGraph,
+}
+
+/// Cosine distance between unit vectors, `1 - dot`, clamped at zero: rounding can make the dot
+/// product of two identical unit vectors exceed one, which hnsw_rs's own `DistDot` rejects with a
+/// panic (duplicate passages are common in regulatory text).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct UnitCosine;
+
+impl Distance<f32> for UnitCosine {
+    fn eval(&self, va: &[f32], vb: &[f32]) -> f32 {
+        (1.0 - crate::embed::dot(va, vb)).max(0.0)
+    }
 }
 
 /// The access metadata of one vector in a form cheap to test inside graph traversal.
@@ -123,7 +136,7 @@ pub struct DenseItem<'a> {
 /// The HNSW index of one deployment.
 pub struct DenseIndex {
     dimension: usize,
-    graph: Hnsw<'static, f32, DistDot>,
+    graph: Hnsw<'static, f32, UnitCosine>,
     meta: RwLock<Meta>,
 }
 
@@ -138,7 +151,7 @@ impl DenseIndex {
     pub fn new(dimension: usize, capacity: usize) -> Self {
         Self {
             dimension,
-            graph: Hnsw::new(MAX_CONNECTIONS, capacity.max(1024), MAX_LAYERS, EF_CONSTRUCTION, DistDot),
+            graph: Hnsw::new(MAX_CONNECTIONS, capacity.max(1024), MAX_LAYERS, EF_CONSTRUCTION, UnitCosine),
             meta: RwLock::new(Meta::default()),
         }
     }
@@ -207,8 +220,9 @@ impl DenseIndex {
         }
         // Insert into the graph while holding the write lock, so no search sees a vector whose
         // metadata is missing. hnsw_rs inserts in parallel internally.
-        let rows: Vec<(&[f32], usize)> =
-            (first..meta.entries.len()).map(|i| (&meta.vectors[i * self.dimension..(i + 1) * self.dimension], i)).collect();
+        let rows: Vec<(&[f32], usize)> = (first..meta.entries.len())
+            .map(|i| (&meta.vectors[i * self.dimension..(i + 1) * self.dimension], i))
+            .collect();
         self.graph.parallel_insert_slice(&rows);
         Ok(())
     }
@@ -291,10 +305,8 @@ impl DenseIndex {
 
     fn exact(&self, meta: &Meta, visible: &[usize], query: &[f32], k: usize) -> Vec<DenseHit> {
         let d = self.dimension;
-        let mut scored: Vec<(f32, usize)> = visible
-            .iter()
-            .map(|&i| (crate::embed::dot(query, &meta.vectors[i * d..(i + 1) * d]), i))
-            .collect();
+        let mut scored: Vec<(f32, usize)> =
+            visible.iter().map(|&i| (crate::embed::dot(query, &meta.vectors[i * d..(i + 1) * d]), i)).collect();
         let k = k.min(scored.len());
         if k < scored.len() {
             scored.select_nth_unstable_by(k, |a, b| b.0.total_cmp(&a.0));

@@ -5,9 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use fastembed::{
-    InitOptionsUserDefined, Pooling, TextEmbedding, TokenizerFiles, UserDefinedEmbeddingModel,
-};
+use fastembed::{InitOptionsUserDefined, Pooling, TextEmbedding, TokenizerFiles, UserDefinedEmbeddingModel};
 
 use crate::error::{Error, Result, UserError};
 
@@ -37,13 +35,8 @@ impl EmbedderConfig {
 }
 
 /// The files a model directory must contain.
-pub const MODEL_FILES: [&str; 5] = [
-    "model.onnx",
-    "tokenizer.json",
-    "config.json",
-    "special_tokens_map.json",
-    "tokenizer_config.json",
-];
+pub const MODEL_FILES: [&str; 5] =
+    ["model.onnx", "tokenizer.json", "config.json", "special_tokens_map.json", "tokenizer_config.json"];
 
 const SETUP_HINT: &str = "run scripts/setup-models.sh";
 
@@ -55,18 +48,10 @@ static LOADED_RUNTIME: Mutex<Option<PathBuf>> = Mutex::new(None);
 /// a panic; so is asking for a second, different library after one was loaded.
 pub fn init_onnx_runtime(library: &Path) -> Result<()> {
     if !library.is_file() {
-        return Err(UserError::MissingModelFile {
-            path: library.to_owned(),
-            hint: SETUP_HINT.to_owned(),
-        }
-        .into());
+        return Err(UserError::MissingModelFile { path: library.to_owned(), hint: SETUP_HINT.to_owned() }.into());
     }
-    let wanted = library
-        .canonicalize()
-        .map_err(|e| Error::internal("resolving the runtime path", e))?;
-    let mut loaded = LOADED_RUNTIME
-        .lock()
-        .map_err(|_| Error::Internal("runtime lock poisoned".into()))?;
+    let wanted = library.canonicalize().map_err(|e| Error::internal("resolving the runtime path", e))?;
+    let mut loaded = LOADED_RUNTIME.lock().map_err(|_| Error::Internal("runtime lock poisoned".into()))?;
     match loaded.as_ref() {
         Some(path) if *path == wanted => Ok(()),
         Some(path) => Err(UserError::OnnxRuntime(format!(
@@ -89,13 +74,12 @@ pub fn init_onnx_runtime(library: &Path) -> Result<()> {
 pub struct Embedder {
     model: Mutex<TextEmbedding>,
     dimension: usize,
+    model_sha256: String,
 }
 
 impl std::fmt::Debug for Embedder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Embedder")
-            .field("dimension", &self.dimension)
-            .finish()
+        f.debug_struct("Embedder").field("dimension", &self.dimension).finish()
     }
 }
 
@@ -104,15 +88,13 @@ impl Embedder {
     pub fn load(config: &EmbedderConfig) -> Result<Self> {
         let read = |name: &str| -> Result<Vec<u8>> {
             let path = config.model_dir.join(name);
-            std::fs::read(&path).map_err(|_| {
-                UserError::MissingModelFile {
-                    path,
-                    hint: SETUP_HINT.to_owned(),
-                }
-                .into()
-            })
+            std::fs::read(&path).map_err(|_| UserError::MissingModelFile { path, hint: SETUP_HINT.to_owned() }.into())
         };
         let onnx = read("model.onnx")?;
+        let model_sha256 = {
+            use sha2::Digest;
+            hex::encode(sha2::Sha256::digest(&onnx))
+        };
         let tokenizer_files = TokenizerFiles {
             tokenizer_file: read("tokenizer.json")?,
             config_file: read("config.json")?,
@@ -120,22 +102,21 @@ impl Embedder {
             tokenizer_config_file: read("tokenizer_config.json")?,
         };
         init_onnx_runtime(&config.onnx_runtime_library)?;
-        let model =
-            UserDefinedEmbeddingModel::new(onnx, tokenizer_files).with_pooling(Pooling::Mean);
+        let model = UserDefinedEmbeddingModel::new(onnx, tokenizer_files).with_pooling(Pooling::Mean);
         let mut options = InitOptionsUserDefined::new().with_max_length(config.max_length);
         if let Some(threads) = config.threads {
             options = options.with_intra_threads(threads);
         }
         let mut model = TextEmbedding::try_new_from_user_defined(model, options)
             .map_err(|e| Error::internal("loading the embedding model", e))?;
-        let probe = model
-            .embed(["dimension probe"], None)
-            .map_err(|e| Error::internal("embedding", e))?;
+        let probe = model.embed(["dimension probe"], None).map_err(|e| Error::internal("embedding", e))?;
         let dimension = probe.first().map_or(0, Vec::len);
-        Ok(Self {
-            model: Mutex::new(model),
-            dimension,
-        })
+        Ok(Self { model: Mutex::new(model), dimension, model_sha256 })
+    }
+
+    /// sha256 of the ONNX graph in use: identifies the model in stored embeddings and inventories.
+    pub fn model_sha256(&self) -> &str {
+        &self.model_sha256
     }
 
     /// Length of every vector this embedder returns.
@@ -145,13 +126,8 @@ impl Embedder {
 
     /// Embeds `texts` in batches; vectors are unit length so a dot product is the cosine.
     pub fn embed<S: AsRef<str> + Send + Sync>(&self, texts: &[S]) -> Result<Vec<Vec<f32>>> {
-        let mut model = self
-            .model
-            .lock()
-            .map_err(|_| Error::Internal("embedding model lock poisoned".into()))?;
-        let mut vectors = model
-            .embed(texts, Some(32))
-            .map_err(|e| Error::internal("embedding", e))?;
+        let mut model = self.model.lock().map_err(|_| Error::Internal("embedding model lock poisoned".into()))?;
+        let mut vectors = model.embed(texts, Some(32)).map_err(|e| Error::internal("embedding", e))?;
         for v in &mut vectors {
             normalize(v);
         }

@@ -122,7 +122,9 @@ pub fn load_passages(dir: &Path) -> Result<Vec<ObliqaPassage>> {
         out.extend(read_json::<Vec<ObliqaPassage>>(&f)?);
     }
     if out.is_empty() {
-        return Err(UserError::InvalidValue { field: "corpus", reason: format!("no passages in {}", dir.display()) }.into());
+        return Err(
+            UserError::InvalidValue { field: "corpus", reason: format!("no passages in {}", dir.display()) }.into()
+        );
     }
     Ok(out)
 }
@@ -166,8 +168,9 @@ pub fn load_questions(path: &Path, passages: &[ObliqaPassage], qrels: Option<&Pa
 }
 
 fn read_qrels(path: &Path) -> Result<HashMap<String, BTreeSet<String>>> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::from(UserError::InvalidValue { field: "qrels", reason: format!("{}: {e}", path.display()) }))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::from(UserError::InvalidValue { field: "qrels", reason: format!("{}: {e}", path.display()) })
+    })?;
     let mut map: HashMap<String, BTreeSet<String>> = HashMap::new();
     for line in text.lines() {
         let parts: Vec<&str> = line.split_whitespace().collect();
@@ -281,7 +284,13 @@ pub fn build_obliqa_retriever(
                 .iter()
                 .zip(&doc_ids)
                 .zip(&vectors)
-                .map(|((c, d), v)| crate::DenseItem { chunk_id: &c.id, document_id: d, version: 1, acl: &acl, vector: v })
+                .map(|((c, d), v)| crate::DenseItem {
+                    chunk_id: &c.id,
+                    document_id: d,
+                    version: 1,
+                    acl: &acl,
+                    vector: v,
+                })
                 .collect();
             index.add(&items)?;
             progress("hnsw", total, total);

@@ -27,28 +27,15 @@ pub struct PageText {
 /// extractable text on any page.
 pub fn extract_pages(name: &str, bytes: &[u8]) -> Result<Vec<PageText>> {
     if !bytes.starts_with(b"%PDF-") {
-        return Err(UserError::NotPdf {
-            name: name.to_owned(),
-        }
-        .into());
+        return Err(UserError::NotPdf { name: name.to_owned() }.into());
     }
-    let corrupt = |reason: String| -> Error {
-        UserError::CorruptPdf {
-            name: name.to_owned(),
-            reason,
-        }
-        .into()
-    };
+    let corrupt = |reason: String| -> Error { UserError::CorruptPdf { name: name.to_owned(), reason }.into() };
 
     let outcome = catch_unwind(AssertUnwindSafe(|| -> Result<Vec<PageText>> {
         let mut doc = Document::load_mem(bytes).map_err(|e| corrupt(e.to_string()))?;
         if doc.is_encrypted() {
             // Owner-password-only PDFs open with the empty user password; anything else is refused.
-            doc.decrypt("").map_err(|_| {
-                Error::from(UserError::EncryptedPdf {
-                    name: name.to_owned(),
-                })
-            })?;
+            doc.decrypt("").map_err(|_| Error::from(UserError::EncryptedPdf { name: name.to_owned() }))?;
         }
         let page_numbers: Vec<u32> = doc.get_pages().keys().copied().collect();
         if page_numbers.is_empty() {
@@ -62,10 +49,7 @@ pub fn extract_pages(name: &str, bytes: &[u8]) -> Result<Vec<PageText>> {
                 pdf_extract::output_doc_page(&doc, &mut out, number)
                     .map_err(|e| corrupt(format!("page {number}: {e}")))?;
             }
-            pages.push(PageText {
-                number,
-                text: normalize_page_text(&raw),
-            });
+            pages.push(PageText { number, text: normalize_page_text(&raw) });
         }
         Ok(pages)
     }));
@@ -75,10 +59,7 @@ pub fn extract_pages(name: &str, bytes: &[u8]) -> Result<Vec<PageText>> {
         Err(_) => return Err(corrupt("the PDF parser could not process it".to_owned())),
     };
     if pages.iter().all(|p| p.text.trim().is_empty()) {
-        return Err(UserError::NoText {
-            name: name.to_owned(),
-        }
-        .into());
+        return Err(UserError::NoText { name: name.to_owned() }.into());
     }
     Ok(pages)
 }
@@ -136,10 +117,7 @@ pub fn write_text_pdf(title: &str, pages: &[Vec<String>]) -> Result<Vec<u8>> {
     });
     let mut kids = Vec::with_capacity(pages.len());
     for lines in pages {
-        let mut content = format!(
-            "BT\n/F1 {FONT_SIZE} Tf\n{LEADING} TL\n56 {} Td\n",
-            PAGE_HEIGHT - 64
-        );
+        let mut content = format!("BT\n/F1 {FONT_SIZE} Tf\n{LEADING} TL\n56 {} Td\n", PAGE_HEIGHT - 64);
         for line in lines.iter().flat_map(|l| wrap_line(l)) {
             content.push('(');
             for c in line.chars() {
@@ -178,8 +156,7 @@ pub fn write_text_pdf(title: &str, pages: &[Vec<String>]) -> Result<Vec<u8>> {
     doc.trailer.set("Root", catalog_id);
     doc.trailer.set("Info", info_id);
     let mut out = Vec::new();
-    doc.save_to(&mut out)
-        .map_err(|e| Error::internal("writing PDF", e))?;
+    doc.save_to(&mut out).map_err(|e| Error::internal("writing PDF", e))?;
     Ok(out)
 }
 
@@ -221,10 +198,6 @@ mod tests {
         let long = "word ".repeat(40);
         let lines = wrap_line(long.trim());
         assert!(lines.len() > 1);
-        assert!(
-            lines
-                .iter()
-                .all(|l| l.len() <= MAX_LINE_CHARS && !l.ends_with(' '))
-        );
+        assert!(lines.iter().all(|l| l.len() <= MAX_LINE_CHARS && !l.ends_with(' ')));
     }
 }

@@ -29,11 +29,7 @@ impl MigrationTrait for Migration {
                 .col(string("role"))
                 .col(string("clearance"))
                 .col(timestamp_with_time_zone("created_at"))
-                .foreign_key(
-                    ForeignKey::create()
-                        .from("principals", "tenant_id")
-                        .to("tenants", "id"),
-                )
+                .foreign_key(ForeignKey::create().from("principals", "tenant_id").to("tenants", "id"))
                 .take(),
         )
         .await?;
@@ -62,11 +58,7 @@ impl MigrationTrait for Migration {
                 .col(string("title"))
                 .col(string("owner"))
                 .col(timestamp_with_time_zone("created_at"))
-                .foreign_key(
-                    ForeignKey::create()
-                        .from("documents", "tenant_id")
-                        .to("tenants", "id"),
-                )
+                .foreign_key(ForeignKey::create().from("documents", "tenant_id").to("tenants", "id"))
                 .take(),
         )
         .await?;
@@ -138,22 +130,8 @@ impl MigrationTrait for Migration {
                 .take(),
         )
         .await?;
-        m.create_index(
-            Index::create()
-                .name("chunks_document")
-                .table("chunks")
-                .col("document_id")
-                .take(),
-        )
-        .await?;
-        m.create_index(
-            Index::create()
-                .name("chunks_tenant")
-                .table("chunks")
-                .col("tenant_id")
-                .take(),
-        )
-        .await?;
+        m.create_index(Index::create().name("chunks_document").table("chunks").col("document_id").take()).await?;
+        m.create_index(Index::create().name("chunks_tenant").table("chunks").col("tenant_id").take()).await?;
 
         m.create_table(
             Table::create()

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use actix_web::cookie::Key;
 use actix_web::{App, HttpServer, dev::Server, middleware, web};
-use indexer::Bm25Index;
+use indexer::{Bm25Index, DenseIndex, DenseItem, Embedder, EmbedderConfig, FusionConfig, Retriever};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
@@ -19,18 +19,33 @@ use crate::web::{AppState, app_state, routes};
 pub struct Platform {
     pub storage: Storage,
     pub bm25: Arc<Bm25Index>,
+    /// The embedding model and the dense index built from the stored vectors, when dense
+    /// retrieval is on.
+    pub dense: Option<(Arc<Embedder>, Arc<DenseIndex>)>,
     pub settings: Arc<Settings>,
 }
 
 impl Platform {
+    /// Opens storage and indexes, loading the embedding model when dense retrieval is on.
     pub async fn open(settings: Settings) -> Result<Self> {
-        settings.validate()?;
-        std::fs::create_dir_all(&settings.data_dir).map_err(|e| {
-            Error::user(format!(
-                "cannot create data directory {}: {e}",
-                settings.data_dir.display()
+        let embedder = if settings.dense_retrieval {
+            let config = EmbedderConfig::new(settings.onnx_runtime_library(), settings.embedding_model_dir());
+            Some(Arc::new(
+                tokio::task::spawn_blocking(move || Embedder::load(&config))
+                    .await
+                    .map_err(|e| Error::internal("loading the model", e))??,
             ))
-        })?;
+        } else {
+            None
+        };
+        Self::open_with(settings, embedder).await
+    }
+
+    /// Opens storage and indexes with an already loaded embedder (tests share one).
+    pub async fn open_with(settings: Settings, embedder: Option<Arc<Embedder>>) -> Result<Self> {
+        settings.validate()?;
+        std::fs::create_dir_all(&settings.data_dir)
+            .map_err(|e| Error::user(format!("cannot create data directory {}: {e}", settings.data_dir.display())))?;
         let storage = Storage::connect(&settings.database_url()).await?;
         let bm25 = Arc::new(Bm25Index::open_or_create(&settings.bm25_dir()).map_err(|e| match e {
             indexer::Error::Internal(msg) if msg.contains("LockBusy") || msg.contains("lock") => Error::user(
@@ -38,11 +53,43 @@ impl Platform {
             ),
             other => Error::from(other),
         })?);
-        Ok(Self {
-            storage,
-            bm25,
-            settings: Arc::new(settings),
-        })
+        let dense = match embedder {
+            Some(embedder) => {
+                let index = Self::build_dense(&storage, &embedder).await?;
+                Some((embedder, Arc::new(index)))
+            }
+            None => None,
+        };
+        Ok(Self { storage, bm25, dense, settings: Arc::new(settings) })
+    }
+
+    /// Builds the dense index from the vectors stored for the loaded model.
+    async fn build_dense(storage: &Storage, embedder: &Embedder) -> Result<DenseIndex> {
+        let stored = storage.vectors(embedder.model_sha256()).await?;
+        let index = DenseIndex::new(embedder.dimension(), stored.len());
+        let items: Vec<DenseItem<'_>> = stored
+            .iter()
+            .map(|v| DenseItem {
+                chunk_id: &v.chunk_id,
+                document_id: &v.document_id,
+                version: v.version,
+                acl: &v.acl,
+                vector: &v.vector,
+            })
+            .collect();
+        index.add(&items)?;
+        tracing::info!(vectors = stored.len(), "dense index built");
+        Ok(index)
+    }
+
+    /// The retriever over this platform's indexes.
+    pub fn retriever(&self) -> Retriever {
+        Retriever {
+            bm25: Arc::clone(&self.bm25),
+            dense: self.dense.as_ref().map(|(_, d)| Arc::clone(d)),
+            embedder: self.dense.as_ref().map(|(e, _)| Arc::clone(e)),
+            fusion: FusionConfig::default(),
+        }
     }
 
     pub fn ingestor(&self) -> Ingestor {
@@ -50,6 +97,7 @@ impl Platform {
             storage: self.storage.clone(),
             bm25: Arc::clone(&self.bm25),
             files_dir: self.settings.files_dir(),
+            dense: self.dense.clone(),
         }
     }
 
@@ -60,26 +108,16 @@ impl Platform {
                 let key = Key::try_from(secret.expose().as_bytes())
                     .map_err(|_| Error::user("session_key must be at least 64 bytes"))?;
                 let audit: Arc<[u8]> =
-                    Sha256::digest([b"audit:".as_slice(), secret.expose().as_bytes()].concat())
-                        .to_vec()
-                        .into();
+                    Sha256::digest([b"audit:".as_slice(), secret.expose().as_bytes()].concat()).to_vec().into();
                 (key, audit)
             }
             None => {
-                tracing::warn!(
-                    "no session_key configured: using a random one, sessions end when the server stops"
-                );
+                tracing::warn!("no session_key configured: using a random one, sessions end when the server stops");
                 let audit: Arc<[u8]> = crate::session::random_hex(32)?.into_bytes().into();
                 (Key::generate(), audit)
             }
         };
-        Ok(app_state(
-            self.storage.clone(),
-            Arc::clone(&self.bm25),
-            key,
-            audit_key,
-            &self.settings,
-        ))
+        Ok(app_state(self.storage.clone(), self.retriever(), key, audit_key, &self.settings))
     }
 }
 
@@ -91,18 +129,15 @@ pub struct Application {
 
 impl std::fmt::Debug for Application {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Application")
-            .field("port", &self.port)
-            .finish_non_exhaustive()
+        f.debug_struct("Application").field("port", &self.port).finish_non_exhaustive()
     }
 }
 
 impl Application {
     pub async fn build(platform: &Platform) -> Result<Self> {
         let state = web::Data::new(platform.app_state()?);
-        let listener = TcpListener::bind(&platform.settings.bind).map_err(|e| {
-            Error::user(format!("cannot listen on {}: {e}", platform.settings.bind))
-        })?;
+        let listener = TcpListener::bind(&platform.settings.bind)
+            .map_err(|e| Error::user(format!("cannot listen on {}: {e}", platform.settings.bind)))?;
         let port = listener.local_addr()?.port();
         let server = HttpServer::new(move || {
             App::new()

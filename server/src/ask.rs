@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::NaiveDate;
-use indexer::Bm25Index;
+use indexer::{Method, RetrievedHit, Retriever};
 use sha2::{Digest, Sha256};
 
 use crate::domain::{Actor, Permission};
@@ -28,7 +28,8 @@ pub struct AskRequest {
 #[derive(Debug, Clone)]
 pub struct Passage {
     pub rank: usize,
-    pub bm25_score: f32,
+    /// Rank and score of the passage in each retrieval stage.
+    pub scores: RetrievedHit,
     pub chunk: StoredChunk,
 }
 
@@ -36,6 +37,7 @@ pub struct Passage {
 #[derive(Debug, Clone)]
 pub struct AskOutcome {
     pub as_of: NaiveDate,
+    pub method: Method,
     pub passages: Vec<Passage>,
 }
 
@@ -43,7 +45,7 @@ pub struct AskOutcome {
 #[derive(Debug, Clone)]
 pub struct AskService {
     pub storage: Storage,
-    pub bm25: Arc<Bm25Index>,
+    pub retriever: Retriever,
     /// Key mixed into the audit log's question hashes so they cannot be reversed by guessing.
     pub audit_hash_key: Arc<[u8]>,
 }
@@ -62,22 +64,22 @@ impl AskService {
             return Err(Error::user("Type a question first."));
         }
         if question.chars().count() > MAX_QUESTION_CHARS {
-            return Err(Error::user(format!(
-                "Questions are limited to {MAX_QUESTION_CHARS} characters."
-            )));
+            return Err(Error::user(format!("Questions are limited to {MAX_QUESTION_CHARS} characters.")));
         }
         let as_of = request.as_of.unwrap_or_else(Storage::today);
         let reader = actor.reader(as_of);
         let limit = request.limit.clamp(1, 50);
 
-        let bm25 = Arc::clone(&self.bm25);
+        let method = if self.retriever.has_dense() { Method::Hybrid } else { Method::Bm25 };
+        let retriever = self.retriever.clone();
         let owned_reader = reader.clone();
         let owned_question = question.to_owned();
-        let hits =
-            tokio::task::spawn_blocking(move || bm25.search(&owned_reader, &owned_question, limit))
+        let retrieval =
+            tokio::task::spawn_blocking(move || retriever.search(&owned_reader, &owned_question, method, limit))
                 .await
                 .map_err(|e| Error::internal("search task", e))?
                 .map_err(Error::from)?;
+        let hits = retrieval.hits;
 
         let ids: Vec<String> = hits.iter().map(|h| h.chunk_id.clone()).collect();
         // The database is the authority: a chunk it does not permit is dropped, and if it cannot
@@ -90,21 +92,11 @@ impl AskService {
                 withheld += 1;
                 continue;
             }
-            let score = hits
-                .iter()
-                .find(|h| h.chunk_id == chunk.id)
-                .map_or(0.0, |h| h.score);
-            passages.push(Passage {
-                rank: passages.len() + 1,
-                bm25_score: score,
-                chunk,
-            });
+            let Some(scores) = hits.iter().find(|h| h.chunk_id == chunk.id).cloned() else { continue };
+            passages.push(Passage { rank: passages.len() + 1, scores, chunk });
         }
         if withheld > 0 {
-            tracing::warn!(
-                withheld,
-                "index returned chunks the database no longer permits"
-            );
+            tracing::warn!(withheld, "index returned chunks the database no longer permits");
         }
 
         self.storage
@@ -118,11 +110,12 @@ impl AskService {
                     "as_of": as_of.to_string(),
                     "chunk_ids": passages.iter().map(|p| p.chunk.id.as_str()).collect::<Vec<_>>(),
                     "withheld": withheld,
+                    "method": method.as_str(),
                     "latency_ms": started.elapsed().as_millis(),
                 }),
             })
             .await?;
-        Ok(AskOutcome { as_of, passages })
+        Ok(AskOutcome { as_of, method, passages })
     }
 
     /// Records that `actor` was refused `permission`.

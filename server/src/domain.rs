@@ -40,9 +40,7 @@ impl FromStr for Role {
             "analyst" => Ok(Role::Analyst),
             "admin" => Ok(Role::Admin),
             "reviewer" => Ok(Role::Reviewer),
-            other => Err(Error::user(format!(
-                "unknown role '{other}' (expected analyst, admin or reviewer)"
-            ))),
+            other => Err(Error::user(format!("unknown role '{other}' (expected analyst, admin or reviewer)"))),
         }
     }
 }
@@ -94,11 +92,6 @@ impl Actor {
 
     /// The identity the indexes filter by, for documents in force on `as_of`.
     pub fn reader(&self, as_of: NaiveDate) -> Reader {
-        Reader {
-            tenant: self.tenant.clone(),
-            groups: self.groups.clone(),
-            clearance: self.clearance,
-            as_of,
-        }
+        Reader { tenant: self.tenant.clone(), groups: self.groups.clone(), clearance: self.clearance, as_of }
     }
 }

@@ -167,3 +167,21 @@ pub mod audit_event {
     }
     no_relations!();
 }
+
+pub mod chunk_embedding {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "chunk_embeddings")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub chunk_id: String,
+        pub model: String,
+        pub text_sha256: String,
+        pub dimension: i32,
+        /// Little-endian f32 values.
+        #[sea_orm(column_type = "Blob")]
+        pub vector: Vec<u8>,
+    }
+    no_relations!();
+}

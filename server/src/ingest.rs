@@ -5,12 +5,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use indexer::{Bm25Index, Chunk, IndexedChunk};
+use indexer::{Bm25Index, Chunk, DenseIndex, DenseItem, Embedder, IndexedChunk};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::manifest::{DocumentEntry, Manifest};
-use crate::storage::{AuditRecord, NewVersion, Storage};
+use crate::storage::{AuditRecord, NewVersion, Storage, text_sha256};
 
 /// A document version that has been read and chunked but not yet stored.
 #[derive(Debug)]
@@ -20,6 +20,9 @@ struct Prepared<'m> {
     sha256: String,
     page_count: u32,
     chunks: Vec<Chunk>,
+    /// Already stored with the same content: nothing to do.
+    unchanged: bool,
+    embeddings: Vec<Vec<f32>>,
 }
 
 /// What happened to one document version.
@@ -58,6 +61,8 @@ pub struct Ingestor {
     pub bm25: Arc<Bm25Index>,
     /// Where original PDFs are kept, one folder per document.
     pub files_dir: PathBuf,
+    /// Dense retrieval, when the embedding model is loaded.
+    pub dense: Option<(Arc<Embedder>, Arc<DenseIndex>)>,
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -65,26 +70,14 @@ fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 fn prepare(entry: &DocumentEntry) -> Result<Prepared<'_>> {
-    let name = entry
-        .file
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let bytes = std::fs::read(&entry.file).map_err(|e| {
-        Error::user(format!(
-            "document '{}': cannot read {}: {e}",
-            entry.id,
-            entry.file.display()
-        ))
-    })?;
+    let name = entry.file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let bytes = std::fs::read(&entry.file)
+        .map_err(|e| Error::user(format!("document '{}': cannot read {}: {e}", entry.id, entry.file.display())))?;
     let pages = indexer::extract_pages(&name, &bytes)
         .map_err(|e| Error::user(format!("document '{}': {}", entry.id, Error::from(e))))?;
     let chunks = indexer::chunk_pages(&entry.id, entry.version, &pages);
     if chunks.is_empty() {
-        return Err(Error::user(format!(
-            "document '{}': no passages could be formed from its text",
-            entry.id
-        )));
+        return Err(Error::user(format!("document '{}': no passages could be formed from its text", entry.id)));
     }
     Ok(Prepared {
         sha256: sha256_hex(&bytes),
@@ -92,6 +85,8 @@ fn prepare(entry: &DocumentEntry) -> Result<Prepared<'_>> {
         entry,
         bytes,
         chunks,
+        unchanged: false,
+        embeddings: Vec::new(),
     })
 }
 
@@ -114,21 +109,32 @@ impl Ingestor {
         requested_by: &str,
         progress: &mut dyn FnMut(Progress<'_>),
     ) -> Result<Report> {
-        // Read and chunk everything first: any bad file stops the run before a single write.
-        let prepared = manifest
-            .documents
-            .iter()
-            .map(prepare)
-            .collect::<Result<Vec<_>>>()?;
-        for p in &prepared {
-            if let Some(existing) = self.storage.document_tenant(&p.entry.id).await?
-                && existing != p.entry.acl.tenant.as_str()
+        // Read, chunk, check and embed everything first: any bad file stops the run before a
+        // single write.
+        let mut prepared = manifest.documents.iter().map(prepare).collect::<Result<Vec<_>>>()?;
+        for p in &mut prepared {
+            let e = p.entry;
+            if let Some(existing) = self.storage.document_tenant(&e.id).await?
+                && existing != e.acl.tenant.as_str()
             {
                 return Err(Error::user(format!(
                     "document '{}' already belongs to another tenant; choose another id",
-                    p.entry.id
+                    e.id
                 )));
             }
+            match self.storage.version_checksum(&e.id, e.version).await? {
+                Some(sha) if sha == p.sha256 => p.unchanged = true,
+                Some(_) => {
+                    return Err(Error::user(format!(
+                        "document '{}' version {} is already stored with different content; give the new file a new version",
+                        e.id, e.version
+                    )));
+                }
+                None => {}
+            }
+        }
+        if let Some((embedder, _)) = &self.dense {
+            self.embed_prepared(embedder, &mut prepared).await?;
         }
 
         for t in &manifest.tenants {
@@ -140,29 +146,14 @@ impl Ingestor {
 
         let job_id = format!("ingest-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S%.6fZ"));
         let total = prepared.len();
-        self.storage
-            .start_job(
-                &job_id,
-                "*",
-                requested_by,
-                u32::try_from(total).unwrap_or(u32::MAX),
-            )
-            .await?;
-        let mut report = Report {
-            job_id: job_id.clone(),
-            ..Report::default()
-        };
+        self.storage.start_job(&job_id, "*", requested_by, u32::try_from(total).unwrap_or(u32::MAX)).await?;
+        let mut report = Report { job_id: job_id.clone(), ..Report::default() };
         for (i, p) in prepared.iter().enumerate() {
             let outcome = match self.store_one(p).await {
                 Ok(o) => o,
                 Err(e) => {
                     self.storage
-                        .update_job(
-                            &job_id,
-                            to_u32(i),
-                            to_u32(report.chunks),
-                            Some(Err(e.to_string())),
-                        )
+                        .update_job(&job_id, to_u32(i), to_u32(report.chunks), Some(Err(e.to_string())))
                         .await?;
                     return Err(e);
                 }
@@ -174,9 +165,7 @@ impl Ingestor {
                 }
                 Outcome::Unchanged => report.unchanged += 1,
             }
-            self.storage
-                .update_job(&job_id, to_u32(i + 1), to_u32(report.chunks), None)
-                .await?;
+            self.storage.update_job(&job_id, to_u32(i + 1), to_u32(report.chunks), None).await?;
             progress(Progress {
                 done: i + 1,
                 total,
@@ -185,9 +174,7 @@ impl Ingestor {
                 outcome: &outcome,
             });
         }
-        self.storage
-            .update_job(&job_id, to_u32(total), to_u32(report.chunks), Some(Ok(())))
-            .await?;
+        self.storage.update_job(&job_id, to_u32(total), to_u32(report.chunks), Some(Ok(()))).await?;
         self.storage
             .append_audit(AuditRecord {
                 actor: requested_by.to_owned(),
@@ -202,60 +189,109 @@ impl Ingestor {
         Ok(report)
     }
 
-    async fn store_one(&self, p: &Prepared<'_>) -> Result<Outcome> {
-        let e = p.entry;
-        match self.storage.version_checksum(&e.id, e.version).await? {
-            Some(sha) if sha == p.sha256 => return Ok(Outcome::Unchanged),
-            Some(_) => {
-                return Err(Error::user(format!(
-                    "document '{}' version {} is already stored with different content; give the new file a new version",
-                    e.id, e.version
-                )));
+    /// Embeds the chunks of every version to be stored, reusing stored vectors of identical text.
+    async fn embed_prepared(&self, embedder: &Arc<Embedder>, prepared: &mut [Prepared<'_>]) -> Result<()> {
+        let model = embedder.model_sha256().to_owned();
+        let hashes: Vec<String> = prepared
+            .iter()
+            .filter(|p| !p.unchanged)
+            .flat_map(|p| p.chunks.iter().map(|c| text_sha256(&c.text)))
+            .collect();
+        let mut known = self.storage.cached_embeddings(&model, &hashes).await?;
+        let mut missing: Vec<(String, String)> = Vec::new();
+        for p in prepared.iter().filter(|p| !p.unchanged) {
+            for c in &p.chunks {
+                let h = text_sha256(&c.text);
+                if !known.contains_key(&h) && !missing.iter().any(|(m, _)| *m == h) {
+                    missing.push((h, c.text.clone()));
+                }
             }
-            None => {}
         }
-        let file_path = self
-            .files_dir
-            .join(&e.id)
-            .join(format!("v{}.pdf", e.version));
+        if !missing.is_empty() {
+            let embedder = Arc::clone(embedder);
+            let texts: Vec<String> = missing.iter().map(|(_, t)| t.clone()).collect();
+            let total = texts.len();
+            let vectors = tokio::task::spawn_blocking(move || {
+                embedder.embed_many(&texts, 32, &mut |done| tracing::info!(done, total, "embedding passages"))
+            })
+            .await
+            .map_err(|e| Error::internal("embedding task", e))??;
+            for ((h, _), v) in missing.into_iter().zip(vectors) {
+                known.insert(h, v);
+            }
+        }
+        for p in prepared.iter_mut().filter(|p| !p.unchanged) {
+            p.embeddings = p
+                .chunks
+                .iter()
+                .map(|c| {
+                    known.get(&text_sha256(&c.text)).cloned().ok_or_else(|| Error::Internal("embedding missing".into()))
+                })
+                .collect::<Result<_>>()?;
+        }
+        Ok(())
+    }
+
+    async fn store_one(&self, p: &Prepared<'_>) -> Result<Outcome> {
+        if p.unchanged {
+            return Ok(Outcome::Unchanged);
+        }
+        let e = p.entry;
+        let file_path = self.files_dir.join(&e.id).join(format!("v{}.pdf", e.version));
         write_atomically(&file_path, &p.bytes)?;
         let version = NewVersion {
             document_id: e.id.clone(),
             title: e.title.clone(),
             version: e.version,
             acl: e.acl.clone(),
-            file_name: e
-                .file
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
+            file_name: e.file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
             file_sha256: p.sha256.clone(),
             page_count: p.page_count,
             chunks: p.chunks.clone(),
+            embeddings: p.embeddings.clone(),
+            embedding_model: self.dense.as_ref().map(|(m, _)| m.model_sha256().to_owned()).unwrap_or_default(),
         };
         if let Err(err) = self.storage.insert_version(&version).await {
             let _ = std::fs::remove_file(&file_path);
             return Err(err);
         }
+        if let Err(err) = self.index_version(p) {
+            // Undo the stored rows and any index entries so the database and the indexes agree.
+            let _ = self.bm25.delete_version(&e.id, e.version);
+            if let Some((_, dense)) = &self.dense {
+                let _ = dense.delete(&e.id, Some(e.version));
+            }
+            self.storage.delete_version(&e.id, e.version).await?;
+            let _ = std::fs::remove_file(&file_path);
+            return Err(err);
+        }
+        Ok(Outcome::Ingested { chunks: p.chunks.len() })
+    }
+
+    fn index_version(&self, p: &Prepared<'_>) -> Result<()> {
+        let e = p.entry;
         let indexed: Vec<IndexedChunk<'_>> = p
             .chunks
             .iter()
-            .map(|c| IndexedChunk {
-                chunk: c,
-                document_id: &e.id,
-                version: e.version,
-                acl: &e.acl,
-            })
+            .map(|c| IndexedChunk { chunk: c, document_id: &e.id, version: e.version, acl: &e.acl })
             .collect();
-        if let Err(err) = self.bm25.add(&indexed) {
-            // Undo the stored rows so the database never holds chunks the index lacks.
-            self.storage.delete_version(&e.id, e.version).await?;
-            let _ = std::fs::remove_file(&file_path);
-            return Err(err.into());
+        self.bm25.add(&indexed)?;
+        if let Some((_, dense)) = &self.dense {
+            let items: Vec<DenseItem<'_>> = p
+                .chunks
+                .iter()
+                .zip(&p.embeddings)
+                .map(|(c, v)| DenseItem {
+                    chunk_id: &c.id,
+                    document_id: &e.id,
+                    version: e.version,
+                    acl: &e.acl,
+                    vector: v,
+                })
+                .collect();
+            dense.add(&items)?;
         }
-        Ok(Outcome::Ingested {
-            chunks: p.chunks.len(),
-        })
+        Ok(())
     }
 }
 
@@ -269,17 +305,10 @@ pub fn build_corpus_pdfs(manifest: &Manifest) -> Result<Vec<PathBuf>> {
     let mut written = Vec::new();
     for d in &manifest.documents {
         let Some(source) = &d.source else { continue };
-        let text = std::fs::read_to_string(source).map_err(|e| {
-            Error::user(format!(
-                "document '{}': cannot read {}: {e}",
-                d.id,
-                source.display()
-            ))
-        })?;
-        let pages: Vec<Vec<String>> = text
-            .split("<<<page>>>\n")
-            .map(|page| page.lines().map(str::to_owned).collect())
-            .collect();
+        let text = std::fs::read_to_string(source)
+            .map_err(|e| Error::user(format!("document '{}': cannot read {}: {e}", d.id, source.display())))?;
+        let pages: Vec<Vec<String>> =
+            text.split("<<<page>>>\n").map(|page| page.lines().map(str::to_owned).collect()).collect();
         let pdf = indexer::write_text_pdf(&d.title, &pages)
             .map_err(|e| Error::user(format!("document '{}': {}", d.id, Error::from(e))))?;
         write_atomically(&d.file, &pdf)?;

@@ -10,11 +10,7 @@ use server::manifest::Manifest;
 use server::settings::{Secret, Settings, SettingsFile};
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "lexgate",
-    version,
-    about = "Governed retrieval over the regulatory documents you may read"
-)]
+#[command(name = "lexgate", version, about = "Governed retrieval over the regulatory documents you may read")]
 struct Cli {
     /// TOML settings file (values there are overridden by environment variables and flags).
     #[arg(long, env = "LEXGATE_CONFIG", global = true)]
@@ -108,12 +104,7 @@ fn settings_from(cli: &Cli) -> anyhow::Result<Settings> {
     if let Some(v) = &cli.models_dir {
         settings.models_dir = v.clone();
     }
-    if let Command::Serve {
-        bind,
-        session_key,
-        oidc_issuer,
-    } = &cli.command
-    {
+    if let Command::Serve { bind, session_key, oidc_issuer } = &cli.command {
         if let Some(v) = bind {
             settings.bind = v.clone();
         }
@@ -134,17 +125,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve { .. } => {
             let platform = Platform::open(settings).await?;
             let app = Application::build(&platform).await?;
-            let host = platform
-                .settings
-                .bind
-                .rsplit_once(':')
-                .map_or("127.0.0.1", |(h, _)| h)
-                .to_owned();
-            tracing::info!(
-                port = app.port(),
-                database = platform.storage.backend_name(),
-                "serving"
-            );
+            let host = platform.settings.bind.rsplit_once(':').map_or("127.0.0.1", |(h, _)| h).to_owned();
+            tracing::info!(port = app.port(), database = platform.storage.backend_name(), "serving");
             println!("lexgate is serving at http://{host}:{}/", app.port());
             app.run_until_stopped().await?;
         }
@@ -161,10 +143,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         }
                         server::ingest::Outcome::Unchanged => "unchanged".to_owned(),
                     };
-                    eprintln!(
-                        "[{}/{}] {} v{}: {what}",
-                        p.done, p.total, p.document_id, p.version
-                    );
+                    eprintln!("[{}/{}] {} v{}: {what}", p.done, p.total, p.document_id, p.version);
                 })
                 .await?;
             println!(
@@ -182,12 +161,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("wrote {} PDFs", written.len());
         }
         Command::CheckModels => {
-            let config = indexer::EmbedderConfig::new(
-                settings.onnx_runtime_library(),
-                settings.embedding_model_dir(),
-            );
-            let embedder =
-                indexer::Embedder::load(&config).context("loading the embedding model")?;
+            let config = indexer::EmbedderConfig::new(settings.onnx_runtime_library(), settings.embedding_model_dir());
+            let embedder = indexer::Embedder::load(&config).context("loading the embedding model")?;
             let v = embedder.embed(&["lexgate model check"])?;
             println!(
                 "embedding model ok: {} dimensions, runtime {}",
@@ -200,7 +175,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let methods: Vec<indexer::Method> =
                 methods.split(',').map(|m| m.trim().parse()).collect::<Result<_, _>>()?;
             let embedder = if methods.iter().any(|m| *m != indexer::Method::Bm25) {
-                let config = indexer::EmbedderConfig::new(settings.onnx_runtime_library(), settings.embedding_model_dir());
+                let config =
+                    indexer::EmbedderConfig::new(settings.onnx_runtime_library(), settings.embedding_model_dir());
                 Some(std::sync::Arc::new(indexer::Embedder::load(&config).context("loading the embedding model")?))
             } else {
                 None
@@ -209,10 +185,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Migrate => {
             let platform = Platform::open(settings).await?;
-            println!(
-                "database schema is up to date ({})",
-                platform.storage.backend_name()
-            );
+            println!("database schema is up to date ({})", platform.storage.backend_name());
         }
     }
     Ok(())
@@ -249,13 +222,23 @@ fn eval_obliqa(
     for m in methods {
         reports.push(eval::evaluate(&retriever, &qs, *m, k)?);
     }
-    println!("ObliQA retrieval, {} questions, {} passages, k = {k} (index build {ingest_seconds:.1}s)", qs.len(), passages.len());
+    println!(
+        "ObliQA retrieval, {} questions, {} passages, k = {k} (index build {ingest_seconds:.1}s)",
+        qs.len(),
+        passages.len()
+    );
     println!("| method | Recall@{k} | MAP@{k} | nDCG@{k} | MRR@{k} | p50 ms | p95 ms |");
     println!("|---|---|---|---|---|---|---|");
     for r in &reports {
         println!(
             "| {} | {:.4} | {:.4} | {:.4} | {:.4} | {:.1} | {:.1} |",
-            r.method, r.mean.recall, r.mean.average_precision, r.mean.ndcg, r.mean.reciprocal_rank, r.latency_p50_ms, r.latency_p95_ms
+            r.method,
+            r.mean.recall,
+            r.mean.average_precision,
+            r.mean.ndcg,
+            r.mean.reciprocal_rank,
+            r.latency_p50_ms,
+            r.latency_p95_ms
         );
     }
     if let Some(path) = out {
@@ -278,10 +261,7 @@ fn inspect_pdfs(files: &[PathBuf], show: usize) -> anyhow::Result<()> {
     anyhow::ensure!(!files.is_empty(), "name at least one PDF file");
     let mut failures = 0usize;
     for path in files {
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let started = std::time::Instant::now();
         let result = std::fs::read(path)
             .map_err(|e| anyhow::anyhow!("cannot read: {e}"))
@@ -309,39 +289,23 @@ fn inspect_pdfs(files: &[PathBuf], show: usize) -> anyhow::Result<()> {
             println!("FAIL {name}: no chunks");
         }
         for c in chunks.iter().take(show) {
-            let preview: String = c
-                .text
-                .chars()
-                .take(90)
-                .collect::<String>()
-                .replace('\n', " ");
-            println!(
-                "     p{} [{}..{}] {} | {preview}",
-                c.page, c.char_start, c.char_end, c.heading_path
-            );
+            let preview: String = c.text.chars().take(90).collect::<String>().replace('\n', " ");
+            println!("     p{} [{}..{}] {} | {preview}", c.page, c.char_start, c.char_end, c.heading_path);
         }
     }
-    anyhow::ensure!(
-        failures == 0,
-        "{failures} of {} files could not be ingested",
-        files.len()
-    );
+    anyhow::ensure!(failures == 0, "{failures} of {} files could not be ingested", files.len());
     Ok(())
 }
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("LEXGATE_LOG")
-                .unwrap_or_else(|_| "info,sqlx=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_env("LEXGATE_LOG").unwrap_or_else(|_| "info,sqlx=warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -88,19 +88,12 @@ pub struct Manifest {
 }
 
 fn parse_date(doc: &str, field: &str, s: &str) -> Result<NaiveDate> {
-    NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| {
-        Error::user(format!(
-            "document '{doc}': {field} '{s}' is not a date (expected YYYY-MM-DD)"
-        ))
-    })
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map_err(|_| Error::user(format!("document '{doc}': {field} '{s}' is not a date (expected YYYY-MM-DD)")))
 }
 
 fn valid_document_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 100
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    !id.is_empty() && id.len() <= 100 && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 impl Manifest {
@@ -118,15 +111,12 @@ impl Manifest {
     /// Parses manifest text; relative paths are resolved against `base`.
     pub fn parse(text: &str, base: &Path) -> Result<Self> {
         let raw: RawManifest = toml::from_str(text).map_err(|e| Error::user(e.to_string()))?;
-        let tenants: BTreeMap<TenantId, String> =
-            raw.tenants.into_iter().map(|t| (t.id, t.name)).collect();
+        let tenants: BTreeMap<TenantId, String> = raw.tenants.into_iter().map(|t| (t.id, t.name)).collect();
         let known = |t: &TenantId, what: &str| -> Result<()> {
             if tenants.contains_key(t) {
                 Ok(())
             } else {
-                Err(Error::user(format!(
-                    "{what}: unknown tenant '{t}' (declare it under [[tenants]])"
-                )))
+                Err(Error::user(format!("{what}: unknown tenant '{t}' (declare it under [[tenants]])")))
             }
         };
 
@@ -134,10 +124,7 @@ impl Manifest {
         for p in raw.principals {
             known(&p.tenant, &format!("principal '{}'", p.id))?;
             if p.groups.is_empty() {
-                return Err(Error::user(format!(
-                    "principal '{}': groups must not be empty",
-                    p.id
-                )));
+                return Err(Error::user(format!("principal '{}': groups must not be empty", p.id)));
             }
             principals.push(PrincipalSeed {
                 role: p.role.parse::<Role>()?,
@@ -160,34 +147,18 @@ impl Manifest {
                 )));
             }
             if d.version == 0 {
-                return Err(Error::user(format!(
-                    "document '{}': version starts at 1",
-                    d.id
-                )));
+                return Err(Error::user(format!("document '{}': version starts at 1", d.id)));
             }
             if !seen.insert((d.id.clone(), d.version)) {
-                return Err(Error::user(format!(
-                    "document '{}' version {} is listed twice",
-                    d.id, d.version
-                )));
+                return Err(Error::user(format!("document '{}' version {} is listed twice", d.id, d.version)));
             }
             if d.groups.is_empty() {
-                return Err(Error::user(format!(
-                    "document '{}': groups must name at least one group",
-                    d.id
-                )));
+                return Err(Error::user(format!("document '{}': groups must name at least one group", d.id)));
             }
             let effective_from = parse_date(&d.id, "effective_from", &d.effective_from)?;
-            let expires_at = d
-                .expires_at
-                .as_deref()
-                .map(|s| parse_date(&d.id, "expires_at", s))
-                .transpose()?;
+            let expires_at = d.expires_at.as_deref().map(|s| parse_date(&d.id, "expires_at", s)).transpose()?;
             if expires_at.is_some_and(|end| end <= effective_from) {
-                return Err(Error::user(format!(
-                    "document '{}': expires_at must be after effective_from",
-                    d.id
-                )));
+                return Err(Error::user(format!("document '{}': expires_at must be after effective_from", d.id)));
             }
             documents.push(DocumentEntry {
                 file: base.join(&d.file),
@@ -208,10 +179,7 @@ impl Manifest {
             });
         }
         Ok(Self {
-            tenants: tenants
-                .into_iter()
-                .map(|(id, name)| TenantEntry { id, name })
-                .collect(),
+            tenants: tenants.into_iter().map(|(id, name)| TenantEntry { id, name }).collect(),
             principals,
             documents,
         })

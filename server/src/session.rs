@@ -29,19 +29,10 @@ pub fn random_hex(bytes: usize) -> Result<String, Error> {
 }
 
 /// Signs `value` into a cookie with the platform's attributes.
-fn signed_cookie(
-    key: &Key,
-    name: &'static str,
-    value: String,
-    max_age_minutes: i64,
-    secure: bool,
-) -> Cookie<'static> {
+fn signed_cookie(key: &Key, name: &'static str, value: String, max_age_minutes: i64, secure: bool) -> Cookie<'static> {
     let mut jar = CookieJar::new();
     jar.signed_mut(key).add(Cookie::new(name, value));
-    let mut cookie = jar
-        .get(name)
-        .cloned()
-        .unwrap_or_else(|| Cookie::new(name, ""));
+    let mut cookie = jar.get(name).cloned().unwrap_or_else(|| Cookie::new(name, ""));
     cookie.set_http_only(true);
     cookie.set_same_site(SameSite::Lax);
     cookie.set_path("/");
@@ -94,32 +85,18 @@ pub struct Csrf {
 
 pub fn csrf_for(req: &HttpRequest, state: &AppState) -> Result<Csrf, Error> {
     if let Some(token) = read_signed(req, &state.key, CSRF_COOKIE) {
-        return Ok(Csrf {
-            token,
-            new_cookie: None,
-        });
+        return Ok(Csrf { token, new_cookie: None });
     }
     let token = random_hex(24)?;
-    let cookie = signed_cookie(
-        &state.key,
-        CSRF_COOKIE,
-        token.clone(),
-        24 * 60,
-        state.secure_cookies,
-    );
-    Ok(Csrf {
-        token,
-        new_cookie: Some(cookie),
-    })
+    let cookie = signed_cookie(&state.key, CSRF_COOKIE, token.clone(), 24 * 60, state.secure_cookies);
+    Ok(Csrf { token, new_cookie: Some(cookie) })
 }
 
 /// Checks a submitted CSRF token against the signed cookie.
 pub fn verify_csrf(req: &HttpRequest, state: &AppState, submitted: &str) -> Result<(), Error> {
     match read_signed(req, &state.key, CSRF_COOKIE) {
         Some(expected) if !submitted.is_empty() && expected == submitted => Ok(()),
-        _ => Err(Error::user(
-            "This form has expired or did not come from lexgate. Reload the page and try again.",
-        )),
+        _ => Err(Error::user("This form has expired or did not come from lexgate. Reload the page and try again.")),
     }
 }
 
@@ -135,14 +112,12 @@ impl FromRequest for SignedIn {
         let req = req.clone();
         Box::pin(async move {
             let wants_html = crate::web::wants_html(&req);
-            let fail =
-                |e: Error| crate::web::WebError::new(e, wants_html, crate::web::is_htmx(&req));
+            let fail = |e: Error| crate::web::WebError::new(e, wants_html, crate::web::is_htmx(&req));
             let state = req
                 .app_data::<web::Data<AppState>>()
                 .cloned()
                 .ok_or_else(|| fail(Error::Internal("application state missing".into())))?;
-            let principal =
-                session_principal(&req, &state).ok_or_else(|| fail(Error::Unauthenticated))?;
+            let principal = session_principal(&req, &state).ok_or_else(|| fail(Error::Unauthenticated))?;
             match state.storage.actor(&principal).await {
                 Ok(Some(actor)) => Ok(SignedIn(actor)),
                 Ok(None) => Err(fail(Error::Unauthenticated)),

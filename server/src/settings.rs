@@ -52,6 +52,8 @@ pub struct Settings {
     pub passages_per_answer: usize,
     /// Mark cookies `Secure` (serve behind HTTPS).
     pub secure_cookies: bool,
+    /// Load the embedding model and search the dense index beside BM25.
+    pub dense_retrieval: bool,
 }
 
 impl Default for Settings {
@@ -66,6 +68,7 @@ impl Default for Settings {
             oidc_issuer: None,
             passages_per_answer: 5,
             secure_cookies: false,
+            dense_retrieval: true,
         }
     }
 }
@@ -83,15 +86,14 @@ pub struct SettingsFile {
     pub oidc_issuer: Option<String>,
     pub passages_per_answer: Option<usize>,
     pub secure_cookies: Option<bool>,
+    pub dense_retrieval: Option<bool>,
 }
 
 impl SettingsFile {
     pub fn read(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            Error::user(format!("cannot read settings file {}: {e}", path.display()))
-        })?;
-        toml::from_str(&text)
-            .map_err(|e| Error::user(format!("settings file {}: {e}", path.display())))
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::user(format!("cannot read settings file {}: {e}", path.display())))?;
+        toml::from_str(&text).map_err(|e| Error::user(format!("settings file {}: {e}", path.display())))
     }
 }
 
@@ -101,14 +103,7 @@ impl Settings {
         macro_rules! take {
             ($($field:ident),*) => { $( if let Some(v) = file.$field { self.$field = v; } )* };
         }
-        take!(
-            bind,
-            data_dir,
-            models_dir,
-            session_minutes,
-            passages_per_answer,
-            secure_cookies
-        );
+        take!(bind, data_dir, models_dir, session_minutes, passages_per_answer, secure_cookies, dense_retrieval);
         if file.database_url.is_some() {
             self.database_url = file.database_url;
         }
@@ -125,10 +120,7 @@ impl Settings {
     pub fn database_url(&self) -> String {
         match &self.database_url {
             Some(url) => url.expose().to_owned(),
-            None => format!(
-                "sqlite://{}?mode=rwc",
-                self.data_dir.join("lexgate.db").display()
-            ),
+            None => format!("sqlite://{}?mode=rwc", self.data_dir.join("lexgate.db").display()),
         }
     }
 

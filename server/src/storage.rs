@@ -9,14 +9,13 @@ use indexer::{ChunkAcl, Classification, GroupName, SourceStatus, TenantId};
 use migrations::{Migrator, MigratorTrait};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectOptions, Database, DatabaseConnection, DbBackend,
-    EntityTrait, QueryFilter, QueryOrder, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, ConnectOptions, Database, DatabaseConnection, DbBackend, EntityTrait, QueryFilter,
+    QueryOrder, TransactionTrait,
 };
 
 use crate::domain::{Actor, Role};
 use crate::entities::{
-    audit_event, chunk, document, document_version, ingestion_job, principal, principal_group,
-    tenant,
+    audit_event, chunk, chunk_embedding, document, document_version, ingestion_job, principal, principal_group, tenant,
 };
 use crate::error::{Error, Result};
 
@@ -48,6 +47,34 @@ pub struct NewVersion {
     pub file_sha256: String,
     pub page_count: u32,
     pub chunks: Vec<indexer::Chunk>,
+    /// One vector per chunk, in order, when dense retrieval is on; empty otherwise.
+    pub embeddings: Vec<Vec<f32>>,
+    /// sha256 of the embedding model that produced `embeddings`.
+    pub embedding_model: String,
+}
+
+/// A stored vector with what the dense index needs to filter it.
+#[derive(Debug, Clone)]
+pub struct StoredVector {
+    pub chunk_id: String,
+    pub document_id: String,
+    pub version: u32,
+    pub acl: ChunkAcl,
+    pub vector: Vec<f32>,
+}
+
+/// sha256 of a chunk's text, the key of the embedding cache.
+pub fn text_sha256(text: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(text.as_bytes()))
+}
+
+fn encode_vector(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn decode_vector(bytes: &[u8]) -> Vec<f32> {
+    bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
 }
 
 /// A chunk read back from the database, with its parsed access metadata.
@@ -91,18 +118,24 @@ fn version_row_id(document_id: &str, version: u32) -> String {
 }
 
 fn join_groups(groups: &BTreeSet<GroupName>) -> String {
-    groups
-        .iter()
-        .map(GroupName::as_str)
-        .collect::<Vec<_>>()
-        .join(",")
+    groups.iter().map(GroupName::as_str).collect::<Vec<_>>().join(",")
 }
 
 fn parse_groups(s: &str) -> Result<BTreeSet<GroupName>> {
-    s.split(',')
-        .filter(|g| !g.is_empty())
-        .map(|g| GroupName::parse(g).map_err(Error::from))
-        .collect()
+    s.split(',').filter(|g| !g.is_empty()).map(|g| GroupName::parse(g).map_err(Error::from)).collect()
+}
+
+fn acl_of(r: &chunk::Model) -> Result<ChunkAcl> {
+    Ok(ChunkAcl {
+        tenant: TenantId::parse(&r.tenant_id)?,
+        owner: r.owner.clone(),
+        classification: r.classification.parse()?,
+        allowed_groups: parse_groups(&r.allowed_groups)?,
+        status: r.status.parse::<SourceStatus>()?,
+        effective_from: r.effective_from,
+        expires_at: r.expires_at,
+        retention_class: r.retention_class.clone(),
+    })
 }
 
 fn to_i32(n: u32) -> i32 {
@@ -138,27 +171,17 @@ impl Storage {
     }
 
     pub async fn ensure_tenant(&self, id: &TenantId, name: &str) -> Result<()> {
-        let row = tenant::ActiveModel {
-            id: Set(id.to_string()),
-            name: Set(name.to_owned()),
-            created_at: Set(Utc::now()),
-        };
+        let row =
+            tenant::ActiveModel { id: Set(id.to_string()), name: Set(name.to_owned()), created_at: Set(Utc::now()) };
         tenant::Entity::insert(row)
-            .on_conflict(
-                OnConflict::column(tenant::Column::Id)
-                    .update_column(tenant::Column::Name)
-                    .to_owned(),
-            )
+            .on_conflict(OnConflict::column(tenant::Column::Id).update_column(tenant::Column::Name).to_owned())
             .exec(&self.db)
             .await?;
         Ok(())
     }
 
     pub async fn tenant_exists(&self, id: &TenantId) -> Result<bool> {
-        Ok(tenant::Entity::find_by_id(id.to_string())
-            .one(&self.db)
-            .await?
-            .is_some())
+        Ok(tenant::Entity::find_by_id(id.to_string()).one(&self.db).await?.is_some())
     }
 
     /// Creates or updates a principal and replaces its group memberships.
@@ -194,9 +217,7 @@ impl Storage {
                 principal_id: Set(p.id.clone()),
                 group_name: Set(g.to_string()),
             });
-            principal_group::Entity::insert_many(rows)
-                .exec(&txn)
-                .await?;
+            principal_group::Entity::insert_many(rows).exec(&txn).await?;
         }
         txn.commit().await?;
         Ok(())
@@ -204,10 +225,7 @@ impl Storage {
 
     /// Loads a principal as an [`Actor`], or `None` when unknown.
     pub async fn actor(&self, principal_id: &str) -> Result<Option<Actor>> {
-        let Some(row) = principal::Entity::find_by_id(principal_id.to_owned())
-            .one(&self.db)
-            .await?
-        else {
+        let Some(row) = principal::Entity::find_by_id(principal_id.to_owned()).one(&self.db).await? else {
             return Ok(None);
         };
         let groups = principal_group::Entity::find()
@@ -244,25 +262,16 @@ impl Storage {
     }
 
     /// The checksum of a stored version, if that version exists.
-    pub async fn version_checksum(
-        &self,
-        document_id: &str,
-        version: u32,
-    ) -> Result<Option<String>> {
-        Ok(
-            document_version::Entity::find_by_id(version_row_id(document_id, version))
-                .one(&self.db)
-                .await?
-                .map(|v| v.file_sha256),
-        )
+    pub async fn version_checksum(&self, document_id: &str, version: u32) -> Result<Option<String>> {
+        Ok(document_version::Entity::find_by_id(version_row_id(document_id, version))
+            .one(&self.db)
+            .await?
+            .map(|v| v.file_sha256))
     }
 
     /// The tenant a document belongs to, if it exists.
     pub async fn document_tenant(&self, document_id: &str) -> Result<Option<String>> {
-        Ok(document::Entity::find_by_id(document_id.to_owned())
-            .one(&self.db)
-            .await?
-            .map(|d| d.tenant_id))
+        Ok(document::Entity::find_by_id(document_id.to_owned()).one(&self.db).await?.map(|d| d.tenant_id))
     }
 
     /// Writes a document version and all its chunks, or nothing.
@@ -326,29 +335,83 @@ impl Storage {
             });
             chunk::Entity::insert_many(rows).exec(&txn).await?;
         }
+        if !v.embeddings.is_empty() {
+            if v.embeddings.len() != v.chunks.len() {
+                return Err(Error::Internal("one embedding per chunk is required".into()));
+            }
+            let pairs: Vec<_> = v.chunks.iter().zip(&v.embeddings).collect();
+            for batch in pairs.chunks(200) {
+                let rows = batch.iter().map(|(c, e)| chunk_embedding::ActiveModel {
+                    chunk_id: Set(c.id.clone()),
+                    model: Set(v.embedding_model.clone()),
+                    text_sha256: Set(text_sha256(&c.text)),
+                    dimension: Set(i32::try_from(e.len()).unwrap_or(i32::MAX)),
+                    vector: Set(encode_vector(e)),
+                });
+                chunk_embedding::Entity::insert_many(rows).exec(&txn).await?;
+            }
+        }
         txn.commit().await?;
         Ok(())
+    }
+
+    /// Stored vectors for texts already embedded by `model`, keyed by text hash, so unchanged
+    /// text (a re-uploaded version, a repeated paragraph) is never embedded twice.
+    pub async fn cached_embeddings(
+        &self,
+        model: &str,
+        hashes: &[String],
+    ) -> Result<std::collections::HashMap<String, Vec<f32>>> {
+        let mut out = std::collections::HashMap::new();
+        for batch in hashes.chunks(500) {
+            let rows = chunk_embedding::Entity::find()
+                .filter(chunk_embedding::Column::Model.eq(model.to_owned()))
+                .filter(chunk_embedding::Column::TextSha256.is_in(batch.to_vec()))
+                .all(&self.db)
+                .await?;
+            for r in rows {
+                out.entry(r.text_sha256).or_insert_with(|| decode_vector(&r.vector));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every stored vector of `model` with its chunk's access metadata: what the dense index is
+    /// built from at start-up and by `reindex`.
+    pub async fn vectors(&self, model: &str) -> Result<Vec<StoredVector>> {
+        let embeddings: std::collections::HashMap<String, Vec<u8>> = chunk_embedding::Entity::find()
+            .filter(chunk_embedding::Column::Model.eq(model.to_owned()))
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|e| (e.chunk_id, e.vector))
+            .collect();
+        let mut out = Vec::with_capacity(embeddings.len());
+        for r in chunk::Entity::find().order_by_asc(chunk::Column::Id).all(&self.db).await? {
+            let Some(bytes) = embeddings.get(&r.id) else { continue };
+            out.push(StoredVector {
+                acl: acl_of(&r)?,
+                vector: decode_vector(bytes),
+                chunk_id: r.id,
+                document_id: r.document_id,
+                version: to_u32(r.version),
+            });
+        }
+        Ok(out)
     }
 
     /// Removes one version and its chunks (used to undo a write whose indexing failed).
     pub async fn delete_version(&self, document_id: &str, version: u32) -> Result<()> {
         let txn = self.db.begin().await?;
         let version_id = version_row_id(document_id, version);
-        chunk::Entity::delete_many()
-            .filter(chunk::Column::VersionId.eq(version_id.clone()))
-            .exec(&txn)
-            .await?;
-        document_version::Entity::delete_by_id(version_id)
-            .exec(&txn)
-            .await?;
+        chunk::Entity::delete_many().filter(chunk::Column::VersionId.eq(version_id.clone())).exec(&txn).await?;
+        document_version::Entity::delete_by_id(version_id).exec(&txn).await?;
         let remaining = document_version::Entity::find()
             .filter(document_version::Column::DocumentId.eq(document_id.to_owned()))
             .one(&txn)
             .await?;
         if remaining.is_none() {
-            document::Entity::delete_by_id(document_id.to_owned())
-                .exec(&txn)
-                .await?;
+            document::Entity::delete_by_id(document_id.to_owned()).exec(&txn).await?;
         }
         txn.commit().await?;
         Ok(())
@@ -359,10 +422,7 @@ impl Storage {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let rows = chunk::Entity::find()
-            .filter(chunk::Column::Id.is_in(ids.to_vec()))
-            .all(&self.db)
-            .await?;
+        let rows = chunk::Entity::find().filter(chunk::Column::Id.is_in(ids.to_vec())).all(&self.db).await?;
         let doc_ids: BTreeSet<String> = rows.iter().map(|r| r.document_id.clone()).collect();
         let titles: std::collections::HashMap<String, String> = document::Entity::find()
             .filter(document::Column::Id.is_in(doc_ids))
@@ -376,16 +436,7 @@ impl Storage {
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
             let Some(r) = by_id.remove(id) else { continue };
-            let acl = ChunkAcl {
-                tenant: TenantId::parse(&r.tenant_id)?,
-                owner: r.owner,
-                classification: r.classification.parse()?,
-                allowed_groups: parse_groups(&r.allowed_groups)?,
-                status: r.status.parse::<SourceStatus>()?,
-                effective_from: r.effective_from,
-                expires_at: r.expires_at,
-                retention_class: r.retention_class,
-            };
+            let acl = acl_of(&r)?;
             out.push(StoredChunk {
                 title: titles.get(&r.document_id).cloned().unwrap_or_default(),
                 id: r.id,
@@ -405,10 +456,7 @@ impl Storage {
     /// Number of chunks stored for a tenant.
     pub async fn count_chunks(&self, tenant: &TenantId) -> Result<u64> {
         use sea_orm::PaginatorTrait;
-        Ok(chunk::Entity::find()
-            .filter(chunk::Column::TenantId.eq(tenant.to_string()))
-            .count(&self.db)
-            .await?)
+        Ok(chunk::Entity::find().filter(chunk::Column::TenantId.eq(tenant.to_string())).count(&self.db).await?)
     }
 
     /// The latest version of each document of a tenant.
@@ -463,21 +511,11 @@ impl Storage {
     /// The most recent audit events, newest first.
     pub async fn recent_audit(&self, limit: u64) -> Result<Vec<audit_event::Model>> {
         use sea_orm::QuerySelect;
-        Ok(audit_event::Entity::find()
-            .order_by_desc(audit_event::Column::Id)
-            .limit(limit)
-            .all(&self.db)
-            .await?)
+        Ok(audit_event::Entity::find().order_by_desc(audit_event::Column::Id).limit(limit).all(&self.db).await?)
     }
 
     /// Starts an ingestion job record.
-    pub async fn start_job(
-        &self,
-        id: &str,
-        tenant: &str,
-        requested_by: &str,
-        documents_total: u32,
-    ) -> Result<()> {
+    pub async fn start_job(&self, id: &str, tenant: &str, requested_by: &str, documents_total: u32) -> Result<()> {
         ingestion_job::Entity::insert(ingestion_job::ActiveModel {
             id: Set(id.to_owned()),
             tenant_id: Set(tenant.to_owned()),
@@ -524,9 +562,7 @@ impl Storage {
     }
 
     pub async fn job(&self, id: &str) -> Result<Option<ingestion_job::Model>> {
-        Ok(ingestion_job::Entity::find_by_id(id.to_owned())
-            .one(&self.db)
-            .await?)
+        Ok(ingestion_job::Entity::find_by_id(id.to_owned()).one(&self.db).await?)
     }
 
     /// Today's date in UTC, the default "as of" date.

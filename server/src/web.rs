@@ -31,9 +31,7 @@ pub struct AppState {
 
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppState")
-            .field("oidc_configured", &self.oidc_configured)
-            .finish_non_exhaustive()
+        f.debug_struct("AppState").field("oidc_configured", &self.oidc_configured).finish_non_exhaustive()
     }
 }
 
@@ -65,25 +63,17 @@ pub struct WebError {
 impl WebError {
     pub fn new(error: Error, html: bool, htmx: bool) -> Self {
         let request_id = session::random_hex(8).unwrap_or_else(|_| "unknown".to_owned());
-        Self {
-            error,
-            html,
-            htmx,
-            request_id,
-        }
+        Self { error, html, htmx, request_id }
     }
 
     fn public_message(&self) -> String {
         match &self.error {
             Error::User(msg) => msg.clone(),
-            Error::Forbidden => {
-                "You are not allowed to do that. The attempt has been recorded.".to_owned()
-            }
+            Error::Forbidden => "You are not allowed to do that. The attempt has been recorded.".to_owned(),
             Error::Unauthenticated => "Please sign in.".to_owned(),
             Error::NotFound => "Not found.".to_owned(),
             Error::Storage(_) => {
-                "The document store cannot be reached, so no answer was given. Try again shortly."
-                    .to_owned()
+                "The document store cannot be reached, so no answer was given. Try again shortly.".to_owned()
             }
             Error::Internal(_) => "Something went wrong on our side.".to_owned(),
         }
@@ -115,35 +105,22 @@ impl ResponseError for WebError {
         let status = self.status_code();
         if matches!(self.error, Error::Unauthenticated) && self.html {
             if self.htmx {
-                return HttpResponse::Unauthorized()
-                    .insert_header(("HX-Redirect", "/signin"))
-                    .finish();
+                return HttpResponse::Unauthorized().insert_header(("HX-Redirect", "/signin")).finish();
             }
-            return HttpResponse::SeeOther()
-                .insert_header((header::LOCATION, "/signin"))
-                .finish();
+            return HttpResponse::SeeOther().insert_header((header::LOCATION, "/signin")).finish();
         }
         let message = self.public_message();
         if !self.html {
             return HttpResponse::build(status)
                 .json(serde_json::json!({ "error": message, "request_id": self.request_id }));
         }
-        let view = ErrorView {
-            status: status.as_u16(),
-            message: &message,
-            request_id: &self.request_id,
-        };
-        let body = if self.htmx {
-            view.render_partial()
-        } else {
-            view.render()
-        };
+        let view = ErrorView { status: status.as_u16(), message: &message, request_id: &self.request_id };
+        let body = if self.htmx { view.render_partial() } else { view.render() };
         let mut resp = HttpResponse::build(status);
         resp.content_type("text/html; charset=utf-8");
         if self.htmx {
             // htmx ignores error responses unless told where to put them.
-            resp.insert_header(("HX-Retarget", "#flash"))
-                .insert_header(("HX-Reswap", "innerHTML"));
+            resp.insert_header(("HX-Retarget", "#flash")).insert_header(("HX-Reswap", "innerHTML"));
         }
         resp.body(body.unwrap_or_else(|_| message.clone()))
     }
@@ -240,12 +217,7 @@ struct ResultsView {
 }
 
 fn user_view(actor: &Actor, csrf: String) -> UserView {
-    UserView {
-        name: actor.display_name.clone(),
-        tenant: actor.tenant.to_string(),
-        role: actor.role.as_str(),
-        csrf,
-    }
+    UserView { name: actor.display_name.clone(), tenant: actor.tenant.to_string(), role: actor.role.as_str(), csrf }
 }
 
 fn results_view(outcome: &AskOutcome) -> ResultsView {
@@ -263,16 +235,26 @@ fn results_view(outcome: &AskOutcome) -> ResultsView {
                 page: p.chunk.page,
                 heading_path: p.chunk.heading_path.clone(),
                 text: p.chunk.text.clone(),
-                score: format!("{:.2}", p.bm25_score),
+                score: score_text(&p.scores),
             })
             .collect(),
     }
 }
 
-fn html(
-    body: askama::Result<String>,
-    csrf_cookie: Option<actix_web::cookie::Cookie<'static>>,
-) -> WebResult {
+/// "BM25 #2 (13.92) · dense #1 (0.71) · fused 0.0325": each stage's rank and score.
+fn score_text(h: &indexer::RetrievedHit) -> String {
+    let mut parts = Vec::new();
+    if let Some(s) = h.bm25 {
+        parts.push(format!("BM25 #{} ({:.2})", s.rank, s.score));
+    }
+    if let Some(s) = h.dense {
+        parts.push(format!("dense #{} ({:.2})", s.rank, s.score));
+    }
+    parts.push(format!("fused {:.4}", h.fused));
+    parts.join(" · ")
+}
+
+fn html(body: askama::Result<String>, csrf_cookie: Option<actix_web::cookie::Cookie<'static>>) -> WebResult {
     let body = body.map_err(|e| WebError::new(Error::internal("rendering", e), true, false))?;
     let mut resp = HttpResponse::Ok();
     resp.content_type("text/html; charset=utf-8");
@@ -283,28 +265,22 @@ fn html(
 }
 
 fn redirect(to: &str) -> HttpResponse {
-    HttpResponse::SeeOther()
-        .insert_header((header::LOCATION, to))
-        .finish()
+    HttpResponse::SeeOther().insert_header((header::LOCATION, to)).finish()
 }
 
 // ---------------------------------------------------------------------------------------------
 // Handlers
 
 async fn index_get(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    if session::session_principal(&req, &state).is_some() {
-        redirect("/ask")
-    } else {
-        redirect("/signin")
-    }
+    if session::session_principal(&req, &state).is_some() { redirect("/ask") } else { redirect("/signin") }
 }
 
 async fn health_get(state: web::Data<AppState>) -> HttpResponse {
     match state.storage.ping().await {
-        Ok(()) => HttpResponse::Ok()
-            .json(serde_json::json!({ "status": "ok", "database": state.storage.backend_name() })),
-        Err(_) => HttpResponse::ServiceUnavailable()
-            .json(serde_json::json!({ "status": "database unavailable" })),
+        Ok(()) => {
+            HttpResponse::Ok().json(serde_json::json!({ "status": "ok", "database": state.storage.backend_name() }))
+        }
+        Err(_) => HttpResponse::ServiceUnavailable().json(serde_json::json!({ "status": "database unavailable" })),
     }
 }
 
@@ -321,12 +297,7 @@ async fn signin_get(req: HttpRequest, state: web::Data<AppState>) -> WebResult {
             .map_err(&err)?
             .into_iter()
             .map(|a| DemoUserView {
-                groups: a
-                    .groups
-                    .iter()
-                    .map(|g| g.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                groups: a.groups.iter().map(|g| g.as_str()).collect::<Vec<_>>().join(", "),
                 clearance: a.clearance.as_str(),
                 role: a.role.as_str(),
                 tenant: a.tenant.to_string(),
@@ -335,15 +306,7 @@ async fn signin_get(req: HttpRequest, state: web::Data<AppState>) -> WebResult {
             })
             .collect()
     };
-    html(
-        SigninView {
-            dev_enabled: !state.oidc_configured,
-            users,
-            csrf: csrf.token,
-        }
-        .render(),
-        csrf.new_cookie,
-    )
+    html(SigninView { dev_enabled: !state.oidc_configured, users, csrf: csrf.token }.render(), csrf.new_cookie)
 }
 
 #[derive(Deserialize)]
@@ -352,23 +315,13 @@ struct DevSigninForm {
     csrf: String,
 }
 
-async fn signin_dev_post(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    form: web::Form<DevSigninForm>,
-) -> WebResult {
+async fn signin_dev_post(req: HttpRequest, state: web::Data<AppState>, form: web::Form<DevSigninForm>) -> WebResult {
     let err = web_err(&req);
     if state.oidc_configured {
-        return Err(err(Error::user(
-            "The development sign-in is disabled because an OpenID provider is configured.",
-        )));
+        return Err(err(Error::user("The development sign-in is disabled because an OpenID provider is configured.")));
     }
     session::verify_csrf(&req, &state, &form.csrf).map_err(&err)?;
-    let actor = state
-        .storage
-        .actor(&form.principal_id)
-        .await
-        .map_err(&err)?;
+    let actor = state.storage.actor(&form.principal_id).await.map_err(&err)?;
     let Some(actor) = actor else {
         return Err(err(Error::user("Unknown user.")));
     };
@@ -394,11 +347,7 @@ struct CsrfForm {
     csrf: String,
 }
 
-async fn signout_post(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    form: web::Form<CsrfForm>,
-) -> WebResult {
+async fn signout_post(req: HttpRequest, state: web::Data<AppState>, form: web::Form<CsrfForm>) -> WebResult {
     session::verify_csrf(&req, &state, &form.csrf).map_err(web_err(&req))?;
     Ok(HttpResponse::SeeOther()
         .insert_header((header::LOCATION, "/signin"))
@@ -426,11 +375,7 @@ impl AskQuery {
     }
 
     fn request(&self, limit: usize) -> Result<AskRequest, Error> {
-        Ok(AskRequest {
-            question: self.q.clone(),
-            as_of: self.parse_as_of()?,
-            limit,
-        })
+        Ok(AskRequest { question: self.q.clone(), as_of: self.parse_as_of()?, limit })
     }
 }
 
@@ -446,9 +391,7 @@ async fn ask_get(
         None
     } else {
         let request = query.request(state.passages_per_answer).map_err(&err)?;
-        Some(results_view(
-            &state.ask.ask(&actor, &request).await.map_err(&err)?,
-        ))
+        Some(results_view(&state.ask.ask(&actor, &request).await.map_err(&err)?))
     };
     if is_htmx(&req) {
         let body = match &results {
@@ -458,9 +401,7 @@ async fn ask_get(
         return html(body, csrf.new_cookie);
     }
     let results_html = match &results {
-        Some(r) => r
-            .render()
-            .map_err(|e| err(Error::internal("rendering", e)))?,
+        Some(r) => r.render().map_err(|e| err(Error::internal("rendering", e)))?,
         None => String::new(),
     };
     let view = AskView {
@@ -496,26 +437,21 @@ async fn api_ask_get(
                 "char_end": p.chunk.char_end,
                 "heading_path": p.chunk.heading_path,
                 "text": p.chunk.text,
-                "scores": { "bm25": p.bm25_score },
+                "scores": {
+                    "bm25": p.scores.bm25.map(|s| serde_json::json!({ "rank": s.rank, "score": s.score })),
+                    "dense": p.scores.dense.map(|s| serde_json::json!({ "rank": s.rank, "score": s.score })),
+                    "fused": p.scores.fused,
+                },
             })
         })
         .collect();
-    Ok(HttpResponse::Ok()
-        .json(serde_json::json!({ "as_of": outcome.as_of.to_string(), "passages": passages })))
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "as_of": outcome.as_of.to_string(), "passages": passages })))
 }
 
 /// Static assets are compiled into the binary so the server has no runtime file dependencies.
 const STATIC_FILES: [(&str, &str, &[u8]); 2] = [
-    (
-        "htmx.min.js",
-        "text/javascript; charset=utf-8",
-        include_bytes!("../../web/static/htmx.min.js"),
-    ),
-    (
-        "style.css",
-        "text/css; charset=utf-8",
-        include_bytes!("../../web/static/style.css"),
-    ),
+    ("htmx.min.js", "text/javascript; charset=utf-8", include_bytes!("../../web/static/htmx.min.js")),
+    ("style.css", "text/css; charset=utf-8", include_bytes!("../../web/static/style.css")),
 ];
 
 async fn static_get(name: web::Path<String>) -> HttpResponse {
@@ -531,17 +467,13 @@ async fn static_get(name: web::Path<String>) -> HttpResponse {
 /// Builds the state shared by all workers.
 pub fn app_state(
     storage: Storage,
-    bm25: Arc<indexer::Bm25Index>,
+    retriever: indexer::Retriever,
     key: Key,
     audit_hash_key: Arc<[u8]>,
     settings: &crate::settings::Settings,
 ) -> AppState {
     AppState {
-        ask: AskService {
-            storage: storage.clone(),
-            bm25,
-            audit_hash_key,
-        },
+        ask: AskService { storage: storage.clone(), retriever, audit_hash_key },
         storage,
         key,
         session_minutes: settings.session_minutes,

@@ -1,8 +1,6 @@
 //! BM25 with the access filter inside the query.
 
-use indexer::{
-    Bm25Index, Chunk, ChunkAcl, Classification, IndexedChunk, SourceStatus, chunk_pages,
-};
+use indexer::{Bm25Index, Chunk, ChunkAcl, Classification, IndexedChunk, SourceStatus, chunk_pages};
 
 use crate::support::{acl, date, reader};
 
@@ -14,16 +12,8 @@ struct Doc {
 }
 
 fn doc(id: &'static str, version: u32, text: &str, acl: ChunkAcl) -> Doc {
-    let pages = vec![indexer::PageText {
-        number: 1,
-        text: text.to_owned(),
-    }];
-    Doc {
-        id,
-        version,
-        chunks: chunk_pages(id, version, &pages),
-        acl,
-    }
+    let pages = vec![indexer::PageText { number: 1, text: text.to_owned() }];
+    Doc { id, version, chunks: chunk_pages(id, version, &pages), acl }
 }
 
 fn index(docs: &[Doc]) -> Bm25Index {
@@ -32,20 +22,14 @@ fn index(docs: &[Doc]) -> Bm25Index {
         let items: Vec<_> = d
             .chunks
             .iter()
-            .map(|c| IndexedChunk {
-                chunk: c,
-                document_id: d.id,
-                version: d.version,
-                acl: &d.acl,
-            })
+            .map(|c| IndexedChunk { chunk: c, document_id: d.id, version: d.version, acl: &d.acl })
             .collect();
         index.add(&items).expect("add");
     }
     index
 }
 
-const ERASURE: &str =
-    "Customers may ask the bank to delete their customer data; erasure follows within one month.";
+const ERASURE: &str = "Customers may ask the bank to delete their customer data; erasure follows within one month.";
 
 fn corpus() -> Vec<Doc> {
     let mut withdrawn = acl("acme", &["staff"], Classification::Internal);
@@ -55,12 +39,7 @@ fn corpus() -> Vec<Doc> {
     let mut future = acl("acme", &["staff"], Classification::Internal);
     future.effective_from = date("2030-01-01");
     vec![
-        doc(
-            "a-open",
-            1,
-            &format!("Open policy. {ERASURE}"),
-            acl("acme", &["staff"], Classification::Internal),
-        ),
+        doc("a-open", 1, &format!("Open policy. {ERASURE}"), acl("acme", &["staff"], Classification::Internal)),
         doc(
             "a-restricted",
             1,
@@ -73,25 +52,10 @@ fn corpus() -> Vec<Doc> {
             &format!("Confidential memo. {ERASURE}"),
             acl("acme", &["staff"], Classification::Confidential),
         ),
-        doc(
-            "a-withdrawn",
-            1,
-            &format!("Withdrawn guideline. {ERASURE}"),
-            withdrawn,
-        ),
-        doc(
-            "a-expired",
-            1,
-            &format!("Expired rules. {ERASURE}"),
-            expired,
-        ),
+        doc("a-withdrawn", 1, &format!("Withdrawn guideline. {ERASURE}"), withdrawn),
+        doc("a-expired", 1, &format!("Expired rules. {ERASURE}"), expired),
         doc("a-future", 1, &format!("Future rules. {ERASURE}"), future),
-        doc(
-            "b-open",
-            1,
-            &format!("Borealis policy. {ERASURE}"),
-            acl("borealis", &["staff"], Classification::Internal),
-        ),
+        doc("b-open", 1, &format!("Borealis policy. {ERASURE}"), acl("borealis", &["staff"], Classification::Internal)),
     ]
 }
 
@@ -99,12 +63,7 @@ fn hit_docs(index: &Bm25Index, r: &indexer::Reader, docs: &[Doc]) -> Vec<&'stati
     let hits = index.search(r, "delete customer data", 50).expect("search");
     let mut out: Vec<&'static str> = hits
         .iter()
-        .map(|h| {
-            docs.iter()
-                .find(|d| d.chunks.iter().any(|c| c.id == h.chunk_id))
-                .expect("known chunk")
-                .id
-        })
+        .map(|h| docs.iter().find(|d| d.chunks.iter().any(|c| c.id == h.chunk_id)).expect("known chunk").id)
         .collect();
     out.sort_unstable();
     out.dedup();
@@ -118,42 +77,18 @@ fn a_reader_sees_only_their_tenant_groups_clearance_and_documents_in_force() {
     let staff = reader("acme", &["staff"], Classification::Internal, "2026-01-01");
     assert_eq!(hit_docs(&index, &staff, &docs), vec!["a-open"]);
 
-    let fincrime = reader(
-        "acme",
-        &["staff", "fincrime"],
-        Classification::Internal,
-        "2026-01-01",
-    );
-    assert_eq!(
-        hit_docs(&index, &fincrime, &docs),
-        vec!["a-open", "a-restricted"]
-    );
+    let fincrime = reader("acme", &["staff", "fincrime"], Classification::Internal, "2026-01-01");
+    assert_eq!(hit_docs(&index, &fincrime, &docs), vec!["a-open", "a-restricted"]);
 
-    let cleared = reader(
-        "acme",
-        &["staff"],
-        Classification::Confidential,
-        "2026-01-01",
-    );
-    assert_eq!(
-        hit_docs(&index, &cleared, &docs),
-        vec!["a-open", "a-secret"]
-    );
+    let cleared = reader("acme", &["staff"], Classification::Confidential, "2026-01-01");
+    assert_eq!(hit_docs(&index, &cleared, &docs), vec!["a-open", "a-secret"]);
 
-    let borealis = reader(
-        "borealis",
-        &["staff", "fincrime"],
-        Classification::Restricted,
-        "2026-01-01",
-    );
+    let borealis = reader("borealis", &["staff", "fincrime"], Classification::Restricted, "2026-01-01");
     assert_eq!(hit_docs(&index, &borealis, &docs), vec!["b-open"]);
 
     // Before its expiry the expired document was in force.
     let back_then = reader("acme", &["staff"], Classification::Internal, "2024-06-30");
-    assert_eq!(
-        hit_docs(&index, &back_then, &docs),
-        vec!["a-expired", "a-open"]
-    );
+    assert_eq!(hit_docs(&index, &back_then, &docs), vec!["a-expired", "a-open"]);
     // The expiry date itself is the first day the document no longer applies.
     let on_expiry = reader("acme", &["staff"], Classification::Internal, "2025-01-01");
     assert_eq!(hit_docs(&index, &on_expiry, &docs), vec!["a-open"]);
@@ -165,44 +100,16 @@ fn filter_agrees_with_the_acl_rule_for_every_reader() {
     let index = index(&docs);
     let readers = [
         reader("acme", &["staff"], Classification::Public, "2026-01-01"),
-        reader(
-            "acme",
-            &["fincrime"],
-            Classification::Restricted,
-            "2031-01-01",
-        ),
-        reader(
-            "acme",
-            &["staff", "fincrime"],
-            Classification::Confidential,
-            "2024-02-01",
-        ),
-        reader(
-            "borealis",
-            &["staff"],
-            Classification::Internal,
-            "2026-01-01",
-        ),
-        reader(
-            "nobody",
-            &["staff"],
-            Classification::Restricted,
-            "2026-01-01",
-        ),
+        reader("acme", &["fincrime"], Classification::Restricted, "2031-01-01"),
+        reader("acme", &["staff", "fincrime"], Classification::Confidential, "2024-02-01"),
+        reader("borealis", &["staff"], Classification::Internal, "2026-01-01"),
+        reader("nobody", &["staff"], Classification::Restricted, "2026-01-01"),
     ];
     for r in &readers {
-        let mut expected: Vec<&str> = docs
-            .iter()
-            .filter(|d| d.acl.permits(r))
-            .map(|d| d.id)
-            .collect();
+        let mut expected: Vec<&str> = docs.iter().filter(|d| d.acl.permits(r)).map(|d| d.id).collect();
         expected.sort_unstable();
         assert_eq!(hit_docs(&index, r, &docs), expected, "reader {r:?}");
-        let visible_chunks: usize = docs
-            .iter()
-            .filter(|d| d.acl.permits(r))
-            .map(|d| d.chunks.len())
-            .sum();
+        let visible_chunks: usize = docs.iter().filter(|d| d.acl.permits(r)).map(|d| d.chunks.len()).sum();
         assert_eq!(index.count_visible(r).expect("count"), visible_chunks);
     }
 }
@@ -213,18 +120,9 @@ fn query_syntax_cannot_name_index_fields() {
     let index = index(&docs);
     let staff = reader("acme", &["staff"], Classification::Internal, "2026-01-01");
     // Field syntax is just words here; it never widens the filter.
-    let hits = index
-        .search(
-            &staff,
-            "tenant:borealis groups:fincrime status:withdrawn delete",
-            50,
-        )
-        .expect("search");
+    let hits = index.search(&staff, "tenant:borealis groups:fincrime status:withdrawn delete", 50).expect("search");
     for h in hits {
-        assert!(
-            docs[0].chunks.iter().any(|c| c.id == h.chunk_id),
-            "only a-open is visible"
-        );
+        assert!(docs[0].chunks.iter().any(|c| c.id == h.chunk_id), "only a-open is visible");
     }
 }
 
@@ -251,19 +149,11 @@ fn deleting_a_document_or_a_version_removes_it_from_search() {
     let v2_chunks = docs.last().map_or(0, |d| d.chunks.len());
 
     index.delete_version("a-open", 2).expect("delete version");
-    assert_eq!(
-        index.count_visible(&staff).expect("count"),
-        before - v2_chunks
-    );
+    assert_eq!(index.count_visible(&staff).expect("count"), before - v2_chunks);
 
     index.delete_document("a-open").expect("delete");
     assert_eq!(index.count_visible(&staff).expect("count"), 0);
-    assert!(
-        index
-            .search(&staff, "delete customer data", 10)
-            .expect("search")
-            .is_empty()
-    );
+    assert!(index.search(&staff, "delete customer data", 10).expect("search").is_empty());
 }
 
 #[test]
@@ -273,22 +163,11 @@ fn the_index_persists_on_disk_and_reopens() {
     {
         let index = Bm25Index::open_or_create(dir.path()).expect("create");
         let d = &docs[0];
-        let items: Vec<_> = d
-            .chunks
-            .iter()
-            .map(|c| IndexedChunk {
-                chunk: c,
-                document_id: d.id,
-                version: 1,
-                acl: &d.acl,
-            })
-            .collect();
+        let items: Vec<_> =
+            d.chunks.iter().map(|c| IndexedChunk { chunk: c, document_id: d.id, version: 1, acl: &d.acl }).collect();
         index.add(&items).expect("add");
     }
     let reopened = Bm25Index::open_or_create(dir.path()).expect("reopen");
     let staff = reader("acme", &["staff"], Classification::Internal, "2026-01-01");
-    assert_eq!(
-        reopened.count_visible(&staff).expect("count"),
-        docs[0].chunks.len()
-    );
+    assert_eq!(reopened.count_visible(&staff).expect("count"), docs[0].chunks.len());
 }

@@ -20,15 +20,9 @@ fn the_erasure_passage_ranks_first_for_a_question_about_deleting_customer_data()
         "Privileged accounts such as database administrators are reviewed every month.",
     ];
     let vectors = embedder.embed(&passages).expect("embed passages");
-    let query = embedder
-        .embed(&["rules about deleting customer data"])
-        .expect("embed query");
+    let query = embedder.embed(&["rules about deleting customer data"]).expect("embed query");
     let scores: Vec<f32> = vectors.iter().map(|v| dot(&query[0], v)).collect();
-    let best = scores
-        .iter()
-        .enumerate()
-        .max_by(|a, b| a.1.total_cmp(b.1))
-        .map(|(i, _)| i);
+    let best = scores.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i);
     assert_eq!(best, Some(1), "scores {scores:?}");
     for v in &vectors {
         let norm: f32 = v.iter().map(|x| x * x).sum::<f32>().sqrt();
@@ -45,14 +39,8 @@ fn a_missing_model_file_is_a_clear_error() {
     let empty = tempfile::tempdir().expect("tempdir");
     cfg.model_dir = empty.path().to_owned();
     let err = Embedder::load(&cfg).expect_err("no model");
-    assert!(
-        matches!(err, Error::User(UserError::MissingModelFile { .. })),
-        "{err:?}"
-    );
-    assert!(
-        err.to_string().contains("model.onnx") && err.to_string().contains("setup-models"),
-        "{err}"
-    );
+    assert!(matches!(err, Error::User(UserError::MissingModelFile { .. })), "{err:?}");
+    assert!(err.to_string().contains("model.onnx") && err.to_string().contains("setup-models"), "{err}");
 }
 
 #[test]
@@ -60,10 +48,7 @@ fn a_missing_runtime_library_is_a_clear_error() {
     let mut cfg = config();
     cfg.onnx_runtime_library = "/nonexistent/libonnxruntime.so.1.32.0".into();
     let err = Embedder::load(&cfg).expect_err("no runtime");
-    assert!(
-        matches!(err, Error::User(UserError::MissingModelFile { .. })),
-        "{err:?}"
-    );
+    assert!(matches!(err, Error::User(UserError::MissingModelFile { .. })), "{err:?}");
     assert!(err.to_string().contains("libonnxruntime"), "{err}");
 }
 
@@ -73,8 +58,5 @@ fn a_file_that_is_not_a_runtime_library_is_a_clear_error_not_a_panic() {
     let fake = dir.path().join("libonnxruntime.so.1.32.0");
     std::fs::write(&fake, b"not a shared library").expect("write");
     let err = indexer::embed::init_onnx_runtime(&fake).expect_err("bad library");
-    assert!(
-        matches!(err, Error::User(UserError::OnnxRuntime(_))),
-        "{err:?}"
-    );
+    assert!(matches!(err, Error::User(UserError::OnnxRuntime(_))), "{err:?}");
 }

@@ -4,14 +4,8 @@ use indexer::{Error, UserError, extract_pages, write_text_pdf};
 
 fn sample_pdf() -> Vec<u8> {
     let pages = vec![
-        vec![
-            "Article 1".to_owned(),
-            "Subject matter of the (sample) regulation.".to_owned(),
-        ],
-        vec![
-            "Article 2".to_owned(),
-            "Scope: financial entities and ICT providers.".to_owned(),
-        ],
+        vec!["Article 1".to_owned(), "Subject matter of the (sample) regulation.".to_owned()],
+        vec!["Article 2".to_owned(), "Scope: financial entities and ICT providers.".to_owned()],
     ];
     write_text_pdf("Sample", &pages).expect("writing a sample PDF")
 }
@@ -22,27 +16,14 @@ fn extracts_text_per_page_with_page_numbers() {
     assert_eq!(pages.len(), 2);
     assert_eq!(pages[0].number, 1);
     assert_eq!(pages[1].number, 2);
-    assert!(
-        pages[0]
-            .text
-            .contains("Subject matter of the (sample) regulation."),
-        "{:?}",
-        pages[0].text
-    );
-    assert!(
-        pages[1].text.starts_with("Article 2"),
-        "{:?}",
-        pages[1].text
-    );
+    assert!(pages[0].text.contains("Subject matter of the (sample) regulation."), "{:?}", pages[0].text);
+    assert!(pages[1].text.starts_with("Article 2"), "{:?}", pages[1].text);
 }
 
 #[test]
 fn a_file_that_is_not_a_pdf_is_refused() {
     let err = extract_pages("notes.txt", b"just some text").expect_err("not a PDF");
-    assert!(
-        matches!(err, Error::User(UserError::NotPdf { .. })),
-        "{err:?}"
-    );
+    assert!(matches!(err, Error::User(UserError::NotPdf { .. })), "{err:?}");
     assert!(err.to_string().contains("notes.txt is not a PDF"));
 }
 
@@ -50,23 +31,13 @@ fn a_file_that_is_not_a_pdf_is_refused() {
 fn a_truncated_pdf_is_refused_as_corrupt() {
     let bytes = sample_pdf();
     let err = extract_pages("cut.pdf", &bytes[..bytes.len() / 3]).expect_err("corrupt");
-    assert!(
-        matches!(
-            err,
-            Error::User(UserError::CorruptPdf { .. } | UserError::NoText { .. })
-        ),
-        "{err:?}"
-    );
+    assert!(matches!(err, Error::User(UserError::CorruptPdf { .. } | UserError::NoText { .. })), "{err:?}");
 }
 
 #[test]
 fn garbage_after_the_header_is_refused_as_corrupt() {
-    let err =
-        extract_pages("junk.pdf", b"%PDF-1.7\n\x00\x01\x02 not really a pdf").expect_err("corrupt");
-    assert!(
-        matches!(err, Error::User(UserError::CorruptPdf { .. })),
-        "{err:?}"
-    );
+    let err = extract_pages("junk.pdf", b"%PDF-1.7\n\x00\x01\x02 not really a pdf").expect_err("corrupt");
+    assert!(matches!(err, Error::User(UserError::CorruptPdf { .. })), "{err:?}");
 }
 
 /// Marks a generated PDF as encrypted with a password we do not know: a trailer /Encrypt entry
@@ -84,13 +55,7 @@ fn encrypted_pdf() -> Vec<u8> {
         "U" => Object::string_literal(vec![9u8; 32]),
     });
     doc.trailer.set("Encrypt", encrypt);
-    doc.trailer.set(
-        "ID",
-        vec![
-            Object::string_literal(vec![1u8; 16]),
-            Object::string_literal(vec![1u8; 16]),
-        ],
-    );
+    doc.trailer.set("ID", vec![Object::string_literal(vec![1u8; 16]), Object::string_literal(vec![1u8; 16])]);
     let mut out = Vec::new();
     doc.save_to(&mut out).expect("save");
     out
@@ -99,10 +64,7 @@ fn encrypted_pdf() -> Vec<u8> {
 #[test]
 fn an_encrypted_pdf_is_refused_with_a_clear_message() {
     let err = extract_pages("secret.pdf", &encrypted_pdf()).expect_err("encrypted");
-    assert!(
-        matches!(err, Error::User(UserError::EncryptedPdf { .. })),
-        "{err:?}"
-    );
+    assert!(matches!(err, Error::User(UserError::EncryptedPdf { .. })), "{err:?}");
     assert!(err.to_string().contains("encrypted"));
 }
 

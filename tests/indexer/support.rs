@@ -11,10 +11,7 @@ pub fn date(s: &str) -> NaiveDate {
 }
 
 pub fn groups(names: &[&str]) -> BTreeSet<GroupName> {
-    names
-        .iter()
-        .map(|g| GroupName::parse(g).expect("group"))
-        .collect()
+    names.iter().map(|g| GroupName::parse(g).expect("group")).collect()
 }
 
 pub fn tenant(s: &str) -> TenantId {
@@ -34,18 +31,8 @@ pub fn acl(tenant_id: &str, group_names: &[&str], classification: Classification
     }
 }
 
-pub fn reader(
-    tenant_id: &str,
-    group_names: &[&str],
-    clearance: Classification,
-    as_of: &str,
-) -> Reader {
-    Reader {
-        tenant: tenant(tenant_id),
-        groups: groups(group_names),
-        clearance,
-        as_of: date(as_of),
-    }
+pub fn reader(tenant_id: &str, group_names: &[&str], clearance: Classification, as_of: &str) -> Reader {
+    Reader { tenant: tenant(tenant_id), groups: groups(group_names), clearance, as_of: date(as_of) }
 }
 
 /// The folder scripts/setup-models.sh installs into. The tests that need it fail, never skip,

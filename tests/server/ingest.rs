@@ -13,18 +13,8 @@ use crate::on_both_backends;
 use crate::support::{Backend, corpus_manifest, corpus_platform, platform, repo_root};
 
 /// Document ids of the passages `principal` gets for `question`.
-pub async fn ask_as(
-    p: &Platform,
-    principal: &str,
-    question: &str,
-    as_of: Option<&str>,
-) -> Vec<(String, u32)> {
-    let actor = p
-        .storage
-        .actor(principal)
-        .await
-        .expect("load")
-        .expect("principal exists");
+pub async fn ask_as(p: &Platform, principal: &str, question: &str, as_of: Option<&str>) -> Vec<(String, u32)> {
+    let actor = p.storage.actor(principal).await.expect("load").expect("principal exists");
     let state = p.app_state().expect("state");
     let request = AskRequest {
         question: question.into(),
@@ -32,11 +22,7 @@ pub async fn ask_as(
         limit: 50,
     };
     let outcome = state.ask.ask(&actor, &request).await.expect("ask");
-    outcome
-        .passages
-        .iter()
-        .map(|p| (p.chunk.document_id.clone(), p.chunk.version))
-        .collect()
+    outcome.passages.iter().map(|p| (p.chunk.document_id.clone(), p.chunk.version)).collect()
 }
 
 fn docs(hits: &[(String, u32)]) -> Vec<&str> {
@@ -54,81 +40,40 @@ async fn the_corpus_ingests_and_each_user_sees_only_what_they_may_read(backend: 
     assert!(p.storage.count_chunks(&borealis).await.expect("count") > 5);
 
     // A second run changes nothing.
-    let report = p
-        .ingestor()
-        .ingest_manifest(&corpus_manifest(), "test", &mut |_| {})
-        .await
-        .expect("re-ingest");
-    assert_eq!(
-        (report.ingested, report.unchanged, report.chunks),
-        (0, corpus_manifest().documents.len(), 0)
-    );
+    let report = p.ingestor().ingest_manifest(&corpus_manifest(), "test", &mut |_| {}).await.expect("re-ingest");
+    assert_eq!((report.ingested, report.unchanged, report.chunks), (0, corpus_manifest().documents.len(), 0));
 
     // Tenant isolation: the same question, asked in each tenant, never crosses over.
-    let carol = ask_as(
-        &p,
-        "carol@borealis-insurance",
-        "rules about deleting customer data",
-        None,
-    )
-    .await;
+    let carol = ask_as(&p, "carol@borealis-insurance", "rules about deleting customer data", None).await;
     assert!(!carol.is_empty());
-    assert!(
-        docs(&carol).iter().all(|d| d.starts_with("borealis-")),
-        "{carol:?}"
-    );
-    let alice = ask_as(
-        &p,
-        "alice@acme-bank",
-        "rules about deleting customer data",
-        None,
-    )
-    .await;
+    assert!(docs(&carol).iter().all(|d| d.starts_with("borealis-")), "{carol:?}");
+    let alice = ask_as(&p, "alice@acme-bank", "rules about deleting customer data", None).await;
     assert!(docs(&alice).contains(&"acme-erasure-requests"), "{alice:?}");
-    assert!(
-        docs(&alice).iter().all(|d| d.starts_with("acme-")),
-        "{alice:?}"
-    );
+    assert!(docs(&alice).iter().all(|d| d.starts_with("acme-")), "{alice:?}");
 
     // The restricted playbook: only the financial-crime group sees it, whatever the clearance.
     let q = "internal suspicious activity report money laundering";
-    assert!(
-        docs(&ask_as(&p, "fiona@acme-bank", q, None).await).contains(&"acme-aml-investigations")
-    );
-    assert!(
-        !docs(&ask_as(&p, "alice@acme-bank", q, None).await).contains(&"acme-aml-investigations")
-    );
-    assert!(
-        !docs(&ask_as(&p, "bob@acme-bank", q, None).await).contains(&"acme-aml-investigations")
-    );
+    assert!(docs(&ask_as(&p, "fiona@acme-bank", q, None).await).contains(&"acme-aml-investigations"));
+    assert!(!docs(&ask_as(&p, "alice@acme-bank", q, None).await).contains(&"acme-aml-investigations"));
+    assert!(!docs(&ask_as(&p, "bob@acme-bank", q, None).await).contains(&"acme-aml-investigations"));
 
     // Board report: group board and clearance confidential.
     let q = "solvency ratio ransomware";
-    assert!(
-        docs(&ask_as(&p, "dan@borealis-insurance", q, None).await)
-            .contains(&"borealis-board-risk-report")
-    );
-    assert!(
-        !docs(&ask_as(&p, "carol@borealis-insurance", q, None).await)
-            .contains(&"borealis-board-risk-report")
-    );
+    assert!(docs(&ask_as(&p, "dan@borealis-insurance", q, None).await).contains(&"borealis-board-risk-report"));
+    assert!(!docs(&ask_as(&p, "carol@borealis-insurance", q, None).await).contains(&"borealis-board-risk-report"));
 
     // Withdrawn and expired documents never answer today.
     let q = "cloud services data location exit plan VPN laptops printing";
     let today_hits = ask_as(&p, "alice@acme-bank", q, None).await;
     let today = docs(&today_hits);
     assert!(
-        !today.contains(&"acme-cloud-outsourcing-2022")
-            && !today.contains(&"acme-remote-work-security"),
+        !today.contains(&"acme-cloud-outsourcing-2022") && !today.contains(&"acme-remote-work-security"),
         "{today:?}"
     );
     // The expired one did answer while it was in force; the withdrawn one never does.
     let back_then_hits = ask_as(&p, "alice@acme-bank", q, Some("2023-06-01")).await;
     let back_then = docs(&back_then_hits);
-    assert!(
-        back_then.contains(&"acme-remote-work-security"),
-        "{back_then:?}"
-    );
+    assert!(back_then.contains(&"acme-remote-work-security"), "{back_then:?}");
     assert!(!back_then.contains(&"acme-cloud-outsourcing-2022"));
 
     // Two versions: the one in force on the date answers.
@@ -136,28 +81,16 @@ async fn the_corpus_ingests_and_each_user_sees_only_what_they_may_read(backend: 
     let before = ask_as(&p, "bob@acme-bank", q, Some("2025-03-01")).await;
     let after = ask_as(&p, "bob@acme-bank", q, Some("2025-08-01")).await;
     let versions = |hits: &[(String, u32)]| -> Vec<u32> {
-        hits.iter()
-            .filter(|(d, _)| d == "acme-data-retention")
-            .map(|(_, v)| *v)
-            .collect()
+        hits.iter().filter(|(d, _)| d == "acme-data-retention").map(|(_, v)| *v).collect()
     };
-    assert!(
-        !versions(&before).is_empty() && versions(&before).iter().all(|v| *v == 1),
-        "{before:?}"
-    );
-    assert!(
-        !versions(&after).is_empty() && versions(&after).iter().all(|v| *v == 2),
-        "{after:?}"
-    );
+    assert!(!versions(&before).is_empty() && versions(&before).iter().all(|v| *v == 1), "{before:?}");
+    assert!(!versions(&after).is_empty() && versions(&after).iter().all(|v| *v == 2), "{after:?}");
 
     // Every ask is audited without the question text.
     let events = p.storage.recent_audit(100).await.expect("audit");
     let asks: Vec<_> = events.iter().filter(|e| e.action == "ask").collect();
     assert!(asks.len() >= 10);
-    assert!(
-        asks.iter()
-            .all(|e| !e.detail.contains("deleting") && e.detail.contains("query_hash"))
-    );
+    assert!(asks.iter().all(|e| !e.detail.contains("deleting") && e.detail.contains("query_hash")));
 }
 
 on_both_backends!(the_corpus_ingests_and_each_user_sees_only_what_they_may_read);
@@ -198,22 +131,14 @@ retention = "standard"
 
 async fn assert_nothing_stored(p: &Platform) {
     let acme = TenantId::parse("acme-bank").expect("tenant");
-    assert_eq!(
-        p.storage.count_chunks(&acme).await.expect("count"),
-        0,
-        "no chunk was stored"
-    );
+    assert_eq!(p.storage.count_chunks(&acme).await.expect("count"), 0, "no chunk was stored");
     let reader = indexer::Reader {
         tenant: acme,
         groups: ["staff".parse_group()].into_iter().collect(),
         clearance: Classification::Restricted,
         as_of: NaiveDate::from_ymd_opt(2026, 1, 1).expect("date"),
     };
-    assert_eq!(
-        p.bm25.count_visible(&reader).expect("count"),
-        0,
-        "nothing was indexed"
-    );
+    assert_eq!(p.bm25.count_visible(&reader).expect("count"), 0, "nothing was indexed");
 }
 
 trait ParseGroup {
@@ -230,16 +155,8 @@ impl ParseGroup for &str {
 async fn a_bad_file_in_a_manifest_stops_the_run_before_anything_is_written() {
     let good = repo_root().join("corpus/pdf/acme-access-review-standard.pdf");
     let cases: [(&str, Vec<u8>, &str); 3] = [
-        (
-            "notes.pdf",
-            b"meeting notes, not a PDF".to_vec(),
-            "is not a PDF",
-        ),
-        (
-            "broken.pdf",
-            b"%PDF-1.7\n1 0 obj << /Type /Catalog".to_vec(),
-            "could not be read as a PDF",
-        ),
+        ("notes.pdf", b"meeting notes, not a PDF".to_vec(), "is not a PDF"),
+        ("broken.pdf", b"%PDF-1.7\n1 0 obj << /Type /Catalog".to_vec(), "could not be read as a PDF"),
         ("locked.pdf", encrypted_copy(&good), "encrypted"),
     ];
     for (name, bytes, expected) in cases {
@@ -248,28 +165,14 @@ async fn a_bad_file_in_a_manifest_stops_the_run_before_anything_is_written() {
         std::fs::write(dir.path().join(name), bytes).expect("write");
         let manifest = write_manifest(
             dir.path(),
-            &format!(
-                "{}{}",
-                document_entry("good-doc", "good.pdf"),
-                document_entry("bad-doc", name)
-            ),
+            &format!("{}{}", document_entry("good-doc", "good.pdf"), document_entry("bad-doc", name)),
         );
         let manifest = Manifest::load(&manifest).expect("manifest parses");
-        let err = p
-            .ingestor()
-            .ingest_manifest(&manifest, "test", &mut |_| {})
-            .await
-            .expect_err("must fail");
+        let err = p.ingestor().ingest_manifest(&manifest, "test", &mut |_| {}).await.expect_err("must fail");
         let msg = err.to_string();
-        assert!(
-            msg.contains("bad-doc") && msg.contains(expected),
-            "{name}: {msg}"
-        );
+        assert!(msg.contains("bad-doc") && msg.contains(expected), "{name}: {msg}");
         assert_nothing_stored(&p).await;
-        assert!(
-            !p.settings.files_dir().join("good-doc").exists(),
-            "no file was stored"
-        );
+        assert!(!p.settings.files_dir().join("good-doc").exists(), "no file was stored");
     }
 }
 
@@ -281,13 +184,7 @@ fn encrypted_copy(path: &Path) -> Vec<u8> {
         "O" => Object::string_literal(vec![7u8; 32]), "U" => Object::string_literal(vec![9u8; 32]),
     });
     doc.trailer.set("Encrypt", encrypt);
-    doc.trailer.set(
-        "ID",
-        vec![
-            Object::string_literal(vec![1u8; 16]),
-            Object::string_literal(vec![1u8; 16]),
-        ],
-    );
+    doc.trailer.set("ID", vec![Object::string_literal(vec![1u8; 16]), Object::string_literal(vec![1u8; 16])]);
     let mut out = Vec::new();
     doc.save_to(&mut out).expect("save");
     out
@@ -301,34 +198,24 @@ mod pdf_extract_reexport {
 #[test]
 fn manifest_errors_name_the_entry_and_the_problem() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let unknown_tenant =
-        document_entry("doc", "x.pdf").replace("tenant = \"acme-bank\"", "tenant = \"globex\"");
-    let err =
-        Manifest::load(&write_manifest(dir.path(), &unknown_tenant)).expect_err("unknown tenant");
+    let unknown_tenant = document_entry("doc", "x.pdf").replace("tenant = \"acme-bank\"", "tenant = \"globex\"");
+    let err = Manifest::load(&write_manifest(dir.path(), &unknown_tenant)).expect_err("unknown tenant");
     assert!(err.to_string().contains("unknown tenant 'globex'"), "{err}");
 
     let missing_owner = document_entry("doc", "x.pdf").replace("owner = \"Owner\"\n", "");
-    let err =
-        Manifest::load(&write_manifest(dir.path(), &missing_owner)).expect_err("missing field");
+    let err = Manifest::load(&write_manifest(dir.path(), &missing_owner)).expect_err("missing field");
     assert!(err.to_string().contains("missing field `owner`"), "{err}");
 
     let bad_class = document_entry("doc", "x.pdf").replace("\"internal\"", "\"top-secret\"");
-    let err =
-        Manifest::load(&write_manifest(dir.path(), &bad_class)).expect_err("bad classification");
+    let err = Manifest::load(&write_manifest(dir.path(), &bad_class)).expect_err("bad classification");
     assert!(err.to_string().contains("top-secret"), "{err}");
 
-    let bad_dates = document_entry("doc", "x.pdf").replace(
-        "effective_from = \"2024-01-01\"",
-        "effective_from = \"2024-13-01\"",
-    );
+    let bad_dates =
+        document_entry("doc", "x.pdf").replace("effective_from = \"2024-01-01\"", "effective_from = \"2024-13-01\"");
     let err = Manifest::load(&write_manifest(dir.path(), &bad_dates)).expect_err("bad date");
     assert!(err.to_string().contains("not a date"), "{err}");
 
-    let twice = format!(
-        "{}{}",
-        document_entry("doc", "x.pdf"),
-        document_entry("doc", "x.pdf")
-    );
+    let twice = format!("{}{}", document_entry("doc", "x.pdf"), document_entry("doc", "x.pdf"));
     let err = Manifest::load(&write_manifest(dir.path(), &twice)).expect_err("duplicate");
     assert!(err.to_string().contains("listed twice"), "{err}");
 }
@@ -337,52 +224,20 @@ fn manifest_errors_name_the_entry_and_the_problem() {
 async fn a_changed_file_under_an_existing_version_is_refused() {
     let (dir, p) = platform(Backend::Sqlite).await;
     let root = repo_root().join("corpus/pdf");
-    std::fs::copy(
-        root.join("acme-access-review-standard.pdf"),
-        dir.path().join("doc.pdf"),
-    )
-    .expect("copy");
-    let manifest = Manifest::load(&write_manifest(
-        dir.path(),
-        &document_entry("doc", "doc.pdf"),
-    ))
-    .expect("manifest");
-    let report = p
-        .ingestor()
-        .ingest_manifest(&manifest, "test", &mut |_| {})
-        .await
-        .expect("first ingest");
+    std::fs::copy(root.join("acme-access-review-standard.pdf"), dir.path().join("doc.pdf")).expect("copy");
+    let manifest = Manifest::load(&write_manifest(dir.path(), &document_entry("doc", "doc.pdf"))).expect("manifest");
+    let report = p.ingestor().ingest_manifest(&manifest, "test", &mut |_| {}).await.expect("first ingest");
     assert_eq!(report.ingested, 1);
-    let before = p
-        .storage
-        .count_chunks(&TenantId::parse("acme-bank").expect("t"))
-        .await
-        .expect("count");
+    let before = p.storage.count_chunks(&TenantId::parse("acme-bank").expect("t")).await.expect("count");
 
-    std::fs::copy(
-        root.join("acme-vendor-onboarding-faq.pdf"),
-        dir.path().join("doc.pdf"),
-    )
-    .expect("replace");
+    std::fs::copy(root.join("acme-vendor-onboarding-faq.pdf"), dir.path().join("doc.pdf")).expect("replace");
     let mut progress = Vec::new();
     let err = p
         .ingestor()
-        .ingest_manifest(&manifest, "test", &mut |pr| {
-            progress.push(pr.outcome.clone())
-        })
+        .ingest_manifest(&manifest, "test", &mut |pr| progress.push(pr.outcome.clone()))
         .await
         .expect_err("changed content under the same version");
     assert!(err.to_string().contains("new version"), "{err}");
-    assert!(
-        progress
-            .iter()
-            .all(|o| *o != Outcome::Ingested { chunks: 0 })
-    );
-    assert_eq!(
-        p.storage
-            .count_chunks(&TenantId::parse("acme-bank").expect("t"))
-            .await
-            .expect("count"),
-        before
-    );
+    assert!(progress.iter().all(|o| *o != Outcome::Ingested { chunks: 0 }));
+    assert_eq!(p.storage.count_chunks(&TenantId::parse("acme-bank").expect("t")).await.expect("count"), before);
 }

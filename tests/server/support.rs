@@ -2,6 +2,9 @@
 //! the shipped corpus manifest.
 
 use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+use indexer::{Embedder, EmbedderConfig};
 
 use sea_orm::{ConnectionTrait, Database};
 use server::app::Platform;
@@ -52,14 +55,10 @@ pub async fn fresh_database_url(backend: Backend, dir: &TempDir) -> String {
                      LEXGATE_TEST_POSTGRES=postgres://USER@127.0.0.1:PORT"
                 )
             });
-            let admin = Database::connect(format!("{base}/postgres"))
-                .await
-                .expect("connect to the test PostgreSQL server");
+            let admin =
+                Database::connect(format!("{base}/postgres")).await.expect("connect to the test PostgreSQL server");
             let name = format!("lexgate_test_{}", random_suffix());
-            admin
-                .execute_unprepared(&format!("CREATE DATABASE {name}"))
-                .await
-                .expect("create test database");
+            admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("create test database");
             admin.close().await.ok();
             format!("{base}/{name}")
         }
@@ -73,25 +72,46 @@ pub async fn settings(backend: Backend, dir: &TempDir) -> Settings {
         database_url: Some(Secret::new(fresh_database_url(backend, dir).await)),
         bind: "127.0.0.1:0".into(),
         session_key: Some(Secret::new("k".repeat(64))),
+        models_dir: models_dir(),
         ..Settings::default()
     }
 }
 
+/// The folder scripts/setup-models.sh installs into. Tests that need it fail, never skip.
+pub fn models_dir() -> PathBuf {
+    let dir = std::env::var_os("LEXGATE_MODELS_DIR")
+        .map(PathBuf::from)
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| repo_root().join(".lexgate/models"));
+    assert!(
+        dir.join("embed/model.onnx").is_file(),
+        "model files missing in {}: run scripts/setup-models.sh (scripts/test.sh runs it)",
+        dir.display()
+    );
+    dir
+}
+
+/// One embedding model for the whole test binary: loading it once keeps the suite fast.
+pub fn shared_embedder() -> Arc<Embedder> {
+    static EMBEDDER: OnceLock<Arc<Embedder>> = OnceLock::new();
+    Arc::clone(EMBEDDER.get_or_init(|| {
+        let dir = models_dir();
+        let config = EmbedderConfig::new(dir.join("lib/libonnxruntime.so.1.32.0"), dir.join("embed"));
+        Arc::new(Embedder::load(&config).expect("load the embedding model"))
+    }))
+}
+
+/// A platform with BM25 and dense retrieval on a fresh database and data folder.
 pub async fn platform(backend: Backend) -> (TempDir, Platform) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let platform = Platform::open(settings(backend, &dir).await)
-        .await
-        .expect("open platform");
+    let platform =
+        Platform::open_with(settings(backend, &dir).await, Some(shared_embedder())).await.expect("open platform");
     (dir, platform)
 }
 
 /// A platform with the shipped corpus ingested.
 pub async fn corpus_platform(backend: Backend) -> (TempDir, Platform) {
     let (dir, platform) = platform(backend).await;
-    platform
-        .ingestor()
-        .ingest_manifest(&corpus_manifest(), "test", &mut |_| {})
-        .await
-        .expect("ingest the corpus");
+    platform.ingestor().ingest_manifest(&corpus_manifest(), "test", &mut |_| {}).await.expect("ingest the corpus");
     (dir, platform)
 }

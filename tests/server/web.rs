@@ -21,10 +21,7 @@ impl<S> Browser<S>
 where
     S: Service<actix_http::Request, Response = ServiceResponse, Error = actix_web::Error>,
 {
-    async fn send(
-        &mut self,
-        mut req: test::TestRequest,
-    ) -> (StatusCode, BTreeMap<String, String>, String) {
+    async fn send(&mut self, mut req: test::TestRequest) -> (StatusCode, BTreeMap<String, String>, String) {
         for (name, value) in &self.cookies {
             req = req.cookie(actix_web::cookie::Cookie::new(name.clone(), value.clone()));
         }
@@ -33,20 +30,14 @@ where
             if c.value().is_empty() {
                 self.cookies.remove(c.name());
             } else {
-                self.cookies
-                    .insert(c.name().to_owned(), c.value().to_owned());
+                self.cookies.insert(c.name().to_owned(), c.value().to_owned());
             }
         }
         let status = resp.status();
         let headers = resp
             .headers()
             .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_owned(),
-                    v.to_str().unwrap_or_default().to_owned(),
-                )
-            })
+            .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or_default().to_owned()))
             .collect();
         let body = String::from_utf8_lossy(&test::read_body(resp).await).into_owned();
         (status, headers, body)
@@ -59,36 +50,23 @@ where
     async fn csrf(&mut self) -> String {
         let (_, _, body) = self.get("/signin").await;
         let marker = "name=\"csrf\" value=\"";
-        let start = body
-            .find(marker)
-            .map(|i| i + marker.len())
-            .expect("csrf field on the sign-in page");
-        body[start..]
-            .split('"')
-            .next()
-            .unwrap_or_default()
-            .to_owned()
+        let start = body.find(marker).map(|i| i + marker.len()).expect("csrf field on the sign-in page");
+        body[start..].split('"').next().unwrap_or_default().to_owned()
     }
 
     async fn sign_in(&mut self, principal: &str) -> StatusCode {
         let csrf = self.csrf().await;
         let form = [("csrf", csrf.as_str()), ("principal_id", principal)];
-        self.send(test::TestRequest::post().uri("/signin/dev").set_form(form))
-            .await
-            .0
+        self.send(test::TestRequest::post().uri("/signin/dev").set_form(form)).await.0
     }
 }
 
 async fn browser(
     p: &Platform,
-) -> Browser<impl Service<actix_http::Request, Response = ServiceResponse, Error = actix_web::Error>>
-{
+) -> Browser<impl Service<actix_http::Request, Response = ServiceResponse, Error = actix_web::Error>> {
     let state = web::Data::new(p.app_state().expect("state"));
     let service = test::init_service(App::new().app_data(state).configure(routes)).await;
-    Browser {
-        service,
-        cookies: BTreeMap::new(),
-    }
+    Browser { service, cookies: BTreeMap::new() }
 }
 
 #[actix_web::test]
@@ -97,30 +75,17 @@ async fn a_tenant_b_user_signs_in_and_sees_only_tenant_b_passages_with_pages() {
     let mut b = browser(&p).await;
 
     let (status, headers, _) = b.get("/ask?q=deleting+customer+data").await;
-    assert_eq!(
-        status,
-        StatusCode::SEE_OTHER,
-        "signed-out users are sent to sign in"
-    );
+    assert_eq!(status, StatusCode::SEE_OTHER, "signed-out users are sent to sign in");
     assert_eq!(headers.get("location").map(String::as_str), Some("/signin"));
 
     let (_, _, signin) = b.get("/signin").await;
-    assert!(
-        signin.contains("Development sign-in"),
-        "the development sign-in is labelled"
-    );
+    assert!(signin.contains("Development sign-in"), "the development sign-in is labelled");
     assert!(signin.contains("carol@borealis-insurance"));
 
-    assert_eq!(
-        b.sign_in("carol@borealis-insurance").await,
-        StatusCode::SEE_OTHER
-    );
+    assert_eq!(b.sign_in("carol@borealis-insurance").await, StatusCode::SEE_OTHER);
     let (status, _, page) = b.get("/ask?q=rules+about+deleting+customer+data").await;
     assert_eq!(status, StatusCode::OK);
-    assert!(
-        page.contains("Claims Data Handling Policy"),
-        "tenant B's own policy answers"
-    );
+    assert!(page.contains("Claims Data Handling Policy"), "tenant B's own policy answers");
     assert!(page.contains("page 1"), "passages show their page");
     assert!(page.contains("passage "), "passages show their id");
     assert!(!page.contains("Acme"), "nothing of tenant A appears");
@@ -131,27 +96,14 @@ async fn a_tenant_b_user_signs_in_and_sees_only_tenant_b_passages_with_pages() {
     let passages = v["passages"].as_array().expect("passages");
     assert!(!passages.is_empty());
     for passage in passages {
-        assert!(
-            passage["document_id"]
-                .as_str()
-                .is_some_and(|d| d.starts_with("borealis-")),
-            "{passage}"
-        );
+        assert!(passage["document_id"].as_str().is_some_and(|d| d.starts_with("borealis-")), "{passage}");
         assert!(passage["page"].as_u64().is_some_and(|n| n >= 1));
     }
 
     // htmx asks get only the results fragment.
-    let (_, _, fragment) = b
-        .send(
-            test::TestRequest::get()
-                .uri("/ask?q=claims+retention")
-                .insert_header(("HX-Request", "true")),
-        )
-        .await;
-    assert!(
-        fragment.contains("class=\"passage\"") && !fragment.contains("<html"),
-        "{fragment}"
-    );
+    let (_, _, fragment) =
+        b.send(test::TestRequest::get().uri("/ask?q=claims+retention").insert_header(("HX-Request", "true"))).await;
+    assert!(fragment.contains("class=\"passage\"") && !fragment.contains("<html"), "{fragment}");
 }
 
 #[actix_web::test]
@@ -160,36 +112,21 @@ async fn forms_without_the_csrf_token_are_refused() {
     let mut b = browser(&p).await;
     let _ = b.csrf().await;
     let form = [("csrf", "forged"), ("principal_id", "alice@acme-bank")];
-    let (status, _, body) = b
-        .send(test::TestRequest::post().uri("/signin/dev").set_form(form))
-        .await;
+    let (status, _, body) = b.send(test::TestRequest::post().uri("/signin/dev").set_form(form)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(body.contains("did not come from lexgate"));
     assert!(!b.cookies.contains_key(server::session::SESSION_COOKIE));
 
     assert_eq!(b.sign_in("alice@acme-bank").await, StatusCode::SEE_OTHER);
-    let (status, _, _) = b
-        .send(
-            test::TestRequest::post()
-                .uri("/signout")
-                .set_form([("csrf", "forged")]),
-        )
-        .await;
-    assert_eq!(
-        status,
-        StatusCode::BAD_REQUEST,
-        "sign-out is CSRF-protected too"
-    );
+    let (status, _, _) = b.send(test::TestRequest::post().uri("/signout").set_form([("csrf", "forged")])).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "sign-out is CSRF-protected too");
 }
 
 #[actix_web::test]
 async fn a_tampered_session_cookie_is_not_a_session() {
     let (_dir, p) = corpus_platform(Backend::Sqlite).await;
     let mut b = browser(&p).await;
-    b.cookies.insert(
-        server::session::SESSION_COOKIE.into(),
-        "alice@acme-bank|99999999999".into(),
-    );
+    b.cookies.insert(server::session::SESSION_COOKIE.into(), "alice@acme-bank|99999999999".into());
     let (status, _, _) = b.get("/api/ask?q=retention").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
@@ -202,10 +139,7 @@ async fn bad_input_gets_a_clear_error_and_no_internals() {
 
     let (status, _, body) = b.get("/ask?q=retention&as_of=yesterday").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(
-        body.contains("YYYY-MM-DD") && body.contains("Request id"),
-        "{body}"
-    );
+    assert!(body.contains("YYYY-MM-DD") && body.contains("Request id"), "{body}");
 
     let long = "a".repeat(2001);
     let (status, _, body) = b.get(&format!("/api/ask?q={long}")).await;
@@ -222,20 +156,11 @@ async fn the_development_sign_in_is_refused_when_an_openid_provider_is_configure
     let (_dir, p) = corpus_platform(Backend::Sqlite).await;
     let mut settings = (*p.settings).clone();
     settings.oidc_issuer = Some("http://127.0.0.1:1/issuer".into());
-    let p = Platform {
-        settings: std::sync::Arc::new(settings),
-        ..p
-    };
+    let p = Platform { settings: std::sync::Arc::new(settings), ..p };
     let mut b = browser(&p).await;
     let (_, _, signin) = b.get("/signin").await;
-    assert!(
-        !signin.contains("alice@acme-bank"),
-        "demo users are not offered"
-    );
-    assert_eq!(
-        b.sign_in_attempt_without_page("alice@acme-bank").await,
-        StatusCode::BAD_REQUEST
-    );
+    assert!(!signin.contains("alice@acme-bank"), "demo users are not offered");
+    assert_eq!(b.sign_in_attempt_without_page("alice@acme-bank").await, StatusCode::BAD_REQUEST);
     assert!(!b.cookies.contains_key(server::session::SESSION_COOKIE));
 }
 
@@ -244,14 +169,8 @@ where
     S: Service<actix_http::Request, Response = ServiceResponse, Error = actix_web::Error>,
 {
     async fn sign_in_attempt_without_page(&mut self, principal: &str) -> StatusCode {
-        let csrf = self
-            .cookies
-            .get(server::session::CSRF_COOKIE)
-            .cloned()
-            .unwrap_or_default();
+        let csrf = self.cookies.get(server::session::CSRF_COOKIE).cloned().unwrap_or_default();
         let form = [("csrf", csrf.as_str()), ("principal_id", principal)];
-        self.send(test::TestRequest::post().uri("/signin/dev").set_form(form))
-            .await
-            .0
+        self.send(test::TestRequest::post().uri("/signin/dev").set_form(form)).await.0
     }
 }
