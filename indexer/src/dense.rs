@@ -136,6 +136,8 @@ pub struct DenseItem<'a> {
 /// The HNSW index of one deployment.
 pub struct DenseIndex {
     dimension: usize,
+    exact_min: usize,
+    exact_share: f64,
     graph: Hnsw<'static, f32, UnitCosine>,
     meta: RwLock<Meta>,
 }
@@ -151,9 +153,19 @@ impl DenseIndex {
     pub fn new(dimension: usize, capacity: usize) -> Self {
         Self {
             dimension,
+            exact_min: EXACT_SEARCH_MIN,
+            exact_share: EXACT_SEARCH_SHARE,
             graph: Hnsw::new(MAX_CONNECTIONS, capacity.max(1024), MAX_LAYERS, EF_CONSTRUCTION, UnitCosine),
             meta: RwLock::new(Meta::default()),
         }
+    }
+
+    /// Overrides when exact search replaces graph search: at most `min` visible vectors, or a
+    /// visible share below `share`. Benchmarks and tests use it to exercise both plans.
+    pub fn with_exact_search(mut self, min: usize, share: f64) -> Self {
+        self.exact_min = min;
+        self.exact_share = share;
+        self
     }
 
     fn read(&self) -> Result<std::sync::RwLockReadGuard<'_, Meta>> {
@@ -275,7 +287,7 @@ impl DenseIndex {
             return Ok((Vec::new(), DensePlan::Exact));
         }
         let share = visible.len() as f64 / meta.entries.len().max(1) as f64;
-        if visible.len() <= EXACT_SEARCH_MIN || share < EXACT_SEARCH_SHARE {
+        if visible.len() <= self.exact_min || share < self.exact_share {
             return Ok((self.exact(&meta, &visible, query, k), DensePlan::Exact));
         }
         // Visible ids are sorted, so membership is a binary search inside traversal. The beam

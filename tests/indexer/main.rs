@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod bm25;
+mod dense;
 mod embed;
 mod pdf;
 mod support;

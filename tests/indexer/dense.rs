@@ -1,0 +1,176 @@
+//! The dense index: the access filter inside graph traversal, the exact-search plan for small
+//! visible sets, tombstones, and filtered recall against exact search.
+
+use std::collections::BTreeSet;
+
+use indexer::{ChunkAcl, Classification, DenseIndex, DenseItem, DensePlan, SourceStatus};
+
+use crate::support::{acl, date, reader};
+
+/// xorshift64*: deterministic vectors without a random-number dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> f32 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        ((self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+    }
+
+    fn unit(&mut self, dim: usize) -> Vec<f32> {
+        let mut v: Vec<f32> = (0..dim).map(|_| self.next()).collect();
+        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.iter_mut().for_each(|x| *x /= n);
+        v
+    }
+}
+
+struct Fixture {
+    ids: Vec<String>,
+    docs: Vec<String>,
+    acls: Vec<ChunkAcl>,
+    vectors: Vec<Vec<f32>>,
+}
+
+impl Fixture {
+    fn items(&self) -> Vec<DenseItem<'_>> {
+        (0..self.ids.len())
+            .map(|i| DenseItem {
+                chunk_id: &self.ids[i],
+                document_id: &self.docs[i],
+                version: 1,
+                acl: &self.acls[i],
+                vector: &self.vectors[i],
+            })
+            .collect()
+    }
+}
+
+/// `n` vectors; vector `i` belongs to group `g{i % 1000}` so a reader holding the first
+/// `s * 1000` groups sees a share `s` of the index.
+fn fixture(n: usize, dim: usize) -> Fixture {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    Fixture {
+        ids: (0..n).map(|i| format!("c{i}")).collect(),
+        docs: (0..n).map(|i| format!("d{}", i / 10)).collect(),
+        acls: (0..n).map(|i| acl("acme", &[&format!("g{}", i % 1000)], Classification::Internal)).collect(),
+        vectors: (0..n).map(|_| rng.unit(dim)).collect(),
+    }
+}
+
+fn reader_with_share(share_per_mille: usize) -> indexer::Reader {
+    let groups: Vec<String> = (0..share_per_mille).map(|g| format!("g{g}")).collect();
+    let refs: Vec<&str> = groups.iter().map(String::as_str).collect();
+    reader("acme", &refs, Classification::Internal, "2026-01-01")
+}
+
+fn recall_against_exact(index: &DenseIndex, r: &indexer::Reader, queries: &[Vec<f32>]) -> (f64, DensePlan) {
+    let mut total = 0.0;
+    let mut plan = DensePlan::Exact;
+    for q in queries {
+        let truth: BTreeSet<String> =
+            index.search_exact(r, q, 10).expect("exact").into_iter().map(|h| h.chunk_id).collect();
+        let (found, p) = index.search(r, q, 10).expect("search");
+        plan = p;
+        let found: BTreeSet<String> = found.into_iter().map(|h| h.chunk_id).collect();
+        total += truth.intersection(&found).count() as f64 / truth.len().max(1) as f64;
+    }
+    (total / queries.len() as f64, plan)
+}
+
+#[test]
+fn filtered_search_keeps_recall_at_every_selectivity() {
+    let f = fixture(4000, 24);
+    // Graph search from 10% of the index upwards; exact below, as the default planner does.
+    let index = DenseIndex::new(24, 4000).with_exact_search(50, 0.10);
+    index.add(&f.items()).expect("add");
+    let mut rng = Rng(42);
+    let queries: Vec<Vec<f32>> = (0..40).map(|_| rng.unit(24)).collect();
+    for (per_mille, expected_plan) in [
+        (500, DensePlan::FilteredGraph),
+        (100, DensePlan::FilteredGraph),
+        (10, DensePlan::Exact),
+        (1, DensePlan::Exact),
+    ] {
+        let r = reader_with_share(per_mille);
+        let (recall, plan) = recall_against_exact(&index, &r, &queries);
+        assert_eq!(plan, expected_plan, "selectivity {per_mille}/1000");
+        assert!(recall >= 0.97, "recall@10 {recall:.3} at selectivity {per_mille}/1000");
+        // Every hit is visible to the reader.
+        for q in &queries {
+            for h in index.search(&r, q, 10).expect("search").0 {
+                let i: usize = h.chunk_id[1..].parse().expect("id");
+                assert!(f.acls[i].permits(&r));
+            }
+        }
+    }
+}
+
+#[test]
+fn another_tenant_never_gets_a_vector_even_for_its_exact_query() {
+    let mut f = fixture(300, 16);
+    for (i, a) in f.acls.iter_mut().enumerate() {
+        *a = acl(if i % 2 == 0 { "acme" } else { "borealis" }, &["staff"], Classification::Internal);
+    }
+    let index = DenseIndex::new(16, 300).with_exact_search(0, 0.0);
+    index.add(&f.items()).expect("add");
+    let borealis = reader("borealis", &["staff"], Classification::Restricted, "2026-01-01");
+    for i in (0..300).step_by(2) {
+        let (hits, _) = index.search(&borealis, &f.vectors[i], 10).expect("search");
+        assert!(!hits.iter().any(|h| h.chunk_id == f.ids[i]), "tenant A's vector {i} leaked");
+        assert!(hits.iter().all(|h| h.chunk_id[1..].parse::<usize>().is_ok_and(|j| j % 2 == 1)));
+    }
+}
+
+#[test]
+fn status_classification_and_dates_are_filtered() {
+    let mut f = fixture(4, 8);
+    f.acls[0] = acl("acme", &["staff"], Classification::Internal);
+    f.acls[1] = acl("acme", &["staff"], Classification::Confidential);
+    f.acls[2] = acl("acme", &["staff"], Classification::Internal);
+    f.acls[2].status = SourceStatus::Withdrawn;
+    f.acls[3] = acl("acme", &["staff"], Classification::Internal);
+    f.acls[3].expires_at = Some(date("2025-01-01"));
+    let index = DenseIndex::new(8, 4);
+    index.add(&f.items()).expect("add");
+    let visible = |r: &indexer::Reader| -> BTreeSet<String> {
+        index.search(r, &f.vectors[0], 10).expect("search").0.into_iter().map(|h| h.chunk_id).collect()
+    };
+    let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+    assert_eq!(visible(&reader("acme", &["staff"], Classification::Internal, "2026-01-01")), ids(&["c0"]));
+    assert_eq!(visible(&reader("acme", &["staff"], Classification::Confidential, "2026-01-01")), ids(&["c0", "c1"]));
+    assert_eq!(visible(&reader("acme", &["staff"], Classification::Internal, "2024-06-01")), ids(&["c0", "c3"]));
+    index.set_status("d0", None, SourceStatus::Approved).expect("status");
+    assert_eq!(visible(&reader("acme", &["staff"], Classification::Internal, "2026-01-01")), ids(&["c0", "c2"]));
+}
+
+#[test]
+fn a_deleted_document_is_gone_from_dense_search_at_once() {
+    let f = fixture(200, 16);
+    let index = DenseIndex::new(16, 200).with_exact_search(0, 0.0);
+    index.add(&f.items()).expect("add");
+    let r = reader_with_share(1000);
+    assert_eq!(index.count_visible(&r).expect("count"), 200);
+    let removed = index.delete("d3", None).expect("delete");
+    assert_eq!(removed, 10);
+    assert_eq!(index.len(), 190);
+    for i in 30..40 {
+        let (hits, plan) = index.search(&r, &f.vectors[i], 20).expect("search");
+        assert_eq!(plan, DensePlan::FilteredGraph);
+        assert!(hits.iter().all(|h| !(30..40).any(|j| h.chunk_id == f.ids[j])), "deleted vector returned");
+    }
+}
+
+#[test]
+fn identical_vectors_do_not_break_the_graph() {
+    let mut f = fixture(50, 8);
+    let same = f.vectors[0].clone();
+    for v in f.vectors.iter_mut().take(20) {
+        *v = same.clone();
+    }
+    let index = DenseIndex::new(8, 50).with_exact_search(0, 0.0);
+    index.add(&f.items()).expect("add with duplicates");
+    let (hits, _) = index.search(&reader_with_share(1000), &same, 5).expect("search");
+    assert!(hits.iter().all(|h| h.score > 0.999));
+}
