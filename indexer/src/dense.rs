@@ -111,6 +111,11 @@ impl Meta {
         *self.names.entry(name.to_owned()).or_insert(next)
     }
 
+    /// Positions of the entries `r` may see, ascending.
+    fn visible(&self, r: &CompiledReader) -> Vec<usize> {
+        self.entries.iter().enumerate().filter(|(_, e)| e.permits(r)).map(|(i, _)| i).collect()
+    }
+
     fn compile(&self, reader: &Reader) -> CompiledReader {
         let mut groups: Vec<u32> = reader.groups.iter().filter_map(|g| self.names.get(g.as_str()).copied()).collect();
         groups.sort_unstable();
@@ -281,8 +286,7 @@ impl DenseIndex {
         let meta = self.read()?;
         let r = meta.compile(reader);
         let k = k.max(1);
-        let visible: Vec<usize> =
-            meta.entries.iter().enumerate().filter(|(_, e)| e.permits(&r)).map(|(i, _)| i).collect();
+        let visible = meta.visible(&r);
         if visible.is_empty() {
             return Ok((Vec::new(), DensePlan::Exact));
         }
@@ -310,8 +314,7 @@ impl DenseIndex {
     pub fn search_exact(&self, reader: &Reader, query: &[f32], k: usize) -> Result<Vec<DenseHit>> {
         let meta = self.read()?;
         let r = meta.compile(reader);
-        let visible: Vec<usize> =
-            meta.entries.iter().enumerate().filter(|(_, e)| e.permits(&r)).map(|(i, _)| i).collect();
+        let visible = meta.visible(&r);
         Ok(self.exact(&meta, &visible, query, k.max(1)))
     }
 

@@ -199,10 +199,11 @@ impl Ingestor {
             .collect();
         let mut known = self.storage.cached_embeddings(&model, &hashes).await?;
         let mut missing: Vec<(String, String)> = Vec::new();
+        let mut queued = std::collections::HashSet::new();
         for p in prepared.iter().filter(|p| !p.unchanged) {
             for c in &p.chunks {
                 let h = text_sha256(&c.text);
-                if !known.contains_key(&h) && !missing.iter().any(|(m, _)| *m == h) {
+                if !known.contains_key(&h) && queued.insert(h.clone()) {
                     missing.push((h, c.text.clone()));
                 }
             }
