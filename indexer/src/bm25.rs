@@ -123,8 +123,33 @@ impl Bm25Index {
 
     /// Adds chunks and commits; readers see all of them or none.
     pub fn add(&self, chunks: &[IndexedChunk<'_>]) -> Result<()> {
+        self.commit_change(Removal::Nothing, chunks)
+    }
+
+    /// Replaces the chunks of one document version (after a status change) in one commit.
+    pub fn replace_version(&self, document_id: &str, version: u32, chunks: &[IndexedChunk<'_>]) -> Result<()> {
+        let term = Term::from_field_text(self.fields.version_key, &version_key(document_id, version));
+        self.commit_change(Removal::Term(term), chunks)
+    }
+
+    /// Replaces the whole index with `chunks` in one commit: readers keep the old snapshot until
+    /// the new one is complete. This is how the index is rebuilt from the database.
+    pub fn replace_all(&self, chunks: &[IndexedChunk<'_>]) -> Result<()> {
+        self.commit_change(Removal::All, chunks)
+    }
+
+    fn commit_change(&self, removal: Removal, chunks: &[IndexedChunk<'_>]) -> Result<()> {
         let f = self.fields;
         let mut writer = self.writer()?;
+        match removal {
+            Removal::Nothing => {}
+            Removal::Term(term) => {
+                writer.delete_term(term);
+            }
+            Removal::All => {
+                writer.delete_all_documents()?;
+            }
+        }
         for c in chunks {
             let mut doc = TantivyDocument::default();
             doc.add_text(f.chunk_id, &c.chunk.id);
@@ -162,12 +187,33 @@ impl Bm25Index {
     }
 
     fn delete_term(&self, term: Term) -> Result<()> {
-        let mut writer = self.writer()?;
-        writer.delete_term(term);
-        writer.commit()?;
-        drop(writer);
-        self.reader.reload()?;
-        Ok(())
+        self.commit_change(Removal::Term(term), &[])
+    }
+
+    /// Number of chunks stored for one version (`approved_only`: of those, how many are
+    /// approved), whatever any reader may see. Deletion receipts and the start-up consistency
+    /// check compare these with the database.
+    pub fn count_version(&self, document_id: &str, version: u32, approved_only: bool) -> Result<usize> {
+        let key = TermQuery::new(
+            Term::from_field_text(self.fields.version_key, &version_key(document_id, version)),
+            IndexRecordOption::Basic,
+        );
+        let searcher = self.reader.searcher();
+        if approved_only {
+            let approved = TermQuery::new(
+                Term::from_field_text(self.fields.status, SourceStatus::Approved.as_str()),
+                IndexRecordOption::Basic,
+            );
+            let both = BooleanQuery::new(vec![(Occur::Must, Box::new(key)), (Occur::Must, Box::new(approved))]);
+            Ok(searcher.search(&both, &tantivy::collector::Count)?)
+        } else {
+            Ok(searcher.search(&key, &tantivy::collector::Count)?)
+        }
+    }
+
+    /// Number of live chunks in the index.
+    pub fn count_all(&self) -> usize {
+        usize::try_from(self.reader.searcher().num_docs()).unwrap_or(usize::MAX)
     }
 
     /// Number of chunks a reader may see; used by tests and health checks.
@@ -248,6 +294,13 @@ impl Bm25Index {
             ),
         ]))
     }
+}
+
+/// What a commit removes before adding.
+enum Removal {
+    Nothing,
+    Term(Term),
+    All,
 }
 
 fn version_key(document_id: &str, version: u32) -> String {

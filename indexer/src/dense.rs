@@ -258,6 +258,16 @@ impl DenseIndex {
         Ok(removed)
     }
 
+    /// Number of live vectors of a document (all versions, or one).
+    pub fn count_document(&self, document_id: &str, version: Option<u32>) -> Result<usize> {
+        let meta = self.read()?;
+        Ok(meta
+            .entries
+            .iter()
+            .filter(|e| !e.deleted && e.document_id == document_id && version.is_none_or(|v| v == e.version))
+            .count())
+    }
+
     /// Marks a document's vectors withdrawn or approved without deleting them.
     pub fn set_status(&self, document_id: &str, version: Option<u32>, status: SourceStatus) -> Result<usize> {
         let mut meta = self.write()?;

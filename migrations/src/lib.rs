@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261128_000001_initial;
 mod m20261128_000002_chunk_embeddings;
+mod m20261128_000003_deletion_receipts;
 
 /// Applies every migration in order.
 #[derive(Debug)]
@@ -13,6 +14,10 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261128_000001_initial::Migration), Box::new(m20261128_000002_chunk_embeddings::Migration)]
+        vec![
+            Box::new(m20261128_000001_initial::Migration),
+            Box::new(m20261128_000002_chunk_embeddings::Migration),
+            Box::new(m20261128_000003_deletion_receipts::Migration),
+        ]
     }
 }

@@ -5,9 +5,10 @@ use std::sync::Arc;
 
 use actix_web::cookie::Key;
 use actix_web::{App, HttpServer, dev::Server, middleware, web};
-use indexer::{Bm25Index, DenseIndex, DenseItem, Embedder, EmbedderConfig, FusionConfig, Retriever};
+use indexer::{Bm25Index, DenseIndex, DenseItem, Embedder, EmbedderConfig, FusionConfig, IndexedChunk, Retriever};
 use sha2::{Digest, Sha256};
 
+use crate::documents::DocumentAdmin;
 use crate::error::{Error, Result};
 use crate::ingest::Ingestor;
 use crate::settings::Settings;
@@ -60,7 +61,103 @@ impl Platform {
             }
             None => None,
         };
-        Ok(Self { storage, bm25, dense, settings: Arc::new(settings) })
+        let platform = Self { storage, bm25, dense, settings: Arc::new(settings) };
+        if let Some(difference) = platform.bm25_difference().await? {
+            // A crash between a database write and the index commit that follows it leaves them
+            // apart; the database is the truth, so the index is rebuilt from it.
+            tracing::warn!(difference = %difference, "BM25 index differs from the database; rebuilding it");
+            platform.rebuild_bm25().await?;
+        }
+        Ok(platform)
+    }
+
+    /// Where the BM25 index and the database disagree (chunks per version, approved chunks per
+    /// version, total), or `None` when they agree.
+    pub async fn bm25_difference(&self) -> Result<Option<String>> {
+        let versions = self.storage.version_fingerprints().await?;
+        let mut total = 0u64;
+        for ((document_id, version), (chunks, approved)) in &versions {
+            total += chunks;
+            let in_index = self.bm25.count_version(document_id, *version, false)? as u64;
+            let approved_in_index = self.bm25.count_version(document_id, *version, true)? as u64;
+            if (in_index, approved_in_index) != (*chunks, *approved) {
+                return Ok(Some(format!(
+                    "{document_id} v{version}: database {chunks} chunks ({approved} approved), index {in_index} ({approved_in_index})"
+                )));
+            }
+        }
+        let indexed = self.bm25.count_all() as u64;
+        Ok((indexed != total).then(|| format!("database {total} chunks, index {indexed}")))
+    }
+
+    /// Replaces the BM25 index with one built from the database, in one commit. Returns the
+    /// number of chunks indexed.
+    pub async fn rebuild_bm25(&self) -> Result<usize> {
+        let rows = self.storage.indexable_chunks(None).await?;
+        let bm25 = Arc::clone(&self.bm25);
+        tokio::task::spawn_blocking(move || {
+            let indexed: Vec<IndexedChunk<'_>> = rows
+                .iter()
+                .map(|r| IndexedChunk { chunk: &r.chunk, document_id: &r.document_id, version: r.version, acl: &r.acl })
+                .collect();
+            bm25.replace_all(&indexed).map(|()| indexed.len())
+        })
+        .await
+        .map_err(|e| Error::internal("rebuilding the BM25 index", e))?
+        .map_err(Error::from)
+    }
+
+    /// Rebuilds every index from the database alone: embeds chunks that have no vector from the
+    /// loaded model (a changed model, or vectors lost), adds them to the dense index (which was
+    /// itself built from the database when the platform opened, so tombstones are gone), and
+    /// rebuilds BM25. Returns what it did.
+    pub async fn reindex(&self, progress: &mut (dyn FnMut(usize, usize) + Send)) -> Result<ReindexReport> {
+        let started = std::time::Instant::now();
+        let mut report = ReindexReport::default();
+        if let Some((embedder, dense)) = &self.dense {
+            let missing = self.storage.chunks_missing_vectors(embedder.model_sha256()).await?;
+            report.embedded = missing.len();
+            if !missing.is_empty() {
+                let texts: Vec<String> = missing.iter().map(|(_, t)| t.clone()).collect();
+                let model = Arc::clone(embedder);
+                let vectors = {
+                    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+                    let total = texts.len();
+                    let task = tokio::task::spawn_blocking(move || {
+                        model.embed_many(&texts, 32, &mut |done| {
+                            let _ = tx.send(done);
+                        })
+                    });
+                    while let Some(done) = rx.recv().await {
+                        progress(done, total);
+                    }
+                    task.await.map_err(|e| Error::internal("embedding task", e))??
+                };
+                let rows: Vec<(String, String, Vec<f32>)> =
+                    missing.into_iter().zip(vectors).map(|((id, text), v)| (id, text, v)).collect();
+                self.storage.replace_vectors(embedder.model_sha256(), &rows).await?;
+                // The new vectors join the live index; ids already present are replaced.
+                let ids: std::collections::HashSet<&str> = rows.iter().map(|(id, _, _)| id.as_str()).collect();
+                let stored = self.storage.vectors(embedder.model_sha256()).await?;
+                let items: Vec<DenseItem<'_>> = stored
+                    .iter()
+                    .filter(|v| ids.contains(v.chunk_id.as_str()))
+                    .map(|v| DenseItem {
+                        chunk_id: &v.chunk_id,
+                        document_id: &v.document_id,
+                        version: v.version,
+                        acl: &v.acl,
+                        vector: &v.vector,
+                    })
+                    .collect();
+                dense.add(&items)?;
+            }
+            report.vectors = dense.len();
+        }
+        report.bm25_chunks = self.rebuild_bm25().await?;
+        report.consistent = self.bm25_difference().await?.is_none();
+        report.seconds = started.elapsed().as_secs_f64();
+        Ok(report)
     }
 
     /// Builds the dense index from the vectors stored for the loaded model.
@@ -92,6 +189,17 @@ impl Platform {
         }
     }
 
+    /// Document administration (status changes and deletion) over this platform's stores.
+    pub fn documents(&self) -> DocumentAdmin {
+        DocumentAdmin {
+            storage: self.storage.clone(),
+            bm25: Arc::clone(&self.bm25),
+            dense: self.dense.as_ref().map(|(_, d)| Arc::clone(d)),
+            retriever: self.retriever(),
+            files_dir: self.settings.files_dir(),
+        }
+    }
+
     pub fn ingestor(&self) -> Ingestor {
         Ingestor {
             storage: self.storage.clone(),
@@ -119,6 +227,19 @@ impl Platform {
         };
         Ok(app_state(self.storage.clone(), self.retriever(), key, audit_key, &self.settings))
     }
+}
+
+/// What `reindex` did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ReindexReport {
+    /// Chunks embedded because no vector of the loaded model was stored for them.
+    pub embedded: usize,
+    /// Live vectors in the dense index afterwards.
+    pub vectors: usize,
+    pub bm25_chunks: usize,
+    /// The BM25 index agrees with the database afterwards.
+    pub consistent: bool,
+    pub seconds: f64,
 }
 
 /// A bound, not yet running web server.

@@ -33,12 +33,83 @@ pub struct Passage {
     pub chunk: StoredChunk,
 }
 
+impl Passage {
+    /// The passage as the JSON API and `lexgate search --json` give it. Field names are stable.
+    pub fn to_json(&self) -> serde_json::Value {
+        let stage = |s: Option<indexer::StageScore>| s.map(|s| serde_json::json!({ "rank": s.rank, "score": s.score }));
+        serde_json::json!({
+            "rank": self.rank,
+            "chunk_id": self.chunk.id,
+            "document_id": self.chunk.document_id,
+            "title": self.chunk.title,
+            "version": self.chunk.version,
+            "page": self.chunk.page,
+            "char_start": self.chunk.char_start,
+            "char_end": self.chunk.char_end,
+            "heading_path": self.chunk.heading_path,
+            "text": self.chunk.text,
+            "scores": {
+                "bm25": stage(self.scores.bm25),
+                "dense": stage(self.scores.dense),
+                "fused": self.scores.fused,
+            },
+        })
+    }
+}
+
 /// The result of an ask.
 #[derive(Debug, Clone)]
 pub struct AskOutcome {
     pub as_of: NaiveDate,
     pub method: Method,
     pub passages: Vec<Passage>,
+}
+
+/// Passages retrieved for a reader and re-checked against the database.
+#[derive(Debug, Clone)]
+pub struct CheckedRetrieval {
+    pub passages: Vec<Passage>,
+    /// Hits the index returned but the database no longer permits (or no longer holds).
+    pub withheld: usize,
+    pub dense_plan: Option<indexer::DensePlan>,
+    pub timings: indexer::retrieve::StageTimings,
+}
+
+/// Retrieves the best `limit` passages for `question` among those `reader` may see, then keeps
+/// only those the database still holds and permits: the index can lag a permission change, a
+/// retirement or a deletion, and the database is the authority. If the database cannot be
+/// reached this fails, so nothing is shown unchecked. Shared by the web app and `lexgate search`.
+pub async fn retrieve_checked(
+    storage: &Storage,
+    retriever: &Retriever,
+    reader: &indexer::Reader,
+    question: &str,
+    method: Method,
+    limit: usize,
+) -> Result<CheckedRetrieval> {
+    let retriever = retriever.clone();
+    let owned_reader = reader.clone();
+    let owned_question = question.to_owned();
+    let retrieval = tokio::task::spawn_blocking(move || retriever.search(&owned_reader, &owned_question, method, limit))
+        .await
+        .map_err(|e| Error::internal("search task", e))?
+        .map_err(Error::from)?;
+    let hits = retrieval.hits;
+    let ids: Vec<String> = hits.iter().map(|h| h.chunk_id.clone()).collect();
+    let stored = storage.chunks_by_ids(&ids).await?;
+    let mut passages = Vec::with_capacity(stored.len());
+    for chunk in stored {
+        if !chunk.acl.permits(reader) {
+            continue;
+        }
+        let Some(scores) = hits.iter().find(|h| h.chunk_id == chunk.id).cloned() else { continue };
+        passages.push(Passage { rank: passages.len() + 1, scores, chunk });
+    }
+    let withheld = hits.len() - passages.len();
+    if withheld > 0 {
+        tracing::warn!(withheld, "index returned chunks the database no longer holds or permits");
+    }
+    Ok(CheckedRetrieval { passages, withheld, dense_plan: retrieval.dense_plan, timings: retrieval.timings })
 }
 
 /// Everything the ask flow needs.
@@ -71,33 +142,8 @@ impl AskService {
         let limit = request.limit.clamp(1, 50);
 
         let method = if self.retriever.has_dense() { Method::Hybrid } else { Method::Bm25 };
-        let retriever = self.retriever.clone();
-        let owned_reader = reader.clone();
-        let owned_question = question.to_owned();
-        let retrieval =
-            tokio::task::spawn_blocking(move || retriever.search(&owned_reader, &owned_question, method, limit))
-                .await
-                .map_err(|e| Error::internal("search task", e))?
-                .map_err(Error::from)?;
-        let hits = retrieval.hits;
-
-        let ids: Vec<String> = hits.iter().map(|h| h.chunk_id.clone()).collect();
-        // The database is the authority: a chunk it does not permit is dropped, and if it cannot
-        // be reached the whole ask fails rather than answering unchecked.
-        let stored = self.storage.chunks_by_ids(&ids).await?;
-        let mut passages = Vec::with_capacity(stored.len());
-        let mut withheld = 0usize;
-        for chunk in stored {
-            if !chunk.acl.permits(&reader) {
-                withheld += 1;
-                continue;
-            }
-            let Some(scores) = hits.iter().find(|h| h.chunk_id == chunk.id).cloned() else { continue };
-            passages.push(Passage { rank: passages.len() + 1, scores, chunk });
-        }
-        if withheld > 0 {
-            tracing::warn!(withheld, "index returned chunks the database no longer permits");
-        }
+        let checked = retrieve_checked(&self.storage, &self.retriever, &reader, question, method, limit).await?;
+        let (passages, withheld) = (checked.passages, checked.withheld);
 
         self.storage
             .append_audit(AuditRecord {

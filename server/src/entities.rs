@@ -185,3 +185,27 @@ pub mod chunk_embedding {
     }
     no_relations!();
 }
+
+pub mod deletion_receipt {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "deletion_receipts")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub tenant_id: String,
+        pub document_id: String,
+        /// Comma-separated version numbers.
+        pub versions: String,
+        pub requested_by: String,
+        #[sea_orm(column_type = "Text")]
+        pub reason: String,
+        pub deleted_at: DateTimeUtc,
+        pub post_check_passed: bool,
+        /// The full receipt as JSON.
+        #[sea_orm(column_type = "Text")]
+        pub receipt: String,
+    }
+    no_relations!();
+}

@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod ask;
+pub mod documents;
 pub mod domain;
 pub mod entities;
 pub mod error;

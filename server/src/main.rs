@@ -53,6 +53,58 @@ enum Command {
     /// Evaluate retrieval on a benchmark.
     #[command(subcommand)]
     Eval(EvalCommand),
+    /// Search as a given reader: the same ranked, filtered and database-checked passages the web
+    /// app would use. Administrators use it to check what a user can see.
+    Search {
+        #[arg(long)]
+        tenant: String,
+        /// Comma-separated groups of the reader.
+        #[arg(long, value_delimiter = ',', required = true)]
+        groups: Vec<String>,
+        /// public, internal, confidential or restricted.
+        #[arg(long)]
+        clearance: String,
+        /// Answer from documents in force on this date (YYYY-MM-DD); today when absent.
+        #[arg(long)]
+        as_of: Option<chrono::NaiveDate>,
+        /// bm25, dense or hybrid.
+        #[arg(long, default_value = "hybrid")]
+        method: String,
+        #[arg(long, default_value_t = 10)]
+        limit: usize,
+        /// Print JSON (stable field names) instead of a table.
+        #[arg(long)]
+        json: bool,
+        question: String,
+    },
+    /// Delete a document (or one version) from the database, every index and the file store,
+    /// and print the deletion receipt.
+    Delete {
+        document: String,
+        #[arg(long)]
+        version: Option<u32>,
+        /// The administrator on whose authority this runs (a principal id).
+        #[arg(long = "as")]
+        principal: String,
+        /// Why; kept on the receipt.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Set a document's status: `withdrawn` retires it from retrieval without deleting it,
+    /// `approved` brings it back.
+    SetStatus {
+        document: String,
+        /// approved, withdrawn or draft.
+        status: String,
+        #[arg(long)]
+        version: Option<u32>,
+        /// The administrator on whose authority this runs (a principal id).
+        #[arg(long = "as")]
+        principal: String,
+    },
+    /// Rebuild the indexes from the database alone (embedding chunks that lack a vector of the
+    /// loaded model). Stop `lexgate serve` first.
+    Reindex,
     /// Extract and chunk PDFs without storing anything; fails if any cannot be ingested.
     InspectPdf {
         files: Vec<PathBuf>,
@@ -120,7 +172,7 @@ fn settings_from(cli: &Cli) -> anyhow::Result<Settings> {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let settings = settings_from(&cli)?;
+    let mut settings = settings_from(&cli)?;
     match &cli.command {
         Command::Serve { .. } => {
             let platform = Platform::open(settings).await?;
@@ -182,6 +234,62 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 None
             };
             eval_obliqa(corpus, questions, qrels.as_deref(), *k, *limit, &methods, embedder, out.as_deref())?;
+        }
+        Command::Search { tenant, groups, clearance, as_of, method, limit, json, question } => {
+            let reader = indexer::Reader {
+                tenant: indexer::TenantId::parse(tenant)?,
+                groups: groups.iter().map(|g| indexer::GroupName::parse(g.trim())).collect::<Result<_, _>>()?,
+                clearance: clearance.parse()?,
+                as_of: as_of.unwrap_or_else(server::storage::Storage::today),
+            };
+            let method: indexer::Method = method.parse()?;
+            anyhow::ensure!((1..=100).contains(limit), "--limit must be between 1 and 100");
+            if method == indexer::Method::Bm25 {
+                settings.dense_retrieval = false;
+            }
+            let platform = Platform::open(settings).await?;
+            let checked = server::ask::retrieve_checked(
+                &platform.storage,
+                &platform.retriever(),
+                &reader,
+                question,
+                method,
+                *limit,
+            )
+            .await?;
+            print_search(&reader, method, &checked, *json)?;
+        }
+        Command::Delete { document, version, principal, reason } => {
+            let platform = Platform::open(settings).await?;
+            let actor = cli_actor(&platform, principal).await?;
+            let receipt = platform.documents().delete(&actor, document, *version, reason).await?;
+            println!("{}", serde_json::to_string_pretty(&receipt)?);
+            anyhow::ensure!(
+                receipt.post_check.passed,
+                "the post-deletion check failed (receipt {}): see the counts above",
+                receipt.id
+            );
+        }
+        Command::SetStatus { document, status, version, principal } => {
+            let status: indexer::SourceStatus = status.parse()?;
+            let platform = Platform::open(settings).await?;
+            let actor = cli_actor(&platform, principal).await?;
+            let change = platform.documents().set_status(&actor, document, *version, status).await?;
+            println!(
+                "{} versions {:?}: {} ({} passages)",
+                change.document_id, change.versions, change.status, change.chunks
+            );
+        }
+        Command::Reindex => {
+            let platform = Platform::open(settings).await?;
+            let report = platform
+                .reindex(&mut |done, total| eprintln!("reindex: embedded {done}/{total} passages"))
+                .await?;
+            println!(
+                "reindexed in {:.1}s: {} passages in BM25, {} vectors ({} embedded now); index agrees with the database: {}",
+                report.seconds, report.bm25_chunks, report.vectors, report.embedded, report.consistent
+            );
+            anyhow::ensure!(report.consistent, "the rebuilt index does not agree with the database");
         }
         Command::Migrate => {
             let platform = Platform::open(settings).await?;
@@ -256,6 +364,64 @@ fn eval_obliqa(
     Ok(())
 }
 
+/// The principal a command-line action runs as; it must exist.
+async fn cli_actor(platform: &Platform, principal: &str) -> anyhow::Result<server::domain::Actor> {
+    platform
+        .storage
+        .actor(principal)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no principal '{principal}' (ids look like adam@acme-bank)"))
+}
+
+fn print_search(
+    reader: &indexer::Reader,
+    method: indexer::Method,
+    checked: &server::ask::CheckedRetrieval,
+    json: bool,
+) -> anyhow::Result<()> {
+    if json {
+        let value = serde_json::json!({
+            "reader": {
+                "tenant": reader.tenant.as_str(),
+                "groups": reader.groups.iter().map(indexer::GroupName::as_str).collect::<Vec<_>>(),
+                "clearance": reader.clearance.as_str(),
+                "as_of": reader.as_of.to_string(),
+            },
+            "method": method.as_str(),
+            "withheld": checked.withheld,
+            "passages": checked.passages.iter().map(server::ask::Passage::to_json).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(());
+    }
+    println!(
+        "{} passages for tenant {} as of {} ({})",
+        checked.passages.len(),
+        reader.tenant.as_str(),
+        reader.as_of,
+        method.as_str()
+    );
+    for p in &checked.passages {
+        let stage = |s: Option<indexer::StageScore>| s.map_or("-".to_owned(), |s| format!("#{} {:.3}", s.rank, s.score));
+        println!(
+            "{:>2}. {} v{} p{} {} [bm25 {} | dense {} | fused {:.4}]",
+            p.rank,
+            p.chunk.document_id,
+            p.chunk.version,
+            p.chunk.page,
+            p.chunk.heading_path,
+            stage(p.scores.bm25),
+            stage(p.scores.dense),
+            p.scores.fused
+        );
+        println!("    {}", p.chunk.text.chars().take(120).collect::<String>().replace('\n', " "));
+    }
+    if checked.withheld > 0 {
+        println!("({} hits withheld: the database no longer holds or permits them)", checked.withheld);
+    }
+    Ok(())
+}
+
 /// Extracts and chunks each file, printing one summary line per file.
 fn inspect_pdfs(files: &[PathBuf], show: usize) -> anyhow::Result<()> {
     anyhow::ensure!(!files.is_empty(), "name at least one PDF file");
@@ -300,7 +466,7 @@ fn inspect_pdfs(files: &[PathBuf], show: usize) -> anyhow::Result<()> {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("LEXGATE_LOG").unwrap_or_else(|_| "info,sqlx=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_env("LEXGATE_LOG").unwrap_or_else(|_| "info,sqlx=warn,hnsw_rs=warn,sea_orm_migration=warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -15,7 +15,7 @@ use sea_orm::{
 
 use crate::domain::{Actor, Role};
 use crate::entities::{
-    audit_event, chunk, chunk_embedding, document, document_version, ingestion_job, principal, principal_group, tenant,
+    audit_event, chunk, chunk_embedding, deletion_receipt, document, document_version, ingestion_job, principal, principal_group, tenant,
 };
 use crate::error::{Error, Result};
 
@@ -90,6 +90,25 @@ pub struct StoredChunk {
     pub heading_path: String,
     pub text: String,
     pub acl: ChunkAcl,
+}
+
+/// What a deletion removed from the database.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct DatabaseRemoval {
+    pub versions: u64,
+    pub chunks: u64,
+    pub embeddings: u64,
+    /// The document row went too, because no version is left.
+    pub document_removed: bool,
+}
+
+/// A stored chunk with what the BM25 index needs.
+#[derive(Debug, Clone)]
+pub struct IndexableChunk {
+    pub document_id: String,
+    pub version: u32,
+    pub acl: ChunkAcl,
+    pub chunk: indexer::Chunk,
 }
 
 /// A row of the documents list.
@@ -402,19 +421,202 @@ impl Storage {
 
     /// Removes one version and its chunks (used to undo a write whose indexing failed).
     pub async fn delete_version(&self, document_id: &str, version: u32) -> Result<()> {
+        self.delete_versions(document_id, &[version]).await.map(|_| ())
+    }
+
+    /// Removes versions of a document with their chunks and embeddings in one transaction, and
+    /// the document itself when no version is left. Returns what was removed.
+    pub async fn delete_versions(&self, document_id: &str, versions: &[u32]) -> Result<DatabaseRemoval> {
+        use sea_orm::sea_query::Query;
+        let version_ids: Vec<String> = versions.iter().map(|v| version_row_id(document_id, *v)).collect();
         let txn = self.db.begin().await?;
-        let version_id = version_row_id(document_id, version);
-        chunk::Entity::delete_many().filter(chunk::Column::VersionId.eq(version_id.clone())).exec(&txn).await?;
-        document_version::Entity::delete_by_id(version_id).exec(&txn).await?;
+        let chunk_ids_of_versions = Query::select()
+            .column(chunk::Column::Id)
+            .from(chunk::Entity)
+            .and_where(chunk::Column::VersionId.is_in(version_ids.clone()))
+            .to_owned();
+        let embeddings = chunk_embedding::Entity::delete_many()
+            .filter(chunk_embedding::Column::ChunkId.in_subquery(chunk_ids_of_versions))
+            .exec(&txn)
+            .await?
+            .rows_affected;
+        let chunks = chunk::Entity::delete_many()
+            .filter(chunk::Column::VersionId.is_in(version_ids.clone()))
+            .exec(&txn)
+            .await?
+            .rows_affected;
+        let removed_versions = document_version::Entity::delete_many()
+            .filter(document_version::Column::Id.is_in(version_ids))
+            .exec(&txn)
+            .await?
+            .rows_affected;
         let remaining = document_version::Entity::find()
             .filter(document_version::Column::DocumentId.eq(document_id.to_owned()))
             .one(&txn)
             .await?;
-        if remaining.is_none() {
-            document::Entity::delete_by_id(document_id.to_owned()).exec(&txn).await?;
+        let document_removed = if remaining.is_none() {
+            document::Entity::delete_by_id(document_id.to_owned()).exec(&txn).await?.rows_affected > 0
+        } else {
+            false
+        };
+        txn.commit().await?;
+        Ok(DatabaseRemoval { versions: removed_versions, chunks, embeddings, document_removed })
+    }
+
+    /// A document's row, if it exists.
+    pub async fn document(&self, document_id: &str) -> Result<Option<document::Model>> {
+        Ok(document::Entity::find_by_id(document_id.to_owned()).one(&self.db).await?)
+    }
+
+    /// The stored versions of a document, oldest first.
+    pub async fn versions(&self, document_id: &str) -> Result<Vec<document_version::Model>> {
+        Ok(document_version::Entity::find()
+            .filter(document_version::Column::DocumentId.eq(document_id.to_owned()))
+            .order_by_asc(document_version::Column::Version)
+            .all(&self.db)
+            .await?)
+    }
+
+    /// Number of chunks stored for one version.
+    pub async fn count_version_chunks(&self, document_id: &str, version: u32) -> Result<u64> {
+        use sea_orm::PaginatorTrait;
+        Ok(chunk::Entity::find()
+            .filter(chunk::Column::VersionId.eq(version_row_id(document_id, version)))
+            .count(&self.db)
+            .await?)
+    }
+
+    /// Sets the source status of one version and all its chunks in one transaction. Returns the
+    /// number of chunks changed.
+    pub async fn set_version_status(&self, document_id: &str, version: u32, status: SourceStatus) -> Result<u64> {
+        use sea_orm::sea_query::Expr;
+        let version_id = version_row_id(document_id, version);
+        let txn = self.db.begin().await?;
+        document_version::Entity::update_many()
+            .col_expr(document_version::Column::Status, Expr::value(status.to_string()))
+            .filter(document_version::Column::Id.eq(version_id.clone()))
+            .exec(&txn)
+            .await?;
+        let chunks = chunk::Entity::update_many()
+            .col_expr(chunk::Column::Status, Expr::value(status.to_string()))
+            .filter(chunk::Column::VersionId.eq(version_id))
+            .exec(&txn)
+            .await?
+            .rows_affected;
+        txn.commit().await?;
+        Ok(chunks)
+    }
+
+    /// Chunks with their access metadata, ready to index: every chunk, or those of one version.
+    pub async fn indexable_chunks(&self, version: Option<(&str, u32)>) -> Result<Vec<IndexableChunk>> {
+        let mut query = chunk::Entity::find().order_by_asc(chunk::Column::VersionId).order_by_asc(chunk::Column::Ordinal);
+        if let Some((document_id, version)) = version {
+            query = query.filter(chunk::Column::VersionId.eq(version_row_id(document_id, version)));
+        }
+        let rows = query.all(&self.db).await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(IndexableChunk {
+                    acl: acl_of(&r)?,
+                    document_id: r.document_id,
+                    version: to_u32(r.version),
+                    chunk: indexer::Chunk {
+                        id: r.id,
+                        ordinal: to_u32(r.ordinal),
+                        page: to_u32(r.page),
+                        char_start: to_u32(r.char_start),
+                        char_end: to_u32(r.char_end),
+                        heading_path: r.heading_path,
+                        text: r.text,
+                    },
+                })
+            })
+            .collect()
+    }
+
+    /// Per stored version: how many chunks, and how many of them approved. The start-up check
+    /// compares this with the BM25 index.
+    pub async fn version_fingerprints(&self) -> Result<std::collections::BTreeMap<(String, u32), (u64, u64)>> {
+        use sea_orm::QuerySelect;
+        let rows: Vec<(String, i32, String, i64)> = chunk::Entity::find()
+            .select_only()
+            .column(chunk::Column::DocumentId)
+            .column(chunk::Column::Version)
+            .column(chunk::Column::Status)
+            .column_as(chunk::Column::Id.count(), "n")
+            .group_by(chunk::Column::DocumentId)
+            .group_by(chunk::Column::Version)
+            .group_by(chunk::Column::Status)
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        let mut out = std::collections::BTreeMap::new();
+        for (document_id, version, status, n) in rows {
+            let n = u64::try_from(n).unwrap_or(0);
+            let entry: &mut (u64, u64) = out.entry((document_id, to_u32(version))).or_default();
+            entry.0 += n;
+            if status == SourceStatus::Approved.as_str() {
+                entry.1 += n;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Chunks with no vector from `model` (none yet, or one from another model).
+    pub async fn chunks_missing_vectors(&self, model: &str) -> Result<Vec<(String, String)>> {
+        use sea_orm::QuerySelect;
+        let have: std::collections::HashSet<String> = chunk_embedding::Entity::find()
+            .select_only()
+            .column(chunk_embedding::Column::ChunkId)
+            .filter(chunk_embedding::Column::Model.eq(model.to_owned()))
+            .into_tuple::<String>()
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .collect();
+        let all: Vec<(String, String)> = chunk::Entity::find()
+            .select_only()
+            .column(chunk::Column::Id)
+            .column(chunk::Column::Text)
+            .order_by_asc(chunk::Column::Id)
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        Ok(all.into_iter().filter(|(id, _)| !have.contains(id)).collect())
+    }
+
+    /// Stores vectors of `model` for chunks, replacing any older vector of those chunks.
+    pub async fn replace_vectors(&self, model: &str, rows: &[(String, String, Vec<f32>)]) -> Result<()> {
+        let txn = self.db.begin().await?;
+        for batch in rows.chunks(200) {
+            let ids: Vec<String> = batch.iter().map(|(id, _, _)| id.clone()).collect();
+            chunk_embedding::Entity::delete_many().filter(chunk_embedding::Column::ChunkId.is_in(ids)).exec(&txn).await?;
+            let models = batch.iter().map(|(id, text, v)| chunk_embedding::ActiveModel {
+                chunk_id: Set(id.clone()),
+                model: Set(model.to_owned()),
+                text_sha256: Set(text_sha256(text)),
+                dimension: Set(i32::try_from(v.len()).unwrap_or(i32::MAX)),
+                vector: Set(encode_vector(v)),
+            });
+            chunk_embedding::Entity::insert_many(models).exec(&txn).await?;
         }
         txn.commit().await?;
         Ok(())
+    }
+
+    /// Stores a deletion receipt.
+    pub async fn insert_receipt(&self, row: deletion_receipt::Model) -> Result<()> {
+        deletion_receipt::Entity::insert(deletion_receipt::ActiveModel::from(row)).exec(&self.db).await?;
+        Ok(())
+    }
+
+    /// The deletion receipts of a tenant, newest first.
+    pub async fn receipts(&self, tenant: &TenantId) -> Result<Vec<deletion_receipt::Model>> {
+        Ok(deletion_receipt::Entity::find()
+            .filter(deletion_receipt::Column::TenantId.eq(tenant.to_string()))
+            .order_by_desc(deletion_receipt::Column::DeletedAt)
+            .all(&self.db)
+            .await?)
     }
 
     /// Chunks by id, in the order asked for; ids not found are skipped.

@@ -425,25 +425,7 @@ async fn api_ask_get(
     let passages: Vec<_> = outcome
         .passages
         .iter()
-        .map(|p| {
-            serde_json::json!({
-                "rank": p.rank,
-                "chunk_id": p.chunk.id,
-                "document_id": p.chunk.document_id,
-                "title": p.chunk.title,
-                "version": p.chunk.version,
-                "page": p.chunk.page,
-                "char_start": p.chunk.char_start,
-                "char_end": p.chunk.char_end,
-                "heading_path": p.chunk.heading_path,
-                "text": p.chunk.text,
-                "scores": {
-                    "bm25": p.scores.bm25.map(|s| serde_json::json!({ "rank": s.rank, "score": s.score })),
-                    "dense": p.scores.dense.map(|s| serde_json::json!({ "rank": s.rank, "score": s.score })),
-                    "fused": p.scores.fused,
-                },
-            })
-        })
+        .map(crate::ask::Passage::to_json)
         .collect();
     Ok(HttpResponse::Ok().json(serde_json::json!({ "as_of": outcome.as_of.to_string(), "passages": passages })))
 }

@@ -1,0 +1,313 @@
+//! Document life cycle after ingestion: retiring (withdrawn documents stay stored but are never
+//! retrieved) and deletion across every store, with a receipt that says what each store removed
+//! and proves by searching that nothing of the document is retrievable any more.
+//!
+//! Deletion hides first and erases second: the vectors are tombstoned and the BM25 entries
+//! removed before the database rows and the stored file go. If a step fails, the document may be
+//! hidden without being erased — never the other way round — and repeating the deletion finishes it.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use indexer::{Bm25Index, Classification, DenseIndex, IndexedChunk, Method, Reader, Retriever, SourceStatus};
+use serde::Serialize;
+
+use crate::domain::{Actor, Permission};
+use crate::entities::{deletion_receipt, document_version};
+use crate::error::{Error, Result};
+use crate::storage::{AuditRecord, DatabaseRemoval, Storage};
+
+/// Chunks whose text is searched again after a deletion to prove it is gone.
+const PROBES_PER_VERSION: usize = 3;
+
+/// Administration of stored documents: status changes and deletion.
+#[derive(Debug, Clone)]
+pub struct DocumentAdmin {
+    pub storage: Storage,
+    pub bm25: Arc<Bm25Index>,
+    pub dense: Option<Arc<DenseIndex>>,
+    /// Used for the post-deletion searches (BM25, dense and fused).
+    pub retriever: Retriever,
+    pub files_dir: PathBuf,
+}
+
+/// What a deletion removed from each store and how the removal was checked.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeletionReceipt {
+    pub id: String,
+    pub tenant: String,
+    pub document_id: String,
+    pub title: String,
+    pub versions: Vec<u32>,
+    pub requested_by: String,
+    pub reason: String,
+    pub deleted_at: DateTime<Utc>,
+    pub removed: Removed,
+    pub post_check: PostCheck,
+}
+
+/// Counts removed, per store.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Removed {
+    pub database: DatabaseRemoval,
+    pub bm25_chunks: usize,
+    /// Vectors tombstoned at once; they leave memory when the index is rebuilt at start-up or by
+    /// `lexgate reindex`.
+    pub vectors_tombstoned: usize,
+    /// Cached embeddings are stored per chunk, so they are counted in `database.embeddings`.
+    pub stored_files: usize,
+    pub stored_bytes: u64,
+}
+
+/// The check run after the removal: nothing left in any store, and searches with the document's
+/// own text, by a reader allowed everything the document allowed, return none of its chunks.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PostCheck {
+    pub passed: bool,
+    pub database_chunks_left: u64,
+    pub bm25_chunks_left: usize,
+    pub vectors_left: usize,
+    pub files_left: usize,
+    pub probe_searches: usize,
+    /// Hits on deleted chunks across all probe searches (must be 0).
+    pub probe_hits: usize,
+}
+
+/// The result of a status change.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusChange {
+    pub document_id: String,
+    pub versions: Vec<u32>,
+    pub status: SourceStatus,
+    pub chunks: u64,
+}
+
+fn version_number(v: &document_version::Model) -> u32 {
+    u32::try_from(v.version).unwrap_or(0)
+}
+
+impl DocumentAdmin {
+    /// Loads the document's versions (one, or all) after checking the actor may manage it. A
+    /// document of another tenant is reported as not found, so its existence does not leak.
+    async fn authorize(
+        &self,
+        actor: &Actor,
+        action: &str,
+        document_id: &str,
+        version: Option<u32>,
+    ) -> Result<(String, Vec<document_version::Model>)> {
+        if !actor.may(Permission::ManageDocuments) {
+            self.audit(actor, action, "denied", serde_json::json!({ "document": document_id, "role": actor.role }))
+                .await?;
+            return Err(Error::Forbidden);
+        }
+        let doc = match self.storage.document(document_id).await? {
+            Some(d) if d.tenant_id == actor.tenant.as_str() => d,
+            Some(_) => {
+                self.audit(actor, action, "denied", serde_json::json!({ "document": document_id, "reason": "tenant" }))
+                    .await?;
+                return Err(Error::NotFound);
+            }
+            None => return Err(Error::NotFound),
+        };
+        let mut versions = self.storage.versions(document_id).await?;
+        if let Some(v) = version {
+            versions.retain(|row| version_number(row) == v);
+            if versions.is_empty() {
+                return Err(Error::user(format!("document '{document_id}' has no version {v}")));
+            }
+        }
+        Ok((doc.title, versions))
+    }
+
+    /// Deletes a document (every version, or one) from the database, BM25, the vector index and
+    /// the file store, stores the receipt and audits it.
+    #[tracing::instrument(skip_all, fields(document = document_id, version))]
+    pub async fn delete(
+        &self,
+        actor: &Actor,
+        document_id: &str,
+        version: Option<u32>,
+        reason: &str,
+    ) -> Result<DeletionReceipt> {
+        let reason = reason.trim();
+        if reason.is_empty() {
+            return Err(Error::user("Give a reason for the deletion; it is kept on the receipt."));
+        }
+        let (title, versions) = self.authorize(actor, "delete_document", document_id, version).await?;
+        let numbers: Vec<u32> = versions.iter().map(version_number).collect();
+
+        // Probes and the all-seeing reader are taken before anything is removed.
+        let mut probes = Vec::new();
+        let mut chunk_ids = BTreeSet::new();
+        for v in &numbers {
+            let chunks = self.storage.indexable_chunks(Some((document_id, *v))).await?;
+            probes.extend(chunks.iter().take(PROBES_PER_VERSION).map(|c| (c.acl.clone(), c.chunk.text.clone())));
+            chunk_ids.extend(chunks.into_iter().map(|c| c.chunk.id));
+        }
+
+        let mut removed = Removed::default();
+        // 1. Hide: tombstone vectors, then remove BM25 entries.
+        if let Some(dense) = &self.dense {
+            removed.vectors_tombstoned = dense.delete(document_id, version)?;
+        }
+        for v in &numbers {
+            removed.bm25_chunks += self.bm25.count_version(document_id, *v, false)?;
+            self.bm25.delete_version(document_id, *v)?;
+        }
+        // 2. Erase: database rows (chunks, cached embeddings, versions), then stored files.
+        removed.database = self.storage.delete_versions(document_id, &numbers).await?;
+        let doc_dir = self.files_dir.join(document_id);
+        for v in &numbers {
+            let path = doc_dir.join(format!("v{v}.pdf"));
+            if let Ok(meta) = std::fs::metadata(&path) {
+                std::fs::remove_file(&path)
+                    .map_err(|e| Error::internal("removing the stored file (repeat the deletion)", e))?;
+                removed.stored_files += 1;
+                removed.stored_bytes += meta.len();
+            }
+        }
+        if removed.database.document_removed {
+            // Only an empty folder is removed: anything else in it is not ours to delete.
+            let _ = std::fs::remove_dir(&doc_dir);
+        }
+
+        let post_check = self.post_check(document_id, &numbers, &chunk_ids, &probes).await?;
+        let receipt = DeletionReceipt {
+            id: format!("del-{}-{}", Utc::now().format("%Y%m%dT%H%M%S%.6fZ"), crate::session::random_hex(4)?),
+            tenant: actor.tenant.to_string(),
+            document_id: document_id.to_owned(),
+            title,
+            versions: numbers.clone(),
+            requested_by: actor.principal_id.clone(),
+            reason: reason.to_owned(),
+            deleted_at: Utc::now(),
+            removed,
+            post_check,
+        };
+        let json = serde_json::to_string(&receipt).map_err(|e| Error::internal("serialising the receipt", e))?;
+        self.storage
+            .insert_receipt(deletion_receipt::Model {
+                id: receipt.id.clone(),
+                tenant_id: receipt.tenant.clone(),
+                document_id: receipt.document_id.clone(),
+                versions: numbers.iter().map(u32::to_string).collect::<Vec<_>>().join(","),
+                requested_by: receipt.requested_by.clone(),
+                reason: receipt.reason.clone(),
+                deleted_at: receipt.deleted_at,
+                post_check_passed: receipt.post_check.passed,
+                receipt: json,
+            })
+            .await?;
+        self.audit(
+            actor,
+            "delete_document",
+            if receipt.post_check.passed { "succeeded" } else { "post_check_failed" },
+            serde_json::json!({ "document": document_id, "versions": numbers, "receipt": receipt.id }),
+        )
+        .await?;
+        if !receipt.post_check.passed {
+            tracing::error!(receipt = %receipt.id, "deleted document is still retrievable");
+        }
+        Ok(receipt)
+    }
+
+    async fn post_check(
+        &self,
+        document_id: &str,
+        versions: &[u32],
+        chunk_ids: &BTreeSet<String>,
+        probes: &[(indexer::ChunkAcl, String)],
+    ) -> Result<PostCheck> {
+        let mut check = PostCheck::default();
+        for v in versions {
+            check.database_chunks_left += self.storage.count_version_chunks(document_id, *v).await?;
+            check.bm25_chunks_left += self.bm25.count_version(document_id, *v, false)?;
+            if let Some(dense) = &self.dense {
+                check.vectors_left += dense.count_document(document_id, Some(*v))?;
+            }
+            if self.files_dir.join(document_id).join(format!("v{v}.pdf")).exists() {
+                check.files_left += 1;
+            }
+        }
+        let methods: &[Method] =
+            if self.retriever.has_dense() { &[Method::Bm25, Method::Dense, Method::Hybrid] } else { &[Method::Bm25] };
+        for (acl, text) in probes {
+            // A reader allowed everything the document allowed, on its first day in force. Counts
+            // above cover chunks that were not approved, which no reader's search can reach.
+            let reader = Reader {
+                tenant: acl.tenant.clone(),
+                groups: acl.allowed_groups.clone(),
+                clearance: Classification::Restricted,
+                as_of: acl.effective_from,
+            };
+            let query: String = text.chars().take(500).collect();
+            for method in methods {
+                let retriever = self.retriever.clone();
+                let (reader, query, method) = (reader.clone(), query.clone(), *method);
+                let hits = tokio::task::spawn_blocking(move || retriever.search(&reader, &query, method, 50))
+                    .await
+                    .map_err(|e| Error::internal("probe search", e))??;
+                check.probe_searches += 1;
+                check.probe_hits += hits.hits.iter().filter(|h| chunk_ids.contains(&h.chunk_id)).count();
+            }
+        }
+        check.passed = check.database_chunks_left == 0
+            && check.bm25_chunks_left == 0
+            && check.vectors_left == 0
+            && check.files_left == 0
+            && check.probe_hits == 0;
+        Ok(check)
+    }
+
+    /// Sets the status of a document's versions (one, or all): `withdrawn` retires them from
+    /// retrieval without deleting anything, `approved` brings them back.
+    #[tracing::instrument(skip_all, fields(document = document_id, version, status = %status))]
+    pub async fn set_status(
+        &self,
+        actor: &Actor,
+        document_id: &str,
+        version: Option<u32>,
+        status: SourceStatus,
+    ) -> Result<StatusChange> {
+        let (_, versions) = self.authorize(actor, "set_document_status", document_id, version).await?;
+        let numbers: Vec<u32> = versions.iter().map(version_number).collect();
+        let mut chunks = 0;
+        for v in &numbers {
+            // The database first: the ask flow re-checks it, so a retirement holds even if an
+            // index update below fails. The start-up check repairs such an index.
+            chunks += self.storage.set_version_status(document_id, *v, status).await?;
+            if let Some(dense) = &self.dense {
+                dense.set_status(document_id, Some(*v), status)?;
+            }
+            let rows = self.storage.indexable_chunks(Some((document_id, *v))).await?;
+            let indexed: Vec<IndexedChunk<'_>> = rows
+                .iter()
+                .map(|r| IndexedChunk { chunk: &r.chunk, document_id: &r.document_id, version: r.version, acl: &r.acl })
+                .collect();
+            self.bm25.replace_version(document_id, *v, &indexed)?;
+        }
+        self.audit(
+            actor,
+            "set_document_status",
+            "succeeded",
+            serde_json::json!({ "document": document_id, "versions": numbers, "status": status.as_str() }),
+        )
+        .await?;
+        Ok(StatusChange { document_id: document_id.to_owned(), versions: numbers, status, chunks })
+    }
+
+    async fn audit(&self, actor: &Actor, action: &str, outcome: &str, detail: serde_json::Value) -> Result<()> {
+        self.storage
+            .append_audit(AuditRecord {
+                actor: actor.principal_id.clone(),
+                tenant: Some(actor.tenant.to_string()),
+                action: action.to_owned(),
+                outcome: outcome.to_owned(),
+                detail,
+            })
+            .await
+    }
+}
