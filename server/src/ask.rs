@@ -90,10 +90,11 @@ pub async fn retrieve_checked(
     let retriever = retriever.clone();
     let owned_reader = reader.clone();
     let owned_question = question.to_owned();
-    let retrieval = tokio::task::spawn_blocking(move || retriever.search(&owned_reader, &owned_question, method, limit))
-        .await
-        .map_err(|e| Error::internal("search task", e))?
-        .map_err(Error::from)?;
+    let retrieval =
+        tokio::task::spawn_blocking(move || retriever.search(&owned_reader, &owned_question, method, limit))
+            .await
+            .map_err(|e| Error::internal("search task", e))?
+            .map_err(Error::from)?;
     let hits = retrieval.hits;
     let ids: Vec<String> = hits.iter().map(|h| h.chunk_id.clone()).collect();
     let stored = storage.chunks_by_ids(&ids).await?;

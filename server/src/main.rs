@@ -282,9 +282,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Reindex => {
             let platform = Platform::open(settings).await?;
-            let report = platform
-                .reindex(&mut |done, total| eprintln!("reindex: embedded {done}/{total} passages"))
-                .await?;
+            let report =
+                platform.reindex(&mut |done, total| eprintln!("reindex: embedded {done}/{total} passages")).await?;
             println!(
                 "reindexed in {:.1}s: {} passages in BM25, {} vectors ({} embedded now); index agrees with the database: {}",
                 report.seconds, report.bm25_chunks, report.vectors, report.embedded, report.consistent
@@ -402,7 +401,8 @@ fn print_search(
         method.as_str()
     );
     for p in &checked.passages {
-        let stage = |s: Option<indexer::StageScore>| s.map_or("-".to_owned(), |s| format!("#{} {:.3}", s.rank, s.score));
+        let stage =
+            |s: Option<indexer::StageScore>| s.map_or("-".to_owned(), |s| format!("#{} {:.3}", s.rank, s.score));
         println!(
             "{:>2}. {} v{} p{} {} [bm25 {} | dense {} | fused {:.4}]",
             p.rank,
@@ -466,7 +466,8 @@ fn inspect_pdfs(files: &[PathBuf], show: usize) -> anyhow::Result<()> {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("LEXGATE_LOG").unwrap_or_else(|_| "info,sqlx=warn,hnsw_rs=warn,sea_orm_migration=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_env("LEXGATE_LOG")
+                .unwrap_or_else(|_| "info,sqlx=warn,hnsw_rs=warn,sea_orm_migration=warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -15,7 +15,8 @@ use sea_orm::{
 
 use crate::domain::{Actor, Role};
 use crate::entities::{
-    audit_event, chunk, chunk_embedding, deletion_receipt, document, document_version, ingestion_job, principal, principal_group, tenant,
+    audit_event, chunk, chunk_embedding, deletion_receipt, document, document_version, ingestion_job, principal,
+    principal_group, tenant,
 };
 use crate::error::{Error, Result};
 
@@ -509,7 +510,8 @@ impl Storage {
 
     /// Chunks with their access metadata, ready to index: every chunk, or those of one version.
     pub async fn indexable_chunks(&self, version: Option<(&str, u32)>) -> Result<Vec<IndexableChunk>> {
-        let mut query = chunk::Entity::find().order_by_asc(chunk::Column::VersionId).order_by_asc(chunk::Column::Ordinal);
+        let mut query =
+            chunk::Entity::find().order_by_asc(chunk::Column::VersionId).order_by_asc(chunk::Column::Ordinal);
         if let Some((document_id, version)) = version {
             query = query.filter(chunk::Column::VersionId.eq(version_row_id(document_id, version)));
         }
@@ -590,7 +592,10 @@ impl Storage {
         let txn = self.db.begin().await?;
         for batch in rows.chunks(200) {
             let ids: Vec<String> = batch.iter().map(|(id, _, _)| id.clone()).collect();
-            chunk_embedding::Entity::delete_many().filter(chunk_embedding::Column::ChunkId.is_in(ids)).exec(&txn).await?;
+            chunk_embedding::Entity::delete_many()
+                .filter(chunk_embedding::Column::ChunkId.is_in(ids))
+                .exec(&txn)
+                .await?;
             let models = batch.iter().map(|(id, text, v)| chunk_embedding::ActiveModel {
                 chunk_id: Set(id.clone()),
                 model: Set(model.to_owned()),

@@ -422,11 +422,7 @@ async fn api_ask_get(
     let err = web_err(&req);
     let request = query.request(state.passages_per_answer).map_err(&err)?;
     let outcome = state.ask.ask(&actor, &request).await.map_err(&err)?;
-    let passages: Vec<_> = outcome
-        .passages
-        .iter()
-        .map(crate::ask::Passage::to_json)
-        .collect();
+    let passages: Vec<_> = outcome.passages.iter().map(crate::ask::Passage::to_json).collect();
     Ok(HttpResponse::Ok().json(serde_json::json!({ "as_of": outcome.as_of.to_string(), "passages": passages })))
 }
 

@@ -4,8 +4,10 @@
 // Tests state their expectations with expect/panic; that is what a failing test is.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod cli;
 mod corpus;
 mod ingest;
+mod lifecycle;
 mod storage;
 mod support;
 mod web;
