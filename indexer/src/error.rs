@@ -10,7 +10,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The input is not something the indexer accepts; the message says why and is safe to show.
-    #[error("{0}")]
+    #[error(transparent)]
     User(#[from] UserError),
     /// A fault in the engine or its environment; details go to logs, not to end users.
     #[error("internal indexer error: {0}")]
