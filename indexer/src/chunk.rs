@@ -13,6 +13,8 @@ use crate::pdf::PageText;
 /// enough to stay under the embedding model's 256-token window.
 pub const MIN_CHUNK_CHARS: usize = 300;
 pub const MAX_CHUNK_CHARS: usize = 1000;
+/// A piece shorter than this after a chunk of the same section is merged into that chunk.
+const SHORT_TAIL_CHARS: usize = 120;
 
 /// One retrievable passage of a document version.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,31 +42,40 @@ pub fn chunk_pages(document_id: &str, version: u32, pages: &[PageText]) -> Vec<C
         let heading_marks = headings.scan_page(&page.text);
         for (seg_start, seg_end) in segments(&page.text, &heading_marks) {
             let segment = &page.text[seg_start..seg_end];
-            let seg_char_start = page.text[..seg_start].chars().count();
-            for piece in splitter.chunk_char_indices(segment) {
-                if !is_meaningful(piece.chunk) {
+            // Byte ranges within the page; a short tail (the end of a paragraph that ran over
+            // from the previous chunk) joins the chunk before it rather than standing alone.
+            let mut ranges: Vec<(usize, usize)> = Vec::new();
+            for (offset, piece) in splitter.chunk_indices(segment) {
+                let range = (seg_start + offset, seg_start + offset + piece.len());
+                match ranges.last_mut() {
+                    Some(last) if piece.chars().count() < SHORT_TAIL_CHARS => last.1 = range.1,
+                    _ => ranges.push(range),
+                }
+            }
+            for (byte_start, byte_end) in ranges {
+                let text = &page.text[byte_start..byte_end];
+                if !is_meaningful(text) {
                     continue;
                 }
-                let byte_start = seg_start + piece.byte_offset;
                 // A heading in the first third of the chunk names what the chunk is mostly about.
-                let horizon = byte_start + piece.chunk.len() / 3;
+                let horizon = byte_start + text.len() / 3;
                 let path = heading_marks
                     .iter()
                     .rev()
                     .find(|(byte, _)| *byte <= horizon)
                     .map(|(_, path)| path.clone())
                     .unwrap_or_else(|| headings.before_page.clone());
-                let char_start = seg_char_start + piece.char_offset;
-                let char_end = char_start + piece.chunk.chars().count();
+                let char_start = page.text[..byte_start].chars().count();
+                let char_end = char_start + text.chars().count();
                 let ordinal = u32::try_from(chunks.len()).unwrap_or(u32::MAX);
                 chunks.push(Chunk {
-                    id: chunk_id(document_id, version, page.number, char_start, piece.chunk),
+                    id: chunk_id(document_id, version, page.number, char_start, text),
                     ordinal,
                     page: page.number,
                     char_start: to_u32(char_start),
                     char_end: to_u32(char_end),
                     heading_path: path,
-                    text: piece.chunk.to_owned(),
+                    text: text.to_owned(),
                 });
             }
         }
@@ -223,5 +234,21 @@ mod tests {
         assert_eq!(ids.len(), chunks.len());
         assert_eq!(chunk_pages("doc-1", 1, &pages), chunks, "chunking is deterministic");
         assert_ne!(chunk_pages("doc-1", 2, &pages)[0].id, chunks[0].id, "ids depend on the version");
+    }
+
+    #[test]
+    fn a_short_tail_joins_the_chunk_before_it() {
+        let sentence = "Financial entities shall maintain a register of information on ICT services. ";
+        let text = format!("{}Final words.", sentence.repeat(12));
+        let chunks = chunk_pages("doc-1", 1, &[page(1, &text)]);
+        assert!(chunks.len() >= 2, "{chunks:?}");
+        assert!(chunks.iter().all(|c| c.text.chars().count() >= MIN_CHUNK_CHARS), "{chunks:?}");
+        let last = chunks.last().map(|c| c.text.as_str()).unwrap_or_default();
+        assert!(last.ends_with("Final words."));
+        for c in &chunks {
+            let slice: String =
+                text.chars().skip(c.char_start as usize).take((c.char_end - c.char_start) as usize).collect();
+            assert_eq!(slice, c.text, "offsets still point at the merged text");
+        }
     }
 }

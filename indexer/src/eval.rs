@@ -208,7 +208,8 @@ mod tests {
 /// Figures for one retrieval method.
 #[derive(Debug, Clone, Serialize)]
 pub struct MethodReport {
-    pub method: &'static str,
+    /// The method, with the fusion settings for hybrid.
+    pub method: String,
     pub questions: usize,
     pub k: usize,
     #[serde(flatten)]
@@ -247,6 +248,7 @@ fn obliqa_acl() -> Result<crate::ChunkAcl> {
 pub fn build_obliqa_retriever(
     passages: &[ObliqaPassage],
     embedder: Option<std::sync::Arc<crate::Embedder>>,
+    vector_cache: Option<&Path>,
     progress: &mut dyn FnMut(&str, usize, usize),
 ) -> Result<crate::Retriever> {
     let acl = obliqa_acl()?;
@@ -278,7 +280,7 @@ pub fn build_obliqa_retriever(
         Some(e) => {
             let texts: Vec<&str> = chunks.iter().map(|c| c.text.as_str()).collect();
             let total = texts.len();
-            let vectors = e.embed_many(&texts, 32, &mut |done| progress("embed", done, total))?;
+            let vectors = passage_vectors(e, &texts, vector_cache, &mut |done| progress("embed", done, total))?;
             let index = crate::DenseIndex::new(e.dimension(), chunks.len());
             let items: Vec<crate::DenseItem<'_>> = chunks
                 .iter()
@@ -302,12 +304,60 @@ pub fn build_obliqa_retriever(
 }
 
 /// Runs every question with `method` and averages the metrics at `k`.
+/// Embeds the passages, or loads their vectors from `cache` when it holds vectors of exactly
+/// these texts from this model (the key is a hash of both), and writes the cache otherwise.
+/// Repeated evaluation runs then skip the embedding, which dominates their time.
+fn passage_vectors(
+    embedder: &crate::Embedder,
+    texts: &[&str],
+    cache: Option<&Path>,
+    progress: &mut dyn FnMut(usize),
+) -> Result<Vec<Vec<f32>>> {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(embedder.model_sha256().as_bytes());
+    for t in texts {
+        h.update(t.as_bytes());
+        h.update([0u8]);
+    }
+    let key = hex::encode(h.finalize());
+    let dim = embedder.dimension();
+    if let Some(path) = cache
+        && let Ok(bytes) = std::fs::read(path)
+        && bytes.len() == 64 + texts.len() * dim * 4
+        && bytes[..64] == *key.as_bytes()
+    {
+        progress(texts.len());
+        return Ok(bytes[64..]
+            .chunks_exact(dim * 4)
+            .map(|row| row.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+            .collect());
+    }
+    let vectors = embedder.embed_many(texts, 32, progress)?;
+    if let Some(path) = cache {
+        let mut bytes = Vec::with_capacity(64 + texts.len() * dim * 4);
+        bytes.extend_from_slice(key.as_bytes());
+        for v in &vectors {
+            bytes.extend(v.iter().flat_map(|x| x.to_le_bytes()));
+        }
+        let tmp = path.with_extension("partial");
+        std::fs::write(&tmp, &bytes)
+            .and_then(|()| std::fs::rename(&tmp, path))
+            .map_err(|e| Error::internal("writing the vector cache", e))?;
+    }
+    Ok(vectors)
+}
+
 pub fn evaluate(
     retriever: &crate::Retriever,
     questions: &[ObliqaQuestion],
     method: crate::Method,
     k: usize,
 ) -> Result<MethodReport> {
+    let label = match method {
+        crate::Method::Hybrid => format!("hybrid ({})", retriever.fusion),
+        other => other.as_str().to_owned(),
+    };
     let reader = obliqa_reader()?;
     let mut per_question = Vec::with_capacity(questions.len());
     let mut latencies = Vec::with_capacity(questions.len());
@@ -325,7 +375,7 @@ pub fn evaluate(
     latencies.sort_by(f64::total_cmp);
     let pct = |p: f64| latencies.get(((latencies.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(0.0);
     Ok(MethodReport {
-        method: method.as_str(),
+        method: label,
         questions: questions.len(),
         k,
         mean: mean(&per_question),

@@ -22,4 +22,4 @@ pub use dense::{DenseHit, DenseIndex, DenseItem, DensePlan};
 pub use embed::{Embedder, EmbedderConfig};
 pub use error::{Error, Result, UserError};
 pub use pdf::{PageText, extract_pages, write_text_pdf};
-pub use retrieve::{FusionConfig, Method, Retrieval, RetrievedHit, Retriever, StageScore};
+pub use retrieve::{FusionConfig, FusionKind, Method, Retrieval, RetrievedHit, Retriever, StageScore};

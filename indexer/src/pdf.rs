@@ -58,10 +58,87 @@ pub fn extract_pages(name: &str, bytes: &[u8]) -> Result<Vec<PageText>> {
         Ok(result) => result?,
         Err(_) => return Err(corrupt("the PDF parser could not process it".to_owned())),
     };
+    let mut pages = pages;
+    strip_running_lines(&mut pages);
     if pages.iter().all(|p| p.text.trim().is_empty()) {
         return Err(UserError::NoText { name: name.to_owned() }.into());
     }
     Ok(pages)
+}
+
+/// Lines looked at from each edge of a page when finding running headers and footers.
+const EDGE_LINES: usize = 4;
+/// Running headers and footers are short; a longer repeated line is content.
+const MAX_RUNNING_LINE_CHARS: usize = 80;
+
+/// A line with digit runs masked and spaces collapsed: "PE-CONS 41/22  MCA 25" and
+/// "PE-CONS 41/22 MCA 26" become the same key.
+fn running_key(line: &str) -> String {
+    let mut key = String::with_capacity(line.len());
+    let mut last_digit = false;
+    for word in line.split_whitespace() {
+        if !key.is_empty() {
+            key.push(' ');
+            last_digit = false;
+        }
+        for c in word.chars() {
+            if c.is_ascii_digit() {
+                if !last_digit {
+                    key.push('#');
+                }
+                last_digit = true;
+            } else {
+                key.push(c);
+                last_digit = false;
+            }
+        }
+    }
+    key
+}
+
+/// Removes running headers and footers (document codes, page numbers, "EN" markers): lines that,
+/// digits masked, appear among the first or last few lines of at least half the pages of a
+/// document of four pages or more. They would otherwise open or close chunks with noise that
+/// matches every query about the document. The cleaned text is the page text every offset and
+/// citation refers to.
+pub fn strip_running_lines(pages: &mut [PageText]) {
+    if pages.len() < 4 {
+        return;
+    }
+    let edge_keys = |text: &str| -> std::collections::BTreeSet<String> {
+        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        let head = lines.iter().take(EDGE_LINES);
+        let tail = lines.iter().rev().take(EDGE_LINES);
+        head.chain(tail).filter(|l| l.chars().count() <= MAX_RUNNING_LINE_CHARS).map(|l| running_key(l)).collect()
+    };
+    let mut counts: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for page in pages.iter() {
+        for key in edge_keys(&page.text) {
+            *counts.entry(key).or_default() += 1;
+        }
+    }
+    let threshold = pages.len().div_ceil(2).max(3);
+    let running: std::collections::HashSet<String> =
+        counts.into_iter().filter(|(_, n)| *n >= threshold).map(|(k, _)| k).collect();
+    if running.is_empty() {
+        return;
+    }
+    for page in pages.iter_mut() {
+        let lines: Vec<&str> = page.text.lines().collect();
+        let non_empty: Vec<usize> = (0..lines.len()).filter(|&i| !lines[i].trim().is_empty()).collect();
+        let mut drop = std::collections::BTreeSet::new();
+        // Only edge lines go: the same words inside the body are content.
+        for &i in non_empty.iter().take(EDGE_LINES).chain(non_empty.iter().rev().take(EDGE_LINES)) {
+            if running.contains(&running_key(lines[i])) {
+                drop.insert(i);
+            }
+        }
+        if !drop.is_empty() {
+            let kept: Vec<&str> =
+                lines.iter().enumerate().filter(|(i, _)| !drop.contains(i)).map(|(_, l)| *l).collect();
+            page.text = normalize_page_text(&kept.join("\n"));
+        }
+    }
 }
 
 /// Normalises extracted text so offsets are stable: trailing spaces removed from each line, runs of

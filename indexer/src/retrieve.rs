@@ -9,7 +9,7 @@ use crate::acl::Reader;
 use crate::bm25::Bm25Index;
 use crate::dense::{DenseIndex, DensePlan};
 use crate::embed::Embedder;
-use crate::error::{Result, UserError};
+use crate::error::{Error, Result, UserError};
 
 /// Which first stage(s) to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -62,9 +62,21 @@ pub struct RetrievedHit {
     pub fused: f32,
 }
 
-/// Fusion settings. RRF with k = 60 (Cormack et al. 2009) and equal weights unless measured better.
-#[derive(Debug, Clone, Copy)]
+/// How the BM25 and dense lists are combined.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum FusionKind {
+    /// Weighted reciprocal rank fusion: sum of `weight / (rrf_k + rank)` (Cormack et al. 2009).
+    Rrf,
+    /// Convex combination of min-max normalised scores: `bm25_weight * bm25 + dense_weight * dense`,
+    /// each stage's scores scaled to [0, 1] over its own candidate list.
+    Convex,
+}
+
+/// Fusion settings. The default is RRF with k = 60 and equal weights; other settings are chosen
+/// by measurement (`lexgate eval obliqa --fusion`).
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct FusionConfig {
+    pub kind: FusionKind,
     /// Candidates taken from each first stage before fusion.
     pub candidates: usize,
     pub rrf_k: f32,
@@ -74,7 +86,58 @@ pub struct FusionConfig {
 
 impl Default for FusionConfig {
     fn default() -> Self {
-        Self { candidates: 100, rrf_k: 60.0, bm25_weight: 1.0, dense_weight: 1.0 }
+        Self { kind: FusionKind::Rrf, candidates: 100, rrf_k: 60.0, bm25_weight: 1.0, dense_weight: 1.0 }
+    }
+}
+
+impl std::fmt::Display for FusionConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.kind {
+            FusionKind::Rrf => write!(
+                f,
+                "rrf:k={}:bm25={}:dense={}:candidates={}",
+                self.rrf_k, self.bm25_weight, self.dense_weight, self.candidates
+            ),
+            FusionKind::Convex => {
+                write!(f, "convex:bm25={}:dense={}:candidates={}", self.bm25_weight, self.dense_weight, self.candidates)
+            }
+        }
+    }
+}
+
+impl std::str::FromStr for FusionConfig {
+    type Err = Error;
+
+    /// Parses `rrf` or `convex` followed by `:name=value` settings (k, bm25, dense, candidates),
+    /// the form [`Display`](std::fmt::Display) writes.
+    fn from_str(s: &str) -> Result<Self> {
+        let invalid = |reason: String| Error::from(UserError::InvalidValue { field: "fusion", reason });
+        let mut parts = s.trim().split(':');
+        let mut config = match parts.next() {
+            Some("rrf") => FusionConfig::default(),
+            Some("convex") => FusionConfig {
+                kind: FusionKind::Convex,
+                bm25_weight: 0.5,
+                dense_weight: 0.5,
+                ..FusionConfig::default()
+            },
+            _ => return Err(invalid(format!("'{s}' (expected rrf or convex, then :name=value settings)"))),
+        };
+        for part in parts {
+            let (name, value) = part.split_once('=').ok_or_else(|| invalid(format!("'{part}' is not name=value")))?;
+            let number: f32 = value.parse().map_err(|_| invalid(format!("'{value}' is not a number")))?;
+            if !number.is_finite() || number < 0.0 {
+                return Err(invalid(format!("{name} must be a non-negative number")));
+            }
+            match name {
+                "k" => config.rrf_k = number,
+                "bm25" => config.bm25_weight = number,
+                "dense" => config.dense_weight = number,
+                "candidates" if number >= 1.0 => config.candidates = number as usize,
+                _ => return Err(invalid(format!("unknown setting '{name}' (k, bm25, dense, candidates)"))),
+            }
+        }
+        Ok(config)
     }
 }
 
@@ -160,15 +223,27 @@ impl Retriever {
                 Some(StageScore { rank: i + 1, score: h.score });
         }
         let f = self.fusion;
+        let range = |scores: &mut dyn Iterator<Item = f32>| {
+            scores.fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), s| (lo.min(s), hi.max(s)))
+        };
+        let bm25_range = range(&mut by_id.values().filter_map(|h| h.bm25.map(|s| s.score)));
+        let dense_range = range(&mut by_id.values().filter_map(|h| h.dense.map(|s| s.score)));
+        // Min-max normalisation; a list whose scores are all equal maps them to 1.
+        let normalise = |s: Option<StageScore>, (lo, hi): (f32, f32)| {
+            s.map_or(0.0, |s| if hi > lo { (s.score - lo) / (hi - lo) } else { 1.0 })
+        };
         let mut hits: Vec<RetrievedHit> = by_id
             .into_values()
             .map(|mut h| {
-                h.fused = match method {
-                    Method::Bm25 => h.bm25.map_or(0.0, |s| s.score),
-                    Method::Dense => h.dense.map_or(0.0, |s| s.score),
-                    Method::Hybrid => {
+                h.fused = match (method, f.kind) {
+                    (Method::Bm25, _) => h.bm25.map_or(0.0, |s| s.score),
+                    (Method::Dense, _) => h.dense.map_or(0.0, |s| s.score),
+                    (Method::Hybrid, FusionKind::Rrf) => {
                         let rrf = |s: Option<StageScore>, w: f32| s.map_or(0.0, |s| w / (f.rrf_k + s.rank as f32));
                         rrf(h.bm25, f.bm25_weight) + rrf(h.dense, f.dense_weight)
+                    }
+                    (Method::Hybrid, FusionKind::Convex) => {
+                        f.bm25_weight * normalise(h.bm25, bm25_range) + f.dense_weight * normalise(h.dense, dense_range)
                     }
                 };
                 h

@@ -136,6 +136,14 @@ enum EvalCommand {
         /// Comma-separated methods.
         #[arg(long, default_value = "bm25,dense,hybrid")]
         methods: String,
+        /// Fusion settings to evaluate hybrid with, each a row of its own: `rrf` or `convex`
+        /// followed by `:name=value` settings (k, bm25, dense, candidates), e.g.
+        /// `rrf:k=60:bm25=1:dense=0.5`. Separate several with spaces. Default: the platform's.
+        #[arg(long, value_delimiter = ' ')]
+        fusion: Vec<String>,
+        /// File caching the passage vectors between runs (keyed by model and passage texts).
+        #[arg(long)]
+        vector_cache: Option<PathBuf>,
         /// Write the figures as JSON here.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -223,7 +231,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
         }
         Command::InspectPdf { files, show } => inspect_pdfs(files, *show)?,
-        Command::Eval(EvalCommand::Obliqa { corpus, questions, qrels, k, limit, methods, out }) => {
+        Command::Eval(EvalCommand::Obliqa {
+            corpus,
+            questions,
+            qrels,
+            k,
+            limit,
+            methods,
+            fusion,
+            vector_cache,
+            out,
+        }) => {
             let methods: Vec<indexer::Method> =
                 methods.split(',').map(|m| m.trim().parse()).collect::<Result<_, _>>()?;
             let embedder = if methods.iter().any(|m| *m != indexer::Method::Bm25) {
@@ -233,7 +251,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 None
             };
-            eval_obliqa(corpus, questions, qrels.as_deref(), *k, *limit, &methods, embedder, out.as_deref())?;
+            let fusions = if fusion.is_empty() {
+                vec![indexer::FusionConfig::default()]
+            } else {
+                fusion.iter().filter(|f| !f.is_empty()).map(|f| f.parse()).collect::<Result<_, _>>()?
+            };
+            let options = EvalOptions { k: *k, limit: *limit, methods, fusions, vector_cache: vector_cache.as_deref() };
+            eval_obliqa(corpus, questions, qrels.as_deref(), &options, embedder, out.as_deref())?;
         }
         Command::Search { tenant, groups, clearance, as_of, method, limit, json, question } => {
             let reader = indexer::Reader {
@@ -298,36 +322,52 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What `eval obliqa` runs.
+struct EvalOptions<'a> {
+    k: usize,
+    limit: Option<usize>,
+    methods: Vec<indexer::Method>,
+    /// Hybrid is evaluated once per fusion setting.
+    fusions: Vec<indexer::FusionConfig>,
+    vector_cache: Option<&'a std::path::Path>,
+}
+
 fn eval_obliqa(
     corpus: &std::path::Path,
     questions: &std::path::Path,
     qrels: Option<&std::path::Path>,
-    k: usize,
-    limit: Option<usize>,
-    methods: &[indexer::Method],
+    options: &EvalOptions<'_>,
     embedder: Option<std::sync::Arc<indexer::Embedder>>,
     out: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
     use indexer::eval;
+    let k = options.k;
     let started = std::time::Instant::now();
     let passages = eval::load_passages(corpus)?;
     let mut qs = eval::load_questions(questions, &passages, qrels)?;
-    if let Some(n) = limit {
+    if let Some(n) = options.limit {
         qs.truncate(n);
     }
     eprintln!("eval: {} passages, {} questions with relevant passages", passages.len(), qs.len());
     let mut last_report = std::time::Instant::now();
-    let retriever = eval::build_obliqa_retriever(&passages, embedder, &mut |stage, done, total| {
-        if done == total || last_report.elapsed().as_secs() >= 10 {
-            eprintln!("eval: {stage} {done}/{total} ({:.0}s)", started.elapsed().as_secs_f64());
-            last_report = std::time::Instant::now();
-        }
-    })?;
+    let retriever =
+        eval::build_obliqa_retriever(&passages, embedder, options.vector_cache, &mut |stage, done, total| {
+            if done == total || last_report.elapsed().as_secs() >= 10 {
+                eprintln!("eval: {stage} {done}/{total} ({:.0}s)", started.elapsed().as_secs_f64());
+                last_report = std::time::Instant::now();
+            }
+        })?;
     let ingest_seconds = started.elapsed().as_secs_f64();
     let mut reports = Vec::new();
-    for m in methods {
-        reports.push(eval::evaluate(&retriever, &qs, *m, k)?);
+    for m in &options.methods {
+        if *m == indexer::Method::Hybrid {
+            for fusion in &options.fusions {
+                let variant = indexer::Retriever { fusion: *fusion, ..retriever.clone() };
+                reports.push(eval::evaluate(&variant, &qs, *m, k)?);
+            }
+        } else {
+            reports.push(eval::evaluate(&retriever, &qs, *m, k)?);
+        }
     }
     println!(
         "ObliQA retrieval, {} questions, {} passages, k = {k} (index build {ingest_seconds:.1}s)",

@@ -171,3 +171,19 @@ fn the_index_persists_on_disk_and_reopens() {
     let staff = reader("acme", &["staff"], Classification::Internal, "2026-01-01");
     assert_eq!(reopened.count_visible(&staff).expect("count"), docs[0].chunks.len());
 }
+
+#[test]
+fn fusion_settings_parse_print_and_refuse_nonsense() {
+    use indexer::{FusionConfig, FusionKind};
+    let default: FusionConfig = "rrf".parse().unwrap();
+    assert_eq!(default, FusionConfig::default());
+    let weighted: FusionConfig = "rrf:k=20:bm25=1:dense=0.5:candidates=50".parse().unwrap();
+    assert_eq!((weighted.rrf_k, weighted.dense_weight, weighted.candidates), (20.0, 0.5, 50));
+    assert_eq!(weighted.to_string().parse::<FusionConfig>().unwrap(), weighted);
+    let convex: FusionConfig = "convex:bm25=0.7:dense=0.3".parse().unwrap();
+    assert_eq!(convex.kind, FusionKind::Convex);
+    assert_eq!(convex.to_string().parse::<FusionConfig>().unwrap(), convex);
+    for bad in ["", "max", "rrf:k", "rrf:k=abc", "rrf:bm25=-1", "rrf:speed=3", "convex:dense=NaN"] {
+        assert!(bad.parse::<FusionConfig>().is_err(), "{bad:?} must be refused");
+    }
+}

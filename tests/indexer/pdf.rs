@@ -73,3 +73,39 @@ fn non_ascii_text_is_refused_by_the_writer() {
     let err = write_text_pdf("x", &[vec!["na\u{ef}ve".to_owned()]]).expect_err("non-ascii");
     assert!(err.to_string().contains("non-ASCII"));
 }
+
+#[test]
+fn running_headers_footers_and_page_numbers_are_removed_but_body_text_stays() {
+    let titles = ["Scope", "Definitions", "Governance", "Risk register", "Testing", "Reporting"];
+    let pages: Vec<Vec<String>> = (1..=6)
+        .map(|n| {
+            vec![
+                format!("PE-CONS 41/22   MCA   {}", n + 10),
+                "ECOFIN".to_owned(),
+                format!("Article {n} {}", titles[n - 1]),
+                format!("Body of article {n}: {} duties of financial entities.", titles[n - 1]),
+                // The header's words inside the body are content, not furniture.
+                if n == 3 { "See PE-CONS 41/22 for the adopted text.".to_owned() } else { "Recital text.".to_owned() },
+                format!("The {} rules are reviewed every year by the management body.", titles[n - 1]),
+                "EN".to_owned(),
+                format!("{n}"),
+            ]
+        })
+        .collect();
+    let pdf = write_text_pdf("Running lines", &pages).unwrap();
+    let extracted = extract_pages("running.pdf", &pdf).unwrap();
+    for (i, page) in extracted.iter().enumerate() {
+        let n = i + 1;
+        assert!(!page.text.contains("MCA"), "page {n}: {:?}", page.text);
+        assert!(!page.text.lines().any(|l| l.trim() == "ECOFIN" || l.trim() == "EN"), "page {n}: {:?}", page.text);
+        assert!(!page.text.lines().any(|l| l.trim() == n.to_string()), "page number left on page {n}");
+        assert!(page.text.starts_with(&format!("Article {n}")), "{:?}", page.text);
+        assert!(page.text.contains("duties of financial entities"));
+        assert!(page.text.contains("reviewed every year"));
+    }
+    assert!(extracted[2].text.contains("See PE-CONS 41/22 for the adopted text."));
+
+    // A short document keeps everything: too few pages to tell furniture from content.
+    let short = write_text_pdf("Short", &pages[..2]).unwrap();
+    assert!(extract_pages("short.pdf", &short).unwrap()[0].text.contains("MCA"));
+}
