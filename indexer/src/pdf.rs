@@ -71,26 +71,23 @@ const EDGE_LINES: usize = 4;
 /// Running headers and footers are short; a longer repeated line is content.
 const MAX_RUNNING_LINE_CHARS: usize = 80;
 
-/// A line with digit runs masked and spaces collapsed: "PE-CONS 41/22  MCA 25" and
-/// "PE-CONS 41/22 MCA 26" become the same key.
+/// A line with digit runs masked, spaces collapsed and repeated punctuation squeezed:
+/// "PE-CONS 41/22  MCA 25" and "PE-CONS 41/22 MCA 26" become the same key, and a rule of
+/// underscores becomes "_".
 fn running_key(line: &str) -> String {
     let mut key = String::with_capacity(line.len());
-    let mut last_digit = false;
     for word in line.split_whitespace() {
         if !key.is_empty() {
             key.push(' ');
-            last_digit = false;
         }
+        let mut last: Option<char> = None;
         for c in word.chars() {
-            if c.is_ascii_digit() {
-                if !last_digit {
-                    key.push('#');
-                }
-                last_digit = true;
-            } else {
+            let c = if c.is_ascii_digit() { '#' } else { c };
+            let squeeze = (c == '#' || !c.is_alphanumeric()) && last == Some(c);
+            if !squeeze {
                 key.push(c);
-                last_digit = false;
             }
+            last = Some(c);
         }
     }
     key
@@ -109,7 +106,7 @@ pub fn strip_running_lines(pages: &mut [PageText]) {
         let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
         let head = lines.iter().take(EDGE_LINES);
         let tail = lines.iter().rev().take(EDGE_LINES);
-        head.chain(tail).filter(|l| l.chars().count() <= MAX_RUNNING_LINE_CHARS).map(|l| running_key(l)).collect()
+        head.chain(tail).map(|l| running_key(l)).filter(|k| k.chars().count() <= MAX_RUNNING_LINE_CHARS).collect()
     };
     let mut counts: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     for page in pages.iter() {
@@ -147,7 +144,7 @@ pub fn normalize_page_text(raw: &str) -> String {
     let mut out = String::with_capacity(raw.len());
     let mut blank_run = 0usize;
     for line in raw.lines() {
-        let line = line.trim_end();
+        let line = squeeze_leaders(line.trim_end());
         if line.trim().is_empty() {
             blank_run += 1;
             continue;
@@ -156,9 +153,32 @@ pub fn normalize_page_text(raw: &str) -> String {
             out.push_str(if blank_run > 0 { "\n\n" } else { "\n" });
         }
         blank_run = 0;
-        out.push_str(line);
+        out.push_str(&line);
     }
     out
+}
+
+/// Shortens runs of four or more dots, underscores or hyphens (table-of-contents leaders, rules)
+/// to three: they carry no words and would fill chunks with noise.
+fn squeeze_leaders(line: &str) -> std::borrow::Cow<'_, str> {
+    if !["....", "____", "----"].iter().any(|run| line.contains(run)) {
+        return std::borrow::Cow::Borrowed(line);
+    }
+    let mut out = String::with_capacity(line.len());
+    let mut run = 0usize;
+    let mut last = '\0';
+    for c in line.chars() {
+        if matches!(c, '.' | '_' | '-') && c == last {
+            run += 1;
+        } else {
+            run = 1;
+        }
+        last = c;
+        if run <= 3 || !matches!(c, '.' | '_' | '-') {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// Page geometry and type size of the generated PDFs (A4, 9.5 pt Helvetica).

@@ -484,10 +484,26 @@ fn inspect_pdfs(files: &[PathBuf], show: usize) -> anyhow::Result<()> {
         let empty_pages = pages.iter().filter(|p| p.text.trim().is_empty()).count();
         let chars: usize = pages.iter().map(|p| p.text.chars().count()).sum();
         let with_heading = chunks.iter().filter(|c| !c.heading_path.is_empty()).count();
+        let mut sizes: Vec<usize> = chunks.iter().map(|c| c.text.chars().count()).collect();
+        sizes.sort_unstable();
+        let size_at = |q: f64| sizes.get(((sizes.len().max(1) - 1) as f64 * q) as usize).copied().unwrap_or(0);
+        // Garbage: fewer than half of the non-space characters are letters (broken encodings,
+        // glyph soup). Tables of figures can trip it, so it is reported, not refused.
+        let garbage = chunks
+            .iter()
+            .filter(|c| {
+                let visible = c.text.chars().filter(|ch| !ch.is_whitespace()).count();
+                let letters = c.text.chars().filter(|ch| ch.is_alphabetic()).count();
+                letters * 2 < visible
+            })
+            .count();
         println!(
-            "ok   {name}: {} pages ({empty_pages} without text), {chars} characters, {} chunks ({with_heading} with a heading path), {:.2}s",
+            "ok   {name}: {} pages ({empty_pages} without text), {chars} characters, {} chunks ({with_heading} with a heading path; characters min {} / median {} / max {}; {garbage} mostly non-letters), {:.2}s",
             pages.len(),
             chunks.len(),
+            size_at(0.0),
+            size_at(0.5),
+            size_at(1.0),
             started.elapsed().as_secs_f64()
         );
         if chunks.is_empty() {
