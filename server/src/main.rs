@@ -144,6 +144,10 @@ enum EvalCommand {
         /// File caching the passage vectors between runs (keyed by model and passage texts).
         #[arg(long)]
         vector_cache: Option<PathBuf>,
+        /// Fail when a method's Recall@k falls below a floor, e.g. `hybrid=0.77` (repeatable):
+        /// CI uses it to catch retrieval regressions.
+        #[arg(long)]
+        min_recall: Vec<String>,
         /// Write the figures as JSON here.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -240,6 +244,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             methods,
             fusion,
             vector_cache,
+            min_recall,
             out,
         }) => {
             let methods: Vec<indexer::Method> =
@@ -256,7 +261,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 fusion.iter().filter(|f| !f.is_empty()).map(|f| f.parse()).collect::<Result<_, _>>()?
             };
-            let options = EvalOptions { k: *k, limit: *limit, methods, fusions, vector_cache: vector_cache.as_deref() };
+            let floors = min_recall
+                .iter()
+                .map(|f| {
+                    let (method, value) = f
+                        .split_once('=')
+                        .ok_or_else(|| anyhow::anyhow!("--min-recall takes METHOD=VALUE, not '{f}'"))?;
+                    let method: indexer::Method = method.parse()?;
+                    let value: f64 = value.parse().map_err(|_| anyhow::anyhow!("'{value}' is not a number"))?;
+                    Ok((method, value))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let options =
+                EvalOptions { k: *k, limit: *limit, methods, fusions, vector_cache: vector_cache.as_deref(), floors };
             eval_obliqa(corpus, questions, qrels.as_deref(), &options, embedder, out.as_deref())?;
         }
         Command::Search { tenant, groups, clearance, as_of, method, limit, json, question } => {
@@ -330,6 +347,8 @@ struct EvalOptions<'a> {
     /// Hybrid is evaluated once per fusion setting.
     fusions: Vec<indexer::FusionConfig>,
     vector_cache: Option<&'a std::path::Path>,
+    /// Recall@k floors per method.
+    floors: Vec<(indexer::Method, f64)>,
 }
 
 fn eval_obliqa(
@@ -399,6 +418,16 @@ fn eval_obliqa(
             "methods": reports,
         });
         std::fs::write(path, serde_json::to_string_pretty(&json)?)?;
+    }
+    for (method, floor) in &options.floors {
+        for r in reports.iter().filter(|r| r.method.split(' ').next() == Some(method.as_str())) {
+            anyhow::ensure!(
+                r.mean.recall >= *floor,
+                "{}: Recall@{k} {:.4} is below the floor {floor}",
+                r.method,
+                r.mean.recall
+            );
+        }
     }
     Ok(())
 }
