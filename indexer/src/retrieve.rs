@@ -58,8 +58,11 @@ pub struct RetrievedHit {
     pub chunk_id: String,
     pub bm25: Option<StageScore>,
     pub dense: Option<StageScore>,
-    /// The score the final order is by: the fused score for hybrid, else the stage's own score.
+    /// The fused score for hybrid, else the stage's own score; the order is by it unless the
+    /// reranker ran.
     pub fused: f32,
+    /// The cross-encoder's rank and score, for hits the reranker stage scored.
+    pub rerank: Option<StageScore>,
 }
 
 /// How the BM25 and dense lists are combined.
@@ -259,5 +262,5 @@ impl Retriever {
 }
 
 fn empty_hit(chunk_id: &str) -> RetrievedHit {
-    RetrievedHit { chunk_id: chunk_id.to_owned(), bm25: None, dense: None, fused: 0.0 }
+    RetrievedHit { chunk_id: chunk_id.to_owned(), bm25: None, dense: None, fused: 0.0, rerank: None }
 }

@@ -7,4 +7,5 @@ mod bm25;
 mod dense;
 mod embed;
 mod pdf;
+mod rerank;
 mod support;

@@ -1,0 +1,158 @@
+//! The reranker stage: a cross-encoder reads the question and each of the fused top passages
+//! together and scores how well the passage answers it. It runs only on passages the reader may
+//! see (the caller passes their text after the access re-check), and reorders just those top
+//! passages; the rest keep their fused order behind them.
+//!
+//! The ONNX implementation takes a cross-encoder with inputs `input_ids`, `attention_mask` (and
+//! `token_type_ids` when the graph declares it) and a `logits` output of shape `[batch, 1]`,
+//! through fastembed's `TextRerank` on the same ONNX Runtime library as the embedder. No
+//! registry package ships such weights, so the stage is off unless a model folder is configured.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use fastembed::{RerankInitOptionsUserDefined, TextRerank, TokenizerFiles, UserDefinedRerankingModel};
+
+use crate::embed::init_onnx_runtime;
+use crate::error::{Error, Result, UserError};
+use crate::retrieve::{RetrievedHit, StageScore};
+
+/// Scores (question, passage) pairs; higher means more relevant.
+pub trait Reranker: Send + Sync + std::fmt::Debug {
+    /// One score per passage, in the order given.
+    fn score(&self, query: &str, passages: &[&str]) -> Result<Vec<f32>>;
+
+    /// Identifies the model in audit records and the model inventory (the ONNX file's sha256).
+    fn model_id(&self) -> &str;
+}
+
+/// Where a cross-encoder lives and how to run it.
+#[derive(Debug, Clone)]
+pub struct RerankerConfig {
+    /// Path of `libonnxruntime.so.<version>` (the embedder's: a process loads one).
+    pub onnx_runtime_library: PathBuf,
+    /// Folder holding `model.onnx` and the tokenizer files, as for the embedder.
+    pub model_dir: PathBuf,
+    /// Token window for question and passage together.
+    pub max_length: usize,
+    /// Pairs per ONNX run.
+    pub batch_size: usize,
+    /// Intra-op threads; `None` lets ONNX Runtime use every core.
+    pub threads: Option<usize>,
+}
+
+impl RerankerConfig {
+    pub fn new(onnx_runtime_library: impl Into<PathBuf>, model_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            onnx_runtime_library: onnx_runtime_library.into(),
+            model_dir: model_dir.into(),
+            max_length: 256,
+            batch_size: 16,
+            threads: None,
+        }
+    }
+}
+
+/// A cross-encoder run in-process on ONNX Runtime.
+pub struct CrossEncoder {
+    model: Mutex<TextRerank>,
+    model_sha256: String,
+    batch_size: usize,
+}
+
+impl std::fmt::Debug for CrossEncoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CrossEncoder").field("model_sha256", &self.model_sha256).finish_non_exhaustive()
+    }
+}
+
+impl CrossEncoder {
+    /// Loads the runtime and the model; every missing file is named in the error, and a graph
+    /// without a `logits` output is refused here rather than at the first question.
+    pub fn load(config: &RerankerConfig) -> Result<Self> {
+        let read = |name: &str| -> Result<Vec<u8>> {
+            let path = config.model_dir.join(name);
+            std::fs::read(&path).map_err(|_| {
+                UserError::MissingModelFile { path, hint: "configure a cross-encoder folder".to_owned() }.into()
+            })
+        };
+        let onnx = read("model.onnx")?;
+        let model_sha256 = {
+            use sha2::Digest;
+            hex::encode(sha2::Sha256::digest(&onnx))
+        };
+        let tokenizer_files = TokenizerFiles {
+            tokenizer_file: read("tokenizer.json")?,
+            config_file: read("config.json")?,
+            special_tokens_map_file: read("special_tokens_map.json")?,
+            tokenizer_config_file: read("tokenizer_config.json")?,
+        };
+        init_onnx_runtime(&config.onnx_runtime_library)?;
+        let mut options = RerankInitOptionsUserDefined::new().with_max_length(config.max_length);
+        if let Some(threads) = config.threads {
+            options = options.with_intra_threads(threads);
+        }
+        let model =
+            TextRerank::try_new_from_user_defined(UserDefinedRerankingModel::new(onnx, tokenizer_files), options)
+                .map_err(|e| Error::from(UserError::OnnxRuntime(format!("loading the reranker: {e}"))))?;
+        let encoder = Self { model: Mutex::new(model), model_sha256, batch_size: config.batch_size.max(1) };
+        encoder.score("probe question", &["probe passage"]).map_err(|e| {
+            Error::from(UserError::OnnxRuntime(format!("the reranker model does not run as a cross-encoder: {e}")))
+        })?;
+        Ok(encoder)
+    }
+}
+
+impl Reranker for CrossEncoder {
+    fn score(&self, query: &str, passages: &[&str]) -> Result<Vec<f32>> {
+        if passages.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut model = self.model.lock().map_err(|_| Error::Internal("reranker lock poisoned".into()))?;
+        let ranked =
+            model.rerank(query, passages, false, Some(self.batch_size)).map_err(|e| Error::internal("reranking", e))?;
+        let mut scores = vec![f32::NEG_INFINITY; passages.len()];
+        for r in ranked {
+            if let Some(slot) = scores.get_mut(r.index) {
+                *slot = r.score;
+            }
+        }
+        Ok(scores)
+    }
+
+    fn model_id(&self) -> &str {
+        &self.model_sha256
+    }
+}
+
+/// Reorders the first `top_n` hits by the reranker's score of their text, recording each one's
+/// rerank rank and score; hits after them keep their order. `text` gives a hit's passage text
+/// (`None` leaves the hit unscored, after the scored ones).
+pub fn rerank_hits<'a>(
+    reranker: &dyn Reranker,
+    query: &str,
+    hits: &mut Vec<RetrievedHit>,
+    text: impl Fn(&str) -> Option<&'a str>,
+    top_n: usize,
+) -> Result<()> {
+    let n = top_n.min(hits.len());
+    let head: Vec<RetrievedHit> = hits.drain(..n).collect();
+    let (with_text, without): (Vec<_>, Vec<_>) = head.into_iter().partition(|h| text(&h.chunk_id).is_some());
+    let texts: Vec<&str> = with_text.iter().filter_map(|h| text(&h.chunk_id)).collect();
+    let scores = reranker.score(query, &texts)?;
+    let mut scored: Vec<(f32, RetrievedHit)> = scores.into_iter().zip(with_text).collect();
+    // Ties keep the fused order (the sort is stable).
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let mut head: Vec<RetrievedHit> = scored
+        .into_iter()
+        .enumerate()
+        .map(|(i, (score, mut h))| {
+            h.rerank = Some(StageScore { rank: i + 1, score });
+            h
+        })
+        .collect();
+    head.extend(without);
+    head.append(hits);
+    *hits = head;
+    Ok(())
+}
