@@ -300,7 +300,10 @@ pub fn build_obliqa_retriever(
         }
         None => None,
     };
-    Ok(crate::Retriever { bm25: std::sync::Arc::new(bm25), dense, embedder, fusion: crate::FusionConfig::default() })
+    let mut retriever = crate::Retriever::bm25_only(std::sync::Arc::new(bm25));
+    retriever.dense = dense;
+    retriever.embedder = embedder;
+    Ok(retriever)
 }
 
 /// Runs every question with `method` and averages the metrics at `k`.
@@ -350,21 +353,31 @@ fn passage_vectors(
 
 pub fn evaluate(
     retriever: &crate::Retriever,
+    passages: &[ObliqaPassage],
     questions: &[ObliqaQuestion],
     method: crate::Method,
     k: usize,
 ) -> Result<MethodReport> {
-    let label = match method {
+    let mut label = match method {
         crate::Method::Hybrid => format!("hybrid ({})", retriever.fusion),
         other => other.as_str().to_owned(),
+    };
+    let texts: HashMap<&str, &str> = if retriever.reranker.is_some() {
+        label.push_str(&format!(" + rerank top {}", retriever.rerank_top));
+        passages.iter().map(|p| (p.id.as_str(), p.text.as_str())).collect()
+    } else {
+        HashMap::new()
     };
     let reader = obliqa_reader()?;
     let mut per_question = Vec::with_capacity(questions.len());
     let mut latencies = Vec::with_capacity(questions.len());
     for q in questions {
         let started = std::time::Instant::now();
-        let ranked: Vec<String> = match retriever.search(&reader, &q.question, method, k) {
-            Ok(r) => r.hits.into_iter().map(|h| h.chunk_id).collect(),
+        let ranked: Vec<String> = match retriever.search(&reader, &q.question, method, retriever.depth_for(k)) {
+            Ok(mut r) => {
+                retriever.rerank(&q.question, &mut r.hits, |id| texts.get(id).copied())?;
+                r.hits.into_iter().take(k).map(|h| h.chunk_id).collect()
+            }
             // A question with no indexable words retrieves nothing; it still counts.
             Err(Error::User(UserError::EmptyQuery)) => Vec::new(),
             Err(e) => return Err(e),

@@ -10,6 +10,7 @@ use crate::bm25::Bm25Index;
 use crate::dense::{DenseIndex, DensePlan};
 use crate::embed::Embedder;
 use crate::error::{Error, Result, UserError};
+use crate::rerank::Reranker;
 
 /// Which first stage(s) to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -144,14 +145,21 @@ impl std::str::FromStr for FusionConfig {
     }
 }
 
-/// BM25 and dense indexes plus the embedder that turns questions into vectors.
+/// BM25 and dense indexes plus the embedder that turns questions into vectors, and the optional
+/// reranker the caller applies once it holds the permitted passages' text.
 #[derive(Debug, Clone)]
 pub struct Retriever {
     pub bm25: Arc<Bm25Index>,
     pub dense: Option<Arc<DenseIndex>>,
     pub embedder: Option<Arc<Embedder>>,
     pub fusion: FusionConfig,
+    pub reranker: Option<Arc<dyn Reranker>>,
+    /// How many fused hits the reranker scores.
+    pub rerank_top: usize,
 }
+
+/// Default number of fused hits the reranker scores.
+pub const DEFAULT_RERANK_TOP: usize = 30;
 
 /// Timings of one search, per stage, in microseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -160,6 +168,8 @@ pub struct StageTimings {
     pub embed_us: u64,
     pub dense_us: u64,
     pub fusion_us: u64,
+    /// Set by the caller that runs the reranker stage.
+    pub rerank_us: u64,
 }
 
 /// The result of a search.
@@ -175,6 +185,50 @@ fn micros(since: std::time::Instant) -> u64 {
 }
 
 impl Retriever {
+    /// BM25 alone, the rest off; the dense index, embedder and reranker can be set after.
+    pub fn bm25_only(bm25: Arc<Bm25Index>) -> Self {
+        Self {
+            bm25,
+            dense: None,
+            embedder: None,
+            fusion: FusionConfig::default(),
+            reranker: None,
+            rerank_top: DEFAULT_RERANK_TOP,
+        }
+    }
+
+    /// What the reranker stage does, in words for pages, logs and records.
+    pub fn reranker_status(&self) -> String {
+        match &self.reranker {
+            Some(r) => format!(
+                "on: cross-encoder {} over the top {}",
+                &r.model_id()[..12.min(r.model_id().len())],
+                self.rerank_top
+            ),
+            None => "off: no reranker model is configured".to_owned(),
+        }
+    }
+
+    /// How many hits to ask the first stages for when `k` are wanted: the reranker needs its
+    /// whole window.
+    pub fn depth_for(&self, k: usize) -> usize {
+        if self.reranker.is_some() { k.max(self.rerank_top) } else { k }
+    }
+
+    /// Runs the reranker stage (when configured) over `hits`, whose text `text` gives. Returns
+    /// the time it took in microseconds (0 when off).
+    pub fn rerank<'a>(
+        &self,
+        query: &str,
+        hits: &mut Vec<RetrievedHit>,
+        text: impl Fn(&str) -> Option<&'a str>,
+    ) -> Result<u64> {
+        let Some(reranker) = &self.reranker else { return Ok(0) };
+        let t = std::time::Instant::now();
+        crate::rerank::rerank_hits(reranker.as_ref(), query, hits, text, self.rerank_top)?;
+        Ok(micros(t))
+    }
+
     /// Whether dense retrieval is available (index and embedder both loaded).
     pub fn has_dense(&self) -> bool {
         self.dense.is_some() && self.embedder.is_some()

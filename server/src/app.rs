@@ -5,7 +5,10 @@ use std::sync::Arc;
 
 use actix_web::cookie::Key;
 use actix_web::{App, HttpServer, dev::Server, middleware, web};
-use indexer::{Bm25Index, DenseIndex, DenseItem, Embedder, EmbedderConfig, FusionConfig, IndexedChunk, Retriever};
+use indexer::{
+    Bm25Index, CrossEncoder, DenseIndex, DenseItem, Embedder, EmbedderConfig, IndexedChunk, Reranker, RerankerConfig,
+    Retriever,
+};
 use sha2::{Digest, Sha256};
 
 use crate::documents::DocumentAdmin;
@@ -23,6 +26,8 @@ pub struct Platform {
     /// The embedding model and the dense index built from the stored vectors, when dense
     /// retrieval is on.
     pub dense: Option<(Arc<Embedder>, Arc<DenseIndex>)>,
+    /// The cross-encoder of the reranker stage, when one is configured.
+    pub reranker: Option<Arc<dyn Reranker>>,
     pub settings: Arc<Settings>,
 }
 
@@ -61,7 +66,21 @@ impl Platform {
             }
             None => None,
         };
-        let platform = Self { storage, bm25, dense, settings: Arc::new(settings) };
+        let reranker: Option<Arc<dyn Reranker>> = match &settings.reranker_dir {
+            Some(dir) => {
+                let config = RerankerConfig::new(settings.onnx_runtime_library(), dir);
+                let encoder = tokio::task::spawn_blocking(move || CrossEncoder::load(&config))
+                    .await
+                    .map_err(|e| Error::internal("loading the reranker", e))??;
+                tracing::info!(model = encoder.model_id(), "reranker stage on");
+                Some(Arc::new(encoder))
+            }
+            None => {
+                tracing::info!("reranker stage off: no reranker model is configured (reranker_dir)");
+                None
+            }
+        };
+        let platform = Self { storage, bm25, dense, reranker, settings: Arc::new(settings) };
         if let Some(difference) = platform.bm25_difference().await? {
             // A crash between a database write and the index commit that follows it leaves them
             // apart; the database is the truth, so the index is rebuilt from it.
@@ -185,7 +204,9 @@ impl Platform {
             bm25: Arc::clone(&self.bm25),
             dense: self.dense.as_ref().map(|(_, d)| Arc::clone(d)),
             embedder: self.dense.as_ref().map(|(e, _)| Arc::clone(e)),
-            fusion: FusionConfig::default(),
+            fusion: self.settings.fusion,
+            reranker: self.reranker.clone(),
+            rerank_top: self.settings.rerank_top,
         }
     }
 

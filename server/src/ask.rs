@@ -1,6 +1,7 @@
 //! The ask flow: retrieve passages the actor may read, re-check each one's access against the
 //! database (an index can lag a permission change), and audit the request without its text.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -52,6 +53,7 @@ impl Passage {
                 "bm25": stage(self.scores.bm25),
                 "dense": stage(self.scores.dense),
                 "fused": self.scores.fused,
+                "rerank": stage(self.scores.rerank),
             },
         })
     }
@@ -87,30 +89,55 @@ pub async fn retrieve_checked(
     method: Method,
     limit: usize,
 ) -> Result<CheckedRetrieval> {
-    let retriever = retriever.clone();
+    let depth = retriever.depth_for(limit);
+    let searcher = retriever.clone();
     let owned_reader = reader.clone();
     let owned_question = question.to_owned();
-    let retrieval =
-        tokio::task::spawn_blocking(move || retriever.search(&owned_reader, &owned_question, method, limit))
-            .await
-            .map_err(|e| Error::internal("search task", e))?
-            .map_err(Error::from)?;
+    let retrieval = tokio::task::spawn_blocking(move || searcher.search(&owned_reader, &owned_question, method, depth))
+        .await
+        .map_err(|e| Error::internal("search task", e))?
+        .map_err(Error::from)?;
     let hits = retrieval.hits;
     let ids: Vec<String> = hits.iter().map(|h| h.chunk_id.clone()).collect();
     let stored = storage.chunks_by_ids(&ids).await?;
-    let mut passages = Vec::with_capacity(stored.len());
+    let mut permitted: std::collections::HashMap<String, StoredChunk> = HashMap::new();
     for chunk in stored {
-        if !chunk.acl.permits(reader) {
-            continue;
+        if chunk.acl.permits(reader) {
+            permitted.insert(chunk.id.clone(), chunk);
         }
-        let Some(scores) = hits.iter().find(|h| h.chunk_id == chunk.id).cloned() else { continue };
-        passages.push(Passage { rank: passages.len() + 1, scores, chunk });
     }
-    let withheld = hits.len() - passages.len();
+    let withheld = hits.len() - permitted.len();
     if withheld > 0 {
         tracing::warn!(withheld, "index returned chunks the database no longer holds or permits");
     }
-    Ok(CheckedRetrieval { passages, withheld, dense_plan: retrieval.dense_plan, timings: retrieval.timings })
+    // Only permitted text reaches the reranker.
+    let mut kept: Vec<indexer::RetrievedHit> =
+        hits.into_iter().filter(|h| permitted.contains_key(&h.chunk_id)).collect();
+    let mut timings = retrieval.timings;
+    if retriever.reranker.is_some() {
+        let reranker = retriever.clone();
+        let q = question.to_owned();
+        let texts: HashMap<String, String> = permitted.iter().map(|(id, c)| (id.clone(), c.text.clone())).collect();
+        let (reranked, micros) = tokio::task::spawn_blocking(move || {
+            let micros = reranker.rerank(&q, &mut kept, |id| texts.get(id).map(String::as_str))?;
+            Ok::<_, indexer::Error>((kept, micros))
+        })
+        .await
+        .map_err(|e| Error::internal("rerank task", e))??;
+        kept = reranked;
+        timings.rerank_us = micros;
+    }
+    let passages: Vec<Passage> = kept
+        .into_iter()
+        .take(limit)
+        .filter_map(|scores| {
+            let chunk = permitted.remove(&scores.chunk_id)?;
+            Some((scores, chunk))
+        })
+        .enumerate()
+        .map(|(i, (scores, chunk))| Passage { rank: i + 1, scores, chunk })
+        .collect();
+    Ok(CheckedRetrieval { passages, withheld, dense_plan: retrieval.dense_plan, timings })
 }
 
 /// Everything the ask flow needs.

@@ -24,6 +24,12 @@ struct Cli {
     /// Folder prepared by scripts/setup-models.sh.
     #[arg(long, env = "LEXGATE_MODELS_DIR", global = true)]
     models_dir: Option<PathBuf>,
+    /// Folder of a cross-encoder reranker; the reranker stage is off without one.
+    #[arg(long, env = "LEXGATE_RERANKER_DIR", global = true)]
+    reranker_dir: Option<PathBuf>,
+    /// How BM25 and dense results are fused, e.g. `rrf:k=60` or `convex:bm25=0.5:dense=0.5`.
+    #[arg(long = "fusion-setting", env = "LEXGATE_FUSION", global = true)]
+    fusion_setting: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -157,7 +163,7 @@ enum EvalCommand {
 fn settings_from(cli: &Cli) -> anyhow::Result<Settings> {
     let mut settings = Settings::default();
     if let Some(path) = &cli.config {
-        settings = settings.overlay(SettingsFile::read(path)?);
+        settings = settings.overlay(SettingsFile::read(path)?)?;
     }
     if let Some(v) = &cli.data_dir {
         settings.data_dir = v.clone();
@@ -167,6 +173,12 @@ fn settings_from(cli: &Cli) -> anyhow::Result<Settings> {
     }
     if let Some(v) = &cli.models_dir {
         settings.models_dir = v.clone();
+    }
+    if let Some(v) = &cli.reranker_dir {
+        settings.reranker_dir = Some(v.clone());
+    }
+    if let Some(v) = &cli.fusion_setting {
+        settings.fusion = v.parse()?;
     }
     if let Command::Serve { bind, session_key, oidc_issuer } = &cli.command {
         if let Some(v) = bind {
@@ -233,6 +245,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 v.first().map_or(0, Vec::len),
                 config.onnx_runtime_library.display()
             );
+            match &settings.reranker_dir {
+                Some(dir) => {
+                    let reranker = indexer::CrossEncoder::load(&indexer::RerankerConfig::new(
+                        settings.onnx_runtime_library(),
+                        dir,
+                    ))
+                    .context("loading the reranker")?;
+                    use indexer::Reranker;
+                    println!("reranker ok: cross-encoder {} in {}", reranker.model_id(), dir.display());
+                }
+                None => println!("reranker stage off: no reranker model is configured (--reranker-dir)"),
+            }
         }
         Command::InspectPdf { files, show } => inspect_pdfs(files, *show)?,
         Command::Eval(EvalCommand::Obliqa {
@@ -272,8 +296,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     Ok((method, value))
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
-            let options =
-                EvalOptions { k: *k, limit: *limit, methods, fusions, vector_cache: vector_cache.as_deref(), floors };
+            let options = EvalOptions {
+                k: *k,
+                limit: *limit,
+                methods,
+                fusions,
+                vector_cache: vector_cache.as_deref(),
+                floors,
+                reranker: settings
+                    .reranker_dir
+                    .as_ref()
+                    .map(|dir| indexer::RerankerConfig::new(settings.onnx_runtime_library(), dir)),
+                rerank_top: settings.rerank_top,
+            };
             eval_obliqa(corpus, questions, qrels.as_deref(), &options, embedder, out.as_deref())?;
         }
         Command::Search { tenant, groups, clearance, as_of, method, limit, json, question } => {
@@ -349,6 +384,9 @@ struct EvalOptions<'a> {
     vector_cache: Option<&'a std::path::Path>,
     /// Recall@k floors per method.
     floors: Vec<(indexer::Method, f64)>,
+    /// When set, hybrid is evaluated once more with the reranker stage for each fusion setting.
+    reranker: Option<indexer::RerankerConfig>,
+    rerank_top: usize,
 }
 
 fn eval_obliqa(
@@ -369,23 +407,32 @@ fn eval_obliqa(
     }
     eprintln!("eval: {} passages, {} questions with relevant passages", passages.len(), qs.len());
     let mut last_report = std::time::Instant::now();
-    let retriever =
+    let reranker: Option<std::sync::Arc<dyn indexer::Reranker>> = match &options.reranker {
+        Some(config) => Some(std::sync::Arc::new(indexer::CrossEncoder::load(config).context("loading the reranker")?)),
+        None => None,
+    };
+    let mut retriever =
         eval::build_obliqa_retriever(&passages, embedder, options.vector_cache, &mut |stage, done, total| {
             if done == total || last_report.elapsed().as_secs() >= 10 {
                 eprintln!("eval: {stage} {done}/{total} ({:.0}s)", started.elapsed().as_secs_f64());
                 last_report = std::time::Instant::now();
             }
         })?;
+    retriever.rerank_top = options.rerank_top;
     let ingest_seconds = started.elapsed().as_secs_f64();
     let mut reports = Vec::new();
     for m in &options.methods {
         if *m == indexer::Method::Hybrid {
             for fusion in &options.fusions {
-                let variant = indexer::Retriever { fusion: *fusion, ..retriever.clone() };
-                reports.push(eval::evaluate(&variant, &qs, *m, k)?);
+                let variant = indexer::Retriever { fusion: *fusion, reranker: None, ..retriever.clone() };
+                reports.push(eval::evaluate(&variant, &passages, &qs, *m, k)?);
+                if let Some(reranker) = &reranker {
+                    let reranked = indexer::Retriever { reranker: Some(std::sync::Arc::clone(reranker)), ..variant };
+                    reports.push(eval::evaluate(&reranked, &passages, &qs, *m, k)?);
+                }
             }
         } else {
-            reports.push(eval::evaluate(&retriever, &qs, *m, k)?);
+            reports.push(eval::evaluate(&retriever, &passages, &qs, *m, k)?);
         }
     }
     println!(

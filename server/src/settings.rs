@@ -54,6 +54,13 @@ pub struct Settings {
     pub secure_cookies: bool,
     /// Load the embedding model and search the dense index beside BM25.
     pub dense_retrieval: bool,
+    /// How BM25 and dense results are fused (`rrf:...` or `convex:...`, see `FusionConfig`).
+    pub fusion: indexer::FusionConfig,
+    /// Folder of a cross-encoder (model.onnx with a `logits` output, and tokenizer files). The
+    /// reranker stage is off when absent.
+    pub reranker_dir: Option<PathBuf>,
+    /// How many fused passages the reranker scores.
+    pub rerank_top: usize,
 }
 
 impl Default for Settings {
@@ -69,6 +76,9 @@ impl Default for Settings {
             passages_per_answer: 5,
             secure_cookies: false,
             dense_retrieval: true,
+            fusion: indexer::FusionConfig::default(),
+            reranker_dir: None,
+            rerank_top: indexer::retrieve::DEFAULT_RERANK_TOP,
         }
     }
 }
@@ -87,6 +97,9 @@ pub struct SettingsFile {
     pub passages_per_answer: Option<usize>,
     pub secure_cookies: Option<bool>,
     pub dense_retrieval: Option<bool>,
+    pub fusion: Option<String>,
+    pub reranker_dir: Option<PathBuf>,
+    pub rerank_top: Option<usize>,
 }
 
 impl SettingsFile {
@@ -99,11 +112,26 @@ impl SettingsFile {
 
 impl Settings {
     /// Applies the values present in `file` over `self`.
-    pub fn overlay(mut self, file: SettingsFile) -> Self {
+    pub fn overlay(mut self, file: SettingsFile) -> Result<Self> {
         macro_rules! take {
             ($($field:ident),*) => { $( if let Some(v) = file.$field { self.$field = v; } )* };
         }
-        take!(bind, data_dir, models_dir, session_minutes, passages_per_answer, secure_cookies, dense_retrieval);
+        take!(
+            bind,
+            data_dir,
+            models_dir,
+            session_minutes,
+            passages_per_answer,
+            secure_cookies,
+            dense_retrieval,
+            rerank_top
+        );
+        if let Some(fusion) = &file.fusion {
+            self.fusion = fusion.parse().map_err(|e| Error::user(format!("settings: {}", Error::from(e))))?;
+        }
+        if file.reranker_dir.is_some() {
+            self.reranker_dir = file.reranker_dir;
+        }
         if file.database_url.is_some() {
             self.database_url = file.database_url;
         }
@@ -113,7 +141,7 @@ impl Settings {
         if file.oidc_issuer.is_some() {
             self.oidc_issuer = file.oidc_issuer;
         }
-        self
+        Ok(self)
     }
 
     /// The database URL in effect.
@@ -152,6 +180,9 @@ impl Settings {
         }
         if self.passages_per_answer == 0 || self.passages_per_answer > 50 {
             return Err(Error::user("passages_per_answer must be between 1 and 50"));
+        }
+        if self.rerank_top == 0 || self.rerank_top > 200 {
+            return Err(Error::user("rerank_top must be between 1 and 200"));
         }
         Ok(())
     }

@@ -214,14 +214,17 @@ struct AskView {
 struct ResultsView {
     as_of: String,
     passages: Vec<PassageView>,
+    /// "on: ..." or "off: ..." so the ranking explanation says whether a reranker ran.
+    reranker: String,
 }
 
 fn user_view(actor: &Actor, csrf: String) -> UserView {
     UserView { name: actor.display_name.clone(), tenant: actor.tenant.to_string(), role: actor.role.as_str(), csrf }
 }
 
-fn results_view(outcome: &AskOutcome) -> ResultsView {
+fn results_view(outcome: &AskOutcome, reranker: String) -> ResultsView {
     ResultsView {
+        reranker,
         as_of: outcome.as_of.to_string(),
         passages: outcome
             .passages
@@ -251,6 +254,9 @@ fn score_text(h: &indexer::RetrievedHit) -> String {
         parts.push(format!("dense #{} ({:.2})", s.rank, s.score));
     }
     parts.push(format!("fused {:.4}", h.fused));
+    if let Some(s) = h.rerank {
+        parts.push(format!("rerank #{} ({:.2})", s.rank, s.score));
+    }
     parts.join(" · ")
 }
 
@@ -391,7 +397,7 @@ async fn ask_get(
         None
     } else {
         let request = query.request(state.passages_per_answer).map_err(&err)?;
-        Some(results_view(&state.ask.ask(&actor, &request).await.map_err(&err)?))
+        Some(results_view(&state.ask.ask(&actor, &request).await.map_err(&err)?, state.ask.retriever.reranker_status()))
     };
     if is_htmx(&req) {
         let body = match &results {
@@ -423,7 +429,12 @@ async fn api_ask_get(
     let request = query.request(state.passages_per_answer).map_err(&err)?;
     let outcome = state.ask.ask(&actor, &request).await.map_err(&err)?;
     let passages: Vec<_> = outcome.passages.iter().map(crate::ask::Passage::to_json).collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "as_of": outcome.as_of.to_string(), "passages": passages })))
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "as_of": outcome.as_of.to_string(),
+        "method": outcome.method.as_str(),
+        "reranker": state.ask.retriever.reranker_status(),
+        "passages": passages,
+    })))
 }
 
 /// Static assets are compiled into the binary so the server has no runtime file dependencies.

@@ -6,6 +6,8 @@
 mod bm25;
 mod dense;
 mod embed;
+#[path = "../common/onnx_fixture.rs"]
+mod onnx_fixture;
 mod pdf;
 mod rerank;
 mod support;

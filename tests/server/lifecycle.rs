@@ -291,3 +291,43 @@ async fn reindex_and_crash_recovery_reproduce_the_same_results(backend: Backend)
 }
 
 on_both_backends!(reindex_and_crash_recovery_reproduce_the_same_results);
+
+#[tokio::test]
+async fn the_reranker_stage_reorders_permitted_passages_and_says_it_ran() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = crate::support::settings(Backend::Sqlite, &dir).await;
+    let reranker_dir = dir.path().join("reranker");
+    crate::onnx_fixture::write_model_folder(&reranker_dir, "logits", &settings.models_dir);
+    settings.reranker_dir = Some(reranker_dir);
+    settings.rerank_top = 8;
+    let p = Platform::open_with(settings, Some(shared_embedder())).await.unwrap();
+    p.ingestor().ingest_manifest(&crate::support::corpus_manifest(), "test", &mut |_| {}).await.unwrap();
+    let retriever = p.retriever();
+    assert!(retriever.reranker_status().starts_with("on: cross-encoder"), "{}", retriever.reranker_status());
+
+    let reader = all_seeing("acme-bank");
+    let checked = server::ask::retrieve_checked(
+        &p.storage,
+        &retriever,
+        &reader,
+        "how long are customer records retained",
+        Method::Hybrid,
+        5,
+    )
+    .await
+    .unwrap();
+    assert_eq!(checked.passages.len(), 5);
+    assert!(checked.timings.rerank_us > 0);
+    // The fixture scores a passage by its token count, so the order follows it.
+    let scores: Vec<f32> = checked.passages.iter().map(|p| p.scores.rerank.expect("reranked").score).collect();
+    assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{scores:?}");
+    for (i, passage) in checked.passages.iter().enumerate() {
+        assert_eq!(passage.rank, i + 1);
+        assert_eq!(passage.scores.rerank.unwrap().rank, i + 1);
+        assert!(passage.chunk.acl.permits(&reader));
+        assert!(passage.to_json()["scores"]["rerank"]["score"].is_number());
+    }
+    // Without a reranker the stage says it is off and scores nothing.
+    let (_dir2, plain) = corpus_platform(Backend::Sqlite).await;
+    assert_eq!(plain.retriever().reranker_status(), "off: no reranker model is configured");
+}

@@ -8,6 +8,8 @@ mod cli;
 mod corpus;
 mod ingest;
 mod lifecycle;
+#[path = "../common/onnx_fixture.rs"]
+mod onnx_fixture;
 mod storage;
 mod support;
 mod web;
