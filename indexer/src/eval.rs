@@ -396,3 +396,117 @@ pub fn evaluate(
         latency_p95_ms: pct(0.95),
     })
 }
+
+/// Filtered dense search against exact search over the same visible set, at one selectivity.
+#[derive(Debug, Clone, Serialize)]
+pub struct FilteredRecallRow {
+    /// Share of the index the reader may see.
+    pub selectivity: f64,
+    pub visible: usize,
+    /// The plan the default planner chose.
+    pub plan: String,
+    /// Recall@k of the default planner and its median latency.
+    pub recall: f64,
+    pub p50_ms: f64,
+    /// Recall@k and median latency of filtered graph search forced at this selectivity.
+    pub graph_recall: f64,
+    pub graph_p50_ms: f64,
+}
+
+/// A deterministic value in 0..1000 for position `i` (splitmix64), used to assign vectors to
+/// selectivity groups.
+fn per_mille_of(i: usize) -> u64 {
+    let mut z = (i as u64).wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    (z ^ (z >> 31)) % 1000
+}
+
+/// Measures filtered recall@k at each selectivity (in per mille): vector `i` joins group
+/// `s{p}` when its hash falls under `p`, and a reader of that group searches with every query,
+/// once with the default planner (exact search for small visible sets) and once with filtered
+/// graph search forced. Exact search over the visible set is the reference.
+pub fn filtered_recall(
+    vectors: &[Vec<f32>],
+    queries: &[Vec<f32>],
+    per_mille: &[u64],
+    k: usize,
+) -> Result<Vec<FilteredRecallRow>> {
+    let dimension = vectors.first().map_or(0, Vec::len);
+    let base = obliqa_acl()?;
+    let acls: Vec<crate::ChunkAcl> = (0..vectors.len())
+        .map(|i| {
+            let h = per_mille_of(i);
+            let mut acl = base.clone();
+            acl.allowed_groups = per_mille
+                .iter()
+                .filter(|p| h < **p)
+                .map(|p| crate::GroupName::parse(&format!("s{p}")))
+                .collect::<Result<_>>()?;
+            // A vector in no measured group still needs one group.
+            acl.allowed_groups.insert(crate::GroupName::parse("rest")?);
+            Ok(acl)
+        })
+        .collect::<Result<_>>()?;
+    let ids: Vec<String> = (0..vectors.len()).map(|i| format!("v{i}")).collect();
+    let items: Vec<crate::DenseItem<'_>> = vectors
+        .iter()
+        .enumerate()
+        .map(|(i, v)| crate::DenseItem { chunk_id: &ids[i], document_id: "d", version: 1, acl: &acls[i], vector: v })
+        .collect();
+    let planned = crate::DenseIndex::new(dimension, vectors.len());
+    planned.add(&items)?;
+    let graph_only = crate::DenseIndex::new(dimension, vectors.len()).with_exact_search(0, 0.0);
+    graph_only.add(&items)?;
+
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(0.0)
+    };
+    let mut rows = Vec::new();
+    for p in per_mille {
+        let mut reader = obliqa_reader()?;
+        reader.groups = [crate::GroupName::parse(&format!("s{p}"))?].into_iter().collect();
+        let visible = planned.count_visible(&reader)?;
+        let (mut recall, mut graph_recall) = (0.0, 0.0);
+        let (mut times, mut graph_times) = (Vec::new(), Vec::new());
+        let mut plan = String::new();
+        for q in queries {
+            let exact: BTreeSet<String> =
+                planned.search_exact(&reader, q, k)?.into_iter().map(|h| h.chunk_id).collect();
+            let denominator = exact.len().max(1) as f64;
+            let t = std::time::Instant::now();
+            let (hits, chosen) = planned.search(&reader, q, k)?;
+            times.push(t.elapsed().as_secs_f64() * 1000.0);
+            plan = format!("{chosen:?}");
+            recall += hits.iter().filter(|h| exact.contains(&h.chunk_id)).count() as f64 / denominator;
+            let t = std::time::Instant::now();
+            let (hits, _) = graph_only.search(&reader, q, k)?;
+            graph_times.push(t.elapsed().as_secs_f64() * 1000.0);
+            graph_recall += hits.iter().filter(|h| exact.contains(&h.chunk_id)).count() as f64 / denominator;
+        }
+        let n = queries.len().max(1) as f64;
+        rows.push(FilteredRecallRow {
+            selectivity: *p as f64 / 1000.0,
+            visible,
+            plan,
+            recall: recall / n,
+            p50_ms: median(times),
+            graph_recall: graph_recall / n,
+            graph_p50_ms: median(graph_times),
+        });
+    }
+    Ok(rows)
+}
+
+/// The passage vectors the evaluation uses (from `cache` when it holds them), for measurements
+/// outside the retriever.
+pub fn obliqa_vectors(
+    passages: &[ObliqaPassage],
+    embedder: &crate::Embedder,
+    cache: Option<&Path>,
+    progress: &mut dyn FnMut(usize),
+) -> Result<Vec<Vec<f32>>> {
+    let texts: Vec<&str> = passages.iter().filter(|p| !p.text.trim().is_empty()).map(|p| p.text.as_str()).collect();
+    passage_vectors(embedder, &texts, cache, progress)
+}
