@@ -39,8 +39,9 @@ pub fn chunk_pages(document_id: &str, version: u32, pages: &[PageText]) -> Vec<C
     let mut chunks = Vec::new();
     for page in pages {
         // Headings are tracked line by line so a chunk gets the path in force at its start.
-        let heading_marks = headings.scan_page(&page.text);
-        for (seg_start, seg_end) in segments(&page.text, &heading_marks) {
+        let marks = headings.scan_page(&page.text);
+        let heading_starts: Vec<usize> = marks.iter().filter(|m| m.heading).map(|m| m.byte).collect();
+        for (seg_start, seg_end) in segments(&page.text, &heading_starts) {
             let segment = &page.text[seg_start..seg_end];
             // Byte ranges within the page; a short tail (the end of a paragraph that ran over
             // from the previous chunk) joins the chunk before it rather than standing alone.
@@ -57,13 +58,14 @@ pub fn chunk_pages(document_id: &str, version: u32, pages: &[PageText]) -> Vec<C
                 if !is_meaningful(text) {
                     continue;
                 }
-                // A heading in the first third of the chunk names what the chunk is mostly about.
+                // A heading in the first third of the chunk names what the chunk is mostly about;
+                // paragraph and point markers count where the chunk starts.
                 let horizon = byte_start + text.len() / 3;
-                let path = heading_marks
+                let path = marks
                     .iter()
                     .rev()
-                    .find(|(byte, _)| *byte <= horizon)
-                    .map(|(_, path)| path.clone())
+                    .find(|m| m.byte <= byte_start || (m.heading && m.byte <= horizon))
+                    .map(|m| m.path.clone())
                     .unwrap_or_else(|| headings.before_page.clone());
                 let char_start = page.text[..byte_start].chars().count();
                 let char_end = char_start + text.chars().count();
@@ -85,8 +87,8 @@ pub fn chunk_pages(document_id: &str, version: u32, pages: &[PageText]) -> Vec<C
 
 /// Byte ranges of a page that start at a heading, so a chunk never straddles two numbered points.
 /// A range holding nothing but headings is merged into the next one.
-fn segments(text: &str, marks: &[(usize, String)]) -> Vec<(usize, usize)> {
-    let mut bounds: Vec<usize> = std::iter::once(0).chain(marks.iter().map(|(b, _)| *b)).collect();
+fn segments(text: &str, heading_starts: &[usize]) -> Vec<(usize, usize)> {
+    let mut bounds: Vec<usize> = std::iter::once(0).chain(heading_starts.iter().copied()).collect();
     bounds.push(text.len());
     bounds.dedup();
     let mut out = Vec::new();
@@ -125,35 +127,77 @@ fn chunk_id(document_id: &str, version: u32, page: u32, char_start: usize, text:
     hex::encode(&h.finalize()[..16])
 }
 
-/// Follows "Article 5" / "Section 2" style headings (level 1) and "2.1 Title" style numbered
-/// headings (level 2) across pages.
+/// Follows "Article 5" / "Section 2" style headings (level 1), "2.1 Title" style numbered
+/// headings (level 2), and inside them numbered paragraphs ("2.  Financial entities shall ...")
+/// and points ("(b)  ..."), across pages, giving paths such as "Article 28 > 2 > (b)".
 #[derive(Debug, Default)]
 struct HeadingTracker {
     level1: Option<String>,
     level2: Option<String>,
+    paragraph: Option<String>,
+    point: Option<String>,
+    /// "(ii)" inside "(b)".
+    subpoint: Option<String>,
     /// Path in force at the top of the page being scanned.
     before_page: String,
 }
 
+/// A place on a page where the path changes.
+#[derive(Debug, Clone)]
+struct Mark {
+    /// Byte offset of the line start.
+    byte: usize,
+    /// The path in force from there.
+    path: String,
+    /// Headings start segments; paragraph and point markers only name where a chunk starts.
+    heading: bool,
+}
+
 impl HeadingTracker {
-    /// Returns (byte offset of line start, path in force from there) for each heading on the page.
-    fn scan_page(&mut self, text: &str) -> Vec<(usize, String)> {
+    /// Returns a mark for each heading, paragraph and point that starts a line of the page.
+    fn scan_page(&mut self, text: &str) -> Vec<Mark> {
         self.before_page = self.path();
         let mut marks = Vec::new();
         let mut offset = 0usize;
         for line in text.split_inclusive('\n') {
             let trimmed = line.trim();
-            match heading_level(trimmed) {
+            let heading = match heading_level(trimmed) {
                 Some(1) => {
                     self.level1 = Some(trimmed.to_owned());
                     self.level2 = None;
-                    marks.push((offset, self.path()));
+                    self.paragraph = None;
+                    self.point = None;
+                    self.subpoint = None;
+                    Some(true)
                 }
                 Some(_) => {
                     self.level2 = Some(trimmed.to_owned());
-                    marks.push((offset, self.path()));
+                    self.paragraph = None;
+                    self.point = None;
+                    self.subpoint = None;
+                    Some(true)
                 }
-                None => {}
+                None => match marker(trimmed) {
+                    Some(Marker::Paragraph(label)) => {
+                        self.paragraph = Some(label);
+                        self.point = None;
+                        self.subpoint = None;
+                        Some(false)
+                    }
+                    Some(Marker::Point(label)) => {
+                        if self.point.as_deref().is_some_and(|current| nests_under(&label, current)) {
+                            self.subpoint = Some(label);
+                        } else {
+                            self.point = Some(label);
+                            self.subpoint = None;
+                        }
+                        Some(false)
+                    }
+                    None => None,
+                },
+            };
+            if let Some(heading) = heading {
+                marks.push(Mark { byte: offset, path: self.path(), heading });
             }
             offset += line.len();
         }
@@ -161,12 +205,62 @@ impl HeadingTracker {
     }
 
     fn path(&self) -> String {
-        [self.level1.as_deref(), self.level2.as_deref()].into_iter().flatten().collect::<Vec<_>>().join(" > ")
+        [
+            self.level1.as_deref(),
+            self.level2.as_deref(),
+            self.paragraph.as_deref(),
+            self.point.as_deref(),
+            self.subpoint.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(" > ")
     }
 }
 
+/// A numbered paragraph or a lettered/numbered point opening a line.
+#[derive(Debug, PartialEq, Eq)]
+enum Marker {
+    /// "2." of "2.  Financial entities shall ..."; the label is "2".
+    Paragraph(String),
+    /// "(b)" of "(b)  the register ...", also "(iv)" and "(12)".
+    Point(String),
+}
+
+/// Whether point `label` is a roman-numbered sub-point of the lettered point `current`:
+/// "(ii)" under "(b)". "(i)" after "(h)" (and "(v)" after "(u)", "(x)" after "(w)") is the next
+/// letter instead.
+fn nests_under(label: &str, current: &str) -> bool {
+    let inner = |l: &str| l.trim_start_matches('(').trim_end_matches(')').to_owned();
+    let (label, current) = (inner(label), inner(current));
+    let roman = |s: &str| !s.is_empty() && s.bytes().all(|b| b"ivx".contains(&b));
+    let letter = current.len() == 1 && current.bytes().all(|b| b.is_ascii_lowercase());
+    let next_letter =
+        current.len() == 1 && label.len() == 1 && current.as_bytes()[0].checked_add(1) == Some(label.as_bytes()[0]);
+    roman(&label) && letter && !next_letter
+}
+
+fn marker(line: &str) -> Option<Marker> {
+    let (first, rest) = line.split_once(char::is_whitespace)?;
+    if rest.trim().is_empty() {
+        return None;
+    }
+    if let Some(number) = first.strip_suffix('.')
+        && !number.is_empty()
+        && number.len() <= 3
+        && number.bytes().all(|b| b.is_ascii_digit())
+    {
+        return Some(Marker::Paragraph(number.to_owned()));
+    }
+    let inner = first.strip_prefix('(')?.strip_suffix(')')?;
+    let letters = !inner.is_empty() && inner.len() <= 4 && inner.bytes().all(|b| b.is_ascii_lowercase());
+    let digits = !inner.is_empty() && inner.len() <= 3 && inner.bytes().all(|b| b.is_ascii_digit());
+    (letters || digits).then(|| Marker::Point(first.to_owned()))
+}
+
 fn heading_level(line: &str) -> Option<u8> {
-    if line.is_empty() || line.len() > 90 || line.ends_with('.') || line.ends_with(',') || line.ends_with(';') {
+    if line.is_empty() || line.len() > 90 || line.ends_with(['.', ',', ';', ':']) {
         return None;
     }
     let first = line.split_whitespace().next()?;
@@ -250,5 +344,31 @@ mod tests {
                 text.chars().skip(c.char_start as usize).take((c.char_end - c.char_start) as usize).collect();
             assert_eq!(slice, c.text, "offsets still point at the merged text");
         }
+    }
+
+    #[test]
+    fn paragraphs_points_and_sub_points_extend_the_path() {
+        let text = "Article 28 General principles\n1.  Financial entities shall manage ICT third-party risk:\n(a)  first point of the paragraph with enough words to count;\n(b)  second point:\n(i)  a sub-point in roman numerals with words;\n(ii)  another sub-point with more words here;\n2.  Financial entities shall adopt a strategy on ICT third-party risk for the whole group.";
+        let mut tracker = HeadingTracker::default();
+        let paths: Vec<String> = tracker.scan_page(text).into_iter().map(|m| m.path).collect();
+        assert_eq!(
+            paths,
+            [
+                "Article 28 General principles",
+                "Article 28 General principles > 1",
+                "Article 28 General principles > 1 > (a)",
+                "Article 28 General principles > 1 > (b)",
+                "Article 28 General principles > 1 > (b) > (i)",
+                "Article 28 General principles > 1 > (b) > (ii)",
+                "Article 28 General principles > 2",
+            ]
+        );
+        assert_eq!(marker("(h)  eighth"), Some(Marker::Point("(h)".into())));
+        assert!(!nests_under("(i)", "(h)"), "(i) after (h) is the next letter");
+        assert!(nests_under("(iv)", "(c)"));
+        assert_eq!(marker("12.  twelfth paragraph"), Some(Marker::Paragraph("12".into())));
+        assert_eq!(marker("2019. was a year"), None);
+        assert_eq!(marker("(see below) text"), None);
+        assert_eq!(marker("(a)"), None, "a marker alone on its line carries no text");
     }
 }
