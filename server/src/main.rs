@@ -338,7 +338,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 None
             };
             let fusions = if fusion.is_empty() {
-                vec![indexer::FusionConfig::default()]
+                vec![settings.fusion]
             } else {
                 fusion.iter().filter(|f| !f.is_empty()).map(|f| f.parse()).collect::<Result<_, _>>()?
             };

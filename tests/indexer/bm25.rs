@@ -175,8 +175,9 @@ fn the_index_persists_on_disk_and_reopens() {
 #[test]
 fn fusion_settings_parse_print_and_refuse_nonsense() {
     use indexer::{FusionConfig, FusionKind};
-    let default: FusionConfig = "rrf".parse().unwrap();
-    assert_eq!(default, FusionConfig::default());
+    let rrf: FusionConfig = "rrf".parse().unwrap();
+    assert_eq!(rrf, FusionConfig::rrf());
+    assert_eq!(FusionConfig::default().to_string().parse::<FusionConfig>().unwrap(), FusionConfig::default());
     let weighted: FusionConfig = "rrf:k=20:bm25=1:dense=0.5:candidates=50".parse().unwrap();
     assert_eq!((weighted.rrf_k, weighted.dense_weight, weighted.candidates), (20.0, 0.5, 50));
     assert_eq!(weighted.to_string().parse::<FusionConfig>().unwrap(), weighted);
