@@ -6,6 +6,9 @@ pub use sea_orm_migration::prelude::*;
 mod m20261128_000001_initial;
 mod m20261128_000002_chunk_embeddings;
 mod m20261128_000003_deletion_receipts;
+mod m20261128_000004_audit_chain;
+
+pub use m20261128_000004_audit_chain::GENESIS as AUDIT_GENESIS;
 
 /// Applies every migration in order.
 #[derive(Debug)]
@@ -18,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000001_initial::Migration),
             Box::new(m20261128_000002_chunk_embeddings::Migration),
             Box::new(m20261128_000003_deletion_receipts::Migration),
+            Box::new(m20261128_000004_audit_chain::Migration),
         ]
     }
 }

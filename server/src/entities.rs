@@ -164,6 +164,25 @@ pub mod audit_event {
         pub outcome: String,
         #[sea_orm(column_type = "Text")]
         pub detail: String,
+        /// Hash of the event before this one (the genesis value for the first).
+        pub prev_hash: Option<String>,
+        /// sha256 over this event's content and `prev_hash`.
+        pub hash: Option<String>,
+    }
+    no_relations!();
+}
+
+pub mod audit_head {
+    use sea_orm::entity::prelude::*;
+
+    /// The one row that names the last event of the audit chain.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "audit_head")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: i32,
+        pub last_id: i64,
+        pub last_hash: String,
     }
     no_relations!();
 }

@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod ask;
+pub mod audit;
 pub mod documents;
 pub mod domain;
 pub mod entities;

@@ -59,6 +59,9 @@ enum Command {
     /// Evaluate retrieval on a benchmark.
     #[command(subcommand)]
     Eval(EvalCommand),
+    /// Work with the hash-chained audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Search as a given reader: the same ranked, filtered and database-checked passages the web
     /// app would use. Administrators use it to check what a user can see.
     Search {
@@ -118,6 +121,12 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         show: usize,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Walk the whole chain; fails naming the first edited, removed or moved event.
+    Verify,
 }
 
 #[derive(Debug, Subcommand)]
@@ -422,6 +431,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 report.seconds, report.bm25_chunks, report.vectors, report.embedded, report.consistent
             );
             anyhow::ensure!(report.consistent, "the rebuilt index does not agree with the database");
+        }
+        Command::Audit(AuditCommand::Verify) => {
+            let storage = server::storage::Storage::connect(&settings.database_url()).await?;
+            let v = storage.verify_audit().await?;
+            match &v.problem {
+                None => println!("audit chain intact: {} events, head {}", v.events, v.head),
+                Some(problem) => anyhow::bail!("audit chain broken: {problem} ({} events checked)", v.events),
+            }
         }
         Command::Migrate => {
             let platform = Platform::open(settings).await?;

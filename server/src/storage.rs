@@ -15,8 +15,8 @@ use sea_orm::{
 
 use crate::domain::{Actor, Role};
 use crate::entities::{
-    audit_event, chunk, chunk_embedding, deletion_receipt, document, document_version, ingestion_job, principal,
-    principal_group, tenant,
+    audit_event, audit_head, chunk, chunk_embedding, deletion_receipt, document, document_version, ingestion_job,
+    principal, principal_group, tenant,
 };
 use crate::error::{Error, Result};
 
@@ -62,6 +62,31 @@ pub struct StoredVector {
     pub version: u32,
     pub acl: ChunkAcl,
     pub vector: Vec<f32>,
+}
+
+/// Locks the audit head row for the rest of the transaction and reads it.
+async fn lock_audit_head(txn: &sea_orm::DatabaseTransaction) -> Result<audit_head::Model> {
+    use sea_orm::sea_query::Expr;
+    audit_head::Entity::update_many()
+        .col_expr(audit_head::Column::LastId, Expr::col(audit_head::Column::LastId).into())
+        .filter(audit_head::Column::Id.eq(1))
+        .exec(txn)
+        .await?;
+    audit_head::Entity::find_by_id(1)
+        .one(txn)
+        .await?
+        .ok_or_else(|| Error::Internal("the audit chain head is missing".into()))
+}
+
+async fn set_audit_head(txn: &sea_orm::DatabaseTransaction, last_id: i64, last_hash: String) -> Result<()> {
+    audit_head::Entity::update(audit_head::ActiveModel {
+        id: Set(1),
+        last_id: Set(last_id),
+        last_hash: Set(last_hash),
+    })
+    .exec(txn)
+    .await?;
+    Ok(())
 }
 
 /// sha256 of a chunk's text, the key of the embedding cache.
@@ -173,7 +198,12 @@ impl Storage {
         options.sqlx_logging(false).max_connections(8);
         let db = Database::connect(options).await?;
         Migrator::up(&db, None).await?;
-        Ok(Self { db })
+        let storage = Self { db };
+        let sealed = storage.seal_audit().await?;
+        if sealed > 0 {
+            tracing::info!(sealed, "audit events written before the hash chain were sealed into it");
+        }
+        Ok(storage)
     }
 
     /// Which backend this is ("sqlite" or "postgres"), for logs and health pages.
@@ -699,20 +729,101 @@ impl Storage {
         Ok(out)
     }
 
-    /// Appends an event to the audit log.
+    /// Appends an event to the hash-chained audit log. The head row is locked first (an UPDATE
+    /// takes the row lock on PostgreSQL and the write lock on SQLite), so concurrent appends from
+    /// any number of processes form one chain.
     pub async fn append_audit(&self, e: AuditRecord) -> Result<()> {
-        audit_event::Entity::insert(audit_event::ActiveModel {
-            at: Set(Utc::now()),
+        let txn = self.db.begin().await?;
+        let head = lock_audit_head(&txn).await?;
+        // Microseconds: what PostgreSQL keeps, so the hash of the stored value is the one computed.
+        let at = chrono::SubsecRound::trunc_subsecs(Utc::now(), 6);
+        let detail = e.detail.to_string();
+        let hash = crate::audit::event_hash(
+            &at,
+            &e.actor,
+            e.tenant.as_deref(),
+            &e.action,
+            &e.outcome,
+            &detail,
+            &head.last_hash,
+        );
+        let inserted = audit_event::Entity::insert(audit_event::ActiveModel {
+            at: Set(at),
             actor: Set(e.actor),
             tenant_id: Set(e.tenant),
             action: Set(e.action),
             outcome: Set(e.outcome),
-            detail: Set(e.detail.to_string()),
+            detail: Set(detail),
+            prev_hash: Set(Some(head.last_hash)),
+            hash: Set(Some(hash.clone())),
             ..Default::default()
         })
-        .exec(&self.db)
+        .exec(&txn)
         .await?;
+        set_audit_head(&txn, inserted.last_insert_id, hash).await?;
+        txn.commit().await?;
         Ok(())
+    }
+
+    /// Chains events that have no hash yet because they were written before the chain existed,
+    /// in id order. This happens once, while the chain is still empty: a row added outside
+    /// lexgate later is never sealed, and `verify_audit` reports it. Returns how many were sealed.
+    pub async fn seal_audit(&self) -> Result<u64> {
+        let txn = self.db.begin().await?;
+        let head = lock_audit_head(&txn).await?;
+        if head.last_id != 0 {
+            return Ok(0);
+        }
+        let unsealed = audit_event::Entity::find()
+            .filter(audit_event::Column::Hash.is_null())
+            .filter(audit_event::Column::Id.gt(head.last_id))
+            .order_by_asc(audit_event::Column::Id)
+            .all(&txn)
+            .await?;
+        let mut last = (head.last_id, head.last_hash);
+        let count = unsealed.len() as u64;
+        for e in unsealed {
+            let at = chrono::SubsecRound::trunc_subsecs(e.at, 6);
+            let hash = crate::audit::event_hash(
+                &at,
+                &e.actor,
+                e.tenant_id.as_deref(),
+                &e.action,
+                &e.outcome,
+                &e.detail,
+                &last.1,
+            );
+            audit_event::Entity::update(audit_event::ActiveModel {
+                id: Set(e.id),
+                at: Set(at),
+                prev_hash: Set(Some(last.1.clone())),
+                hash: Set(Some(hash.clone())),
+                ..Default::default()
+            })
+            .exec(&txn)
+            .await?;
+            last = (e.id, hash);
+        }
+        if count > 0 {
+            set_audit_head(&txn, last.0, last.1).await?;
+        }
+        txn.commit().await?;
+        Ok(count)
+    }
+
+    /// Walks the whole audit chain; the result names the first edited, removed or moved event.
+    pub async fn verify_audit(&self) -> Result<crate::audit::Verification> {
+        use sea_orm::PaginatorTrait;
+        let head = audit_head::Entity::find_by_id(1)
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| Error::Internal("the audit chain head is missing".into()))?;
+        let mut events = Vec::new();
+        let mut pages = audit_event::Entity::find().order_by_asc(audit_event::Column::Id).paginate(&self.db, 1000);
+        while let Some(page) = pages.fetch_and_next().await? {
+            events.extend(page);
+        }
+        Ok(crate::audit::verify(&events, head.last_id, &head.last_hash))
     }
 
     /// The most recent audit events, newest first.
