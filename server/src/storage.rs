@@ -68,7 +68,7 @@ pub struct StoredVector {
 async fn lock_audit_head(txn: &sea_orm::DatabaseTransaction) -> Result<audit_head::Model> {
     use sea_orm::sea_query::Expr;
     audit_head::Entity::update_many()
-        .col_expr(audit_head::Column::LastId, Expr::col(audit_head::Column::LastId).into())
+        .col_expr(audit_head::Column::LastId, Expr::col(audit_head::Column::LastId))
         .filter(audit_head::Column::Id.eq(1))
         .exec(txn)
         .await?;
