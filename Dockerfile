@@ -25,6 +25,7 @@ WORKDIR /opt/lexgate
 COPY --from=build /src/target/release/lexgate /usr/local/bin/lexgate
 COPY --from=build /src/.lexgate/models /opt/lexgate/models
 COPY --from=build /src/corpus /opt/lexgate/corpus
+COPY --from=build /src/governance /opt/lexgate/governance
 ENV LEXGATE_MODELS_DIR=/opt/lexgate/models \
     LEXGATE_DATA_DIR=/var/lib/lexgate/data \
     LEXGATE_BIND=0.0.0.0:8080 \

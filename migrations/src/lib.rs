@@ -7,6 +7,7 @@ mod m20261128_000001_initial;
 mod m20261128_000002_chunk_embeddings;
 mod m20261128_000003_deletion_receipts;
 mod m20261128_000004_audit_chain;
+mod m20261128_000005_model_inventory;
 
 pub use m20261128_000004_audit_chain::GENESIS as AUDIT_GENESIS;
 
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000002_chunk_embeddings::Migration),
             Box::new(m20261128_000003_deletion_receipts::Migration),
             Box::new(m20261128_000004_audit_chain::Migration),
+            Box::new(m20261128_000005_model_inventory::Migration),
         ]
     }
 }

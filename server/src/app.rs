@@ -80,6 +80,15 @@ impl Platform {
                 None
             }
         };
+        // The models loaded must be the ones the inventory approves.
+        let mut loaded: Vec<(&str, &str)> = Vec::new();
+        if let Some((embedder, _)) = &dense {
+            loaded.push(("embedding", embedder.model_sha256()));
+        }
+        if let Some(reranker) = &reranker {
+            loaded.push(("reranker", reranker.model_id()));
+        }
+        crate::governance::check_inventory(&storage, &settings.governance_dir, &loaded).await?;
         let platform = Self { storage, bm25, dense, reranker, settings: Arc::new(settings) };
         if let Some(difference) = platform.bm25_difference().await? {
             // A crash between a database write and the index commit that follows it leaves them

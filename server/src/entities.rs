@@ -228,3 +228,49 @@ pub mod deletion_receipt {
     }
     no_relations!();
 }
+
+pub mod model_inventory {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "model_inventory")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub role: String,
+        pub artifact_sha256: String,
+        /// The whole entry as JSON (`governance::ModelEntry`).
+        #[sea_orm(column_type = "Text")]
+        pub entry: String,
+        pub updated_at: DateTimeUtc,
+    }
+    no_relations!();
+}
+
+pub mod model_change_record {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "model_change_records")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub role: String,
+        /// JSON object: field -> { "from": ..., "to": ... }.
+        #[sea_orm(column_type = "Text")]
+        pub changes: String,
+        #[sea_orm(column_type = "Text")]
+        pub why: String,
+        #[sea_orm(column_type = "Text")]
+        pub risk: String,
+        #[sea_orm(column_type = "Text")]
+        pub eval_before: String,
+        #[sea_orm(column_type = "Text")]
+        pub eval_after: String,
+        #[sea_orm(column_type = "Text")]
+        pub rollback: String,
+        pub approver: String,
+        pub recorded_by: String,
+        pub at: DateTimeUtc,
+    }
+    no_relations!();
+}

@@ -8,6 +8,7 @@ pub mod documents;
 pub mod domain;
 pub mod entities;
 pub mod error;
+pub mod governance;
 pub mod ingest;
 pub mod manifest;
 pub mod session;

@@ -24,6 +24,9 @@ struct Cli {
     /// Folder prepared by scripts/setup-models.sh.
     #[arg(long, env = "LEXGATE_MODELS_DIR", global = true)]
     models_dir: Option<PathBuf>,
+    /// Folder of the platform's governance records (model inventory); default ./governance.
+    #[arg(long, env = "LEXGATE_GOVERNANCE_DIR", global = true)]
+    governance_dir: Option<PathBuf>,
     /// Folder of a cross-encoder reranker; the reranker stage is off without one.
     #[arg(long, env = "LEXGATE_RERANKER_DIR", global = true)]
     reranker_dir: Option<PathBuf>,
@@ -62,6 +65,9 @@ enum Command {
     /// Work with the hash-chained audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// The model inventory and its change records.
+    #[command(subcommand)]
+    Models(ModelsCommand),
     /// Search as a given reader: the same ranked, filtered and database-checked passages the web
     /// app would use. Administrators use it to check what a user can see.
     Search {
@@ -120,6 +126,32 @@ enum Command {
         /// Print the first N chunks of each file with their page, offsets and heading path.
         #[arg(long, default_value_t = 0)]
         show: usize,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ModelsCommand {
+    /// Print the inventory (seeded from the governance folder) and its change records as JSON.
+    List,
+    /// Change fields of one entry; writes a change record in the same transaction.
+    Change {
+        /// embedding, reranker or answer-composer.
+        role: String,
+        /// field=value (repeatable); list fields take comma-separated values.
+        #[arg(long = "set", required = true)]
+        set: Vec<String>,
+        #[arg(long)]
+        why: String,
+        #[arg(long)]
+        risk: String,
+        #[arg(long, default_value = "")]
+        eval_before: String,
+        #[arg(long, default_value = "")]
+        eval_after: String,
+        #[arg(long)]
+        rollback: String,
+        #[arg(long)]
+        approver: String,
     },
 }
 
@@ -202,6 +234,9 @@ fn settings_from(cli: &Cli) -> anyhow::Result<Settings> {
     }
     if let Some(v) = &cli.models_dir {
         settings.models_dir = v.clone();
+    }
+    if let Some(v) = &cli.governance_dir {
+        settings.governance_dir = v.clone();
     }
     if let Some(v) = &cli.reranker_dir {
         settings.reranker_dir = Some(v.clone());
@@ -431,6 +466,60 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 report.seconds, report.bm25_chunks, report.vectors, report.embedded, report.consistent
             );
             anyhow::ensure!(report.consistent, "the rebuilt index does not agree with the database");
+        }
+        Command::Models(ModelsCommand::List) => {
+            let storage = server::storage::Storage::connect(&settings.database_url()).await?;
+            storage.seed_inventory(&server::governance::read_inventory_file(&settings.governance_dir)?).await?;
+            let records: Vec<serde_json::Value> = storage
+                .change_records()
+                .await?
+                .into_iter()
+                .map(|r| {
+                    serde_json::json!({
+                        "id": r.id, "role": r.role, "at": r.at.to_rfc3339(),
+                        "changes": serde_json::from_str::<serde_json::Value>(&r.changes).unwrap_or_default(),
+                        "why": r.why, "risk": r.risk, "eval_before": r.eval_before, "eval_after": r.eval_after,
+                        "rollback": r.rollback, "approver": r.approver, "recorded_by": r.recorded_by,
+                    })
+                })
+                .collect();
+            let value = serde_json::json!({ "models": storage.inventory().await?, "change_records": records });
+            println!("{}", serde_json::to_string_pretty(&value)?);
+        }
+        Command::Models(ModelsCommand::Change {
+            role,
+            set,
+            why,
+            risk,
+            eval_before,
+            eval_after,
+            rollback,
+            approver,
+        }) => {
+            let storage = server::storage::Storage::connect(&settings.database_url()).await?;
+            storage.seed_inventory(&server::governance::read_inventory_file(&settings.governance_dir)?).await?;
+            let set = set
+                .iter()
+                .map(|kv| {
+                    kv.split_once('=')
+                        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+                        .ok_or_else(|| anyhow::anyhow!("--set takes field=value, not '{kv}'"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let record = storage
+                .change_inventory(&server::governance::ChangeRequest {
+                    role: role.clone(),
+                    set,
+                    why: why.clone(),
+                    risk: risk.clone(),
+                    eval_before: eval_before.clone(),
+                    eval_after: eval_after.clone(),
+                    rollback: rollback.clone(),
+                    approver: approver.clone(),
+                    recorded_by: "cli".to_owned(),
+                })
+                .await?;
+            println!("change record {} written for the {role} entry: {}", record.id, record.changes);
         }
         Command::Audit(AuditCommand::Verify) => {
             let storage = server::storage::Storage::connect(&settings.database_url()).await?;

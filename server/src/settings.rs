@@ -61,6 +61,8 @@ pub struct Settings {
     pub reranker_dir: Option<PathBuf>,
     /// How many fused passages the reranker scores.
     pub rerank_top: usize,
+    /// Folder with the platform's governance records (the model inventory file).
+    pub governance_dir: PathBuf,
 }
 
 impl Default for Settings {
@@ -79,6 +81,7 @@ impl Default for Settings {
             fusion: indexer::FusionConfig::default(),
             reranker_dir: None,
             rerank_top: indexer::retrieve::DEFAULT_RERANK_TOP,
+            governance_dir: PathBuf::from("governance"),
         }
     }
 }
@@ -100,6 +103,7 @@ pub struct SettingsFile {
     pub fusion: Option<String>,
     pub reranker_dir: Option<PathBuf>,
     pub rerank_top: Option<usize>,
+    pub governance_dir: Option<PathBuf>,
 }
 
 impl SettingsFile {
@@ -124,7 +128,8 @@ impl Settings {
             passages_per_answer,
             secure_cookies,
             dense_retrieval,
-            rerank_top
+            rerank_top,
+            governance_dir
         );
         if let Some(fusion) = &file.fusion {
             self.fusion = fusion.parse().map_err(|e| Error::user(format!("settings: {}", Error::from(e))))?;

@@ -206,6 +206,11 @@ impl Storage {
         Ok(storage)
     }
 
+    /// The connection, for modules that keep their own queries beside this one (governance).
+    pub(crate) fn connection(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
     /// Which backend this is ("sqlite" or "postgres"), for logs and health pages.
     pub fn backend_name(&self) -> &'static str {
         match self.db.get_database_backend() {

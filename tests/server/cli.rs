@@ -11,6 +11,7 @@ fn lexgate(data_dir: &Path, args: &[&str]) -> Output {
         .args(args)
         .env("LEXGATE_DATA_DIR", data_dir)
         .env("LEXGATE_MODELS_DIR", models_dir())
+        .current_dir(repo_root())
         .env_remove("DATABASE_URL")
         .env_remove("LEXGATE_CONFIG")
         .env("LEXGATE_LOG", "warn")

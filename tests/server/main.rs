@@ -7,6 +7,7 @@
 mod audit;
 mod cli;
 mod corpus;
+mod governance;
 mod ingest;
 mod lifecycle;
 #[path = "../common/onnx_fixture.rs"]

@@ -73,6 +73,7 @@ pub async fn settings(backend: Backend, dir: &TempDir) -> Settings {
         bind: "127.0.0.1:0".into(),
         session_key: Some(Secret::new("k".repeat(64))),
         models_dir: models_dir(),
+        governance_dir: repo_root().join("governance"),
         ..Settings::default()
     }
 }

@@ -1,0 +1,265 @@
+//! The model inventory: one entry per model role the platform can use, seeded from
+//! `governance/model-inventory.toml` and kept in the database. At every start the sha256 of each
+//! artifact the platform loads must equal its entry's, or the start stops; every edit of an entry
+//! writes a change record (what, why, risk, evaluation before and after, rollback, approver).
+
+use std::path::Path;
+
+use chrono::Utc;
+use sea_orm::ActiveValue::Set;
+use sea_orm::{EntityTrait, QueryOrder, TransactionTrait};
+use serde::{Deserialize, Serialize};
+
+use crate::entities::{model_change_record, model_inventory};
+use crate::error::{Error, Result};
+use crate::storage::Storage;
+
+/// The inventory file in the governance folder.
+pub const INVENTORY_FILE: &str = "model-inventory.toml";
+
+/// One model's inventory entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelEntry {
+    /// What the platform uses it for: `embedding`, `reranker`, `answer-composer`.
+    pub role: String,
+    pub name: String,
+    pub version: String,
+    pub provider: String,
+    pub license: String,
+    /// sha256 of the file the platform loads; empty when there is none.
+    pub artifact_sha256: String,
+    pub artifact_source: String,
+    pub hosting: String,
+    pub approved_environments: Vec<String>,
+    pub approved_use_cases: Vec<String>,
+    pub disallowed_uses: Vec<String>,
+    pub data_sent_to_provider: String,
+    pub retention: String,
+    pub fallback: String,
+    pub evaluation_baseline: String,
+    pub known_limitations: String,
+    pub owner: String,
+    /// YYYY-MM-DD.
+    pub next_review: String,
+    pub model_card: String,
+}
+
+/// Fields `change` may set, and whether each is a list (given comma-separated).
+const FIELDS: [(&str, bool); 18] = [
+    ("name", false),
+    ("version", false),
+    ("provider", false),
+    ("license", false),
+    ("artifact_sha256", false),
+    ("artifact_source", false),
+    ("hosting", false),
+    ("approved_environments", true),
+    ("approved_use_cases", true),
+    ("disallowed_uses", true),
+    ("data_sent_to_provider", false),
+    ("retention", false),
+    ("fallback", false),
+    ("evaluation_baseline", false),
+    ("known_limitations", false),
+    ("owner", false),
+    ("next_review", false),
+    ("model_card", false),
+];
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InventoryFile {
+    models: Vec<ModelEntry>,
+}
+
+/// Reads the inventory file of a governance folder.
+pub fn read_inventory_file(governance_dir: &Path) -> Result<Vec<ModelEntry>> {
+    let path = governance_dir.join(INVENTORY_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        Error::user(format!(
+            "cannot read the model inventory {}: {e} (set governance_dir to the repository's governance folder)",
+            path.display()
+        ))
+    })?;
+    let file: InventoryFile =
+        toml::from_str(&text).map_err(|e| Error::user(format!("model inventory {}: {e}", path.display())))?;
+    let mut roles = std::collections::BTreeSet::new();
+    for m in &file.models {
+        if !roles.insert(m.role.clone()) {
+            return Err(Error::user(format!("model inventory {}: role '{}' appears twice", path.display(), m.role)));
+        }
+        if !m.artifact_sha256.is_empty() && !is_sha256(&m.artifact_sha256) {
+            return Err(Error::user(format!(
+                "model inventory {}: '{}' has an artifact_sha256 that is not 64 hex digits",
+                path.display(),
+                m.role
+            )));
+        }
+    }
+    Ok(file.models)
+}
+
+fn is_sha256(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// A requested edit of an inventory entry and its justification.
+#[derive(Debug, Clone, Default)]
+pub struct ChangeRequest {
+    pub role: String,
+    /// (field, new value); list fields take comma-separated values.
+    pub set: Vec<(String, String)>,
+    pub why: String,
+    pub risk: String,
+    pub eval_before: String,
+    pub eval_after: String,
+    pub rollback: String,
+    pub approver: String,
+    pub recorded_by: String,
+}
+
+impl Storage {
+    /// Every inventory entry, by role.
+    pub async fn inventory(&self) -> Result<Vec<ModelEntry>> {
+        model_inventory::Entity::find()
+            .order_by_asc(model_inventory::Column::Role)
+            .all(self.connection())
+            .await?
+            .into_iter()
+            .map(|row| serde_json::from_str(&row.entry).map_err(|e| Error::internal("reading an inventory entry", e)))
+            .collect()
+    }
+
+    /// Change records, oldest first.
+    pub async fn change_records(&self) -> Result<Vec<model_change_record::Model>> {
+        Ok(model_change_record::Entity::find()
+            .order_by_asc(model_change_record::Column::Id)
+            .all(self.connection())
+            .await?)
+    }
+
+    /// Adds entries for roles the database does not have yet (first start, or a new role).
+    pub async fn seed_inventory(&self, entries: &[ModelEntry]) -> Result<usize> {
+        let known: std::collections::BTreeSet<String> = self.inventory().await?.into_iter().map(|e| e.role).collect();
+        let mut added = 0;
+        for e in entries.iter().filter(|e| !known.contains(&e.role)) {
+            model_inventory::Entity::insert(model_inventory::ActiveModel {
+                role: Set(e.role.clone()),
+                artifact_sha256: Set(e.artifact_sha256.clone()),
+                entry: Set(serde_json::to_string(e).map_err(|err| Error::internal("serialising an entry", err))?),
+                updated_at: Set(Utc::now()),
+            })
+            .exec(self.connection())
+            .await?;
+            added += 1;
+        }
+        Ok(added)
+    }
+
+    /// Applies a change to one entry and writes its change record, in one transaction.
+    pub async fn change_inventory(&self, request: &ChangeRequest) -> Result<model_change_record::Model> {
+        for (label, value) in [("why", &request.why), ("risk", &request.risk), ("rollback", &request.rollback)] {
+            if value.trim().is_empty() {
+                return Err(Error::user(format!("a change record needs '{label}'")));
+            }
+        }
+        if request.approver.trim().is_empty() {
+            return Err(Error::user("a change record needs an approver"));
+        }
+        if request.set.is_empty() {
+            return Err(Error::user("name at least one field to change (--set field=value)"));
+        }
+        let txn = self.connection().begin().await?;
+        let row = model_inventory::Entity::find_by_id(request.role.clone())
+            .one(&txn)
+            .await?
+            .ok_or_else(|| Error::user(format!("no inventory entry for role '{}'", request.role)))?;
+        let mut entry: serde_json::Value =
+            serde_json::from_str(&row.entry).map_err(|e| Error::internal("reading an inventory entry", e))?;
+        let mut changes = serde_json::Map::new();
+        for (field, value) in &request.set {
+            let Some((_, list)) = FIELDS.iter().find(|(name, _)| name == field) else {
+                let names: Vec<&str> = FIELDS.iter().map(|(n, _)| *n).collect();
+                return Err(Error::user(format!("unknown field '{field}' (one of: {})", names.join(", "))));
+            };
+            if *field == "artifact_sha256" && !value.is_empty() && !is_sha256(value) {
+                return Err(Error::user("artifact_sha256 must be 64 hex digits"));
+            }
+            let new = if *list {
+                serde_json::Value::from(
+                    value.split(',').map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned).collect::<Vec<_>>(),
+                )
+            } else {
+                serde_json::Value::from(value.clone())
+            };
+            let old = entry.get(field.as_str()).cloned().unwrap_or(serde_json::Value::Null);
+            changes.insert(field.clone(), serde_json::json!({ "from": old, "to": new }));
+            entry[field.as_str()] = new;
+        }
+        let entry: ModelEntry =
+            serde_json::from_value(entry).map_err(|e| Error::internal("rebuilding an inventory entry", e))?;
+        model_inventory::Entity::update(model_inventory::ActiveModel {
+            role: Set(entry.role.clone()),
+            artifact_sha256: Set(entry.artifact_sha256.clone()),
+            entry: Set(serde_json::to_string(&entry).map_err(|e| Error::internal("serialising an entry", e))?),
+            updated_at: Set(Utc::now()),
+        })
+        .exec(&txn)
+        .await?;
+        let record = model_change_record::Entity::insert(model_change_record::ActiveModel {
+            role: Set(request.role.clone()),
+            changes: Set(serde_json::Value::Object(changes).to_string()),
+            why: Set(request.why.clone()),
+            risk: Set(request.risk.clone()),
+            eval_before: Set(request.eval_before.clone()),
+            eval_after: Set(request.eval_after.clone()),
+            rollback: Set(request.rollback.clone()),
+            approver: Set(request.approver.clone()),
+            recorded_by: Set(request.recorded_by.clone()),
+            at: Set(Utc::now()),
+            ..Default::default()
+        })
+        .exec_with_returning(&txn)
+        .await?;
+        txn.commit().await?;
+        self.append_audit(crate::storage::AuditRecord {
+            actor: request.recorded_by.clone(),
+            tenant: None,
+            action: "change_model_inventory".to_owned(),
+            outcome: "succeeded".to_owned(),
+            detail: serde_json::json!({
+                "role": request.role, "change_record": record.id, "approver": request.approver,
+            }),
+        })
+        .await?;
+        Ok(record)
+    }
+}
+
+/// Seeds the inventory from the governance folder, then checks that every artifact the platform
+/// loaded (role, sha256) is the one its entry names. A mismatch stops the start.
+pub async fn check_inventory(storage: &Storage, governance_dir: &Path, loaded: &[(&str, &str)]) -> Result<()> {
+    let added = storage.seed_inventory(&read_inventory_file(governance_dir)?).await?;
+    if added > 0 {
+        tracing::info!(added, "model inventory entries created from the governance folder");
+    }
+    let inventory = storage.inventory().await?;
+    for (role, sha) in loaded {
+        let Some(entry) = inventory.iter().find(|e| e.role == *role) else {
+            return Err(Error::user(format!(
+                "the {role} model (sha256 {sha}) has no model inventory entry; add one to {}",
+                governance_dir.join(INVENTORY_FILE).display()
+            )));
+        };
+        if entry.artifact_sha256 != *sha {
+            return Err(Error::user(format!(
+                "the {role} model loaded has sha256 {sha}, but the model inventory approves {}; \
+                 refusing to start. Install the approved artifact, or record the change with \
+                 `lexgate models change {role} --set artifact_sha256={sha} --why ... --risk ... --rollback ... --approver ...`",
+                if entry.artifact_sha256.is_empty() { "no artifact" } else { &entry.artifact_sha256 }
+            )));
+        }
+    }
+    Ok(())
+}
