@@ -13,6 +13,7 @@ pub mod embed;
 pub mod error;
 pub mod eval;
 pub mod pdf;
+pub mod pii;
 pub mod rerank;
 pub mod retrieve;
 
@@ -23,5 +24,6 @@ pub use dense::{DenseHit, DenseIndex, DenseItem, DensePlan};
 pub use embed::{Embedder, EmbedderConfig};
 pub use error::{Error, Result, UserError};
 pub use pdf::{PageText, extract_pages, write_text_pdf};
+pub use pii::PiiCounts;
 pub use rerank::{CrossEncoder, Reranker, RerankerConfig, rerank_hits};
 pub use retrieve::{FusionConfig, FusionKind, Method, Retrieval, RetrievedHit, Retriever, StageScore};

@@ -92,6 +92,9 @@ pub mod document_version {
         pub file_sha256: String,
         pub page_count: i32,
         pub ingested_at: DateTimeUtc,
+        /// `storage::VersionScan` as JSON: PII counts by kind and pages without text.
+        #[sea_orm(column_type = "Text")]
+        pub scan_summary: String,
     }
     no_relations!();
 }

@@ -22,6 +22,7 @@ struct Prepared<'m> {
     chunks: Vec<Chunk>,
     /// Already stored with the same content: nothing to do.
     unchanged: bool,
+    scan: crate::storage::VersionScan,
     embeddings: Vec<Vec<f32>>,
 }
 
@@ -79,7 +80,15 @@ fn prepare(entry: &DocumentEntry) -> Result<Prepared<'_>> {
     if chunks.is_empty() {
         return Err(Error::user(format!("document '{}': no passages could be formed from its text", entry.id)));
     }
+    let mut scan = crate::storage::VersionScan::default();
+    for page in &pages {
+        scan.pii.add(&indexer::pii::scan(&page.text));
+        if page.text.trim().is_empty() {
+            scan.pages_without_text += 1;
+        }
+    }
     Ok(Prepared {
+        scan,
         sha256: sha256_hex(&bytes),
         page_count: u32::try_from(pages.len()).unwrap_or(u32::MAX),
         entry,
@@ -251,6 +260,7 @@ impl Ingestor {
             chunks: p.chunks.clone(),
             embeddings: p.embeddings.clone(),
             embedding_model: self.dense.as_ref().map(|(m, _)| m.model_sha256().to_owned()).unwrap_or_default(),
+            scan: p.scan,
         };
         if let Err(err) = self.storage.insert_version(&version).await {
             let _ = std::fs::remove_file(&file_path);

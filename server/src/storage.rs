@@ -52,6 +52,16 @@ pub struct NewVersion {
     pub embeddings: Vec<Vec<f32>>,
     /// sha256 of the embedding model that produced `embeddings`.
     pub embedding_model: String,
+    /// What ingestion found besides the text.
+    pub scan: VersionScan,
+}
+
+/// What ingestion found in a version besides its text: personal data counted by kind (never the
+/// values) and pages without extractable text.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct VersionScan {
+    pub pii: indexer::PiiCounts,
+    pub pages_without_text: u32,
 }
 
 /// A stored vector with what the dense index needs to filter it.
@@ -364,6 +374,7 @@ impl Storage {
             file_sha256: Set(v.file_sha256.clone()),
             page_count: Set(to_i32(v.page_count)),
             ingested_at: Set(now),
+            scan_summary: Set(serde_json::to_string(&v.scan).map_err(|e| Error::internal("serialising a scan", e))?),
         })
         .exec(&txn)
         .await?;
@@ -511,6 +522,15 @@ impl Storage {
             .order_by_asc(document_version::Column::Version)
             .all(&self.db)
             .await?)
+    }
+
+    /// The scan summary of one stored version.
+    pub async fn version_scan(&self, document_id: &str, version: u32) -> Result<Option<VersionScan>> {
+        document_version::Entity::find_by_id(version_row_id(document_id, version))
+            .one(&self.db)
+            .await?
+            .map(|v| serde_json::from_str(&v.scan_summary).map_err(|e| Error::internal("reading a scan", e)))
+            .transpose()
     }
 
     /// Number of chunks stored for one version.

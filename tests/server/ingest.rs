@@ -241,3 +241,27 @@ async fn a_changed_file_under_an_existing_version_is_refused() {
     assert!(progress.iter().all(|o| *o != Outcome::Ingested { chunks: 0 }));
     assert_eq!(p.storage.count_chunks(&TenantId::parse("acme-bank").expect("t")).await.expect("count"), before);
 }
+
+#[tokio::test]
+async fn the_pii_scan_counts_the_planted_values_exactly_and_stores_none_of_them() {
+    let (_dir, p) = corpus_platform(Backend::Sqlite).await;
+    let scan = p.storage.version_scan("borealis-claims-data-handling", 1).await.unwrap().expect("stored");
+    assert_eq!(
+        scan.pii,
+        indexer::PiiCounts { email: 2, phone: 1, iban: 1, payment_card: 1, national_id: 1 },
+        "the planted values in corpus/src/borealis-claims-data-handling.txt"
+    );
+    assert_eq!(scan.pages_without_text, 0);
+    // Every other corpus document is free of personal data.
+    for d in corpus_manifest().documents.iter().filter(|d| d.id != "borealis-claims-data-handling") {
+        let other = p.storage.version_scan(&d.id, d.version).await.unwrap().unwrap();
+        assert_eq!(other.pii.total(), 0, "{}", d.id);
+    }
+    // Only counts are recorded: no planted value appears in the scan or the audit log.
+    let planted = ["privacy-team@borealis.example", "7946 0958", "GB82", "4111 1111", "AB 12 34 56 C"];
+    let summary = serde_json::to_string(&scan).unwrap();
+    let audit: String = p.storage.recent_audit(100).await.unwrap().into_iter().map(|e| e.detail).collect();
+    for value in planted {
+        assert!(!summary.contains(value) && !audit.contains(value), "{value} leaked into a record");
+    }
+}

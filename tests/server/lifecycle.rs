@@ -275,6 +275,7 @@ async fn reindex_and_crash_recovery_reproduce_the_same_results(backend: Backend)
             chunks: version.iter().map(|c| c.chunk.clone()).collect(),
             embeddings: Vec::new(),
             embedding_model: String::new(),
+            scan: Default::default(),
         })
         .await
         .unwrap();
@@ -298,8 +299,29 @@ async fn the_reranker_stage_reorders_permitted_passages_and_says_it_ran() {
     let mut settings = crate::support::settings(Backend::Sqlite, &dir).await;
     let reranker_dir = dir.path().join("reranker");
     crate::onnx_fixture::write_model_folder(&reranker_dir, "logits", &settings.models_dir);
+    let model_sha = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(std::fs::read(reranker_dir.join("model.onnx")).unwrap()))
+    };
     settings.reranker_dir = Some(reranker_dir);
     settings.rerank_top = 8;
+    // An unapproved reranker is refused; approving it is a recorded change.
+    let refused = Platform::open_with(settings.clone(), Some(shared_embedder())).await;
+    assert!(matches!(refused, Err(Error::User(m)) if m.contains("refusing to start")));
+    let storage = Storage::connect(&settings.database_url()).await.unwrap();
+    storage
+        .change_inventory(&server::governance::ChangeRequest {
+            role: "reranker".into(),
+            set: vec![("artifact_sha256".into(), model_sha), ("approved_environments".into(), "test".into())],
+            why: "test fixture cross-encoder".into(),
+            risk: "none: test only".into(),
+            rollback: "clear the sha256".into(),
+            approver: "rita@acme-bank".into(),
+            recorded_by: "test".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     let p = Platform::open_with(settings, Some(shared_embedder())).await.unwrap();
     p.ingestor().ingest_manifest(&crate::support::corpus_manifest(), "test", &mut |_| {}).await.unwrap();
     let retriever = p.retriever();

@@ -66,6 +66,7 @@ async fn documents_chunks_and_principals_round_trip(backend: Backend) {
         chunks: chunks.clone(),
         embeddings: Vec::new(),
         embedding_model: String::new(),
+        scan: Default::default(),
     };
     s.insert_version(&version).await.expect("insert");
     assert!(s.insert_version(&version).await.is_err(), "the same version cannot be written twice");
