@@ -40,6 +40,35 @@ pub const MODEL_FILES: [&str; 5] =
 
 const SETUP_HINT: &str = "run scripts/setup-models.sh";
 
+/// The files of an ONNX model folder (embedder or cross-encoder), read and hashed.
+pub(crate) struct ModelFolder {
+    pub onnx: Vec<u8>,
+    /// sha256 of `model.onnx`: identifies the model in records and the inventory.
+    pub sha256: String,
+    pub tokenizer_files: TokenizerFiles,
+}
+
+/// Reads `model.onnx` and the tokenizer files of `dir`; a missing file is named in the error
+/// with `hint`.
+pub(crate) fn read_model_folder(dir: &Path, hint: &str) -> Result<ModelFolder> {
+    let read = |name: &str| -> Result<Vec<u8>> {
+        let path = dir.join(name);
+        std::fs::read(&path).map_err(|_| UserError::MissingModelFile { path, hint: hint.to_owned() }.into())
+    };
+    let onnx = read("model.onnx")?;
+    let sha256 = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&onnx))
+    };
+    let tokenizer_files = TokenizerFiles {
+        tokenizer_file: read("tokenizer.json")?,
+        config_file: read("config.json")?,
+        special_tokens_map_file: read("special_tokens_map.json")?,
+        tokenizer_config_file: read("tokenizer_config.json")?,
+    };
+    Ok(ModelFolder { onnx, sha256, tokenizer_files })
+}
+
 /// The library loaded into this process, if any: a process can hold only one.
 static LOADED_RUNTIME: Mutex<Option<PathBuf>> = Mutex::new(None);
 
@@ -86,21 +115,8 @@ impl std::fmt::Debug for Embedder {
 impl Embedder {
     /// Loads the runtime and the model. Every missing file is named in the error.
     pub fn load(config: &EmbedderConfig) -> Result<Self> {
-        let read = |name: &str| -> Result<Vec<u8>> {
-            let path = config.model_dir.join(name);
-            std::fs::read(&path).map_err(|_| UserError::MissingModelFile { path, hint: SETUP_HINT.to_owned() }.into())
-        };
-        let onnx = read("model.onnx")?;
-        let model_sha256 = {
-            use sha2::Digest;
-            hex::encode(sha2::Sha256::digest(&onnx))
-        };
-        let tokenizer_files = TokenizerFiles {
-            tokenizer_file: read("tokenizer.json")?,
-            config_file: read("config.json")?,
-            special_tokens_map_file: read("special_tokens_map.json")?,
-            tokenizer_config_file: read("tokenizer_config.json")?,
-        };
+        let ModelFolder { onnx, sha256: model_sha256, tokenizer_files } =
+            read_model_folder(&config.model_dir, SETUP_HINT)?;
         init_onnx_runtime(&config.onnx_runtime_library)?;
         let model = UserDefinedEmbeddingModel::new(onnx, tokenizer_files).with_pooling(Pooling::Mean);
         let mut options = InitOptionsUserDefined::new().with_max_length(config.max_length);

@@ -11,9 +11,9 @@
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use fastembed::{RerankInitOptionsUserDefined, TextRerank, TokenizerFiles, UserDefinedRerankingModel};
+use fastembed::{RerankInitOptionsUserDefined, TextRerank, UserDefinedRerankingModel};
 
-use crate::embed::init_onnx_runtime;
+use crate::embed::{ModelFolder, init_onnx_runtime, read_model_folder};
 use crate::error::{Error, Result, UserError};
 use crate::retrieve::{RetrievedHit, StageScore};
 
@@ -70,23 +70,8 @@ impl CrossEncoder {
     /// Loads the runtime and the model; every missing file is named in the error, and a graph
     /// without a `logits` output is refused here rather than at the first question.
     pub fn load(config: &RerankerConfig) -> Result<Self> {
-        let read = |name: &str| -> Result<Vec<u8>> {
-            let path = config.model_dir.join(name);
-            std::fs::read(&path).map_err(|_| {
-                UserError::MissingModelFile { path, hint: "configure a cross-encoder folder".to_owned() }.into()
-            })
-        };
-        let onnx = read("model.onnx")?;
-        let model_sha256 = {
-            use sha2::Digest;
-            hex::encode(sha2::Sha256::digest(&onnx))
-        };
-        let tokenizer_files = TokenizerFiles {
-            tokenizer_file: read("tokenizer.json")?,
-            config_file: read("config.json")?,
-            special_tokens_map_file: read("special_tokens_map.json")?,
-            tokenizer_config_file: read("tokenizer_config.json")?,
-        };
+        let ModelFolder { onnx, sha256: model_sha256, tokenizer_files } =
+            read_model_folder(&config.model_dir, "configure a cross-encoder folder")?;
         init_onnx_runtime(&config.onnx_runtime_library)?;
         let mut options = RerankInitOptionsUserDefined::new().with_max_length(config.max_length);
         if let Some(threads) = config.threads {

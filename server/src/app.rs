@@ -170,13 +170,7 @@ impl Platform {
                 let items: Vec<DenseItem<'_>> = stored
                     .iter()
                     .filter(|v| ids.contains(v.chunk_id.as_str()))
-                    .map(|v| DenseItem {
-                        chunk_id: &v.chunk_id,
-                        document_id: &v.document_id,
-                        version: v.version,
-                        acl: &v.acl,
-                        vector: &v.vector,
-                    })
+                    .map(crate::storage::StoredVector::as_item)
                     .collect();
                 dense.add(&items)?;
             }
@@ -192,16 +186,7 @@ impl Platform {
     async fn build_dense(storage: &Storage, embedder: &Embedder) -> Result<DenseIndex> {
         let stored = storage.vectors(embedder.model_sha256()).await?;
         let index = DenseIndex::new(embedder.dimension(), stored.len());
-        let items: Vec<DenseItem<'_>> = stored
-            .iter()
-            .map(|v| DenseItem {
-                chunk_id: &v.chunk_id,
-                document_id: &v.document_id,
-                version: v.version,
-                acl: &v.acl,
-                vector: &v.vector,
-            })
-            .collect();
+        let items: Vec<DenseItem<'_>> = stored.iter().map(crate::storage::StoredVector::as_item).collect();
         index.add(&items)?;
         tracing::info!(vectors = stored.len(), "dense index built");
         Ok(index)

@@ -99,6 +99,19 @@ async fn set_audit_head(txn: &sea_orm::DatabaseTransaction, last_id: i64, last_h
     Ok(())
 }
 
+impl StoredVector {
+    /// The vector as the dense index takes it.
+    pub fn as_item(&self) -> indexer::DenseItem<'_> {
+        indexer::DenseItem {
+            chunk_id: &self.chunk_id,
+            document_id: &self.document_id,
+            version: self.version,
+            acl: &self.acl,
+            vector: &self.vector,
+        }
+    }
+}
+
 /// sha256 of a chunk's text, the key of the embedding cache.
 pub fn text_sha256(text: &str) -> String {
     use sha2::Digest;
