@@ -9,6 +9,7 @@ mod m20261128_000003_deletion_receipts;
 mod m20261128_000004_audit_chain;
 mod m20261128_000005_model_inventory;
 mod m20261128_000006_version_scan;
+mod m20261128_000007_data_cards;
 
 pub use m20261128_000004_audit_chain::GENESIS as AUDIT_GENESIS;
 
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000004_audit_chain::Migration),
             Box::new(m20261128_000005_model_inventory::Migration),
             Box::new(m20261128_000006_version_scan::Migration),
+            Box::new(m20261128_000007_data_cards::Migration),
         ]
     }
 }

@@ -89,6 +89,7 @@ impl Platform {
             loaded.push(("reranker", reranker.model_id()));
         }
         crate::governance::check_inventory(&storage, &settings.governance_dir, &loaded).await?;
+        crate::governance::seed_data_cards(&storage, &settings.governance_dir).await?;
         let platform = Self { storage, bm25, dense, reranker, settings: Arc::new(settings) };
         if let Some(difference) = platform.bm25_difference().await? {
             // A crash between a database write and the index commit that follows it leaves them

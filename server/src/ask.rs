@@ -13,6 +13,10 @@ use crate::domain::{Actor, Permission};
 use crate::error::{Error, Result};
 use crate::storage::{AuditRecord, Storage, StoredChunk};
 
+/// Shown when the governance gate withholds a document set.
+pub const DATA_CARD_BLOCKED: &str = "Answers from your organisation's documents are withheld: their data card is not approved. \
+     A reviewer has to approve it first.";
+
 /// Longest question accepted, in characters.
 pub const MAX_QUESTION_CHARS: usize = 2000;
 
@@ -88,7 +92,13 @@ pub async fn retrieve_checked(
     question: &str,
     method: Method,
     limit: usize,
+    data_card_gate: bool,
 ) -> Result<CheckedRetrieval> {
+    // The governance gate comes before any search: nothing of a set whose data card is not
+    // approved is ranked.
+    if data_card_gate && !storage.data_card_approved(reader.tenant.as_str()).await? {
+        return Err(Error::user(DATA_CARD_BLOCKED));
+    }
     let depth = retriever.depth_for(limit);
     let searcher = retriever.clone();
     let owned_reader = reader.clone();
@@ -147,6 +157,8 @@ pub struct AskService {
     pub retriever: Retriever,
     /// Key mixed into the audit log's question hashes so they cannot be reversed by guessing.
     pub audit_hash_key: Arc<[u8]>,
+    /// Documents of a set whose data card is not approved are not retrievable.
+    pub data_card_gate: bool,
 }
 
 impl AskService {
@@ -170,7 +182,32 @@ impl AskService {
         let limit = request.limit.clamp(1, 50);
 
         let method = if self.retriever.has_dense() { Method::Hybrid } else { Method::Bm25 };
-        let checked = retrieve_checked(&self.storage, &self.retriever, &reader, question, method, limit).await?;
+        let checked = match retrieve_checked(
+            &self.storage,
+            &self.retriever,
+            &reader,
+            question,
+            method,
+            limit,
+            self.data_card_gate,
+        )
+        .await
+        {
+            Ok(c) => c,
+            Err(Error::User(msg)) if msg == DATA_CARD_BLOCKED => {
+                self.storage
+                    .append_audit(AuditRecord {
+                        actor: actor.principal_id.clone(),
+                        tenant: Some(actor.tenant.to_string()),
+                        action: "ask".to_owned(),
+                        outcome: "blocked_by_data_card".to_owned(),
+                        detail: serde_json::json!({ "query_hash": self.question_hash(question) }),
+                    })
+                    .await?;
+                return Err(Error::User(msg));
+            }
+            Err(e) => return Err(e),
+        };
         let (passages, withheld) = (checked.passages, checked.withheld);
 
         self.storage

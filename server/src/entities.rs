@@ -277,3 +277,23 @@ pub mod model_change_record {
     }
     no_relations!();
 }
+
+pub mod data_card {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "data_cards")]
+    pub struct Model {
+        /// The document set: a tenant id.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub set_id: String,
+        /// `governance::DataCard` as JSON.
+        #[sea_orm(column_type = "Text")]
+        pub card: String,
+        /// approved, draft or rejected.
+        pub status: String,
+        pub status_by: String,
+        pub updated_at: DateTimeUtc,
+    }
+    no_relations!();
+}

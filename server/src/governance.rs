@@ -263,3 +263,176 @@ pub async fn check_inventory(storage: &Storage, governance_dir: &Path, loaded: &
     }
     Ok(())
 }
+
+/// The data-card file in the governance folder.
+pub const DATA_CARDS_FILE: &str = "data-cards.toml";
+
+/// A document set's data card, as written by people. What the platform measures (personal data,
+/// pages without text, document counts) is added when the card is shown: see [`CardView`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataCard {
+    /// The document set: a tenant's collection.
+    pub set: String,
+    pub name: String,
+    pub source: String,
+    pub license: String,
+    pub sensitivity: String,
+    pub regulated_data: String,
+    pub allowed_uses: Vec<String>,
+    pub prohibited_uses: Vec<String>,
+    pub retention_period: String,
+    pub deletion_process: String,
+    pub access_control_model: String,
+    pub approval_owner: String,
+    /// approved, draft or rejected.
+    pub status: String,
+    pub known_quality_issues: String,
+}
+
+/// Approval states of a data card.
+pub const CARD_STATUSES: [&str; 3] = ["approved", "draft", "rejected"];
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DataCardFile {
+    cards: Vec<DataCard>,
+}
+
+/// Reads the data cards of a governance folder.
+pub fn read_data_cards_file(governance_dir: &Path) -> Result<Vec<DataCard>> {
+    let path = governance_dir.join(DATA_CARDS_FILE);
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| Error::user(format!("cannot read the data cards {}: {e}", path.display())))?;
+    let file: DataCardFile =
+        toml::from_str(&text).map_err(|e| Error::user(format!("data cards {}: {e}", path.display())))?;
+    for card in &file.cards {
+        if !CARD_STATUSES.contains(&card.status.as_str()) {
+            return Err(Error::user(format!(
+                "data cards {}: set '{}' has status '{}' (expected approved, draft or rejected)",
+                path.display(),
+                card.set,
+                card.status
+            )));
+        }
+    }
+    Ok(file.cards)
+}
+
+/// A card with what the platform measured for its set.
+#[derive(Debug, Clone, Serialize)]
+pub struct CardView {
+    #[serde(flatten)]
+    pub card: DataCard,
+    pub status_by: String,
+    pub document_versions: usize,
+    /// Personal data found at ingestion, per document version (counts only).
+    pub pii_by_document: Vec<(String, u32, indexer::PiiCounts)>,
+    pub pii_total: indexer::PiiCounts,
+    pub pages_without_text: u32,
+}
+
+impl Storage {
+    /// Adds cards for sets the database does not have yet.
+    pub async fn seed_data_cards(&self, cards: &[DataCard]) -> Result<usize> {
+        use crate::entities::data_card;
+        let mut added = 0;
+        for c in cards {
+            if data_card::Entity::find_by_id(c.set.clone()).one(self.connection()).await?.is_some() {
+                continue;
+            }
+            data_card::Entity::insert(data_card::ActiveModel {
+                set_id: Set(c.set.clone()),
+                card: Set(serde_json::to_string(c).map_err(|e| Error::internal("serialising a card", e))?),
+                status: Set(c.status.clone()),
+                status_by: Set(format!("{} (governance file)", c.approval_owner)),
+                updated_at: Set(Utc::now()),
+            })
+            .exec(self.connection())
+            .await?;
+            added += 1;
+        }
+        Ok(added)
+    }
+
+    /// Whether the set's card is approved (a set without a card is not).
+    pub async fn data_card_approved(&self, set: &str) -> Result<bool> {
+        use crate::entities::data_card;
+        Ok(data_card::Entity::find_by_id(set.to_owned())
+            .one(self.connection())
+            .await?
+            .is_some_and(|c| c.status == "approved"))
+    }
+
+    /// Sets a card's status and audits it.
+    pub async fn set_data_card_status(&self, set: &str, status: &str, by: &str) -> Result<()> {
+        use crate::entities::data_card;
+        if !CARD_STATUSES.contains(&status) {
+            return Err(Error::user(format!("unknown status '{status}' (expected approved, draft or rejected)")));
+        }
+        let row = data_card::Entity::find_by_id(set.to_owned())
+            .one(self.connection())
+            .await?
+            .ok_or_else(|| Error::user(format!("no data card for set '{set}'")))?;
+        let mut card: DataCard =
+            serde_json::from_str(&row.card).map_err(|e| Error::internal("reading a data card", e))?;
+        let from = row.status.clone();
+        card.status = status.to_owned();
+        data_card::Entity::update(data_card::ActiveModel {
+            set_id: Set(set.to_owned()),
+            card: Set(serde_json::to_string(&card).map_err(|e| Error::internal("serialising a card", e))?),
+            status: Set(status.to_owned()),
+            status_by: Set(by.to_owned()),
+            updated_at: Set(Utc::now()),
+        })
+        .exec(self.connection())
+        .await?;
+        self.append_audit(crate::storage::AuditRecord {
+            actor: by.to_owned(),
+            tenant: Some(set.to_owned()),
+            action: "set_data_card_status".to_owned(),
+            outcome: "succeeded".to_owned(),
+            detail: serde_json::json!({ "set": set, "from": from, "to": status }),
+        })
+        .await
+    }
+
+    /// Every card with its measured fields.
+    pub async fn data_cards(&self) -> Result<Vec<CardView>> {
+        use crate::entities::data_card;
+        let mut out = Vec::new();
+        for row in data_card::Entity::find().order_by_asc(data_card::Column::SetId).all(self.connection()).await? {
+            let card: DataCard =
+                serde_json::from_str(&row.card).map_err(|e| Error::internal("reading a data card", e))?;
+            let scans = self.version_scans_of_tenant(&row.set_id).await?;
+            let mut pii_total = indexer::PiiCounts::default();
+            let mut pages_without_text = 0;
+            for (_, _, scan) in &scans {
+                pii_total.add(&scan.pii);
+                pages_without_text += scan.pages_without_text;
+            }
+            out.push(CardView {
+                card,
+                status_by: row.status_by,
+                document_versions: scans.len(),
+                pii_by_document: scans
+                    .iter()
+                    .filter(|(_, _, s)| s.pii.total() > 0)
+                    .map(|(d, v, s)| (d.clone(), *v, s.pii))
+                    .collect(),
+                pii_total,
+                pages_without_text,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// Seeds the data cards from the governance folder (first start, or a new set).
+pub async fn seed_data_cards(storage: &Storage, governance_dir: &Path) -> Result<()> {
+    let added = storage.seed_data_cards(&read_data_cards_file(governance_dir)?).await?;
+    if added > 0 {
+        tracing::info!(added, "data cards created from the governance folder");
+    }
+    Ok(())
+}

@@ -62,6 +62,9 @@ enum Command {
     /// Evaluate retrieval on a benchmark.
     #[command(subcommand)]
     Eval(EvalCommand),
+    /// Data cards of the document sets and the governance gate.
+    #[command(subcommand)]
+    DataCards(DataCardsCommand),
     /// Work with the hash-chained audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -152,6 +155,22 @@ enum ModelsCommand {
         rollback: String,
         #[arg(long)]
         approver: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DataCardsCommand {
+    /// Print every card with what the platform measured (PII counts, pages without text) as JSON.
+    List,
+    /// Approve, return to draft or reject a set's card; audited.
+    SetStatus {
+        /// The document set (a tenant id).
+        set: String,
+        /// approved, draft or rejected.
+        status: String,
+        /// Who decides (the card's approval owner or a reviewer).
+        #[arg(long)]
+        by: String,
     },
 }
 
@@ -432,6 +451,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 question,
                 method,
                 *limit,
+                platform.settings.data_card_gate,
             )
             .await?;
             print_search(&reader, method, &checked, *json)?;
@@ -520,6 +540,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 })
                 .await?;
             println!("change record {} written for the {role} entry: {}", record.id, record.changes);
+        }
+        Command::DataCards(command) => {
+            let storage = server::storage::Storage::connect(&settings.database_url()).await?;
+            server::governance::seed_data_cards(&storage, &settings.governance_dir).await?;
+            match command {
+                DataCardsCommand::List => println!("{}", serde_json::to_string_pretty(&storage.data_cards().await?)?),
+                DataCardsCommand::SetStatus { set, status, by } => {
+                    storage.set_data_card_status(set, status, by).await?;
+                    println!("data card of '{set}' is now {status}");
+                }
+            }
         }
         Command::Audit(AuditCommand::Verify) => {
             let storage = server::storage::Storage::connect(&settings.database_url()).await?;

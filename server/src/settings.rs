@@ -61,8 +61,10 @@ pub struct Settings {
     pub reranker_dir: Option<PathBuf>,
     /// How many fused passages the reranker scores.
     pub rerank_top: usize,
-    /// Folder with the platform's governance records (the model inventory file).
+    /// Folder with the platform's governance records (model inventory, data cards).
     pub governance_dir: PathBuf,
+    /// Documents of a set whose data card is not approved are not retrievable.
+    pub data_card_gate: bool,
 }
 
 impl Default for Settings {
@@ -82,6 +84,7 @@ impl Default for Settings {
             reranker_dir: None,
             rerank_top: indexer::retrieve::DEFAULT_RERANK_TOP,
             governance_dir: PathBuf::from("governance"),
+            data_card_gate: true,
         }
     }
 }
@@ -104,6 +107,7 @@ pub struct SettingsFile {
     pub reranker_dir: Option<PathBuf>,
     pub rerank_top: Option<usize>,
     pub governance_dir: Option<PathBuf>,
+    pub data_card_gate: Option<bool>,
 }
 
 impl SettingsFile {
@@ -129,7 +133,8 @@ impl Settings {
             secure_cookies,
             dense_retrieval,
             rerank_top,
-            governance_dir
+            governance_dir,
+            data_card_gate
         );
         if let Some(fusion) = &file.fusion {
             self.fusion = fusion.parse().map_err(|e| Error::user(format!("settings: {}", Error::from(e))))?;

@@ -537,6 +537,29 @@ impl Storage {
             .await?)
     }
 
+    /// (document, version, scan) of every stored version of a tenant.
+    pub async fn version_scans_of_tenant(&self, tenant: &str) -> Result<Vec<(String, u32, VersionScan)>> {
+        let docs: Vec<String> = document::Entity::find()
+            .filter(document::Column::TenantId.eq(tenant.to_owned()))
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|d| d.id)
+            .collect();
+        let versions = document_version::Entity::find()
+            .filter(document_version::Column::DocumentId.is_in(docs))
+            .order_by_asc(document_version::Column::Id)
+            .all(&self.db)
+            .await?;
+        versions
+            .into_iter()
+            .map(|v| {
+                let scan = serde_json::from_str(&v.scan_summary).map_err(|e| Error::internal("reading a scan", e))?;
+                Ok((v.document_id, to_u32(v.version), scan))
+            })
+            .collect()
+    }
+
     /// The scan summary of one stored version.
     pub async fn version_scan(&self, document_id: &str, version: u32) -> Result<Option<VersionScan>> {
         document_version::Entity::find_by_id(version_row_id(document_id, version))

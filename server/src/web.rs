@@ -462,7 +462,12 @@ pub fn app_state(
     settings: &crate::settings::Settings,
 ) -> AppState {
     AppState {
-        ask: AskService { storage: storage.clone(), retriever, audit_hash_key },
+        ask: AskService {
+            storage: storage.clone(),
+            retriever,
+            audit_hash_key,
+            data_card_gate: settings.data_card_gate,
+        },
         storage,
         key,
         session_minutes: settings.session_minutes,

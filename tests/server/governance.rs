@@ -72,3 +72,41 @@ async fn the_inventory_blocks_an_unapproved_model_and_records_every_change(backe
 }
 
 on_both_backends!(the_inventory_blocks_an_unapproved_model_and_records_every_change);
+
+#[tokio::test]
+async fn an_unapproved_data_card_makes_its_documents_unretrievable() {
+    let (_dir, p) = crate::support::corpus_platform(Backend::Sqlite).await;
+    let cards = p.storage.data_cards().await.unwrap();
+    assert_eq!(cards.len(), 2);
+    let borealis = cards.iter().find(|c| c.card.set == "borealis-insurance").unwrap();
+    assert_eq!(borealis.card.status, "approved");
+    assert_eq!(borealis.pii_total.total(), 6, "the planted values, counted from the ingestion scans");
+    assert_eq!(borealis.pii_by_document.len(), 1);
+    assert_eq!(borealis.pages_without_text, 0);
+
+    let question = "how long are claim files kept";
+    assert!(!crate::ingest::ask_as(&p, "carol@borealis-insurance", question, None).await.is_empty());
+    p.storage.set_data_card_status("borealis-insurance", "draft", "dan@borealis-insurance").await.unwrap();
+
+    // Withheld for every reader of the set, with a clear message and an audited decision; the
+    // other tenant is unaffected.
+    let carol = p.storage.actor("carol@borealis-insurance").await.unwrap().unwrap();
+    let state = p.app_state().unwrap();
+    let request = server::ask::AskRequest { question: question.into(), as_of: None, limit: 5 };
+    match state.ask.ask(&carol, &request).await {
+        Err(Error::User(msg)) => assert!(msg.contains("data card is not approved"), "{msg}"),
+        other => panic!("expected the gate to withhold answers, got {other:?}"),
+    }
+    let audit = p.storage.recent_audit(5).await.unwrap();
+    assert!(audit.iter().any(|e| e.outcome == "blocked_by_data_card" && e.actor == "carol@borealis-insurance"));
+    assert!(audit.iter().any(|e| e.action == "set_data_card_status"));
+    assert!(!crate::ingest::ask_as(&p, "alice@acme-bank", "retention of customer records", None).await.is_empty());
+
+    // The gate is a setting: off, the set answers again; approved again, it answers with the gate on.
+    let mut ungated = p.app_state().unwrap();
+    ungated.ask.data_card_gate = false;
+    assert!(!ungated.ask.ask(&carol, &request).await.unwrap().passages.is_empty());
+    p.storage.set_data_card_status("borealis-insurance", "approved", "dan@borealis-insurance").await.unwrap();
+    assert!(!state.ask.ask(&carol, &request).await.unwrap().passages.is_empty());
+    assert!(p.storage.set_data_card_status("borealis-insurance", "maybe", "x").await.is_err());
+}

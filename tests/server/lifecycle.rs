@@ -335,6 +335,7 @@ async fn the_reranker_stage_reorders_permitted_passages_and_says_it_ran() {
         "how long are customer records retained",
         Method::Hybrid,
         5,
+        true,
     )
     .await
     .unwrap();
