@@ -182,6 +182,7 @@ impl AskService {
         let limit = request.limit.clamp(1, 50);
 
         let method = if self.retriever.has_dense() { Method::Hybrid } else { Method::Bm25 };
+        let request_id = crate::session::random_hex(8)?;
         let checked = match retrieve_checked(
             &self.storage,
             &self.retriever,
@@ -197,11 +198,16 @@ impl AskService {
             Err(Error::User(msg)) if msg == DATA_CARD_BLOCKED => {
                 self.storage
                     .append_audit(AuditRecord {
-                        actor: actor.principal_id.clone(),
+                        actor: self.principal_ref(actor),
                         tenant: Some(actor.tenant.to_string()),
                         action: "ask".to_owned(),
                         outcome: "blocked_by_data_card".to_owned(),
-                        detail: serde_json::json!({ "query_hash": self.question_hash(question) }),
+                        detail: serde_json::json!({
+                            "request_id": request_id,
+                            "query_hash": self.question_hash(question),
+                            "policy": "blocked: the data card of the document set is not approved",
+                            "latency_ms": started.elapsed().as_millis(),
+                        }),
                     })
                     .await?;
                 return Err(Error::User(msg));
@@ -210,19 +216,31 @@ impl AskService {
         };
         let (passages, withheld) = (checked.passages, checked.withheld);
 
+        let t = checked.timings;
         self.storage
             .append_audit(AuditRecord {
-                actor: actor.principal_id.clone(),
+                actor: self.principal_ref(actor),
                 tenant: Some(actor.tenant.to_string()),
                 action: "ask".to_owned(),
-                outcome: "answered".to_owned(),
+                outcome: if passages.is_empty() { "not_found" } else { "answered" }.to_owned(),
                 detail: serde_json::json!({
+                    "request_id": request_id,
                     "query_hash": self.question_hash(question),
                     "as_of": as_of.to_string(),
                     "chunk_ids": passages.iter().map(|p| p.chunk.id.as_str()).collect::<Vec<_>>(),
                     "withheld": withheld,
                     "method": method.as_str(),
+                    "policy": if self.data_card_gate { "allowed: data card approved" } else { "allowed: data-card gate off" },
+                    "models": {
+                        "embedding": self.retriever.embedder.as_ref().map(|e| e.model_sha256().to_owned()),
+                        "reranker": self.retriever.reranker.as_ref().map(|r| r.model_id().to_owned()),
+                        "fusion": self.retriever.fusion.to_string(),
+                    },
                     "latency_ms": started.elapsed().as_millis(),
+                    "stages_us": {
+                        "bm25": t.bm25_us, "embed": t.embed_us, "dense": t.dense_us,
+                        "fusion": t.fusion_us, "rerank": t.rerank_us,
+                    },
                 }),
             })
             .await?;
@@ -240,6 +258,12 @@ impl AskService {
                 detail: serde_json::json!({ "role": actor.role.as_str() }),
             })
             .await
+    }
+
+    /// How ask events name the principal: a keyed hash, so the retrieval log does not list who
+    /// asked what in clear, while a reviewer holding the key can still match a known principal.
+    fn principal_ref(&self, actor: &Actor) -> String {
+        format!("principal:{}", &self.question_hash(&format!("principal\0{}", actor.principal_id))[..16])
     }
 
     fn question_hash(&self, question: &str) -> String {

@@ -91,6 +91,17 @@ async fn the_corpus_ingests_and_each_user_sees_only_what_they_may_read(backend: 
     let asks: Vec<_> = events.iter().filter(|e| e.action == "ask").collect();
     assert!(asks.len() >= 10);
     assert!(asks.iter().all(|e| !e.detail.contains("deleting") && e.detail.contains("query_hash")));
+    // Each names its request, the models and fusion used, the policy decision and stage timings,
+    // and the principal only as a keyed hash.
+    for e in &asks {
+        let d: serde_json::Value = serde_json::from_str(&e.detail).unwrap();
+        assert_eq!(d["request_id"].as_str().map(str::len), Some(16));
+        assert_eq!(d["models"]["embedding"].as_str().map(str::len), Some(64));
+        assert!(d["policy"].as_str().is_some_and(|p| p.starts_with("allowed")));
+        assert!(d["stages_us"]["bm25"].is_u64());
+        assert!(e.actor.starts_with("principal:") && !e.actor.contains('@'), "{}", e.actor);
+    }
+    assert!(p.storage.verify_audit().await.unwrap().intact());
 }
 
 on_both_backends!(the_corpus_ingests_and_each_user_sees_only_what_they_may_read);
