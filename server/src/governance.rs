@@ -428,6 +428,12 @@ impl Storage {
     }
 }
 
+/// Seeds both the model inventory and the data cards (commands that run without the platform).
+pub async fn seed_inventory_and_cards(storage: &Storage, governance_dir: &Path) -> Result<()> {
+    storage.seed_inventory(&read_inventory_file(governance_dir)?).await?;
+    seed_data_cards(storage, governance_dir).await
+}
+
 /// Seeds the data cards from the governance folder (first start, or a new set).
 pub async fn seed_data_cards(storage: &Storage, governance_dir: &Path) -> Result<()> {
     let added = storage.seed_data_cards(&read_data_cards_file(governance_dir)?).await?;
@@ -435,4 +441,162 @@ pub async fn seed_data_cards(storage: &Storage, governance_dir: &Path) -> Result
         tracing::info!(added, "data cards created from the governance folder");
     }
     Ok(())
+}
+
+/// The risk questionnaire file in the governance folder.
+pub const RISK_FILE: &str = "risk-classification.toml";
+
+/// The answers of the tier questionnaire.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RiskAnswers {
+    pub use_case: String,
+    pub data_processed: String,
+    pub output_users: String,
+    pub action_follows: String,
+    pub human_override: String,
+    pub failure_visibility: String,
+    pub exposure: String,
+}
+
+/// Each question with its options, option `i` reaching tier `i + 1`.
+const QUESTIONS: [(&str, [&str; 4]); 6] = [
+    ("data_processed", ["public", "internal", "confidential", "special-category personal data"]),
+    ("output_users", ["internal experts", "internal staff", "customers", "automated systems"]),
+    ("action_follows", ["information only", "internal decision", "decision about a customer", "automatic action"]),
+    ("human_override", ["always reviewed", "reviewable", "rarely reviewed", "none"]),
+    ("failure_visibility", ["visible at once", "visible on review", "hidden", "hidden and lasting"]),
+    ("exposure", ["one team", "one organisation", "several organisations", "public"]),
+];
+
+/// A control a tier requires, and whether the platform's state shows it met.
+#[derive(Debug, Clone, Serialize)]
+pub struct ControlStatus {
+    pub control: &'static str,
+    /// The lowest tier that requires it.
+    pub from_tier: u8,
+    pub met: bool,
+    /// What in the platform's state shows it.
+    pub evidence: String,
+}
+
+/// The classification: per-question tiers, the resulting tier and its controls.
+#[derive(Debug, Clone, Serialize)]
+pub struct RiskClassification {
+    pub answers: RiskAnswers,
+    pub question_tiers: Vec<(&'static str, u8)>,
+    pub tier: u8,
+    pub controls: Vec<ControlStatus>,
+}
+
+/// Reads the questionnaire and scores it. An answer that is not one of its question's options is
+/// an error naming the options.
+pub fn classify(governance_dir: &Path) -> Result<(RiskAnswers, Vec<(&'static str, u8)>, u8)> {
+    let path = governance_dir.join(RISK_FILE);
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| Error::user(format!("cannot read the risk classification {}: {e}", path.display())))?;
+    let answers: RiskAnswers =
+        toml::from_str(&text).map_err(|e| Error::user(format!("risk classification {}: {e}", path.display())))?;
+    let value = serde_json::to_value(&answers).map_err(|e| Error::internal("reading answers", e))?;
+    let mut tiers = Vec::new();
+    for (question, options) in QUESTIONS {
+        let answer = value[question].as_str().unwrap_or_default();
+        let Some(i) = options.iter().position(|o| *o == answer) else {
+            return Err(Error::user(format!(
+                "risk classification {}: {question} = '{answer}' is not one of: {}",
+                path.display(),
+                options.join(", ")
+            )));
+        };
+        tiers.push((question, u8::try_from(i + 1).unwrap_or(4)));
+    }
+    let tier = tiers.iter().map(|(_, t)| *t).max().unwrap_or(1);
+    Ok((answers, tiers, tier))
+}
+
+/// Classifies the deployment and checks the controls its tier requires against the platform's
+/// state: settings, the audit chain, the model inventory, data cards, deletion receipts and the
+/// release gate.
+pub async fn risk_classification(
+    storage: &Storage,
+    settings: &crate::settings::Settings,
+) -> Result<RiskClassification> {
+    use crate::entities::deletion_receipt;
+    let (answers, question_tiers, tier) = classify(&settings.governance_dir)?;
+    let audit = storage.verify_audit().await?;
+    let cards = storage.data_cards().await?;
+    let unapproved: Vec<&str> =
+        cards.iter().filter(|c| c.card.status != "approved").map(|c| c.card.set.as_str()).collect();
+    let receipts = deletion_receipt::Entity::find().all(storage.connection()).await?;
+    let failed_receipts = receipts.iter().filter(|r| !r.post_check_passed).count();
+    let inventory = storage.inventory().await?;
+    let loaded_checked = inventory.iter().any(|e| e.role == "embedding" && !e.artifact_sha256.is_empty());
+    let oversight = settings.governance_dir.join("oversight-plan.md").is_file();
+    let mut controls = vec![
+        ControlStatus {
+            control: "access filter inside every index query, re-checked against the database",
+            from_tier: 1,
+            met: true,
+            evidence: "built into every search path (indexer invariant); tests compare index filters with the ACL rule"
+                .into(),
+        },
+        ControlStatus {
+            control: "append-only, hash-chained audit log, intact",
+            from_tier: 1,
+            met: audit.intact(),
+            evidence: match &audit.problem {
+                None => format!("audit verify: {} events intact, head {}", audit.events, &audit.head[..12]),
+                Some(p) => format!("audit verify failed: {p}"),
+            },
+        },
+        ControlStatus {
+            control: "model inventory entry with a pinned artifact for every loaded model",
+            from_tier: 2,
+            met: loaded_checked,
+            evidence: format!(
+                "{} inventory entries; loaded artifacts are checked against them at every start",
+                inventory.len()
+            ),
+        },
+        ControlStatus {
+            control: "approved data card for every document set, and the governance gate on",
+            from_tier: 2,
+            met: settings.data_card_gate && unapproved.is_empty() && !cards.is_empty(),
+            evidence: if unapproved.is_empty() {
+                format!("{} cards approved; gate {}", cards.len(), if settings.data_card_gate { "on" } else { "off" })
+            } else {
+                format!("not approved: {}", unapproved.join(", "))
+            },
+        },
+        ControlStatus {
+            control: "deletion across every store with receipts whose post-check passed",
+            from_tier: 2,
+            met: failed_receipts == 0,
+            evidence: format!("{} receipts, {failed_receipts} with a failed post-check", receipts.len()),
+        },
+        ControlStatus {
+            control: "evaluation release gate approved for this configuration",
+            from_tier: 3,
+            met: false,
+            evidence: "no release-gate report recorded yet".into(),
+        },
+        ControlStatus {
+            control: "human-oversight plan and incident runbook",
+            from_tier: 3,
+            met: oversight,
+            evidence: if oversight {
+                "governance/oversight-plan.md".into()
+            } else {
+                "no oversight plan in the governance folder".into()
+            },
+        },
+        ControlStatus {
+            control: "independent review before each release",
+            from_tier: 4,
+            met: false,
+            evidence: "not recorded by the platform".into(),
+        },
+    ];
+    controls.retain(|c| c.from_tier <= tier);
+    Ok(RiskClassification { answers, question_tiers, tier, controls })
 }

@@ -62,6 +62,12 @@ enum Command {
     /// Evaluate retrieval on a benchmark.
     #[command(subcommand)]
     Eval(EvalCommand),
+    /// The deployment's risk tier and the controls it requires, met or not from the platform's state.
+    Risk {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Data cards of the document sets and the governance gate.
     #[command(subcommand)]
     DataCards(DataCardsCommand),
@@ -540,6 +546,29 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 })
                 .await?;
             println!("change record {} written for the {role} entry: {}", record.id, record.changes);
+        }
+        Command::Risk { json } => {
+            let storage = server::storage::Storage::connect(&settings.database_url()).await?;
+            server::governance::seed_inventory_and_cards(&storage, &settings.governance_dir).await?;
+            let risk = server::governance::risk_classification(&storage, &settings).await?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&risk)?);
+            } else {
+                println!("Risk tier {} ({})", risk.tier, risk.answers.use_case);
+                for (question, tier) in &risk.question_tiers {
+                    println!("  {question}: tier {tier}");
+                }
+                println!("| control | from tier | met | evidence |\n|---|---|---|---|");
+                for c in &risk.controls {
+                    println!(
+                        "| {} | {} | {} | {} |",
+                        c.control,
+                        c.from_tier,
+                        if c.met { "met" } else { "NOT MET" },
+                        c.evidence
+                    );
+                }
+            }
         }
         Command::DataCards(command) => {
             let storage = server::storage::Storage::connect(&settings.database_url()).await?;

@@ -112,3 +112,33 @@ async fn an_unapproved_data_card_makes_its_documents_unretrievable() {
     assert!(!state.ask.ask(&carol, &request).await.unwrap().passages.is_empty());
     assert!(p.storage.set_data_card_status("borealis-insurance", "maybe", "x").await.is_err());
 }
+
+#[tokio::test]
+async fn the_risk_tier_follows_the_questionnaire_and_controls_follow_the_platform_state() {
+    let (_dir, p) = crate::support::corpus_platform(Backend::Sqlite).await;
+    let risk = server::governance::risk_classification(&p.storage, &p.settings).await.unwrap();
+    assert_eq!(risk.tier, 3, "confidential data and several organisations reach tier 3");
+    let met = |r: &server::governance::RiskClassification, prefix: &str| {
+        r.controls.iter().find(|c| c.control.starts_with(prefix)).map(|c| c.met).expect(prefix)
+    };
+    assert!(met(&risk, "append-only, hash-chained audit log"));
+    assert!(met(&risk, "approved data card"));
+    assert!(!met(&risk, "evaluation release gate"), "no release gate has run yet");
+    assert!(risk.controls.iter().all(|c| c.from_tier <= 3));
+
+    p.storage.set_data_card_status("acme-bank", "draft", "rita@acme-bank").await.unwrap();
+    let risk = server::governance::risk_classification(&p.storage, &p.settings).await.unwrap();
+    assert!(!met(&risk, "approved data card"));
+
+    // An answer that is not an option is refused, naming the options.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("risk-classification.toml"),
+        std::fs::read_to_string(p.settings.governance_dir.join("risk-classification.toml"))
+            .unwrap()
+            .replace("exposure = \"several organisations\"", "exposure = \"the moon\""),
+    )
+    .unwrap();
+    let err = server::governance::classify(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("the moon") && err.contains("several organisations"), "{err}");
+}
