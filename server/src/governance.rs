@@ -491,7 +491,7 @@ pub struct RiskClassification {
 
 /// Reads the questionnaire and scores it. An answer that is not one of its question's options is
 /// an error naming the options.
-pub fn classify(governance_dir: &Path) -> Result<(RiskAnswers, Vec<(&'static str, u8)>, u8)> {
+pub fn classify(governance_dir: &Path) -> Result<Scored> {
     let path = governance_dir.join(RISK_FILE);
     let text = std::fs::read_to_string(&path)
         .map_err(|e| Error::user(format!("cannot read the risk classification {}: {e}", path.display())))?;
@@ -511,7 +511,15 @@ pub fn classify(governance_dir: &Path) -> Result<(RiskAnswers, Vec<(&'static str
         tiers.push((question, u8::try_from(i + 1).unwrap_or(4)));
     }
     let tier = tiers.iter().map(|(_, t)| *t).max().unwrap_or(1);
-    Ok((answers, tiers, tier))
+    Ok(Scored { answers, question_tiers: tiers, tier })
+}
+
+/// The questionnaire scored: each question's tier and the resulting tier.
+#[derive(Debug, Clone)]
+pub struct Scored {
+    pub answers: RiskAnswers,
+    pub question_tiers: Vec<(&'static str, u8)>,
+    pub tier: u8,
 }
 
 /// Classifies the deployment and checks the controls its tier requires against the platform's
@@ -522,7 +530,7 @@ pub async fn risk_classification(
     settings: &crate::settings::Settings,
 ) -> Result<RiskClassification> {
     use crate::entities::deletion_receipt;
-    let (answers, question_tiers, tier) = classify(&settings.governance_dir)?;
+    let Scored { answers, question_tiers, tier } = classify(&settings.governance_dir)?;
     let audit = storage.verify_audit().await?;
     let cards = storage.data_cards().await?;
     let unapproved: Vec<&str> =
