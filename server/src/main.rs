@@ -62,6 +62,9 @@ enum Command {
     /// Evaluate retrieval on a benchmark.
     #[command(subcommand)]
     Eval(EvalCommand),
+    /// The reviewer's governance packet.
+    #[command(subcommand)]
+    Packet(PacketCommand),
     /// The deployment's risk tier and the controls it requires, met or not from the platform's state.
     Risk {
         /// Print JSON instead of a table.
@@ -161,6 +164,15 @@ enum ModelsCommand {
         rollback: String,
         #[arg(long)]
         approver: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PacketCommand {
+    /// Write the packet (README, then Markdown and JSON per section) as a ZIP file.
+    Export {
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -546,6 +558,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 })
                 .await?;
             println!("change record {} written for the {role} entry: {}", record.id, record.changes);
+        }
+        Command::Packet(PacketCommand::Export { out }) => {
+            let storage = server::storage::Storage::connect(&settings.database_url()).await?;
+            let files = server::packet::build(&storage, &settings).await?;
+            let bytes = server::packet::zip(&files);
+            let tmp = out.with_extension("partial");
+            std::fs::write(&tmp, &bytes)
+                .and_then(|()| std::fs::rename(&tmp, out))
+                .with_context(|| format!("writing {}", out.display()))?;
+            storage
+                .append_audit(server::storage::AuditRecord {
+                    actor: "cli".to_owned(),
+                    tenant: None,
+                    action: "export_packet".to_owned(),
+                    outcome: "succeeded".to_owned(),
+                    detail: serde_json::json!({ "files": files.len(), "bytes": bytes.len() }),
+                })
+                .await?;
+            println!("wrote {} ({} files, {} bytes)", out.display(), files.len(), bytes.len());
         }
         Command::Risk { json } => {
             let storage = server::storage::Storage::connect(&settings.database_url()).await?;

@@ -887,6 +887,23 @@ impl Storage {
         Ok(crate::audit::verify(&events, head.last_id, &head.last_hash))
     }
 
+    /// Audit events counted by action and outcome.
+    pub async fn audit_counts(&self) -> Result<Vec<(String, String, i64)>> {
+        use sea_orm::QuerySelect;
+        Ok(audit_event::Entity::find()
+            .select_only()
+            .column(audit_event::Column::Action)
+            .column(audit_event::Column::Outcome)
+            .column_as(audit_event::Column::Id.count(), "n")
+            .group_by(audit_event::Column::Action)
+            .group_by(audit_event::Column::Outcome)
+            .order_by_asc(audit_event::Column::Action)
+            .order_by_asc(audit_event::Column::Outcome)
+            .into_tuple()
+            .all(&self.db)
+            .await?)
+    }
+
     /// The most recent audit events, newest first.
     pub async fn recent_audit(&self, limit: u64) -> Result<Vec<audit_event::Model>> {
         use sea_orm::QuerySelect;

@@ -142,3 +142,62 @@ async fn the_risk_tier_follows_the_questionnaire_and_controls_follow_the_platfor
     let err = server::governance::classify(dir.path()).unwrap_err().to_string();
     assert!(err.contains("the moon") && err.contains("several organisations"), "{err}");
 }
+
+#[tokio::test]
+async fn the_exported_packet_unzips_with_every_section_and_the_databases_figures() {
+    let (dir, p) = crate::support::corpus_platform(Backend::Sqlite).await;
+    let admin = p.storage.actor("adam@acme-bank").await.unwrap().unwrap();
+    let receipt = p.documents().delete(&admin, "acme-erasure-requests", None, "packet test").await.unwrap();
+    p.storage.change_inventory(&change("answer-composer", &[("next_review", "2027-01-31")])).await.unwrap();
+
+    let files = server::packet::build(&p.storage, &p.settings).await.unwrap();
+    let zip_path = dir.path().join("packet.zip");
+    std::fs::write(&zip_path, server::packet::zip(&files)).unwrap();
+    let out = dir.path().join("packet");
+    let unzip = std::process::Command::new("python3")
+        .args(["-m", "zipfile", "-e"])
+        .arg(&zip_path)
+        .arg(&out)
+        .status()
+        .expect("python3 unzips");
+    assert!(unzip.success());
+    let read = |name: &str| std::fs::read_to_string(out.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let json = |name: &str| serde_json::from_str::<serde_json::Value>(&read(name)).unwrap();
+
+    let readme = read("README.md");
+    for section in [
+        "01-use-case-and-risk",
+        "02-data-cards",
+        "03-model-inventory",
+        "04-change-records",
+        "05-release-gate",
+        "06-audit",
+        "07-deletion-receipts",
+    ] {
+        assert!(readme.contains(&format!("{section}.md")) && readme.contains(&format!("{section}.json")), "{section}");
+    }
+    assert!(readme.contains("08-oversight-plan.md") && readme.contains("09-incident-runbook.md"));
+
+    assert_eq!(json("01-use-case-and-risk.json")["tier"], 3);
+    let cards = json("02-data-cards.json");
+    let borealis = cards.as_array().unwrap().iter().find(|c| c["set"] == "borealis-insurance").unwrap();
+    let stored = p.storage.data_cards().await.unwrap();
+    let stored_borealis = stored.iter().find(|c| c.card.set == "borealis-insurance").unwrap();
+    assert_eq!(borealis["pii_total"]["email"], stored_borealis.pii_total.email);
+    assert_eq!(borealis["document_versions"], stored_borealis.document_versions);
+    assert_eq!(json("03-model-inventory.json").as_array().unwrap().len(), p.storage.inventory().await.unwrap().len());
+    let records = json("04-change-records.json");
+    assert_eq!(records.as_array().unwrap().len(), 1);
+    assert_eq!(records[0]["changes"]["next_review"]["to"], "2027-01-31");
+    assert_eq!(json("05-release-gate.json")["status"], "none yet");
+    let audit = json("06-audit.json");
+    let verification = p.storage.verify_audit().await.unwrap();
+    assert_eq!(audit["verification"]["events"], verification.events);
+    assert!(audit["verification"]["problem"].is_null());
+    let receipts = json("07-deletion-receipts.json");
+    assert_eq!(receipts.as_array().unwrap().len(), 1);
+    assert_eq!(receipts[0]["id"], receipt.id.as_str());
+    assert_eq!(receipts[0]["post_check"]["passed"], true);
+    assert!(read("07-deletion-receipts.md").contains(&receipt.id));
+    assert!(read("08-oversight-plan.md").contains("Risk tier: 3"));
+}

@@ -1,0 +1,315 @@
+//! The governance packet a reviewer exports: one ZIP with a README index and, for each section,
+//! Markdown for people and JSON for tools. Every figure comes from the platform's state at the
+//! time of export; nothing in here is typed by hand.
+
+use std::fmt::Write as _;
+
+use chrono::Utc;
+use sea_orm::{EntityTrait, QueryOrder};
+use serde_json::{Value, json};
+
+use crate::entities::deletion_receipt;
+use crate::error::{Error, Result};
+use crate::governance::risk_classification;
+use crate::settings::Settings;
+use crate::storage::Storage;
+
+/// One file of the packet.
+#[derive(Debug, Clone)]
+pub struct PacketFile {
+    pub name: String,
+    pub bytes: Vec<u8>,
+}
+
+fn json_file(name: &str, value: &Value) -> Result<PacketFile> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| Error::internal("serialising the packet", e))?;
+    Ok(PacketFile { name: name.to_owned(), bytes: text.into_bytes() })
+}
+
+fn md_file(name: &str, text: String) -> PacketFile {
+    PacketFile { name: name.to_owned(), bytes: text.into_bytes() }
+}
+
+/// Markdown table cell: no pipes or line breaks.
+fn cell(v: &str) -> String {
+    v.replace('|', "/").replace('\n', " ")
+}
+
+/// Builds every file of the packet from the platform's state.
+pub async fn build(storage: &Storage, settings: &Settings) -> Result<Vec<PacketFile>> {
+    crate::governance::seed_inventory_and_cards(storage, &settings.governance_dir).await?;
+    let generated = Utc::now().to_rfc3339();
+    let risk = risk_classification(storage, settings).await?;
+    let cards = storage.data_cards().await?;
+    let inventory = storage.inventory().await?;
+    let changes = storage.change_records().await?;
+    let audit = storage.verify_audit().await?;
+    let receipts = deletion_receipt::Entity::find()
+        .order_by_asc(deletion_receipt::Column::DeletedAt)
+        .all(storage.connection())
+        .await?;
+    let counts = storage.audit_counts().await?;
+
+    let mut files = Vec::new();
+
+    // Use case and risk classification.
+    files.push(json_file("01-use-case-and-risk.json", &serde_json::to_value(&risk).unwrap_or_default())?);
+    let mut md =
+        format!("# Use case and risk classification\n\n{}\n\n**Risk tier: {}**\n\n", risk.answers.use_case, risk.tier);
+    md.push_str("| question | tier |\n|---|---|\n");
+    for (q, t) in &risk.question_tiers {
+        let _ = writeln!(md, "| {q} | {t} |");
+    }
+    md.push_str("\n## Controls this tier requires\n\n| control | from tier | status | evidence |\n|---|---|---|---|\n");
+    for c in &risk.controls {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} |",
+            cell(c.control),
+            c.from_tier,
+            if c.met { "met" } else { "NOT MET" },
+            cell(&c.evidence)
+        );
+    }
+    files.push(md_file("01-use-case-and-risk.md", md));
+
+    // Data cards.
+    files.push(json_file("02-data-cards.json", &serde_json::to_value(&cards).unwrap_or_default())?);
+    let mut md = String::from("# Data cards\n");
+    for c in &cards {
+        let _ = write!(
+            md,
+            "\n## {} (`{}`)\n\n| field | value |\n|---|---|\n| status | {} (set by {}) |\n| source | {} |\n| license | {} |\n| sensitivity | {} |\n| regulated data | {} |\n| allowed uses | {} |\n| prohibited uses | {} |\n| retention | {} |\n| deletion process | {} |\n| access-control model | {} |\n| approval owner | {} |\n| document versions | {} |\n| personal data found (counts) | {} e-mail, {} phone, {} IBAN, {} card, {} national id |\n| pages without text | {} |\n| known quality issues | {} |\n",
+            cell(&c.card.name),
+            c.card.set,
+            c.card.status,
+            cell(&c.status_by),
+            cell(&c.card.source),
+            cell(&c.card.license),
+            cell(&c.card.sensitivity),
+            cell(&c.card.regulated_data),
+            cell(&c.card.allowed_uses.join("; ")),
+            cell(&c.card.prohibited_uses.join("; ")),
+            cell(&c.card.retention_period),
+            cell(&c.card.deletion_process),
+            cell(&c.card.access_control_model),
+            cell(&c.card.approval_owner),
+            c.document_versions,
+            c.pii_total.email,
+            c.pii_total.phone,
+            c.pii_total.iban,
+            c.pii_total.payment_card,
+            c.pii_total.national_id,
+            c.pages_without_text,
+            cell(&c.card.known_quality_issues),
+        );
+    }
+    files.push(md_file("02-data-cards.md", md));
+
+    // Model inventory with provenance, and the change records.
+    files.push(json_file("03-model-inventory.json", &serde_json::to_value(&inventory).unwrap_or_default())?);
+    let mut md = String::from(
+        "# Model inventory\n\n| role | name | version | license | artifact sha256 | source | hosting | data sent | fallback | evaluation baseline | owner | next review |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for m in &inventory {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | `{}` | {} | {} | {} | {} | {} | {} | {} |",
+            m.role,
+            cell(&m.name),
+            cell(&m.version),
+            cell(&m.license),
+            if m.artifact_sha256.is_empty() { "none" } else { &m.artifact_sha256 },
+            cell(&m.artifact_source),
+            cell(&m.hosting),
+            cell(&m.data_sent_to_provider),
+            cell(&m.fallback),
+            cell(&m.evaluation_baseline),
+            cell(&m.owner),
+            cell(&m.next_review)
+        );
+    }
+    files.push(md_file("03-model-inventory.md", md));
+    let change_values: Vec<Value> = changes
+        .iter()
+        .map(|r| {
+            json!({
+                "id": r.id, "role": r.role, "at": r.at.to_rfc3339(),
+                "changes": serde_json::from_str::<Value>(&r.changes).unwrap_or(Value::Null),
+                "why": r.why, "risk": r.risk, "eval_before": r.eval_before, "eval_after": r.eval_after,
+                "rollback": r.rollback, "approver": r.approver, "recorded_by": r.recorded_by,
+            })
+        })
+        .collect();
+    files.push(json_file("04-change-records.json", &Value::from(change_values))?);
+    let mut md = format!("# Change records\n\n{} records.\n\n", changes.len());
+    if !changes.is_empty() {
+        md.push_str("| id | role | when | changes | why | risk | eval before | eval after | rollback | approver |\n|---|---|---|---|---|---|---|---|---|---|\n");
+    }
+    for r in &changes {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.id,
+            r.role,
+            r.at.to_rfc3339(),
+            cell(&r.changes),
+            cell(&r.why),
+            cell(&r.risk),
+            cell(&r.eval_before),
+            cell(&r.eval_after),
+            cell(&r.rollback),
+            cell(&r.approver)
+        );
+    }
+    files.push(md_file("04-change-records.md", md));
+
+    // Release gate (the evaluation issue records it; none yet).
+    files.push(json_file("05-release-gate.json", &json!({ "latest": null, "status": "none yet" }))?);
+    files.push(md_file(
+        "05-release-gate.md",
+        "# Release gate\n\nNone yet: no release-gate report has been recorded by this platform.\n".to_owned(),
+    ));
+
+    // Audit: chain verification and counts.
+    let count_values: Vec<Value> = counts
+        .iter()
+        .map(|(action, outcome, n)| json!({ "action": action, "outcome": outcome, "events": n }))
+        .collect();
+    files.push(json_file("06-audit.json", &json!({ "verification": audit, "counts": count_values }))?);
+    let mut md = format!(
+        "# Audit log\n\nChain verification: **{}** — {} events, head `{}`.\n\n| action | outcome | events |\n|---|---|---|\n",
+        audit.problem.as_deref().unwrap_or("intact"),
+        audit.events,
+        audit.head
+    );
+    for (action, outcome, n) in &counts {
+        let _ = writeln!(md, "| {action} | {outcome} | {n} |");
+    }
+    files.push(md_file("06-audit.md", md));
+
+    // Deletion receipts.
+    let receipt_values: Vec<Value> =
+        receipts.iter().map(|r| serde_json::from_str(&r.receipt).unwrap_or(Value::Null)).collect();
+    files.push(json_file("07-deletion-receipts.json", &Value::from(receipt_values))?);
+    let mut md = format!("# Deletion receipts\n\n{} receipts.\n\n", receipts.len());
+    if !receipts.is_empty() {
+        md.push_str("| receipt | tenant | document | versions | by | when | reason | post-check |\n|---|---|---|---|---|---|---|---|\n");
+    }
+    for r in &receipts {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.id,
+            r.tenant_id,
+            r.document_id,
+            r.versions,
+            r.requested_by,
+            r.deleted_at.to_rfc3339(),
+            cell(&r.reason),
+            if r.post_check_passed { "passed" } else { "FAILED" }
+        );
+    }
+    files.push(md_file("07-deletion-receipts.md", md));
+
+    // Oversight plan and incident runbook, filled with what the platform knows.
+    let owners: Vec<String> = inventory.iter().map(|m| format!("{} model: {}", m.role, m.owner)).collect();
+    let approvers: Vec<String> = cards.iter().map(|c| format!("{}: {}", c.card.set, c.card.approval_owner)).collect();
+    files.push(md_file(
+        "08-oversight-plan.md",
+        format!(
+            "# Human-oversight plan (template, filled from the platform)\n\n- Risk tier: {}.\n- Model owners: {}.\n- Data-card approvers: {}.\n- Every answer shows its passages and citations; analysts read the cited text before acting.\n- Reviewers check the audit log (chain {}), deletion receipts ({}) and change records ({}) each month.\n- To fill in: who reviews answers that feed decisions, how often, and how disagreements are escalated.\n",
+            risk.tier,
+            owners.join("; "),
+            approvers.join("; "),
+            if audit.intact() { "intact" } else { "BROKEN" },
+            receipts.len(),
+            changes.len()
+        ),
+    ));
+    files.push(md_file(
+        "09-incident-runbook.md",
+        format!(
+            "# Incident runbook (template, filled from the platform)\n\n1. Leak or wrong citation reported: find the ask by request id in the audit log (`lexgate audit verify` first: chain {}).\n2. Withhold a document set at once: `lexgate data-cards set-status SET draft --by YOU` (gate {}).\n3. Retire or delete the document: `lexgate set-status` / `lexgate delete` (the receipt proves removal from every store).\n4. Model fault: roll back per the change record; the platform refuses to start on an artifact the inventory does not approve.\n5. To fill in: contacts, regulator notification deadlines, and post-incident review owner.\n",
+            if audit.intact() { "intact" } else { "BROKEN" },
+            if settings.data_card_gate { "on" } else { "off" }
+        ),
+    ));
+
+    let mut readme = format!(
+        "# lexgate governance packet\n\nGenerated {generated} from the platform's database ({}).\nRisk tier {}; audit chain {}.\n\n| file | contents |\n|---|---|\n",
+        storage.backend_name(),
+        risk.tier,
+        if audit.intact() { "intact" } else { "BROKEN" }
+    );
+    for f in &files {
+        let _ = writeln!(readme, "| {} | {} bytes |", f.name, f.bytes.len());
+    }
+    files.insert(0, md_file("README.md", readme));
+    Ok(files)
+}
+
+/// Writes `files` as a ZIP archive (stored, no compression), in order.
+pub fn zip(files: &[PacketFile]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut central = Vec::new();
+    for f in files {
+        let offset = u32::try_from(out.len()).unwrap_or(u32::MAX);
+        let crc = crc32(&f.bytes);
+        let size = u32::try_from(f.bytes.len()).unwrap_or(u32::MAX);
+        let name = f.name.as_bytes();
+        let name_len = u16::try_from(name.len()).unwrap_or(u16::MAX);
+        // Local file header: version 2.0, no flags, stored, DOS time 0 / date 1980-01-01.
+        out.extend_from_slice(&0x0403_4b50u32.to_le_bytes());
+        out.extend_from_slice(&[20, 0, 0, 0, 0, 0, 0, 0, 0x21, 0]);
+        out.extend_from_slice(&crc.to_le_bytes());
+        out.extend_from_slice(&size.to_le_bytes());
+        out.extend_from_slice(&size.to_le_bytes());
+        out.extend_from_slice(&name_len.to_le_bytes());
+        out.extend_from_slice(&0u16.to_le_bytes());
+        out.extend_from_slice(name);
+        out.extend_from_slice(&f.bytes);
+        // Central directory entry.
+        central.extend_from_slice(&0x0201_4b50u32.to_le_bytes());
+        central.extend_from_slice(&[20, 0, 20, 0, 0, 0, 0, 0, 0, 0, 0x21, 0]);
+        central.extend_from_slice(&crc.to_le_bytes());
+        central.extend_from_slice(&size.to_le_bytes());
+        central.extend_from_slice(&size.to_le_bytes());
+        central.extend_from_slice(&name_len.to_le_bytes());
+        central.extend_from_slice(&[0; 12]);
+        central.extend_from_slice(&offset.to_le_bytes());
+        central.extend_from_slice(name);
+    }
+    let central_offset = u32::try_from(out.len()).unwrap_or(u32::MAX);
+    let central_len = u32::try_from(central.len()).unwrap_or(u32::MAX);
+    let count = u16::try_from(files.len()).unwrap_or(u16::MAX);
+    out.extend_from_slice(&central);
+    out.extend_from_slice(&0x0605_4b50u32.to_le_bytes());
+    out.extend_from_slice(&[0, 0, 0, 0]);
+    out.extend_from_slice(&count.to_le_bytes());
+    out.extend_from_slice(&count.to_le_bytes());
+    out.extend_from_slice(&central_len.to_le_bytes());
+    out.extend_from_slice(&central_offset.to_le_bytes());
+    out.extend_from_slice(&0u16.to_le_bytes());
+    out
+}
+
+/// CRC-32 (IEEE 802.3), as ZIP uses it.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = 0xffff_ffffu32;
+    for b in bytes {
+        crc ^= u32::from(*b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn crc32_matches_the_standard_check_value() {
+        assert_eq!(super::crc32(b"123456789"), 0xcbf4_3926);
+    }
+}
