@@ -887,6 +887,28 @@ impl Storage {
         Ok(crate::audit::verify(&events, head.last_id, &head.last_hash))
     }
 
+    /// One page (from 0) of audit events, newest first, optionally filtered by action and
+    /// outcome, and how many match in all.
+    pub async fn audit_page(
+        &self,
+        page: u64,
+        per_page: u64,
+        action: Option<&str>,
+        outcome: Option<&str>,
+    ) -> Result<(Vec<audit_event::Model>, u64)> {
+        use sea_orm::PaginatorTrait;
+        let mut query = audit_event::Entity::find().order_by_desc(audit_event::Column::Id);
+        if let Some(a) = action {
+            query = query.filter(audit_event::Column::Action.eq(a.to_owned()));
+        }
+        if let Some(o) = outcome {
+            query = query.filter(audit_event::Column::Outcome.eq(o.to_owned()));
+        }
+        let pages = query.paginate(&self.db, per_page.max(1));
+        let total = pages.num_items().await?;
+        Ok((pages.fetch_page(page).await?, total))
+    }
+
     /// Audit events counted by action and outcome.
     pub async fn audit_counts(&self) -> Result<Vec<(String, String, i64)>> {
         use sea_orm::QuerySelect;

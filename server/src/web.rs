@@ -11,7 +11,7 @@ use chrono::NaiveDate;
 use serde::Deserialize;
 
 use crate::ask::{AskOutcome, AskRequest, AskService};
-use crate::domain::Actor;
+use crate::domain::{Actor, Permission};
 use crate::error::Error;
 use crate::session::{self, SignedIn};
 use crate::storage::Storage;
@@ -27,6 +27,8 @@ pub struct AppState {
     /// When an OpenID provider is configured the development sign-in is refused.
     pub oidc_configured: bool,
     pub passages_per_answer: usize,
+    /// For the governance pages (governance folder, gate setting).
+    pub settings: Arc<crate::settings::Settings>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -44,6 +46,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/signout", web::post().to(signout_post))
         .route("/ask", web::get().to(ask_get))
         .route("/api/ask", web::get().to(api_ask_get))
+        .route("/governance", web::get().to(governance_get))
+        .route("/governance/audit", web::get().to(governance_audit_get))
+        .route("/governance/packet.zip", web::get().to(governance_packet_get))
         .route("/static/{name}", web::get().to(static_get));
 }
 
@@ -437,6 +442,183 @@ async fn api_ask_get(
     })))
 }
 
+// ---------------------------------------------------------------------------------------------
+// Governance (reviewers)
+
+/// Lets reviewers through; anyone else is refused and the refusal audited.
+async fn require_reviewer(state: &AppState, actor: &Actor) -> Result<(), Error> {
+    if actor.may(Permission::ReadGovernance) {
+        return Ok(());
+    }
+    state.ask.audit_denial(actor, Permission::ReadGovernance).await?;
+    Err(Error::Forbidden)
+}
+
+struct ControlView {
+    control: String,
+    met: bool,
+    evidence: String,
+}
+
+#[derive(Template)]
+#[template(path = "governance.html")]
+struct GovernanceView {
+    user: UserView,
+    tier: u8,
+    use_case: String,
+    controls: Vec<ControlView>,
+    audit_status: String,
+    audit_events: u64,
+    cards: Vec<(String, String, u32)>,
+    models: Vec<(String, String, String)>,
+}
+
+async fn governance_get(req: HttpRequest, state: web::Data<AppState>, SignedIn(actor): SignedIn) -> WebResult {
+    let err = web_err(&req);
+    require_reviewer(&state, &actor).await.map_err(&err)?;
+    let csrf = session::csrf_for(&req, &state).map_err(&err)?;
+    let risk = crate::governance::risk_classification(&state.storage, &state.settings).await.map_err(&err)?;
+    let audit = state.storage.verify_audit().await.map_err(&err)?;
+    let cards = state.storage.data_cards().await.map_err(&err)?;
+    let models = state.storage.inventory().await.map_err(&err)?;
+    let view = GovernanceView {
+        user: user_view(&actor, csrf.token),
+        tier: risk.tier,
+        use_case: risk.answers.use_case.clone(),
+        controls: risk
+            .controls
+            .iter()
+            .map(|c| ControlView { control: c.control.to_owned(), met: c.met, evidence: c.evidence.clone() })
+            .collect(),
+        audit_status: audit.problem.clone().unwrap_or_else(|| "intact".to_owned()),
+        audit_events: audit.events,
+        cards: cards.iter().map(|c| (c.card.set.clone(), c.card.status.clone(), c.pii_total.total())).collect(),
+        models: models
+            .iter()
+            .map(|m| (m.role.clone(), m.name.clone(), m.artifact_sha256.chars().take(12).collect()))
+            .collect(),
+    };
+    html(view.render(), csrf.new_cookie)
+}
+
+#[derive(Debug, Deserialize)]
+struct AuditQuery {
+    #[serde(default)]
+    page: Option<u64>,
+    #[serde(default)]
+    action: String,
+    #[serde(default)]
+    outcome: String,
+}
+
+struct AuditRow {
+    id: i64,
+    at: String,
+    actor: String,
+    tenant: String,
+    action: String,
+    outcome: String,
+    detail: String,
+}
+
+#[derive(Template)]
+#[template(path = "governance_audit.html")]
+struct AuditView {
+    user: UserView,
+    rows: Vec<AuditRow>,
+    page: u64,
+    pages: u64,
+    total: u64,
+    action: String,
+    outcome: String,
+    previous: Option<String>,
+    next: Option<String>,
+}
+
+const AUDIT_PAGE_SIZE: u64 = 50;
+
+async fn governance_audit_get(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    SignedIn(actor): SignedIn,
+    query: web::Query<AuditQuery>,
+) -> WebResult {
+    let err = web_err(&req);
+    require_reviewer(&state, &actor).await.map_err(&err)?;
+    let csrf = session::csrf_for(&req, &state).map_err(&err)?;
+    let page = query.page.unwrap_or(1).max(1);
+    let filter = |v: &str| Some(v.trim().to_owned()).filter(|v| !v.is_empty());
+    let (action, outcome) = (filter(&query.action), filter(&query.outcome));
+    let (rows, total) = state
+        .storage
+        .audit_page(page - 1, AUDIT_PAGE_SIZE, action.as_deref(), outcome.as_deref())
+        .await
+        .map_err(&err)?;
+    let pages = total.div_ceil(AUDIT_PAGE_SIZE).max(1);
+    let link = |p: u64| {
+        format!(
+            "/governance/audit?page={p}&action={}&outcome={}",
+            urlencoding_lite(action.as_deref().unwrap_or("")),
+            urlencoding_lite(outcome.as_deref().unwrap_or(""))
+        )
+    };
+    let view = AuditView {
+        user: user_view(&actor, csrf.token),
+        rows: rows
+            .into_iter()
+            .map(|e| AuditRow {
+                id: e.id,
+                at: e.at.to_rfc3339(),
+                actor: e.actor,
+                tenant: e.tenant_id.unwrap_or_default(),
+                action: e.action,
+                outcome: e.outcome,
+                detail: e.detail,
+            })
+            .collect(),
+        page,
+        pages,
+        total,
+        action: action.clone().unwrap_or_default(),
+        outcome: outcome.clone().unwrap_or_default(),
+        previous: (page > 1).then(|| link(page - 1)),
+        next: (page < pages).then(|| link(page + 1)),
+    };
+    html(view.render(), csrf.new_cookie)
+}
+
+/// Percent-encodes a query value (letters, digits and `-_.` pass).
+fn urlencoding_lite(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+async fn governance_packet_get(req: HttpRequest, state: web::Data<AppState>, SignedIn(actor): SignedIn) -> WebResult {
+    let err = web_err(&req);
+    require_reviewer(&state, &actor).await.map_err(&err)?;
+    let files = crate::packet::build(&state.storage, &state.settings).await.map_err(&err)?;
+    let bytes = crate::packet::zip(&files);
+    state
+        .storage
+        .append_audit(crate::storage::AuditRecord {
+            actor: actor.principal_id.clone(),
+            tenant: Some(actor.tenant.to_string()),
+            action: "export_packet".to_owned(),
+            outcome: "succeeded".to_owned(),
+            detail: serde_json::json!({ "files": files.len(), "bytes": bytes.len() }),
+        })
+        .await
+        .map_err(&err)?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/zip")
+        .insert_header((header::CONTENT_DISPOSITION, "attachment; filename=\"lexgate-governance-packet.zip\""))
+        .body(bytes))
+}
+
 /// Static assets are compiled into the binary so the server has no runtime file dependencies.
 const STATIC_FILES: [(&str, &str, &[u8]); 2] = [
     ("htmx.min.js", "text/javascript; charset=utf-8", include_bytes!("../../web/static/htmx.min.js")),
@@ -468,6 +650,7 @@ pub fn app_state(
             audit_hash_key,
             data_card_gate: settings.data_card_gate,
         },
+        settings: Arc::new(settings.clone()),
         storage,
         key,
         session_minutes: settings.session_minutes,

@@ -174,3 +174,37 @@ where
         self.send(test::TestRequest::post().uri("/signin/dev").set_form(form)).await.0
     }
 }
+
+#[actix_web::test]
+async fn a_reviewer_reads_the_audit_log_and_downloads_the_packet_and_an_analyst_cannot() {
+    let (_dir, p) = corpus_platform(Backend::Sqlite).await;
+    let mut analyst = browser(&p).await;
+    assert_eq!(analyst.sign_in("alice@acme-bank").await, StatusCode::SEE_OTHER);
+    analyst.get("/ask?q=retention+of+customer+records").await;
+    for uri in ["/governance", "/governance/audit", "/governance/packet.zip"] {
+        let (status, _, body) = analyst.get(uri).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{uri}");
+        assert!(!body.contains("PK") || body.contains("not allowed"), "{uri}");
+    }
+    let denials = p.storage.audit_page(0, 50, Some("read_governance"), Some("denied")).await.unwrap();
+    assert_eq!(denials.1, 3, "every refusal is audited");
+
+    let mut reviewer = browser(&p).await;
+    assert_eq!(reviewer.sign_in("rita@acme-bank").await, StatusCode::SEE_OTHER);
+    let (status, _, page) = reviewer.get("/governance").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("Risk tier 3") && page.contains("audit chain: <strong>intact"), "{page}");
+    assert!(page.contains("borealis-insurance") && page.contains("embedding"));
+
+    let (status, _, log) = reviewer.get("/governance/audit?action=read_governance").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(log.contains("3 events") && log.contains("denied") && log.contains("alice@acme-bank"), "{log}");
+    let (_, _, asks) = reviewer.get("/governance/audit?action=ask").await;
+    assert!(asks.contains("principal:") && !asks.contains("retention of customer records"), "hashed, no question text");
+
+    let (status, headers, zip) = reviewer.get("/governance/packet.zip").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers.get("content-type").map(String::as_str), Some("application/zip"));
+    assert!(headers.get("content-disposition").is_some_and(|d| d.contains("attachment")));
+    assert!(zip.starts_with("PK") && zip.contains("README.md") && zip.contains("06-audit.json"));
+}
