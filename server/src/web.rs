@@ -49,6 +49,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/governance", web::get().to(governance_get))
         .route("/governance/audit", web::get().to(governance_audit_get))
         .route("/governance/packet.zip", web::get().to(governance_packet_get))
+        .route("/api/governance/models", web::get().to(api_models_get))
+        .route("/api/governance/data-cards", web::get().to(api_data_cards_get))
+        .route("/api/governance/risk", web::get().to(api_risk_get))
         .route("/static/{name}", web::get().to(static_get));
 }
 
@@ -585,6 +588,52 @@ async fn governance_audit_get(
         next: (page < pages).then(|| link(page + 1)),
     };
     html(view.render(), csrf.new_cookie)
+}
+
+/// Reviewers, and admins for their own tenant's records, may read the inventory and data cards.
+async fn require_reviewer_or_admin(state: &AppState, actor: &Actor) -> Result<(), Error> {
+    if actor.may(Permission::ReadGovernance) || actor.may(Permission::ManageDocuments) {
+        return Ok(());
+    }
+    state.ask.audit_denial(actor, Permission::ReadGovernance).await?;
+    Err(Error::Forbidden)
+}
+
+async fn api_models_get(req: HttpRequest, state: web::Data<AppState>, SignedIn(actor): SignedIn) -> WebResult {
+    let err = web_err(&req);
+    require_reviewer_or_admin(&state, &actor).await.map_err(&err)?;
+    let models = state.storage.inventory().await.map_err(&err)?;
+    let records = state.storage.change_records().await.map_err(&err)?;
+    let records: Vec<serde_json::Value> = records
+        .into_iter()
+        .map(|r| {
+            serde_json::json!({
+                "id": r.id, "role": r.role, "at": r.at.to_rfc3339(),
+                "changes": serde_json::from_str::<serde_json::Value>(&r.changes).unwrap_or_default(),
+                "why": r.why, "risk": r.risk, "eval_before": r.eval_before, "eval_after": r.eval_after,
+                "rollback": r.rollback, "approver": r.approver,
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "models": models, "change_records": records })))
+}
+
+async fn api_data_cards_get(req: HttpRequest, state: web::Data<AppState>, SignedIn(actor): SignedIn) -> WebResult {
+    let err = web_err(&req);
+    require_reviewer_or_admin(&state, &actor).await.map_err(&err)?;
+    let mut cards = state.storage.data_cards().await.map_err(&err)?;
+    if !actor.may(Permission::ReadGovernance) {
+        // Admins see their own tenant's card only.
+        cards.retain(|c| c.card.set == actor.tenant.as_str());
+    }
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "data_cards": cards })))
+}
+
+async fn api_risk_get(req: HttpRequest, state: web::Data<AppState>, SignedIn(actor): SignedIn) -> WebResult {
+    let err = web_err(&req);
+    require_reviewer(&state, &actor).await.map_err(&err)?;
+    let risk = crate::governance::risk_classification(&state.storage, &state.settings).await.map_err(&err)?;
+    Ok(HttpResponse::Ok().json(risk))
 }
 
 /// Percent-encodes a query value (letters, digits and `-_.` pass).

@@ -207,4 +207,24 @@ async fn a_reviewer_reads_the_audit_log_and_downloads_the_packet_and_an_analyst_
     assert_eq!(headers.get("content-type").map(String::as_str), Some("application/zip"));
     assert!(headers.get("content-disposition").is_some_and(|d| d.contains("attachment")));
     assert!(zip.starts_with("PK") && zip.contains("README.md") && zip.contains("06-audit.json"));
+
+    // The JSON API: reviewers read everything, admins their tenant's card and the inventory,
+    // analysts nothing.
+    let (status, _, risk) = reviewer.get("/api/governance/risk").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&risk).unwrap()["tier"], 3);
+    let (_, _, cards) = reviewer.get("/api/governance/data-cards").await;
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&cards).unwrap()["data_cards"].as_array().unwrap().len(), 2);
+    let mut admin = browser(&p).await;
+    admin.sign_in("adam@acme-bank").await;
+    let (status, _, cards) = admin.get("/api/governance/data-cards").await;
+    assert_eq!(status, StatusCode::OK);
+    let cards: serde_json::Value = serde_json::from_str(&cards).unwrap();
+    assert_eq!(cards["data_cards"].as_array().unwrap().len(), 1);
+    assert_eq!(cards["data_cards"][0]["set"], "acme-bank");
+    let (status, _, models) = admin.get("/api/governance/models").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(models.contains("\"embedding\""));
+    assert_eq!(admin.get("/api/governance/risk").await.0, StatusCode::FORBIDDEN);
+    assert_eq!(analyst.get("/api/governance/models").await.0, StatusCode::FORBIDDEN);
 }
