@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Runs lexgate's whole test suite on a fresh Debian machine with the Rust toolchain:
 #   1. installs PostgreSQL from Debian's packages when it is missing (needs root),
-#   2. installs the pinned ONNX Runtime and embedding model (scripts/setup-models.sh),
-#   3. starts a throwaway PostgreSQL cluster on a free loopback port,
-#   4. runs `cargo test --workspace` (SQLite and PostgreSQL storage tests, the real model, the web app),
-#   5. stops the cluster, whatever the outcome.
+#   2. installs Chromium and chromedriver from Debian's packages when missing (page tests),
+#   3. installs the pinned ONNX Runtime and embedding model (scripts/setup-models.sh),
+#   4. starts a throwaway PostgreSQL cluster on a free loopback port,
+#   5. runs `cargo test --workspace` (SQLite and PostgreSQL storage tests, the real model, the web app),
+#   6. stops the cluster, whatever the outcome.
 # Extra arguments go to `cargo test`, e.g. `scripts/test.sh -- ask`.
 set -euo pipefail
 
@@ -22,6 +23,17 @@ if [ -z "$pg_bin" ] || [ ! -x "$pg_bin/initdb" ]; then
     pg_bin=$(find_pg_bin || true)
   fi
   [ -n "$pg_bin" ] || die "PostgreSQL server binaries not found: install them with 'apt-get install postgresql'"
+fi
+
+# Page tests drive a real headless Chromium through chromedriver.
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "test.sh: installing Chromium and chromedriver (Debian packages chromium, chromium-driver, ~30 s)"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+  fi
+  [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] \
+    || die "Chromium not found: install it with 'apt-get install chromium chromium-driver'"
 fi
 
 scripts/setup-models.sh

@@ -1,0 +1,218 @@
+//! Page tests in a real browser: headless Chromium driven over WebDriver (chromedriver) against
+//! the lexgate server listening on a loopback port. scripts/test.sh installs Chromium and
+//! chromedriver (Debian packages chromium, chromium-driver); the test fails, never skips, without
+//! them.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use server::app::Application;
+
+use crate::support::{Backend, corpus_platform};
+
+fn tool(env: &str, default: &str) -> PathBuf {
+    let path = std::env::var_os(env).map(PathBuf::from).unwrap_or_else(|| PathBuf::from(default));
+    assert!(
+        path.is_file(),
+        "{} not found: run scripts/test.sh (it installs the Debian packages chromium and chromium-driver) or set {env}",
+        path.display()
+    );
+    path
+}
+
+/// One WebDriver request; returns the response's `value`.
+fn webdriver(port: u16, method: &str, path: &str, body: Option<&Value>) -> Value {
+    let body = body.map(Value::to_string).unwrap_or_default();
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to chromedriver");
+    stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    // One request per connection; the reply ends when chromedriver closes it.
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    // chromedriver keeps the connection open, so the reply is read by its length.
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 8192];
+    let payload = loop {
+        let n = stream.read(&mut buf).expect("read from chromedriver");
+        assert!(n > 0, "chromedriver closed the connection early: {}", String::from_utf8_lossy(&reply));
+        reply.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&reply).into_owned();
+        let Some((head, raw)) = text.split_once("\r\n\r\n") else { continue };
+        let head = head.to_ascii_lowercase();
+        if head.contains("transfer-encoding: chunked") {
+            if raw.ends_with("0\r\n\r\n") {
+                break dechunk(raw);
+            }
+            continue;
+        }
+        let length = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .expect("a content length");
+        if raw.len() >= length {
+            break raw[..length].to_owned();
+        }
+    };
+    let payload = payload.as_str();
+    let value: Value = serde_json::from_str(payload).unwrap_or_else(|e| panic!("{e}: {payload}"));
+    value["value"].clone()
+}
+
+/// The body of a chunked HTTP reply.
+fn dechunk(mut raw: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = raw.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        raw = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// chromedriver with one headless Chromium session; both end when this is dropped.
+struct Browser {
+    port: u16,
+    session: String,
+    driver: Child,
+    base: String,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ =
+            std::panic::catch_unwind(|| webdriver(self.port, "DELETE", &format!("/session/{}", self.session), None));
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+impl Browser {
+    fn start(base: String, downloads: &Path) -> Self {
+        let chromium = tool("LEXGATE_CHROMIUM", "/usr/bin/chromium");
+        let chromedriver = tool("LEXGATE_CHROMEDRIVER", "/usr/bin/chromedriver");
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let driver = Command::new(chromedriver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        let started = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(started.elapsed() < Duration::from_secs(20), "chromedriver did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let capabilities = json!({ "capabilities": { "alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": chromium.to_string_lossy(),
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
+                "prefs": { "download.default_directory": downloads.to_string_lossy(), "download.prompt_for_download": false },
+            },
+        }}});
+        let created = webdriver(port, "POST", "/session", Some(&capabilities));
+        let session = created["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {created}")).to_owned();
+        let browser = Self { port, session, driver, base };
+        // Headless Chromium saves downloads only when told where.
+        browser.command(
+            "POST",
+            "/chromium/send_command",
+            &json!({ "cmd": "Page.setDownloadBehavior", "params": { "behavior": "allow", "downloadPath": downloads.to_string_lossy() } }),
+        );
+        browser
+    }
+
+    fn command(&self, method: &str, path: &str, body: &Value) -> Value {
+        webdriver(self.port, method, &format!("/session/{}{path}", self.session), Some(body))
+    }
+
+    fn open(&self, path: &str) -> String {
+        self.command("POST", "/url", &json!({ "url": format!("{}{path}", self.base) }));
+        self.source()
+    }
+
+    fn source(&self) -> String {
+        webdriver(self.port, "GET", &format!("/session/{}/source", self.session), None)
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    fn click(&self, xpath: &str) {
+        let found = self.command("POST", "/element", &json!({ "using": "xpath", "value": xpath }));
+        let id = found
+            .as_object()
+            .and_then(|o| o.values().next())
+            .and_then(Value::as_str)
+            .unwrap_or_else(|| panic!("no element {xpath}: {found}"))
+            .to_owned();
+        self.command("POST", &format!("/element/{id}/click"), &json!({}));
+    }
+
+    fn sign_in(&self, principal: &str) {
+        webdriver(self.port, "DELETE", &format!("/session/{}/cookie", self.session), None);
+        self.open("/signin");
+        self.click(&format!("//button[text()='Sign in as {principal}']"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_browser_a_reviewer_reads_the_audit_log_and_downloads_the_packet_and_an_analyst_cannot() {
+    let (dir, p) = corpus_platform(Backend::Sqlite).await;
+    let app = Application::build(&p).await.expect("bind");
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let server = tokio::spawn(app.run_until_stopped());
+    let downloads = dir.path().join("downloads");
+    std::fs::create_dir_all(&downloads).unwrap();
+
+    let result = tokio::task::spawn_blocking(move || {
+        let browser = Browser::start(base, &downloads);
+
+        browser.sign_in("alice@acme-bank");
+        assert!(browser.source().contains("Ask the documents you can access"), "the analyst is signed in");
+        for path in ["/governance", "/governance/audit"] {
+            let page = browser.open(path);
+            assert!(page.contains("not allowed") && !page.contains("Risk tier"), "{path}: {page}");
+        }
+
+        browser.sign_in("rita@acme-bank");
+        let page = browser.open("/governance");
+        assert!(page.contains("Risk tier 3"), "{page}");
+        browser.click("//a[text()='Audit log']");
+        let log = browser.source();
+        assert!(
+            log.contains("<h1>Audit log</h1>") && log.contains("read_governance") && log.contains("denied"),
+            "{log}"
+        );
+
+        browser.open("/governance");
+        browser.click("//a[text()='Download the governance packet']");
+        let packet = downloads.join("lexgate-governance-packet.zip");
+        let started = Instant::now();
+        while !packet.is_file() {
+            assert!(started.elapsed() < Duration::from_secs(30), "the packet was not downloaded");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let bytes = std::fs::read(&packet).unwrap();
+        assert!(bytes.starts_with(b"PK") && bytes.windows(9).any(|w| w == b"README.md"));
+    })
+    .await;
+    server.abort();
+    if let Err(e) = result {
+        std::panic::resume_unwind(e.into_panic());
+    }
+    // Both refusals of the analyst are in the audit log.
+    let denials = p.storage.audit_page(0, 50, Some("read_governance"), Some("denied")).await.unwrap();
+    assert_eq!(denials.1, 2);
+}
