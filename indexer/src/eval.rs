@@ -243,6 +243,12 @@ fn obliqa_acl() -> Result<crate::ChunkAcl> {
     })
 }
 
+/// The passages that are indexed, in order: the non-empty ones. The vector cache's key depends
+/// on exactly this list.
+fn indexed_passages(passages: &[ObliqaPassage]) -> Vec<&ObliqaPassage> {
+    passages.iter().filter(|p| !p.text.trim().is_empty()).collect()
+}
+
 /// Builds in-memory BM25 and (when an embedder is given) dense indexes over the passages, one
 /// passage per chunk with the passage uuid as chunk id. Empty passages are skipped.
 pub fn build_obliqa_retriever(
@@ -252,7 +258,7 @@ pub fn build_obliqa_retriever(
     progress: &mut dyn FnMut(&str, usize, usize),
 ) -> Result<crate::Retriever> {
     let acl = obliqa_acl()?;
-    let kept: Vec<&ObliqaPassage> = passages.iter().filter(|p| !p.text.trim().is_empty()).collect();
+    let kept = indexed_passages(passages);
     let chunks: Vec<crate::Chunk> = kept
         .iter()
         .enumerate()
@@ -507,6 +513,6 @@ pub fn obliqa_vectors(
     cache: Option<&Path>,
     progress: &mut dyn FnMut(usize),
 ) -> Result<Vec<Vec<f32>>> {
-    let texts: Vec<&str> = passages.iter().filter(|p| !p.text.trim().is_empty()).map(|p| p.text.as_str()).collect();
+    let texts: Vec<&str> = indexed_passages(passages).iter().map(|p| p.text.as_str()).collect();
     passage_vectors(embedder, &texts, cache, progress)
 }

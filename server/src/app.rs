@@ -59,13 +59,6 @@ impl Platform {
             ),
             other => Error::from(other),
         })?);
-        let dense = match embedder {
-            Some(embedder) => {
-                let index = Self::build_dense(&storage, &embedder).await?;
-                Some((embedder, Arc::new(index)))
-            }
-            None => None,
-        };
         let reranker: Option<Arc<dyn Reranker>> = match &settings.reranker_dir {
             Some(dir) => {
                 let config = RerankerConfig::new(settings.onnx_runtime_library(), dir);
@@ -80,9 +73,10 @@ impl Platform {
                 None
             }
         };
-        // The models loaded must be the ones the inventory approves.
+        // The models loaded must be the ones the inventory approves; checked before the dense
+        // index is built, so a refused start does no further work.
         let mut loaded: Vec<(&str, &str)> = Vec::new();
-        if let Some((embedder, _)) = &dense {
+        if let Some(embedder) = &embedder {
             loaded.push(("embedding", embedder.model_sha256()));
         }
         if let Some(reranker) = &reranker {
@@ -90,6 +84,13 @@ impl Platform {
         }
         crate::governance::check_inventory(&storage, &settings.governance_dir, &loaded).await?;
         crate::governance::seed_data_cards(&storage, &settings.governance_dir).await?;
+        let dense = match embedder {
+            Some(embedder) => {
+                let index = Self::build_dense(&storage, &embedder).await?;
+                Some((embedder, Arc::new(index)))
+            }
+            None => None,
+        };
         let platform = Self { storage, bm25, dense, reranker, settings: Arc::new(settings) };
         if let Some(difference) = platform.bm25_difference().await? {
             // A crash between a database write and the index commit that follows it leaves them
@@ -147,7 +148,7 @@ impl Platform {
             let missing = self.storage.chunks_missing_vectors(embedder.model_sha256()).await?;
             report.embedded = missing.len();
             if !missing.is_empty() {
-                let texts: Vec<String> = missing.iter().map(|(_, t)| t.clone()).collect();
+                let texts: Vec<String> = missing.iter().map(|c| c.chunk.text.clone()).collect();
                 let model = Arc::clone(embedder);
                 let vectors = {
                     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -162,16 +163,23 @@ impl Platform {
                     }
                     task.await.map_err(|e| Error::internal("embedding task", e))??
                 };
-                let rows: Vec<(String, String, Vec<f32>)> =
-                    missing.into_iter().zip(vectors).map(|((id, text), v)| (id, text, v)).collect();
+                let rows: Vec<(&str, &str, &[f32])> = missing
+                    .iter()
+                    .zip(&vectors)
+                    .map(|(c, v)| (c.chunk.id.as_str(), c.chunk.text.as_str(), v.as_slice()))
+                    .collect();
                 self.storage.replace_vectors(embedder.model_sha256(), &rows).await?;
                 // The new vectors join the live index; ids already present are replaced.
-                let ids: std::collections::HashSet<&str> = rows.iter().map(|(id, _, _)| id.as_str()).collect();
-                let stored = self.storage.vectors(embedder.model_sha256()).await?;
-                let items: Vec<DenseItem<'_>> = stored
+                let items: Vec<DenseItem<'_>> = missing
                     .iter()
-                    .filter(|v| ids.contains(v.chunk_id.as_str()))
-                    .map(crate::storage::StoredVector::as_item)
+                    .zip(&vectors)
+                    .map(|(c, v)| DenseItem {
+                        chunk_id: &c.chunk.id,
+                        document_id: &c.document_id,
+                        version: c.version,
+                        acl: &c.acl,
+                        vector: v,
+                    })
                     .collect();
                 dense.add(&items)?;
             }

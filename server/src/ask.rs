@@ -110,7 +110,7 @@ pub async fn retrieve_checked(
     let hits = retrieval.hits;
     let ids: Vec<String> = hits.iter().map(|h| h.chunk_id.clone()).collect();
     let stored = storage.chunks_by_ids(&ids).await?;
-    let mut permitted: std::collections::HashMap<String, StoredChunk> = HashMap::new();
+    let mut permitted: HashMap<String, StoredChunk> = HashMap::new();
     for chunk in stored {
         if chunk.acl.permits(reader) {
             permitted.insert(chunk.id.clone(), chunk);
@@ -127,14 +127,15 @@ pub async fn retrieve_checked(
     if retriever.reranker.is_some() {
         let reranker = retriever.clone();
         let q = question.to_owned();
-        let texts: HashMap<String, String> = permitted.iter().map(|(id, c)| (id.clone(), c.text.clone())).collect();
-        let (reranked, micros) = tokio::task::spawn_blocking(move || {
-            let micros = reranker.rerank(&q, &mut kept, |id| texts.get(id).map(String::as_str))?;
-            Ok::<_, indexer::Error>((kept, micros))
+        // The permitted chunks travel to the blocking task and back, so their text is not copied.
+        let (reranked, chunks, micros) = tokio::task::spawn_blocking(move || {
+            let micros = reranker.rerank(&q, &mut kept, |id| permitted.get(id).map(|c| c.text.as_str()))?;
+            Ok::<_, indexer::Error>((kept, permitted, micros))
         })
         .await
         .map_err(|e| Error::internal("rerank task", e))??;
         kept = reranked;
+        permitted = chunks;
         timings.rerank_us = micros;
     }
     let passages: Vec<Passage> = kept

@@ -73,6 +73,16 @@ struct InventoryFile {
     models: Vec<ModelEntry>,
 }
 
+/// A change record as the CLI, the JSON API and the packet give it.
+pub fn change_record_json(r: &model_change_record::Model) -> serde_json::Value {
+    serde_json::json!({
+        "id": r.id, "role": r.role, "at": r.at.to_rfc3339(),
+        "changes": serde_json::from_str::<serde_json::Value>(&r.changes).unwrap_or(serde_json::Value::Null),
+        "why": r.why, "risk": r.risk, "eval_before": r.eval_before, "eval_after": r.eval_after,
+        "rollback": r.rollback, "approver": r.approver, "recorded_by": r.recorded_by,
+    })
+}
+
 /// Reads the inventory file of a governance folder.
 pub fn read_inventory_file(governance_dir: &Path) -> Result<Vec<ModelEntry>> {
     let path = governance_dir.join(INVENTORY_FILE);
@@ -487,6 +497,9 @@ pub struct RiskClassification {
     pub question_tiers: Vec<(&'static str, u8)>,
     pub tier: u8,
     pub controls: Vec<ControlStatus>,
+    /// The audit-chain verification the controls were checked against (pages and the packet
+    /// show it rather than walking the chain again).
+    pub audit: crate::audit::Verification,
 }
 
 /// Reads the questionnaire and scores it. An answer that is not one of its question's options is
@@ -530,13 +543,17 @@ pub async fn risk_classification(
     settings: &crate::settings::Settings,
 ) -> Result<RiskClassification> {
     use crate::entities::deletion_receipt;
+    use sea_orm::{ColumnTrait, PaginatorTrait, QueryFilter};
     let Scored { answers, question_tiers, tier } = classify(&settings.governance_dir)?;
     let audit = storage.verify_audit().await?;
     let cards = storage.data_cards().await?;
     let unapproved: Vec<&str> =
         cards.iter().filter(|c| c.card.status != "approved").map(|c| c.card.set.as_str()).collect();
-    let receipts = deletion_receipt::Entity::find().all(storage.connection()).await?;
-    let failed_receipts = receipts.iter().filter(|r| !r.post_check_passed).count();
+    let receipts = deletion_receipt::Entity::find().count(storage.connection()).await?;
+    let failed_receipts = deletion_receipt::Entity::find()
+        .filter(deletion_receipt::Column::PostCheckPassed.eq(false))
+        .count(storage.connection())
+        .await?;
     let inventory = storage.inventory().await?;
     let loaded_checked = inventory.iter().any(|e| e.role == "embedding" && !e.artifact_sha256.is_empty());
     let oversight = settings.governance_dir.join("oversight-plan.md").is_file();
@@ -580,7 +597,7 @@ pub async fn risk_classification(
             control: "deletion across every store with receipts whose post-check passed",
             from_tier: 2,
             met: failed_receipts == 0,
-            evidence: format!("{} receipts, {failed_receipts} with a failed post-check", receipts.len()),
+            evidence: format!("{receipts} receipts, {failed_receipts} with a failed post-check"),
         },
         ControlStatus {
             control: "evaluation release gate approved for this configuration",
@@ -606,5 +623,5 @@ pub async fn risk_classification(
         },
     ];
     controls.retain(|c| c.from_tier <= tier);
-    Ok(RiskClassification { answers, question_tiers, tier, controls })
+    Ok(RiskClassification { answers, question_tiers, tier, controls, audit })
 }

@@ -508,19 +508,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Models(ModelsCommand::List) => {
             let storage = server::storage::Storage::connect(&settings.database_url()).await?;
             storage.seed_inventory(&server::governance::read_inventory_file(&settings.governance_dir)?).await?;
-            let records: Vec<serde_json::Value> = storage
-                .change_records()
-                .await?
-                .into_iter()
-                .map(|r| {
-                    serde_json::json!({
-                        "id": r.id, "role": r.role, "at": r.at.to_rfc3339(),
-                        "changes": serde_json::from_str::<serde_json::Value>(&r.changes).unwrap_or_default(),
-                        "why": r.why, "risk": r.risk, "eval_before": r.eval_before, "eval_after": r.eval_after,
-                        "rollback": r.rollback, "approver": r.approver, "recorded_by": r.recorded_by,
-                    })
-                })
-                .collect();
+            let records: Vec<serde_json::Value> =
+                storage.change_records().await?.iter().map(server::governance::change_record_json).collect();
             let value = serde_json::json!({ "models": storage.inventory().await?, "change_records": records });
             println!("{}", serde_json::to_string_pretty(&value)?);
         }
@@ -567,15 +556,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             std::fs::write(&tmp, &bytes)
                 .and_then(|()| std::fs::rename(&tmp, out))
                 .with_context(|| format!("writing {}", out.display()))?;
-            storage
-                .append_audit(server::storage::AuditRecord {
-                    actor: "cli".to_owned(),
-                    tenant: None,
-                    action: "export_packet".to_owned(),
-                    outcome: "succeeded".to_owned(),
-                    detail: serde_json::json!({ "files": files.len(), "bytes": bytes.len() }),
-                })
-                .await?;
+            server::packet::record_export(&storage, "cli", None, files.len(), bytes.len()).await?;
             println!("wrote {} ({} files, {} bytes)", out.display(), files.len(), bytes.len());
         }
         Command::Risk { json } => {

@@ -43,7 +43,7 @@ pub async fn build(storage: &Storage, settings: &Settings) -> Result<Vec<PacketF
     let cards = storage.data_cards().await?;
     let inventory = storage.inventory().await?;
     let changes = storage.change_records().await?;
-    let audit = storage.verify_audit().await?;
+    let audit = risk.audit.clone();
     let receipts = deletion_receipt::Entity::find()
         .order_by_asc(deletion_receipt::Column::DeletedAt)
         .all(storage.connection())
@@ -130,17 +130,7 @@ pub async fn build(storage: &Storage, settings: &Settings) -> Result<Vec<PacketF
         );
     }
     files.push(md_file("03-model-inventory.md", md));
-    let change_values: Vec<Value> = changes
-        .iter()
-        .map(|r| {
-            json!({
-                "id": r.id, "role": r.role, "at": r.at.to_rfc3339(),
-                "changes": serde_json::from_str::<Value>(&r.changes).unwrap_or(Value::Null),
-                "why": r.why, "risk": r.risk, "eval_before": r.eval_before, "eval_after": r.eval_after,
-                "rollback": r.rollback, "approver": r.approver, "recorded_by": r.recorded_by,
-            })
-        })
-        .collect();
+    let change_values: Vec<Value> = changes.iter().map(crate::governance::change_record_json).collect();
     files.push(json_file("04-change-records.json", &Value::from(change_values))?);
     let mut md = format!("# Change records\n\n{} records.\n\n", changes.len());
     if !changes.is_empty() {
@@ -247,6 +237,26 @@ pub async fn build(storage: &Storage, settings: &Settings) -> Result<Vec<PacketF
     }
     files.insert(0, md_file("README.md", readme));
     Ok(files)
+}
+
+/// Records in the audit log that a packet of `files` files and `bytes` bytes left the platform.
+/// Callers record it once the packet is delivered (written, or handed to the response).
+pub async fn record_export(
+    storage: &Storage,
+    by: &str,
+    tenant: Option<String>,
+    files: usize,
+    bytes: usize,
+) -> Result<()> {
+    storage
+        .append_audit(crate::storage::AuditRecord {
+            actor: by.to_owned(),
+            tenant,
+            action: "export_packet".to_owned(),
+            outcome: "succeeded".to_owned(),
+            detail: json!({ "files": files, "bytes": bytes }),
+        })
+        .await
 }
 
 /// Writes `files` as a ZIP archive (stored, no compression), in order.

@@ -122,6 +122,17 @@ fn encode_vector(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
+/// A chunk's vector as stored, with the model and text hash that key the embedding cache.
+fn embedding_row(model: &str, chunk_id: &str, text: &str, vector: &[f32]) -> chunk_embedding::ActiveModel {
+    chunk_embedding::ActiveModel {
+        chunk_id: Set(chunk_id.to_owned()),
+        model: Set(model.to_owned()),
+        text_sha256: Set(text_sha256(text)),
+        dimension: Set(i32::try_from(vector.len()).unwrap_or(i32::MAX)),
+        vector: Set(encode_vector(vector)),
+    }
+}
+
 fn decode_vector(bytes: &[u8]) -> Vec<f32> {
     bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
 }
@@ -203,6 +214,23 @@ fn acl_of(r: &chunk::Model) -> Result<ChunkAcl> {
         effective_from: r.effective_from,
         expires_at: r.expires_at,
         retention_class: r.retention_class.clone(),
+    })
+}
+
+fn indexable(r: chunk::Model) -> Result<IndexableChunk> {
+    Ok(IndexableChunk {
+        acl: acl_of(&r)?,
+        document_id: r.document_id,
+        version: to_u32(r.version),
+        chunk: indexer::Chunk {
+            id: r.id,
+            ordinal: to_u32(r.ordinal),
+            page: to_u32(r.page),
+            char_start: to_u32(r.char_start),
+            char_end: to_u32(r.char_end),
+            heading_path: r.heading_path,
+            text: r.text,
+        },
     })
 }
 
@@ -420,13 +448,7 @@ impl Storage {
             }
             let pairs: Vec<_> = v.chunks.iter().zip(&v.embeddings).collect();
             for batch in pairs.chunks(200) {
-                let rows = batch.iter().map(|(c, e)| chunk_embedding::ActiveModel {
-                    chunk_id: Set(c.id.clone()),
-                    model: Set(v.embedding_model.clone()),
-                    text_sha256: Set(text_sha256(&c.text)),
-                    dimension: Set(i32::try_from(e.len()).unwrap_or(i32::MAX)),
-                    vector: Set(encode_vector(e)),
-                });
+                let rows = batch.iter().map(|(c, e)| embedding_row(&v.embedding_model, &c.id, &c.text, e));
                 chunk_embedding::Entity::insert_many(rows).exec(&txn).await?;
             }
         }
@@ -607,24 +629,7 @@ impl Storage {
             query = query.filter(chunk::Column::VersionId.eq(version_row_id(document_id, version)));
         }
         let rows = query.all(&self.db).await?;
-        rows.into_iter()
-            .map(|r| {
-                Ok(IndexableChunk {
-                    acl: acl_of(&r)?,
-                    document_id: r.document_id,
-                    version: to_u32(r.version),
-                    chunk: indexer::Chunk {
-                        id: r.id,
-                        ordinal: to_u32(r.ordinal),
-                        page: to_u32(r.page),
-                        char_start: to_u32(r.char_start),
-                        char_end: to_u32(r.char_end),
-                        heading_path: r.heading_path,
-                        text: r.text,
-                    },
-                })
-            })
-            .collect()
+        rows.into_iter().map(indexable).collect()
     }
 
     /// Per stored version: how many chunks, and how many of them approved. The start-up check
@@ -656,44 +661,31 @@ impl Storage {
     }
 
     /// Chunks with no vector from `model` (none yet, or one from another model).
-    pub async fn chunks_missing_vectors(&self, model: &str) -> Result<Vec<(String, String)>> {
-        use sea_orm::QuerySelect;
-        let have: std::collections::HashSet<String> = chunk_embedding::Entity::find()
-            .select_only()
+    pub async fn chunks_missing_vectors(&self, model: &str) -> Result<Vec<IndexableChunk>> {
+        use sea_orm::sea_query::Query;
+        let with_vector = Query::select()
             .column(chunk_embedding::Column::ChunkId)
-            .filter(chunk_embedding::Column::Model.eq(model.to_owned()))
-            .into_tuple::<String>()
-            .all(&self.db)
-            .await?
-            .into_iter()
-            .collect();
-        let all: Vec<(String, String)> = chunk::Entity::find()
-            .select_only()
-            .column(chunk::Column::Id)
-            .column(chunk::Column::Text)
+            .from(chunk_embedding::Entity)
+            .and_where(chunk_embedding::Column::Model.eq(model.to_owned()))
+            .to_owned();
+        let rows = chunk::Entity::find()
+            .filter(chunk::Column::Id.not_in_subquery(with_vector))
             .order_by_asc(chunk::Column::Id)
-            .into_tuple()
             .all(&self.db)
             .await?;
-        Ok(all.into_iter().filter(|(id, _)| !have.contains(id)).collect())
+        rows.into_iter().map(indexable).collect()
     }
 
     /// Stores vectors of `model` for chunks, replacing any older vector of those chunks.
-    pub async fn replace_vectors(&self, model: &str, rows: &[(String, String, Vec<f32>)]) -> Result<()> {
+    pub async fn replace_vectors(&self, model: &str, rows: &[(&str, &str, &[f32])]) -> Result<()> {
         let txn = self.db.begin().await?;
         for batch in rows.chunks(200) {
-            let ids: Vec<String> = batch.iter().map(|(id, _, _)| id.clone()).collect();
+            let ids: Vec<String> = batch.iter().map(|(id, _, _)| (*id).to_owned()).collect();
             chunk_embedding::Entity::delete_many()
                 .filter(chunk_embedding::Column::ChunkId.is_in(ids))
                 .exec(&txn)
                 .await?;
-            let models = batch.iter().map(|(id, text, v)| chunk_embedding::ActiveModel {
-                chunk_id: Set(id.clone()),
-                model: Set(model.to_owned()),
-                text_sha256: Set(text_sha256(text)),
-                dimension: Set(i32::try_from(v.len()).unwrap_or(i32::MAX)),
-                vector: Set(encode_vector(v)),
-            });
+            let models = batch.iter().map(|(id, text, v)| embedding_row(model, id, text, v));
             chunk_embedding::Entity::insert_many(models).exec(&txn).await?;
         }
         txn.commit().await?;

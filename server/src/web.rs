@@ -481,7 +481,7 @@ async fn governance_get(req: HttpRequest, state: web::Data<AppState>, SignedIn(a
     require_reviewer(&state, &actor).await.map_err(&err)?;
     let csrf = session::csrf_for(&req, &state).map_err(&err)?;
     let risk = crate::governance::risk_classification(&state.storage, &state.settings).await.map_err(&err)?;
-    let audit = state.storage.verify_audit().await.map_err(&err)?;
+    let audit = &risk.audit;
     let cards = state.storage.data_cards().await.map_err(&err)?;
     let models = state.storage.inventory().await.map_err(&err)?;
     let view = GovernanceView {
@@ -604,17 +604,7 @@ async fn api_models_get(req: HttpRequest, state: web::Data<AppState>, SignedIn(a
     require_reviewer_or_admin(&state, &actor).await.map_err(&err)?;
     let models = state.storage.inventory().await.map_err(&err)?;
     let records = state.storage.change_records().await.map_err(&err)?;
-    let records: Vec<serde_json::Value> = records
-        .into_iter()
-        .map(|r| {
-            serde_json::json!({
-                "id": r.id, "role": r.role, "at": r.at.to_rfc3339(),
-                "changes": serde_json::from_str::<serde_json::Value>(&r.changes).unwrap_or_default(),
-                "why": r.why, "risk": r.risk, "eval_before": r.eval_before, "eval_after": r.eval_after,
-                "rollback": r.rollback, "approver": r.approver,
-            })
-        })
-        .collect();
+    let records: Vec<serde_json::Value> = records.iter().map(crate::governance::change_record_json).collect();
     Ok(HttpResponse::Ok().json(serde_json::json!({ "models": models, "change_records": records })))
 }
 
@@ -651,17 +641,15 @@ async fn governance_packet_get(req: HttpRequest, state: web::Data<AppState>, Sig
     require_reviewer(&state, &actor).await.map_err(&err)?;
     let files = crate::packet::build(&state.storage, &state.settings).await.map_err(&err)?;
     let bytes = crate::packet::zip(&files);
-    state
-        .storage
-        .append_audit(crate::storage::AuditRecord {
-            actor: actor.principal_id.clone(),
-            tenant: Some(actor.tenant.to_string()),
-            action: "export_packet".to_owned(),
-            outcome: "succeeded".to_owned(),
-            detail: serde_json::json!({ "files": files.len(), "bytes": bytes.len() }),
-        })
-        .await
-        .map_err(&err)?;
+    crate::packet::record_export(
+        &state.storage,
+        &actor.principal_id,
+        Some(actor.tenant.to_string()),
+        files.len(),
+        bytes.len(),
+    )
+    .await
+    .map_err(&err)?;
     Ok(HttpResponse::Ok()
         .content_type("application/zip")
         .insert_header((header::CONTENT_DISPOSITION, "attachment; filename=\"lexgate-governance-packet.zip\""))

@@ -164,6 +164,21 @@ impl Browser {
         webdriver(self.port, "DELETE", &format!("/session/{}/cookie", self.session), None);
         self.open("/signin");
         self.click(&format!("//button[text()='Sign in as {principal}']"));
+        // A click can return before the form's redirect lands; wait for it, or the next
+        // navigation races it.
+        self.wait_for_path("/ask");
+    }
+
+    fn wait_for_path(&self, path: &str) {
+        let started = Instant::now();
+        loop {
+            let url = webdriver(self.port, "GET", &format!("/session/{}/url", self.session), None);
+            if url.as_str().is_some_and(|u| u.strip_prefix(&self.base).is_some_and(|rest| rest.starts_with(path))) {
+                return;
+            }
+            assert!(started.elapsed() < Duration::from_secs(20), "never reached {path}: at {url}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 }
 
@@ -190,6 +205,7 @@ async fn in_a_browser_a_reviewer_reads_the_audit_log_and_downloads_the_packet_an
         let page = browser.open("/governance");
         assert!(page.contains("Risk tier 3"), "{page}");
         browser.click("//a[text()='Audit log']");
+        browser.wait_for_path("/governance/audit");
         let log = browser.source();
         assert!(
             log.contains("<h1>Audit log</h1>") && log.contains("read_governance") && log.contains("denied"),
