@@ -2,7 +2,8 @@
 # Runs lexgate's whole test suite on a fresh Debian machine with the Rust toolchain:
 #   1. installs PostgreSQL from Debian's packages when it is missing (needs root),
 #   2. installs Chromium and chromedriver from Debian's packages when missing (page tests),
-#   3. installs the pinned ONNX Runtime and embedding model (scripts/setup-models.sh),
+#   3. installs the pinned ONNX Runtime and embedding model (scripts/setup-models.sh) and the test
+#      OpenID provider (npm ci in tests/oidc),
 #   4. starts a throwaway PostgreSQL cluster on a free loopback port,
 #   5. runs `cargo test --workspace` (SQLite and PostgreSQL storage tests, the real model, the web app),
 #   6. stops the cluster, whatever the outcome.
@@ -37,6 +38,15 @@ if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
 fi
 
 scripts/setup-models.sh
+
+# Sign-in tests run against a real OpenID provider (npm package oidc-provider, pinned in
+# tests/oidc/package-lock.json with integrity hashes).
+command -v node >/dev/null && command -v npm >/dev/null \
+  || die "Node.js 20+ and npm not found: the sign-in tests start the OpenID provider with them"
+if [ ! -d tests/oidc/node_modules/oidc-provider ]; then
+  echo "test.sh: installing the test OpenID provider (npm ci in tests/oidc)"
+  npm ci --prefix tests/oidc --no-audit --no-fund --loglevel=error >/dev/null
+fi
 
 # Under /tmp, not the checkout: the postgres user must be able to reach it wherever the checkout is.
 pg_dir=$(mktemp -d /tmp/lexgate-pg.XXXXXX)

@@ -234,7 +234,19 @@ impl Platform {
     }
 
     /// The state handed to every web worker.
-    pub fn app_state(&self) -> Result<AppState> {
+    /// The web application's state. With an OpenID provider configured, its discovery document
+    /// and keys are fetched first, and a provider that cannot be reached stops the start.
+    pub async fn app_state(&self) -> Result<AppState> {
+        let oidc = match &self.settings.oidc {
+            Some(settings) => {
+                let settings = settings.clone();
+                let client = tokio::task::spawn_blocking(move || crate::oidc::OidcClient::discover(settings))
+                    .await
+                    .map_err(|e| Error::internal("OpenID discovery task", e))??;
+                Some(Arc::new(client))
+            }
+            None => None,
+        };
         let (key, audit_key) = match &self.settings.session_key {
             Some(secret) => {
                 let key = Key::try_from(secret.expose().as_bytes())
@@ -249,7 +261,7 @@ impl Platform {
                 (Key::generate(), audit)
             }
         };
-        Ok(app_state(self.storage.clone(), self.retriever(), key, audit_key, &self.settings))
+        Ok(app_state(self.storage.clone(), self.retriever(), key, audit_key, &self.settings, oidc))
     }
 }
 
@@ -280,7 +292,7 @@ impl std::fmt::Debug for Application {
 
 impl Application {
     pub async fn build(platform: &Platform) -> Result<Self> {
-        let state = web::Data::new(platform.app_state()?);
+        let state = web::Data::new(platform.app_state().await?);
         let listener = TcpListener::bind(&platform.settings.bind)
             .map_err(|e| Error::user(format!("cannot listen on {}: {e}", platform.settings.bind)))?;
         let port = listener.local_addr()?.port();

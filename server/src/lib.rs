@@ -11,6 +11,7 @@ pub mod error;
 pub mod governance;
 pub mod ingest;
 pub mod manifest;
+pub mod oidc;
 pub mod packet;
 pub mod session;
 pub mod settings;

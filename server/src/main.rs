@@ -47,9 +47,17 @@ enum Command {
         /// Key (64+ characters) that signs session cookies.
         #[arg(long, env = "LEXGATE_SESSION_KEY", hide_env_values = true)]
         session_key: Option<String>,
-        /// Issuer of the OpenID provider; disables the development sign-in.
+        /// Issuer of the OpenID provider; disables the development sign-in. Needs the client id,
+        /// secret and redirect URL too (or an `[oidc]` table in the settings file).
         #[arg(long, env = "LEXGATE_OIDC_ISSUER")]
         oidc_issuer: Option<String>,
+        #[arg(long, env = "LEXGATE_OIDC_CLIENT_ID", requires = "oidc_issuer")]
+        oidc_client_id: Option<String>,
+        #[arg(long, env = "LEXGATE_OIDC_CLIENT_SECRET", hide_env_values = true, requires = "oidc_issuer")]
+        oidc_client_secret: Option<String>,
+        /// e.g. https://lexgate.example/signin/callback
+        #[arg(long, env = "LEXGATE_OIDC_REDIRECT_URL", requires = "oidc_issuer")]
+        oidc_redirect_url: Option<String>,
     },
     /// Ingest the documents, tenants and demo users of a manifest.
     Ingest { manifest: PathBuf },
@@ -281,15 +289,25 @@ fn settings_from(cli: &Cli) -> anyhow::Result<Settings> {
     if let Some(v) = &cli.fusion_setting {
         settings.fusion = v.parse()?;
     }
-    if let Command::Serve { bind, session_key, oidc_issuer } = &cli.command {
+    if let Command::Serve { bind, session_key, oidc_issuer, oidc_client_id, oidc_client_secret, oidc_redirect_url } =
+        &cli.command
+    {
         if let Some(v) = bind {
             settings.bind = v.clone();
         }
         if let Some(v) = session_key {
             settings.session_key = Some(Secret::new(v.clone()));
         }
-        if let Some(v) = oidc_issuer {
-            settings.oidc_issuer = Some(v.clone());
+        if let Some(issuer) = oidc_issuer {
+            let missing = |flag: &str| anyhow::anyhow!("--oidc-issuer needs {flag} as well");
+            settings.oidc = Some(server::oidc::OidcSettings {
+                issuer: issuer.clone(),
+                client_id: oidc_client_id.clone().ok_or_else(|| missing("--oidc-client-id"))?,
+                client_secret: Secret::new(oidc_client_secret.clone().ok_or_else(|| missing("--oidc-client-secret"))?),
+                redirect_url: oidc_redirect_url.clone().ok_or_else(|| missing("--oidc-redirect-url"))?,
+                scopes: server::oidc::default_scopes(),
+                claims: Default::default(),
+            });
         }
     }
     settings.validate()?;

@@ -17,6 +17,8 @@ use crate::web::AppState;
 
 pub const SESSION_COOKIE: &str = "lexgate_session";
 pub const CSRF_COOKIE: &str = "lexgate_csrf";
+/// Holds an OpenID sign-in in progress (state, nonce, PKCE verifier), encrypted.
+pub const OIDC_COOKIE: &str = "lexgate_oidc";
 
 /// Random bytes from the operating system, hex-encoded.
 pub fn random_hex(bytes: usize) -> Result<String, Error> {
@@ -64,6 +66,37 @@ pub fn session_cookie(state: &AppState, principal_id: &str) -> Cookie<'static> {
 pub fn clear_session_cookie() -> Cookie<'static> {
     let mut c = Cookie::new(SESSION_COOKIE, "");
     c.set_path("/");
+    c.make_removal();
+    c
+}
+
+/// An encrypted cookie holding a sign-in in progress. SameSite=Lax so that it comes back with the
+/// provider's top-level redirect to the callback.
+pub fn pending_login_cookie(state: &AppState, pending: &crate::oidc::PendingLogin) -> Result<Cookie<'static>, Error> {
+    let value = serde_json::to_string(pending).map_err(|e| Error::internal("pending sign-in", e))?;
+    let mut jar = CookieJar::new();
+    jar.private_mut(&state.key).add(Cookie::new(OIDC_COOKIE, value));
+    let mut cookie = jar.get(OIDC_COOKIE).cloned().unwrap_or_else(|| Cookie::new(OIDC_COOKIE, ""));
+    cookie.set_http_only(true);
+    cookie.set_same_site(SameSite::Lax);
+    cookie.set_path("/signin");
+    cookie.set_secure(state.secure_cookies);
+    cookie.set_max_age(CookieDuration::seconds(crate::oidc::PENDING_LOGIN_SECS));
+    Ok(cookie)
+}
+
+/// The sign-in in progress, if the cookie is present and was not tampered with.
+pub fn pending_login(req: &HttpRequest, state: &AppState) -> Option<crate::oidc::PendingLogin> {
+    let mut jar = CookieJar::new();
+    jar.add_original(req.cookie(OIDC_COOKIE)?.into_owned());
+    let value = jar.private(&state.key).get(OIDC_COOKIE)?.value().to_owned();
+    serde_json::from_str(&value).ok()
+}
+
+/// A cookie that ends a sign-in in progress (each is used once).
+pub fn clear_pending_login_cookie() -> Cookie<'static> {
+    let mut c = Cookie::new(OIDC_COOKIE, "");
+    c.set_path("/signin");
     c.make_removal();
     c
 }

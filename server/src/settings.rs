@@ -46,8 +46,8 @@ pub struct Settings {
     pub session_key: Option<Secret>,
     /// Session lifetime in minutes.
     pub session_minutes: i64,
-    /// Issuer URL of the OpenID provider. When set, the development sign-in is refused.
-    pub oidc_issuer: Option<String>,
+    /// The OpenID provider users sign in with. When set, the development sign-in is refused.
+    pub oidc: Option<crate::oidc::OidcSettings>,
     /// Passages shown per question.
     pub passages_per_answer: usize,
     /// Mark cookies `Secure` (serve behind HTTPS).
@@ -76,7 +76,7 @@ impl Default for Settings {
             models_dir: PathBuf::from(".lexgate/models"),
             session_key: None,
             session_minutes: 8 * 60,
-            oidc_issuer: None,
+            oidc: None,
             passages_per_answer: 5,
             secure_cookies: false,
             dense_retrieval: true,
@@ -99,7 +99,7 @@ pub struct SettingsFile {
     pub models_dir: Option<PathBuf>,
     pub session_key: Option<Secret>,
     pub session_minutes: Option<i64>,
-    pub oidc_issuer: Option<String>,
+    pub oidc: Option<crate::oidc::OidcSettings>,
     pub passages_per_answer: Option<usize>,
     pub secure_cookies: Option<bool>,
     pub dense_retrieval: Option<bool>,
@@ -148,8 +148,8 @@ impl Settings {
         if file.session_key.is_some() {
             self.session_key = file.session_key;
         }
-        if file.oidc_issuer.is_some() {
-            self.oidc_issuer = file.oidc_issuer;
+        if file.oidc.is_some() {
+            self.oidc = file.oidc;
         }
         Ok(self)
     }

@@ -24,8 +24,8 @@ pub struct AppState {
     pub key: Key,
     pub session_minutes: i64,
     pub secure_cookies: bool,
-    /// When an OpenID provider is configured the development sign-in is refused.
-    pub oidc_configured: bool,
+    /// The OpenID provider users sign in with; the development sign-in is refused when set.
+    pub oidc: Option<Arc<crate::oidc::OidcClient>>,
     pub passages_per_answer: usize,
     /// For the governance pages (governance folder, gate setting).
     pub settings: Arc<crate::settings::Settings>,
@@ -33,7 +33,7 @@ pub struct AppState {
 
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppState").field("oidc_configured", &self.oidc_configured).finish_non_exhaustive()
+        f.debug_struct("AppState").field("oidc", &self.oidc).finish_non_exhaustive()
     }
 }
 
@@ -43,6 +43,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/healthz", web::get().to(health_get))
         .route("/signin", web::get().to(signin_get))
         .route("/signin/dev", web::post().to(signin_dev_post))
+        .route("/signin/oidc", web::get().to(signin_oidc_get))
+        .route("/signin/callback", web::get().to(signin_callback_get))
         .route("/signout", web::post().to(signout_post))
         .route("/ask", web::get().to(ask_get))
         .route("/api/ask", web::get().to(api_ask_get))
@@ -301,7 +303,7 @@ async fn health_get(state: web::Data<AppState>) -> HttpResponse {
 async fn signin_get(req: HttpRequest, state: web::Data<AppState>) -> WebResult {
     let err = web_err(&req);
     let csrf = session::csrf_for(&req, &state).map_err(&err)?;
-    let users = if state.oidc_configured {
+    let users = if state.oidc.is_some() {
         Vec::new()
     } else {
         state
@@ -320,7 +322,7 @@ async fn signin_get(req: HttpRequest, state: web::Data<AppState>) -> WebResult {
             })
             .collect()
     };
-    html(SigninView { dev_enabled: !state.oidc_configured, users, csrf: csrf.token }.render(), csrf.new_cookie)
+    html(SigninView { dev_enabled: state.oidc.is_none(), users, csrf: csrf.token }.render(), csrf.new_cookie)
 }
 
 #[derive(Deserialize)]
@@ -331,7 +333,7 @@ struct DevSigninForm {
 
 async fn signin_dev_post(req: HttpRequest, state: web::Data<AppState>, form: web::Form<DevSigninForm>) -> WebResult {
     let err = web_err(&req);
-    if state.oidc_configured {
+    if state.oidc.is_some() {
         return Err(err(Error::user("The development sign-in is disabled because an OpenID provider is configured.")));
     }
     session::verify_csrf(&req, &state, &form.csrf).map_err(&err)?;
@@ -353,6 +355,102 @@ async fn signin_dev_post(req: HttpRequest, state: web::Data<AppState>, form: web
     Ok(HttpResponse::SeeOther()
         .insert_header((header::LOCATION, "/ask"))
         .cookie(session::session_cookie(&state, &actor.principal_id))
+        .finish())
+}
+
+/// Starts an OpenID sign-in: sends the browser to the provider.
+async fn signin_oidc_get(req: HttpRequest, state: web::Data<AppState>) -> WebResult {
+    let Some(oidc) = state.oidc.clone() else {
+        return Err(web_err(&req)(Error::NotFound));
+    };
+    let (url, pending) = oidc.begin();
+    let cookie = session::pending_login_cookie(&state, &pending).map_err(web_err(&req))?;
+    Ok(HttpResponse::SeeOther().insert_header((header::LOCATION, url)).cookie(cookie).finish())
+}
+
+#[derive(Deserialize)]
+struct CallbackQuery {
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    state: String,
+    #[serde(default)]
+    error: String,
+}
+
+/// Where the provider sends the browser back. Checks state, exchanges the code, verifies the ID
+/// token, records the principal with the token's access attributes and starts a session.
+async fn signin_callback_get(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    query: web::Query<CallbackQuery>,
+) -> WebResult {
+    let err = web_err(&req);
+    let Some(oidc) = state.oidc.clone() else {
+        return Err(err(Error::NotFound));
+    };
+    let outcome = match session::pending_login(&req, &state) {
+        None => Err(Error::user("No sign-in is in progress in this browser (or it expired). Please sign in again.")),
+        Some(_) if !query.error.is_empty() => Err(Error::user(
+            "The identity provider did not sign you in. Please try again or contact your administrator.",
+        )),
+        Some(pending) => {
+            let (code, returned_state) = (query.code.clone(), query.state.clone());
+            tokio::task::spawn_blocking(move || oidc.complete(&pending, &returned_state, &code))
+                .await
+                .map_err(|e| Error::internal("sign-in task", e))
+                .and_then(|r| r)
+        }
+    };
+    let outcome = match outcome {
+        Ok(identity) if !state.storage.tenant_exists(&identity.tenant).await.map_err(&err)? => {
+            Err(Error::user("Your organisation is not set up on lexgate. Contact your administrator."))
+        }
+        other => other,
+    };
+    let identity = match outcome {
+        Ok(identity) => identity,
+        Err(e) => {
+            let reason = match &e {
+                Error::User(m) => m.clone(),
+                other => other.to_string(),
+            };
+            state
+                .storage
+                .append_audit(crate::storage::AuditRecord {
+                    actor: "anonymous".to_owned(),
+                    tenant: None,
+                    action: "sign_in".to_owned(),
+                    outcome: "rejected".to_owned(),
+                    detail: serde_json::json!({ "method": "oidc", "reason": reason }),
+                })
+                .await
+                .map_err(&err)?;
+            let mut resp = err(e).error_response();
+            let _ = resp.add_removal_cookie(&session::clear_pending_login_cookie());
+            return Ok(resp);
+        }
+    };
+    state.storage.upsert_principal(&identity.principal_seed()).await.map_err(&err)?;
+    state
+        .storage
+        .append_audit(crate::storage::AuditRecord {
+            actor: identity.principal_id(),
+            tenant: Some(identity.tenant.to_string()),
+            action: "sign_in".to_owned(),
+            outcome: "succeeded".to_owned(),
+            detail: serde_json::json!({
+                "method": "oidc",
+                "issuer": state.oidc.as_ref().map(|o| o.issuer().to_owned()),
+                "role": identity.role.as_str(),
+            }),
+        })
+        .await
+        .map_err(&err)?;
+    Ok(HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, "/ask"))
+        .cookie(session::session_cookie(&state, &identity.principal_id()))
+        .cookie(session::clear_pending_login_cookie())
         .finish())
 }
 
@@ -679,6 +777,7 @@ pub fn app_state(
     key: Key,
     audit_hash_key: Arc<[u8]>,
     settings: &crate::settings::Settings,
+    oidc: Option<Arc<crate::oidc::OidcClient>>,
 ) -> AppState {
     AppState {
         ask: AskService {
@@ -692,7 +791,7 @@ pub fn app_state(
         key,
         session_minutes: settings.session_minutes,
         secure_cookies: settings.secure_cookies,
-        oidc_configured: settings.oidc_issuer.is_some(),
+        oidc,
         passages_per_answer: settings.passages_per_answer,
     }
 }

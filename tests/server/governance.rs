@@ -91,7 +91,7 @@ async fn an_unapproved_data_card_makes_its_documents_unretrievable() {
     // Withheld for every reader of the set, with a clear message and an audited decision; the
     // other tenant is unaffected.
     let carol = p.storage.actor("carol@borealis-insurance").await.unwrap().unwrap();
-    let state = p.app_state().unwrap();
+    let state = p.app_state().await.unwrap();
     let request = server::ask::AskRequest { question: question.into(), as_of: None, limit: 5 };
     match state.ask.ask(&carol, &request).await {
         Err(Error::User(msg)) => assert!(msg.contains("data card is not approved"), "{msg}"),
@@ -105,7 +105,7 @@ async fn an_unapproved_data_card_makes_its_documents_unretrievable() {
     assert!(!crate::ingest::ask_as(&p, "alice@acme-bank", "retention of customer records", None).await.is_empty());
 
     // The gate is a setting: off, the set answers again; approved again, it answers with the gate on.
-    let mut ungated = p.app_state().unwrap();
+    let mut ungated = p.app_state().await.unwrap();
     ungated.ask.data_card_gate = false;
     assert!(!ungated.ask.ask(&carol, &request).await.unwrap().passages.is_empty());
     p.storage.set_data_card_status("borealis-insurance", "approved", "dan@borealis-insurance").await.unwrap();

@@ -15,7 +15,7 @@ use crate::support::{Backend, corpus_manifest, corpus_platform, platform, repo_r
 /// Document ids of the passages `principal` gets for `question`.
 pub async fn ask_as(p: &Platform, principal: &str, question: &str, as_of: Option<&str>) -> Vec<(String, u32)> {
     let actor = p.storage.actor(principal).await.expect("load").expect("principal exists");
-    let state = p.app_state().expect("state");
+    let state = p.app_state().await.expect("state");
     let request = AskRequest {
         question: question.into(),
         as_of: as_of.map(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").expect("date")),

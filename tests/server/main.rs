@@ -11,6 +11,7 @@ mod corpus;
 mod governance;
 mod ingest;
 mod lifecycle;
+mod oidc;
 #[path = "../common/onnx_fixture.rs"]
 mod onnx_fixture;
 mod storage;

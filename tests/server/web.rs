@@ -64,7 +64,7 @@ where
 async fn browser(
     p: &Platform,
 ) -> Browser<impl Service<actix_http::Request, Response = ServiceResponse, Error = actix_web::Error>> {
-    let state = web::Data::new(p.app_state().expect("state"));
+    let state = web::Data::new(p.app_state().await.expect("state"));
     let service = test::init_service(App::new().app_data(state).configure(routes)).await;
     Browser { service, cookies: BTreeMap::new() }
 }
@@ -149,30 +149,6 @@ async fn bad_input_gets_a_clear_error_and_no_internals() {
     let (status, _, body) = b.get("/api/ask?q=%3F%21").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(body.contains("empty"), "{body}");
-}
-
-#[actix_web::test]
-async fn the_development_sign_in_is_refused_when_an_openid_provider_is_configured() {
-    let (_dir, p) = corpus_platform(Backend::Sqlite).await;
-    let mut settings = (*p.settings).clone();
-    settings.oidc_issuer = Some("http://127.0.0.1:1/issuer".into());
-    let p = Platform { settings: std::sync::Arc::new(settings), ..p };
-    let mut b = browser(&p).await;
-    let (_, _, signin) = b.get("/signin").await;
-    assert!(!signin.contains("alice@acme-bank"), "demo users are not offered");
-    assert_eq!(b.sign_in_attempt_without_page("alice@acme-bank").await, StatusCode::BAD_REQUEST);
-    assert!(!b.cookies.contains_key(server::session::SESSION_COOKIE));
-}
-
-impl<S> Browser<S>
-where
-    S: Service<actix_http::Request, Response = ServiceResponse, Error = actix_web::Error>,
-{
-    async fn sign_in_attempt_without_page(&mut self, principal: &str) -> StatusCode {
-        let csrf = self.cookies.get(server::session::CSRF_COOKIE).cloned().unwrap_or_default();
-        let form = [("csrf", csrf.as_str()), ("principal_id", principal)];
-        self.send(test::TestRequest::post().uri("/signin/dev").set_form(form)).await.0
-    }
 }
 
 #[actix_web::test]
