@@ -9,6 +9,7 @@ use chrono::NaiveDate;
 use indexer::{Method, RetrievedHit, Retriever};
 use sha2::{Digest, Sha256};
 
+use crate::answer::{Answer, AnswerConfig};
 use crate::domain::{Actor, Permission};
 use crate::error::{Error, Result};
 use crate::storage::{AuditRecord, Storage, StoredChunk};
@@ -69,6 +70,11 @@ pub struct AskOutcome {
     pub as_of: NaiveDate,
     pub method: Method,
     pub passages: Vec<Passage>,
+    /// The extractive answer, citing spans of `passages`.
+    pub answer: Answer,
+    /// Time spent in each stage, in microseconds.
+    pub timings: indexer::retrieve::StageTimings,
+    pub compose_us: u64,
 }
 
 /// Passages retrieved for a reader and re-checked against the database.
@@ -160,6 +166,7 @@ pub struct AskService {
     pub audit_hash_key: Arc<[u8]>,
     /// Documents of a set whose data card is not approved are not retrievable.
     pub data_card_gate: bool,
+    pub answer: AnswerConfig,
 }
 
 impl AskService {
@@ -216,6 +223,12 @@ impl AskService {
             Err(e) => return Err(e),
         };
         let (passages, withheld) = (checked.passages, checked.withheld);
+        let composing = Instant::now();
+        let answer = crate::answer::compose(question, &passages, &self.answer);
+        let compose_us = composing.elapsed().as_micros() as u64;
+        if answer.unverified_dropped > 0 {
+            tracing::warn!(dropped = answer.unverified_dropped, "citations failed verification and were dropped");
+        }
 
         let t = checked.timings;
         self.storage
@@ -223,12 +236,15 @@ impl AskService {
                 actor: self.principal_ref(actor),
                 tenant: Some(actor.tenant.to_string()),
                 action: "ask".to_owned(),
-                outcome: if passages.is_empty() { "not_found" } else { "answered" }.to_owned(),
+                outcome: if answer.abstained.is_some() { "not_found" } else { "answered" }.to_owned(),
                 detail: serde_json::json!({
                     "request_id": request_id,
                     "query_hash": self.question_hash(question),
                     "as_of": as_of.to_string(),
                     "chunk_ids": passages.iter().map(|p| p.chunk.id.as_str()).collect::<Vec<_>>(),
+                    "cited": answer.citations.iter().map(|c| c.chunk_id.as_str()).collect::<Vec<_>>(),
+                    "coverage": answer.coverage,
+                    "unverified_dropped": answer.unverified_dropped,
                     "withheld": withheld,
                     "method": method.as_str(),
                     "policy": if self.data_card_gate { "allowed: data card approved" } else { "allowed: data-card gate off" },
@@ -240,12 +256,12 @@ impl AskService {
                     "latency_ms": started.elapsed().as_millis(),
                     "stages_us": {
                         "bm25": t.bm25_us, "embed": t.embed_us, "dense": t.dense_us,
-                        "fusion": t.fusion_us, "rerank": t.rerank_us,
+                        "fusion": t.fusion_us, "rerank": t.rerank_us, "compose": compose_us,
                     },
                 }),
             })
             .await?;
-        Ok(AskOutcome { as_of, method, passages })
+        Ok(AskOutcome { as_of, method, passages, answer, timings: t, compose_us })
     }
 
     /// Records that `actor` was refused `permission`.

@@ -1,6 +1,7 @@
 //! lexgate's server: storage, ingestion, the ask flow and the web application. `main` only loads
 //! settings, installs tracing and calls [`app::Application`]; tests start the very same app.
 
+pub mod answer;
 pub mod app;
 pub mod ask;
 pub mod audit;

@@ -65,6 +65,9 @@ pub struct Settings {
     pub governance_dir: PathBuf,
     /// Documents of a set whose data card is not approved are not retrievable.
     pub data_card_gate: bool,
+    /// Share of the question's content words the best passage must contain, or the answer is
+    /// "not found" (0 to 1).
+    pub answer_min_coverage: f32,
 }
 
 impl Default for Settings {
@@ -85,6 +88,7 @@ impl Default for Settings {
             rerank_top: indexer::retrieve::DEFAULT_RERANK_TOP,
             governance_dir: PathBuf::from("governance"),
             data_card_gate: true,
+            answer_min_coverage: crate::answer::AnswerConfig::default().min_coverage,
         }
     }
 }
@@ -108,6 +112,7 @@ pub struct SettingsFile {
     pub rerank_top: Option<usize>,
     pub governance_dir: Option<PathBuf>,
     pub data_card_gate: Option<bool>,
+    pub answer_min_coverage: Option<f32>,
 }
 
 impl SettingsFile {
@@ -134,7 +139,8 @@ impl Settings {
             dense_retrieval,
             rerank_top,
             governance_dir,
-            data_card_gate
+            data_card_gate,
+            answer_min_coverage
         );
         if let Some(fusion) = &file.fusion {
             self.fusion = fusion.parse().map_err(|e| Error::user(format!("settings: {}", Error::from(e))))?;
@@ -190,6 +196,9 @@ impl Settings {
         }
         if self.passages_per_answer == 0 || self.passages_per_answer > 50 {
             return Err(Error::user("passages_per_answer must be between 1 and 50"));
+        }
+        if !(0.0..=1.0).contains(&self.answer_min_coverage) {
+            return Err(Error::user("answer_min_coverage must be between 0 and 1"));
         }
         if self.rerank_top == 0 || self.rerank_top > 200 {
             return Err(Error::user("rerank_top must be between 1 and 200"));

@@ -743,6 +743,40 @@ impl Storage {
         Ok(out)
     }
 
+    /// A chunk with its neighbours in the same document version (`radius` on each side), in
+    /// reading order: `(before, chunk, after)`. `None` when the chunk does not exist.
+    pub async fn passage_context(
+        &self,
+        chunk_id: &str,
+        radius: i32,
+    ) -> Result<Option<(Vec<StoredChunk>, StoredChunk, Vec<StoredChunk>)>> {
+        let Some(row) = chunk::Entity::find_by_id(chunk_id.to_owned()).one(&self.db).await? else {
+            return Ok(None);
+        };
+        let neighbours: Vec<(i32, String)> = chunk::Entity::find()
+            .filter(chunk::Column::DocumentId.eq(row.document_id.clone()))
+            .filter(chunk::Column::Version.eq(row.version))
+            .filter(chunk::Column::Ordinal.between(row.ordinal - radius, row.ordinal + radius))
+            .order_by_asc(chunk::Column::Ordinal)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|r| (r.ordinal, r.id))
+            .collect();
+        let ids: Vec<String> = neighbours.iter().map(|(_, id)| id.clone()).collect();
+        let mut chunks = self.chunks_by_ids(&ids).await?.into_iter();
+        let (mut before, mut after, mut cited) = (Vec::new(), Vec::new(), None);
+        for (ordinal, _) in &neighbours {
+            let Some(c) = chunks.next() else { break };
+            match ordinal.cmp(&row.ordinal) {
+                std::cmp::Ordering::Less => before.push(c),
+                std::cmp::Ordering::Equal => cited = Some(c),
+                std::cmp::Ordering::Greater => after.push(c),
+            }
+        }
+        Ok(cited.map(|c| (before, c, after)))
+    }
+
     /// Number of chunks stored for a tenant.
     pub async fn count_chunks(&self, tenant: &TenantId) -> Result<u64> {
         use sea_orm::PaginatorTrait;

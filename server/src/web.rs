@@ -48,6 +48,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/signout", web::post().to(signout_post))
         .route("/ask", web::get().to(ask_get))
         .route("/api/ask", web::get().to(api_ask_get))
+        .route("/api/v1/ask", web::get().to(api_ask_get))
+        .route("/passages/{chunk_id}", web::get().to(passage_get))
         .route("/governance", web::get().to(governance_get))
         .route("/governance/audit", web::get().to(governance_audit_get))
         .route("/governance/packet.zip", web::get().to(governance_packet_get))
@@ -219,10 +221,22 @@ struct AskView {
     results_html: String,
 }
 
+struct CitationView {
+    marker: usize,
+    quote: String,
+    href: String,
+    title: String,
+    version: u32,
+    page: u32,
+    heading_path: String,
+}
+
 #[derive(Template)]
 #[template(path = "ask_results.html")]
 struct ResultsView {
     as_of: String,
+    not_found: String,
+    citations: Vec<CitationView>,
     passages: Vec<PassageView>,
     /// "on: ..." or "off: ..." so the ranking explanation says whether a reranker ran.
     reranker: String,
@@ -233,9 +247,25 @@ fn user_view(actor: &Actor, csrf: String) -> UserView {
 }
 
 fn results_view(outcome: &AskOutcome, reranker: String) -> ResultsView {
+    let as_of = outcome.as_of.to_string();
     ResultsView {
         reranker,
-        as_of: outcome.as_of.to_string(),
+        not_found: outcome.answer.abstained.clone().unwrap_or_default(),
+        citations: outcome
+            .answer
+            .citations
+            .iter()
+            .map(|c| CitationView {
+                marker: c.marker,
+                quote: c.quote.clone(),
+                href: format!("/passages/{}?start={}&end={}&as_of={as_of}#cited", c.chunk_id, c.start, c.end),
+                title: c.title.clone(),
+                version: c.version,
+                page: c.page,
+                heading_path: c.heading_path.clone(),
+            })
+            .collect(),
+        as_of,
         passages: outcome
             .passages
             .iter()
@@ -538,9 +568,90 @@ async fn api_ask_get(
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "as_of": outcome.as_of.to_string(),
         "method": outcome.method.as_str(),
+        "answer": outcome.answer,
         "reranker": state.ask.retriever.reranker_status(),
         "passages": passages,
     })))
+}
+
+#[derive(Deserialize)]
+struct PassageQuery {
+    #[serde(default)]
+    start: Option<usize>,
+    #[serde(default)]
+    end: Option<usize>,
+    #[serde(default)]
+    as_of: String,
+}
+
+#[derive(Template)]
+#[template(path = "passage.html")]
+struct PassageContextView {
+    user: UserView,
+    chunk_id: String,
+    document_id: String,
+    title: String,
+    version: u32,
+    page: u32,
+    heading_path: String,
+    verified: bool,
+    before: String,
+    cited: String,
+    after: String,
+    context_before: Vec<String>,
+    context_after: Vec<String>,
+}
+
+/// A cited passage in context, the cited span highlighted. The reader must be allowed to read
+/// it (as of the answer's date); otherwise it is "not found", so its existence does not leak.
+async fn passage_get(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    SignedIn(actor): SignedIn,
+    chunk_id: web::Path<String>,
+    query: web::Query<PassageQuery>,
+) -> WebResult {
+    let err = web_err(&req);
+    let csrf = session::csrf_for(&req, &state).map_err(&err)?;
+    let as_of = AskQuery { q: String::new(), as_of: query.as_of.clone() }
+        .parse_as_of()
+        .map_err(&err)?
+        .unwrap_or_else(crate::storage::Storage::today);
+    let reader = actor.reader(as_of);
+    let Some((before, chunk, after)) = state.storage.passage_context(&chunk_id, 1).await.map_err(&err)? else {
+        return Err(err(Error::NotFound));
+    };
+    if !chunk.acl.permits(&reader) {
+        state.ask.audit_denial(&actor, Permission::Ask).await.map_err(&err)?;
+        return Err(err(Error::NotFound));
+    }
+    let text = chunk.text.as_str();
+    let span = match (query.start, query.end) {
+        (Some(s), Some(e)) if s < e && text.get(s..e).is_some() => Some((s, e)),
+        (None, None) => None,
+        _ => None,
+    };
+    let verified = span.is_some() || (query.start.is_none() && query.end.is_none());
+    let (s, e) = span.unwrap_or((0, 0));
+    let readable = |cs: Vec<crate::storage::StoredChunk>| {
+        cs.into_iter().filter(|c| c.acl.permits(&reader)).map(|c| c.text).collect::<Vec<_>>()
+    };
+    let view = PassageContextView {
+        user: user_view(&actor, csrf.token),
+        chunk_id: chunk.id.clone(),
+        document_id: chunk.document_id.clone(),
+        title: chunk.title.clone(),
+        version: chunk.version,
+        page: chunk.page,
+        heading_path: chunk.heading_path.clone(),
+        verified,
+        before: text[..s].to_owned(),
+        cited: text[s..e].to_owned(),
+        after: text[e..].to_owned(),
+        context_before: readable(before),
+        context_after: readable(after),
+    };
+    html(view.render(), csrf.new_cookie)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -785,6 +896,7 @@ pub fn app_state(
             retriever,
             audit_hash_key,
             data_card_gate: settings.data_card_gate,
+            answer: crate::answer::AnswerConfig { min_coverage: settings.answer_min_coverage, ..Default::default() },
         },
         settings: Arc::new(settings.clone()),
         storage,

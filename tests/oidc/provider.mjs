@@ -13,9 +13,10 @@ if (!port || !redirectUri) {
 
 // Fictitious users. "nomad" has no tenant claim; "stranger" belongs to a tenant lexgate lacks.
 const users = {
-  'olivia': { name: 'Olivia Analyst', tenant: 'acme-bank', groups: ['compliance'], clearance: 'confidential', lexgate_role: 'analyst' },
-  'oscar': { name: 'Oscar Admin', tenant: 'acme-bank', groups: ['compliance', 'legal'], clearance: 'restricted', lexgate_role: 'admin' },
-  'bianca': { name: 'Bianca Analyst', tenant: 'borealis-insurance', groups: ['claims'], clearance: 'confidential', lexgate_role: 'analyst' },
+  'olivia': { name: 'Olivia Analyst', tenant: 'acme-bank', groups: ['staff', 'compliance'], clearance: 'confidential', lexgate_role: 'analyst' },
+  'rhea': { name: 'Rhea Reviewer', tenant: 'acme-bank', groups: ['staff'], clearance: 'internal', lexgate_role: 'reviewer' },
+  'oscar': { name: 'Oscar Admin', tenant: 'acme-bank', groups: ['staff'], clearance: 'restricted', lexgate_role: 'admin' },
+  'bianca': { name: 'Bianca Analyst', tenant: 'borealis-insurance', groups: ['staff'], clearance: 'confidential', lexgate_role: 'analyst' },
   'nomad': { name: 'No Tenant' },
   'stranger': { name: 'Stranger', tenant: 'unknown-corp', groups: ['compliance'], clearance: 'public' },
 };

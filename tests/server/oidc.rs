@@ -202,7 +202,7 @@ async fn a_user_signs_in_through_the_provider_and_tenant_groups_and_clearance_co
     assert!(signin_page.contains("organisation"));
     let actor = p.storage.actor("oidc:olivia").await.unwrap().expect("the principal is recorded");
     assert_eq!(actor.tenant.as_str(), "acme-bank");
-    assert_eq!(actor.groups.iter().map(|g| g.as_str()).collect::<Vec<_>>(), ["compliance"]);
+    assert_eq!(actor.groups.iter().map(|g| g.as_str()).collect::<Vec<_>>(), ["compliance", "staff"]);
     assert_eq!(actor.clearance.as_str(), "confidential");
     assert_eq!(actor.role.as_str(), "analyst");
     let (events, _) = p.storage.audit_page(0, 10, Some("sign_in"), Some("succeeded")).await.unwrap();

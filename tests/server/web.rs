@@ -204,3 +204,85 @@ async fn a_reviewer_reads_the_audit_log_and_downloads_the_packet_and_an_analyst_
     assert_eq!(admin.get("/api/governance/risk").await.0, StatusCode::FORBIDDEN);
     assert_eq!(analyst.get("/api/governance/models").await.0, StatusCode::FORBIDDEN);
 }
+
+#[actix_web::test]
+async fn an_analyst_gets_an_extractive_answer_whose_citations_open_the_highlighted_span() {
+    let (_dir, p) = corpus_platform(Backend::Sqlite).await;
+    let mut alice = browser(&p).await;
+    assert_eq!(alice.sign_in("alice@acme-bank").await, StatusCode::SEE_OTHER);
+    let q = "/api/v1/ask?q=How+long+are+customer+onboarding+files+kept%3F";
+    let (status, _, body) = alice.get(q).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let answer = &v["answer"];
+    assert!(answer["abstained"].is_null(), "{answer}");
+    let citations = answer["citations"].as_array().unwrap();
+    let first = &citations[0];
+    assert_eq!(first["document_id"], "acme-data-retention");
+    assert_eq!(first["version"], 2, "today the version in force answers");
+    assert!(first["quote"].as_str().unwrap().contains("eight years"), "{first}");
+    // Every quote is the stored chunk's text at its offsets.
+    let ids: Vec<String> = citations.iter().map(|c| c["chunk_id"].as_str().unwrap().to_owned()).collect();
+    let stored = p.storage.chunks_by_ids(&ids).await.unwrap();
+    for c in citations {
+        let chunk = stored.iter().find(|s| s.id == c["chunk_id"].as_str().unwrap()).unwrap();
+        let (start, end) = (c["start"].as_u64().unwrap() as usize, c["end"].as_u64().unwrap() as usize);
+        assert_eq!(&chunk.text[start..end], c["quote"].as_str().unwrap());
+    }
+
+    // The page shows the answer with citation links; a link opens the passage with the span marked.
+    let (_, _, page) = alice.get("/ask?q=How+long+are+customer+onboarding+files+kept%3F").await;
+    assert!(page.contains("<h2>Answer</h2>") && page.contains("class=\"cite-marker\""), "{page}");
+    assert!(page.contains("Why these sources") && page.contains("BM25 #"), "the ranking is explained");
+    let href = page.split("class=\"cite-marker\" href=\"").nth(1).unwrap().split('"').next().unwrap();
+    // Browsers do not send the fragment.
+    let href = href.replace("&#38;", "&").replace("#cited", "");
+    let (status, _, passage) = alice.get(&href).await;
+    assert_eq!(status, StatusCode::OK, "{passage}");
+    let marked = passage
+        .split("<mark id=\"cited\">")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{href}: {passage}"))
+        .split("</mark>")
+        .next()
+        .unwrap();
+    assert!(marked.contains("eight years"), "{marked}");
+
+    // As of a date before version 2, version 1 answers.
+    let (_, _, body) = alice.get(&format!("{q}&as_of=2024-06-01")).await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["answer"]["citations"][0]["version"], 1, "{v}");
+    assert!(v["answer"]["citations"][0]["quote"].as_str().unwrap().contains("ten years"));
+
+    // A forged span is not highlighted.
+    let forged = href.replace("start=", "start=1").replace("end=", "end=9999");
+    let (_, _, passage) = alice.get(&forged).await;
+    assert!(!passage.contains("<mark") && passage.contains("does not match"), "{passage}");
+
+    // Out of scope: the answer abstains.
+    let (_, _, body) = alice.get("/api/v1/ask?q=What+is+the+boiling+point+of+mercury%3F").await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["answer"]["abstained"], server::answer::NOT_FOUND);
+    assert!(v["answer"]["citations"].as_array().unwrap().is_empty());
+}
+
+#[actix_web::test]
+async fn another_tenant_asking_the_same_question_gets_not_found_and_cannot_open_the_passage() {
+    let (_dir, p) = corpus_platform(Backend::Sqlite).await;
+    let mut alice = browser(&p).await;
+    alice.sign_in("alice@acme-bank").await;
+    let q = "/api/v1/ask?q=How+long+does+Acme+Bank+keep+customer+onboarding+files%3F";
+    let (_, _, body) = alice.get(q).await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let cited = v["answer"]["citations"][0]["chunk_id"].as_str().expect("alice gets an answer").to_owned();
+
+    let mut carol = browser(&p).await;
+    carol.sign_in("carol@borealis-insurance").await;
+    let (_, _, body) = carol.get(q).await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["answer"]["abstained"], server::answer::NOT_FOUND, "{v}");
+    assert!(!body.contains("acme-data-retention"), "nothing of tenant A reaches tenant B");
+    let (status, _, page) = carol.get(&format!("/passages/{cited}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(!page.contains("onboarding"));
+}

@@ -1,0 +1,291 @@
+//! The extractive answer: the sentences that best answer the question, copied verbatim from the
+//! top passages the reader may see, each with a citation to its exact span. Nothing is generated,
+//! so retrieved text (untrusted input) can only ever be quoted, never obeyed.
+//!
+//! Every citation is verified against the stored chunk before it is shown: the quoted text must
+//! be exactly the chunk's text at the cited offsets. When the evidence is weak (no sentence,
+//! read under its heading, contains enough of the question's content words) the answer abstains.
+
+use std::collections::{BTreeSet, HashMap};
+
+use serde::Serialize;
+
+use crate::ask::Passage;
+
+/// How answers are composed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AnswerConfig {
+    /// Share of the question's content words that one sentence (with its heading) must contain;
+    /// below it the answer is "not found". Tuned by the evaluation harness.
+    pub min_coverage: f32,
+    /// Most sentences in an answer.
+    pub max_sentences: usize,
+    /// How many of the top passages sentences are taken from.
+    pub passages_considered: usize,
+}
+
+impl Default for AnswerConfig {
+    fn default() -> Self {
+        Self { min_coverage: 0.5, max_sentences: 3, passages_considered: 3 }
+    }
+}
+
+/// Where a sentence of the answer comes from: a span of a stored chunk.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Citation {
+    /// The number shown after the sentence, from 1.
+    pub marker: usize,
+    pub chunk_id: String,
+    pub document_id: String,
+    pub title: String,
+    pub version: u32,
+    pub page: u32,
+    pub heading_path: String,
+    /// Byte offsets of the quoted span in the chunk's text.
+    pub start: usize,
+    pub end: usize,
+    pub quote: String,
+}
+
+/// The composed answer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Answer {
+    /// Sentences in reading order; each is the quote of the citation with the same marker.
+    pub citations: Vec<Citation>,
+    /// Why no answer was given, when none was.
+    pub abstained: Option<String>,
+    /// Share of the question's content words found in the best sentence and its heading.
+    pub coverage: f32,
+    /// Citations dropped because their text did not match the stored chunk.
+    pub unverified_dropped: usize,
+}
+
+pub const NOT_FOUND: &str = "Not found in the documents you can access.";
+
+impl Answer {
+    fn abstain(reason: &str, coverage: f32) -> Self {
+        Self { citations: Vec::new(), abstained: Some(reason.to_owned()), coverage, unverified_dropped: 0 }
+    }
+}
+
+/// Words that carry no meaning for matching.
+const STOPWORDS: &[&str] = &[
+    "the", "and", "for", "are", "was", "were", "with", "that", "this", "these", "those", "from", "what", "which",
+    "who", "whom", "when", "where", "why", "how", "does", "did", "has", "have", "had", "its", "our", "their", "there",
+    "than", "then", "into", "onto", "under", "about", "any", "all", "can", "may", "must", "shall", "should", "will",
+    "would", "could", "not", "but", "who", "per", "each", "every", "other", "such", "only", "also", "been", "being",
+    "you", "your", "they", "them", "his", "her", "one", "within", "after", "before", "long", "much", "many",
+];
+
+/// Lower-cased content words with a light suffix stripping, so "records" matches "record".
+pub fn terms(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .filter(|w| (w.len() >= 3 || w.chars().all(|c| c.is_ascii_digit())) && !STOPWORDS.contains(&w.as_str()))
+        .map(|w| stem(&w))
+        .collect()
+}
+
+fn stem(w: &str) -> String {
+    for suffix in ["ies", "ing", "ed", "es", "s"] {
+        if let Some(root) = w.strip_suffix(suffix)
+            && root.len() >= 3
+        {
+            return if suffix == "ies" { format!("{root}y") } else { root.to_owned() };
+        }
+    }
+    w.to_owned()
+}
+
+/// Byte ranges of the sentences of `text`. A sentence ends at `.`, `!` or `?` followed by
+/// white space and a capital letter (so "Art. 5" and "e.g. the" do not split), or at a line
+/// break after a short line without final punctuation (a heading).
+pub fn sentences(text: &str) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let chars: Vec<(usize, char)> = text.char_indices().collect();
+    for (i, &(at, c)) in chars.iter().enumerate() {
+        let next_visible = chars[i + 1..].iter().find(|(_, c)| !c.is_whitespace()).map(|&(_, c)| c);
+        let followed_by_space = chars.get(i + 1).is_some_and(|(_, c)| c.is_whitespace());
+        let end_of_sentence =
+            matches!(c, '.' | '!' | '?') && followed_by_space && next_visible.is_some_and(|n| n.is_uppercase());
+        let line_so_far = text[start..at].trim();
+        let heading_break = c == '\n'
+            && !line_so_far.is_empty()
+            && !line_so_far.contains('\n')
+            && line_so_far.chars().count() < 80
+            && !line_so_far.ends_with([',', ';', ':', '-', '.']);
+        if end_of_sentence || heading_break {
+            let end = if end_of_sentence { at + c.len_utf8() } else { at };
+            push_trimmed(text, start, end, &mut out);
+            start = at + c.len_utf8();
+        }
+    }
+    push_trimmed(text, start, text.len(), &mut out);
+    out
+}
+
+fn push_trimmed(text: &str, start: usize, end: usize, out: &mut Vec<(usize, usize)>) {
+    let slice = &text[start..end];
+    let lead = slice.len() - slice.trim_start().len();
+    let trail = slice.len() - slice.trim_end().len();
+    if lead + trail < slice.len() {
+        out.push((start + lead, end - trail));
+    }
+}
+
+struct Candidate {
+    passage: usize,
+    start: usize,
+    end: usize,
+    matched: BTreeSet<String>,
+    words: usize,
+}
+
+/// Composes the answer to `question` from `passages` (best first, all permitted to the reader).
+pub fn compose(question: &str, passages: &[Passage], config: &AnswerConfig) -> Answer {
+    let wanted: BTreeSet<String> = terms(question).into_iter().collect();
+    if wanted.is_empty() || passages.is_empty() {
+        return Answer::abstain(NOT_FOUND, 0.0);
+    }
+    let considered = &passages[..passages.len().min(config.passages_considered.max(1))];
+    let mut candidates = Vec::new();
+    let mut coverage: f32 = 0.0;
+    for (index, p) in considered.iter().enumerate() {
+        let heading: BTreeSet<String> =
+            terms(&p.chunk.heading_path).into_iter().filter(|t| wanted.contains(t)).collect();
+        for (start, end) in sentences(&p.chunk.text) {
+            let sentence = &p.chunk.text[start..end];
+            // Headings and fragments (a chunk can end mid-sentence) are context, not answers.
+            let complete = sentence.trim_end_matches(['"', '\'', ')', ']']).ends_with(['.', '!', '?'])
+                && !sentence.starts_with(char::is_lowercase);
+            if !complete {
+                continue;
+            }
+            let words = terms(sentence);
+            let matched: BTreeSet<String> = words.iter().filter(|w| wanted.contains(*w)).cloned().collect();
+            if words.len() < 4 || matched.is_empty() {
+                continue;
+            }
+            // Evidence: how much of the question one sentence answers, read under its heading.
+            let covered = matched.union(&heading).count() as f32 / wanted.len() as f32;
+            coverage = coverage.max(covered);
+            candidates.push(Candidate { passage: index, start, end, matched, words: words.len() });
+        }
+    }
+    if candidates.is_empty() || coverage < config.min_coverage {
+        return Answer::abstain(NOT_FOUND, coverage);
+    }
+    // Rarer question words weigh more: a word found in every sentence says little.
+    let mut df: HashMap<&str, usize> = HashMap::new();
+    for c in &candidates {
+        for t in &c.matched {
+            *df.entry(t.as_str()).or_default() += 1;
+        }
+    }
+    let n = candidates.len() as f32;
+    let score = |c: &Candidate| {
+        let weight: f32 = c.matched.iter().map(|t| (1.0 + n / df[t.as_str()] as f32).ln()).sum();
+        let length = (c.words.max(8) as f32).sqrt();
+        weight / length / (1.0 + 0.2 * c.passage as f32)
+    };
+    let mut ranked: Vec<(f32, &Candidate)> = candidates.iter().map(|c| (score(c), c)).collect();
+    ranked.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let mut chosen: Vec<&Candidate> = Vec::new();
+    let mut per_passage: HashMap<usize, usize> = HashMap::new();
+    for (_, c) in ranked {
+        if chosen.len() == config.max_sentences {
+            break;
+        }
+        let used = per_passage.entry(c.passage).or_default();
+        if *used < 2 {
+            *used += 1;
+            chosen.push(c);
+        }
+    }
+    if chosen.is_empty() {
+        return Answer::abstain(NOT_FOUND, coverage);
+    }
+    chosen.sort_by_key(|c| (c.passage, c.start));
+
+    let mut citations = Vec::new();
+    let mut unverified_dropped = 0;
+    for c in chosen {
+        let chunk = &considered[c.passage].chunk;
+        let citation = Citation {
+            marker: citations.len() + 1,
+            chunk_id: chunk.id.clone(),
+            document_id: chunk.document_id.clone(),
+            title: chunk.title.clone(),
+            version: chunk.version,
+            page: chunk.page,
+            heading_path: chunk.heading_path.clone(),
+            start: c.start,
+            end: c.end,
+            quote: chunk.text[c.start..c.end].to_owned(),
+        };
+        if verify(&chunk.text, &citation) {
+            citations.push(citation);
+        } else {
+            unverified_dropped += 1;
+        }
+    }
+    if citations.is_empty() {
+        return Answer { unverified_dropped, ..Answer::abstain(NOT_FOUND, coverage) };
+    }
+    Answer { citations, abstained: None, coverage, unverified_dropped }
+}
+
+/// Whether the citation's quote is exactly the stored chunk text at its offsets.
+pub fn verify(chunk_text: &str, citation: &Citation) -> bool {
+    !citation.quote.is_empty() && chunk_text.get(citation.start..citation.end) == Some(citation.quote.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sentences_split_at_sentence_ends_and_headings_but_not_abbreviations() {
+        let text =
+            "2.1 Customer files\nFiles are kept for eight years, see Art. 5 of the Act. Statements are kept too.\n";
+        let got: Vec<&str> = sentences(text).into_iter().map(|(s, e)| &text[s..e]).collect();
+        assert_eq!(
+            got,
+            [
+                "2.1 Customer files",
+                "Files are kept for eight years, see Art. 5 of the Act.",
+                "Statements are kept too."
+            ]
+        );
+    }
+
+    #[test]
+    fn terms_drop_stopwords_and_strip_plural_endings() {
+        assert_eq!(terms("How long are the customer records kept?"), ["customer", "record", "kept"]);
+        assert_eq!(terms("Policies"), ["policy"]);
+    }
+
+    #[test]
+    fn a_citation_verifies_only_against_the_exact_stored_span() {
+        let text = "Alpha beta. Gamma delta.";
+        let mut c = Citation {
+            marker: 1,
+            chunk_id: "c".into(),
+            document_id: "d".into(),
+            title: "t".into(),
+            version: 1,
+            page: 1,
+            heading_path: String::new(),
+            start: 12,
+            end: 24,
+            quote: "Gamma delta.".into(),
+        };
+        assert!(verify(text, &c));
+        c.quote = "Gamma delta!".into();
+        assert!(!verify(text, &c));
+        c.end = 99;
+        assert!(!verify(text, &c));
+    }
+}
