@@ -281,6 +281,26 @@ impl DenseIndex {
         Ok(changed)
     }
 
+    /// Replaces the access metadata of a document version's vectors (after an edit of its
+    /// groups, classification, dates or status); the vectors themselves stay.
+    pub fn set_acl(&self, document_id: &str, version: u32, acl: &ChunkAcl) -> Result<usize> {
+        let mut meta = self.write()?;
+        let tenant = meta.intern(acl.tenant.as_str());
+        let mut groups: Vec<u32> = acl.allowed_groups.iter().map(|g| meta.intern(g.as_str())).collect();
+        groups.sort_unstable();
+        let mut changed = 0;
+        for e in meta.entries.iter_mut().filter(|e| e.document_id == document_id && e.version == version) {
+            e.tenant = tenant;
+            e.groups = groups.clone();
+            e.classification = acl.classification.rank();
+            e.approved = acl.status == SourceStatus::Approved;
+            e.effective_from = day_number(acl.effective_from);
+            e.expires_at = acl.expires_at.map_or(i64::MAX, day_number);
+            changed += 1;
+        }
+        Ok(changed)
+    }
+
     /// Number of vectors `reader` may see.
     pub fn count_visible(&self, reader: &Reader) -> Result<usize> {
         let meta = self.read()?;

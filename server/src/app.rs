@@ -261,7 +261,7 @@ impl Platform {
                 (Key::generate(), audit)
             }
         };
-        Ok(app_state(self.storage.clone(), self.retriever(), key, audit_key, &self.settings, oidc))
+        Ok(app_state(self, key, audit_key, oidc))
     }
 }
 

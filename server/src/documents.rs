@@ -75,6 +75,22 @@ pub struct PostCheck {
     pub probe_hits: usize,
 }
 
+/// What a deletion would remove.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DeletionPreview {
+    pub title: String,
+    pub versions: Vec<PreviewVersion>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PreviewVersion {
+    pub version: u32,
+    pub status: String,
+    pub chunks: usize,
+    pub pages: i32,
+    pub bytes: u64,
+}
+
 /// The result of a status change.
 #[derive(Debug, Clone, Serialize)]
 pub struct StatusChange {
@@ -82,6 +98,19 @@ pub struct StatusChange {
     pub versions: Vec<u32>,
     pub status: SourceStatus,
     pub chunks: u64,
+}
+
+/// Access metadata as the audit log records it.
+pub fn acl_json(acl: &indexer::ChunkAcl) -> serde_json::Value {
+    serde_json::json!({
+        "owner": acl.owner,
+        "classification": acl.classification.as_str(),
+        "groups": acl.allowed_groups.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
+        "status": acl.status.as_str(),
+        "effective_from": acl.effective_from.to_string(),
+        "expires_at": acl.expires_at.map(|d| d.to_string()),
+        "retention": acl.retention_class,
+    })
 }
 
 fn version_number(v: &document_version::Model) -> u32 {
@@ -297,6 +326,103 @@ impl DocumentAdmin {
         )
         .await?;
         Ok(StatusChange { document_id: document_id.to_owned(), versions: numbers, status, chunks })
+    }
+
+    /// Replaces the access metadata of one version (owner, classification, groups, status,
+    /// dates, retention): the database first, then the vector metadata and the version's BM25
+    /// entries. The tenant cannot change.
+    #[tracing::instrument(skip_all, fields(document = document_id, version))]
+    pub async fn update_acl(
+        &self,
+        actor: &Actor,
+        document_id: &str,
+        version: u32,
+        acl: indexer::ChunkAcl,
+    ) -> Result<u64> {
+        let (_, _) = self.authorize(actor, "edit_document_metadata", document_id, Some(version)).await?;
+        if acl.tenant != actor.tenant {
+            return Err(Error::user("A document stays in its tenant."));
+        }
+        if acl.expires_at.is_some_and(|e| e <= acl.effective_from) {
+            return Err(Error::user("The expiry date must come after the effective date."));
+        }
+        let before = self.storage.version_acl(document_id, version).await?;
+        let chunks = self.storage.set_version_acl(document_id, version, &acl).await?;
+        if let Some(dense) = &self.dense {
+            dense.set_acl(document_id, version, &acl)?;
+        }
+        let rows = self.storage.indexable_chunks(Some((document_id, version))).await?;
+        let indexed: Vec<IndexedChunk<'_>> = rows
+            .iter()
+            .map(|r| IndexedChunk { chunk: &r.chunk, document_id: &r.document_id, version: r.version, acl: &r.acl })
+            .collect();
+        self.bm25.replace_version(document_id, version, &indexed)?;
+        self.audit(
+            actor,
+            "edit_document_metadata",
+            "succeeded",
+            serde_json::json!({
+                "document": document_id, "version": version, "chunks": chunks,
+                "before": before.as_ref().map(acl_json), "after": acl_json(&acl),
+            }),
+        )
+        .await?;
+        Ok(chunks)
+    }
+
+    /// What deleting the document (every version) would remove, for the confirmation page.
+    pub async fn deletion_preview(&self, actor: &Actor, document_id: &str) -> Result<DeletionPreview> {
+        let (title, versions) = self.authorize(actor, "delete_document", document_id, None).await?;
+        let mut preview = DeletionPreview { title, ..Default::default() };
+        for v in &versions {
+            let n = version_number(v);
+            let chunks = self.storage.version_chunks(document_id, n).await?.len();
+            let file = self.files_dir.join(document_id).join(format!("v{n}.pdf"));
+            let bytes = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+            preview.versions.push(PreviewVersion {
+                version: n,
+                status: v.status.clone(),
+                chunks,
+                pages: v.page_count,
+                bytes,
+            });
+        }
+        Ok(preview)
+    }
+
+    /// Checks that `actor` may upload into their tenant: admins only, audited when refused.
+    pub async fn authorize_upload(&self, actor: &Actor) -> Result<()> {
+        if actor.may(Permission::ManageDocuments) {
+            return Ok(());
+        }
+        self.audit(actor, "upload_document", "denied", serde_json::json!({ "role": actor.role })).await?;
+        Err(Error::Forbidden)
+    }
+
+    /// The next version number of an existing document of the actor's tenant, its title and the
+    /// access metadata of its latest version.
+    pub async fn next_version(&self, actor: &Actor, document_id: &str) -> Result<(u32, String, indexer::ChunkAcl)> {
+        let (title, versions) = self.authorize(actor, "upload_document", document_id, None).await?;
+        let latest = versions.iter().map(version_number).max().ok_or(Error::NotFound)?;
+        let acl = self.storage.version_acl(document_id, latest).await?.ok_or(Error::NotFound)?;
+        Ok((latest + 1, title, acl))
+    }
+
+    /// After a new version is stored, the versions before it stop applying on its effective date.
+    pub async fn supersede(&self, actor: &Actor, document_id: &str, new_version: u32) -> Result<Vec<u32>> {
+        let new_acl = self.storage.version_acl(document_id, new_version).await?.ok_or(Error::NotFound)?;
+        let (_, versions) = self.authorize(actor, "upload_document", document_id, None).await?;
+        let mut superseded = Vec::new();
+        for v in versions.iter().map(version_number).filter(|v| *v < new_version) {
+            let Some(mut acl) = self.storage.version_acl(document_id, v).await? else { continue };
+            if acl.expires_at.is_none_or(|e| e > new_acl.effective_from) && acl.effective_from < new_acl.effective_from
+            {
+                acl.expires_at = Some(new_acl.effective_from);
+                self.update_acl(actor, document_id, v, acl).await?;
+                superseded.push(v);
+            }
+        }
+        Ok(superseded)
     }
 
     async fn audit(&self, actor: &Actor, action: &str, outcome: &str, detail: serde_json::Value) -> Result<()> {

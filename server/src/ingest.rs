@@ -71,11 +71,22 @@ fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 fn prepare(entry: &DocumentEntry) -> Result<Prepared<'_>> {
-    let name = entry.file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let bytes = std::fs::read(&entry.file)
         .map_err(|e| Error::user(format!("document '{}': cannot read {}: {e}", entry.id, entry.file.display())))?;
+    prepare_bytes(entry, bytes, usize::MAX)
+}
+
+/// Extracts and chunks a PDF held in memory; refuses more than `max_pages` pages.
+fn prepare_bytes(entry: &DocumentEntry, bytes: Vec<u8>, max_pages: usize) -> Result<Prepared<'_>> {
+    let name = entry.file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let pages = indexer::extract_pages(&name, &bytes)
         .map_err(|e| Error::user(format!("document '{}': {}", entry.id, Error::from(e))))?;
+    if pages.len() > max_pages {
+        return Err(Error::user(format!(
+            "'{name}' has {} pages; uploads are limited to {max_pages} pages",
+            pages.len()
+        )));
+    }
     let chunks = indexer::chunk_pages(&entry.id, entry.version, &pages);
     if chunks.is_empty() {
         return Err(Error::user(format!("document '{}': no passages could be formed from its text", entry.id)));
@@ -200,6 +211,21 @@ impl Ingestor {
 
     /// Embeds the chunks of every version to be stored, reusing stored vectors of identical text.
     async fn embed_prepared(&self, embedder: &Arc<Embedder>, prepared: &mut [Prepared<'_>]) -> Result<()> {
+        self.embed_prepared_with(
+            embedder,
+            prepared,
+            Arc::new(|done, total| tracing::info!(done, total, "embedding passages")),
+        )
+        .await
+    }
+
+    /// Embeds as [`Self::embed_prepared`], reporting `(embedded, to embed)` as batches finish.
+    async fn embed_prepared_with(
+        &self,
+        embedder: &Arc<Embedder>,
+        prepared: &mut [Prepared<'_>],
+        on_progress: Arc<dyn Fn(usize, usize) + Send + Sync>,
+    ) -> Result<()> {
         let model = embedder.model_sha256().to_owned();
         let hashes: Vec<String> = prepared
             .iter()
@@ -222,7 +248,7 @@ impl Ingestor {
             let texts: Vec<String> = missing.iter().map(|(_, t)| t.clone()).collect();
             let total = texts.len();
             let vectors = tokio::task::spawn_blocking(move || {
-                embedder.embed_many(&texts, 32, &mut |done| tracing::info!(done, total, "embedding passages"))
+                embedder.embed_many(&texts, 32, &mut |done| on_progress(done, total))
             })
             .await
             .map_err(|e| Error::internal("embedding task", e))??;
@@ -304,6 +330,130 @@ impl Ingestor {
         }
         Ok(())
     }
+}
+
+/// A PDF uploaded by an administrator, with the metadata from the form.
+#[derive(Debug, Clone)]
+pub struct Upload {
+    pub document_id: String,
+    pub title: String,
+    pub version: u32,
+    pub file_name: String,
+    pub bytes: Vec<u8>,
+    pub acl: indexer::ChunkAcl,
+    pub max_pages: usize,
+}
+
+/// Receives updates of an upload's status as ingestion goes.
+pub type StatusReporter = Arc<dyn Fn(&dyn Fn(&mut UploadStatus)) + Send + Sync>;
+
+/// Where an upload's ingestion stands; shown live on the job page.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct UploadStatus {
+    pub stage: &'static str,
+    pub pages: usize,
+    pub chunks: usize,
+    pub embedded: usize,
+    pub to_embed: usize,
+    pub indexed: usize,
+    pub error: Option<String>,
+    pub finished: bool,
+}
+
+impl Ingestor {
+    /// Ingests one uploaded PDF: extract, chunk, embed, store and index, reporting each stage to
+    /// `report`. Nothing is written until the file has been read, chunked and embedded; a
+    /// failure while storing or indexing is undone.
+    pub async fn ingest_upload(&self, upload: Upload, requested_by: &str, report: StatusReporter) -> Result<Outcome> {
+        report(&|s| s.stage = "extracting");
+        let entry = DocumentEntry {
+            id: upload.document_id.clone(),
+            title: upload.title.clone(),
+            version: upload.version,
+            file: PathBuf::from(&upload.file_name),
+            source: None,
+            acl: upload.acl.clone(),
+        };
+        let max_pages = upload.max_pages;
+        let (entry, prepared) = tokio::task::spawn_blocking(move || {
+            let prepared = prepare_bytes(&entry, upload.bytes, max_pages).map(|p| Owned {
+                bytes: p.bytes,
+                sha256: p.sha256,
+                page_count: p.page_count,
+                chunks: p.chunks,
+                scan: p.scan,
+            });
+            (entry, prepared)
+        })
+        .await
+        .map_err(|e| Error::internal("extraction task", e))?;
+        let owned = prepared?;
+        let mut prepared = vec![Prepared {
+            entry: &entry,
+            bytes: owned.bytes,
+            sha256: owned.sha256,
+            page_count: owned.page_count,
+            chunks: owned.chunks,
+            unchanged: false,
+            scan: owned.scan,
+            embeddings: Vec::new(),
+        }];
+        let (pages, chunks) = (prepared[0].page_count as usize, prepared[0].chunks.len());
+        report(&|s| {
+            s.pages = pages;
+            s.chunks = chunks;
+            s.to_embed = chunks;
+            s.stage = "embedding";
+        });
+        if let Some(existing) = self.storage.document_tenant(&entry.id).await?
+            && existing != entry.acl.tenant.as_str()
+        {
+            return Err(Error::user(format!("document id '{}' is taken; choose another id", entry.id)));
+        }
+        if self.storage.version_checksum(&entry.id, entry.version).await?.is_some() {
+            return Err(Error::user(format!(
+                "document '{}' already has a version {}; upload it as a new version",
+                entry.id, entry.version
+            )));
+        }
+        if let Some((embedder, _)) = &self.dense {
+            let progress = Arc::clone(&report);
+            self.embed_prepared_with(
+                embedder,
+                &mut prepared,
+                Arc::new(move |done, _| progress(&|s: &mut UploadStatus| s.embedded = done)),
+            )
+            .await?;
+        }
+        report(&|s| {
+            s.embedded = chunks;
+            s.stage = "indexing";
+        });
+        let outcome = self.store_one(&prepared[0]).await?;
+        report(&|s| s.indexed = chunks);
+        self.storage
+            .append_audit(AuditRecord {
+                actor: requested_by.to_owned(),
+                tenant: Some(entry.acl.tenant.to_string()),
+                action: "upload_document".to_owned(),
+                outcome: "succeeded".to_owned(),
+                detail: serde_json::json!({
+                    "document": entry.id, "version": entry.version, "pages": pages, "chunks": chunks,
+                    "sha256": prepared[0].sha256,
+                }),
+            })
+            .await?;
+        Ok(outcome)
+    }
+}
+
+/// The owned parts of a prepared upload, carried back from the extraction task.
+struct Owned {
+    bytes: Vec<u8>,
+    sha256: String,
+    page_count: u32,
+    chunks: Vec<Chunk>,
+    scan: crate::storage::VersionScan,
 }
 
 fn to_u32(n: usize) -> u32 {

@@ -18,3 +18,4 @@ pub mod session;
 pub mod settings;
 pub mod storage;
 pub mod web;
+pub mod web_documents;

@@ -92,7 +92,8 @@ fn parse_date(doc: &str, field: &str, s: &str) -> Result<NaiveDate> {
         .map_err(|_| Error::user(format!("document '{doc}': {field} '{s}' is not a date (expected YYYY-MM-DD)")))
 }
 
-fn valid_document_id(id: &str) -> bool {
+/// Document ids: lower-case letters, digits and dashes, up to 100 characters.
+pub fn valid_document_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 100 && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 

@@ -68,6 +68,10 @@ pub struct Settings {
     /// Share of the question's content words the best passage must contain, or the answer is
     /// "not found" (0 to 1).
     pub answer_min_coverage: f32,
+    /// Largest upload accepted, in bytes (all files of one upload together).
+    pub upload_max_bytes: u64,
+    /// Most pages an uploaded PDF may have.
+    pub upload_max_pages: usize,
 }
 
 impl Default for Settings {
@@ -89,6 +93,8 @@ impl Default for Settings {
             governance_dir: PathBuf::from("governance"),
             data_card_gate: true,
             answer_min_coverage: crate::answer::AnswerConfig::default().min_coverage,
+            upload_max_bytes: 25 * 1024 * 1024,
+            upload_max_pages: 2000,
         }
     }
 }
@@ -113,6 +119,8 @@ pub struct SettingsFile {
     pub governance_dir: Option<PathBuf>,
     pub data_card_gate: Option<bool>,
     pub answer_min_coverage: Option<f32>,
+    pub upload_max_bytes: Option<u64>,
+    pub upload_max_pages: Option<usize>,
 }
 
 impl SettingsFile {
@@ -140,7 +148,9 @@ impl Settings {
             rerank_top,
             governance_dir,
             data_card_gate,
-            answer_min_coverage
+            answer_min_coverage,
+            upload_max_bytes,
+            upload_max_pages
         );
         if let Some(fusion) = &file.fusion {
             self.fusion = fusion.parse().map_err(|e| Error::user(format!("settings: {}", Error::from(e))))?;
@@ -196,6 +206,9 @@ impl Settings {
         }
         if self.passages_per_answer == 0 || self.passages_per_answer > 50 {
             return Err(Error::user("passages_per_answer must be between 1 and 50"));
+        }
+        if self.upload_max_bytes == 0 || self.upload_max_pages == 0 {
+            return Err(Error::user("upload_max_bytes and upload_max_pages must be positive"));
         }
         if !(0.0..=1.0).contains(&self.answer_min_coverage) {
             return Err(Error::user("answer_min_coverage must be between 0 and 1"));

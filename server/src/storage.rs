@@ -621,6 +621,61 @@ impl Storage {
         Ok(chunks)
     }
 
+    /// Replaces the access metadata of a version and all its chunks, in one transaction.
+    pub async fn set_version_acl(&self, document_id: &str, version: u32, acl: &ChunkAcl) -> Result<u64> {
+        use sea_orm::sea_query::Expr;
+        let version_id = version_row_id(document_id, version);
+        let groups = join_groups(&acl.allowed_groups);
+        let txn = self.db.begin().await?;
+        document_version::Entity::update_many()
+            .col_expr(document_version::Column::Classification, Expr::value(acl.classification.to_string()))
+            .col_expr(document_version::Column::AllowedGroups, Expr::value(groups.clone()))
+            .col_expr(document_version::Column::Status, Expr::value(acl.status.to_string()))
+            .col_expr(document_version::Column::EffectiveFrom, Expr::value(acl.effective_from))
+            .col_expr(document_version::Column::ExpiresAt, Expr::value(acl.expires_at))
+            .col_expr(document_version::Column::RetentionClass, Expr::value(acl.retention_class.clone()))
+            .filter(document_version::Column::Id.eq(version_id.clone()))
+            .exec(&txn)
+            .await?;
+        let chunks = chunk::Entity::update_many()
+            .col_expr(chunk::Column::Owner, Expr::value(acl.owner.clone()))
+            .col_expr(chunk::Column::Classification, Expr::value(acl.classification.to_string()))
+            .col_expr(chunk::Column::AllowedGroups, Expr::value(groups))
+            .col_expr(chunk::Column::Status, Expr::value(acl.status.to_string()))
+            .col_expr(chunk::Column::EffectiveFrom, Expr::value(acl.effective_from))
+            .col_expr(chunk::Column::ExpiresAt, Expr::value(acl.expires_at))
+            .col_expr(chunk::Column::RetentionClass, Expr::value(acl.retention_class.clone()))
+            .filter(chunk::Column::VersionId.eq(version_id))
+            .exec(&txn)
+            .await?
+            .rows_affected;
+        txn.commit().await?;
+        Ok(chunks)
+    }
+
+    /// The access metadata of a stored version, read from its first chunk.
+    pub async fn version_acl(&self, document_id: &str, version: u32) -> Result<Option<ChunkAcl>> {
+        let row = chunk::Entity::find()
+            .filter(chunk::Column::VersionId.eq(version_row_id(document_id, version)))
+            .order_by_asc(chunk::Column::Ordinal)
+            .one(&self.db)
+            .await?;
+        row.as_ref().map(acl_of).transpose()
+    }
+
+    /// The chunks of a version in reading order.
+    pub async fn version_chunks(&self, document_id: &str, version: u32) -> Result<Vec<StoredChunk>> {
+        let ids: Vec<String> = chunk::Entity::find()
+            .filter(chunk::Column::VersionId.eq(version_row_id(document_id, version)))
+            .order_by_asc(chunk::Column::Ordinal)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        self.chunks_by_ids(&ids).await
+    }
+
     /// Chunks with their access metadata, ready to index: every chunk, or those of one version.
     pub async fn indexable_chunks(&self, version: Option<(&str, u32)>) -> Result<Vec<IndexableChunk>> {
         let mut query =

@@ -29,6 +29,9 @@ pub struct AppState {
     pub passages_per_answer: usize,
     /// For the governance pages (governance folder, gate setting).
     pub settings: Arc<crate::settings::Settings>,
+    pub documents: crate::documents::DocumentAdmin,
+    pub ingestor: crate::ingest::Ingestor,
+    pub jobs: crate::web_documents::Jobs,
 }
 
 impl std::fmt::Debug for AppState {
@@ -56,7 +59,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/governance/models", web::get().to(api_models_get))
         .route("/api/governance/data-cards", web::get().to(api_data_cards_get))
         .route("/api/governance/risk", web::get().to(api_risk_get))
-        .route("/static/{name}", web::get().to(static_get));
+        .route("/static/{name}", web::get().to(static_get))
+        .configure(crate::web_documents::routes);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -147,11 +151,11 @@ pub fn wants_html(req: &HttpRequest) -> bool {
     !req.path().starts_with("/api/")
 }
 
-fn web_err(req: &HttpRequest) -> impl Fn(Error) -> WebError + '_ {
+pub(crate) fn web_err(req: &HttpRequest) -> impl Fn(Error) -> WebError + '_ {
     move |e| WebError::new(e, wants_html(req), is_htmx(req))
 }
 
-type WebResult = Result<HttpResponse, WebError>;
+pub(crate) type WebResult = Result<HttpResponse, WebError>;
 
 // ---------------------------------------------------------------------------------------------
 // Views
@@ -175,11 +179,11 @@ impl ErrorView<'_> {
 }
 
 /// The signed-in user as the header shows them.
-struct UserView {
-    name: String,
-    tenant: String,
-    role: &'static str,
-    csrf: String,
+pub(crate) struct UserView {
+    pub(crate) name: String,
+    pub(crate) tenant: String,
+    pub(crate) role: &'static str,
+    pub(crate) csrf: String,
 }
 
 #[derive(Template)]
@@ -242,7 +246,7 @@ struct ResultsView {
     reranker: String,
 }
 
-fn user_view(actor: &Actor, csrf: String) -> UserView {
+pub(crate) fn user_view(actor: &Actor, csrf: String) -> UserView {
     UserView { name: actor.display_name.clone(), tenant: actor.tenant.to_string(), role: actor.role.as_str(), csrf }
 }
 
@@ -300,7 +304,7 @@ fn score_text(h: &indexer::RetrievedHit) -> String {
     parts.join(" · ")
 }
 
-fn html(body: askama::Result<String>, csrf_cookie: Option<actix_web::cookie::Cookie<'static>>) -> WebResult {
+pub(crate) fn html(body: askama::Result<String>, csrf_cookie: Option<actix_web::cookie::Cookie<'static>>) -> WebResult {
     let body = body.map_err(|e| WebError::new(Error::internal("rendering", e), true, false))?;
     let mut resp = HttpResponse::Ok();
     resp.content_type("text/html; charset=utf-8");
@@ -310,7 +314,7 @@ fn html(body: askama::Result<String>, csrf_cookie: Option<actix_web::cookie::Coo
     Ok(resp.body(body))
 }
 
-fn redirect(to: &str) -> HttpResponse {
+pub(crate) fn redirect(to: &str) -> HttpResponse {
     HttpResponse::SeeOther().insert_header((header::LOCATION, to)).finish()
 }
 
@@ -883,22 +887,25 @@ async fn static_get(name: web::Path<String>) -> HttpResponse {
 
 /// Builds the state shared by all workers.
 pub fn app_state(
-    storage: Storage,
-    retriever: indexer::Retriever,
+    platform: &crate::app::Platform,
     key: Key,
     audit_hash_key: Arc<[u8]>,
-    settings: &crate::settings::Settings,
     oidc: Option<Arc<crate::oidc::OidcClient>>,
 ) -> AppState {
+    let settings = &platform.settings;
+    let storage = platform.storage.clone();
     AppState {
         ask: AskService {
             storage: storage.clone(),
-            retriever,
+            retriever: platform.retriever(),
             audit_hash_key,
             data_card_gate: settings.data_card_gate,
             answer: crate::answer::AnswerConfig { min_coverage: settings.answer_min_coverage, ..Default::default() },
         },
-        settings: Arc::new(settings.clone()),
+        settings: Arc::clone(settings),
+        documents: platform.documents(),
+        ingestor: platform.ingestor(),
+        jobs: crate::web_documents::Jobs::default(),
         storage,
         key,
         session_minutes: settings.session_minutes,

@@ -286,3 +286,205 @@ async fn another_tenant_asking_the_same_question_gets_not_found_and_cannot_open_
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(!page.contains("onboarding"));
 }
+
+/// A multipart/form-data body with text fields and PDF files.
+fn multipart(fields: &[(&str, &str)], files: &[(&str, &[u8])]) -> (String, Vec<u8>) {
+    let boundary = "lexgate-test-boundary-7d93";
+    let mut body = Vec::new();
+    for (name, value) in fields {
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n").as_bytes(),
+        );
+    }
+    for (file_name, bytes) in files {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"{file_name}\"\r\nContent-Type: application/pdf\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+/// A one-page PDF about a made-up topic no corpus document mentions.
+pub fn heron_pdf() -> Vec<u8> {
+    let lines = [
+        "Section 1 Heron observation",
+        "Staff who observe grey herons on the premises record each sighting in the wildlife register",
+        "within two business days. The facilities team reviews the register every quarter.",
+    ];
+    indexer::write_text_pdf("Heron Sightings Procedure", &[lines.iter().map(|l| l.to_string()).collect()]).unwrap()
+}
+
+impl<S> Browser<S>
+where
+    S: Service<actix_http::Request, Response = ServiceResponse, Error = actix_web::Error>,
+{
+    async fn upload(&mut self, fields: &[(&str, &str)], files: &[(&str, &[u8])]) -> (StatusCode, String, String) {
+        let (content_type, body) = multipart(fields, files);
+        let req = test::TestRequest::post()
+            .uri("/documents/upload")
+            .insert_header(("content-type", content_type))
+            .set_payload(body);
+        let (status, headers, body) = self.send(req).await;
+        (status, headers.get("location").cloned().unwrap_or_default(), body)
+    }
+
+    /// Polls a job page as htmx does until the job ends; returns the last fragment.
+    async fn wait_for_job(&mut self, job_url: &str) -> String {
+        for _ in 0..600 {
+            let (_, _, fragment) =
+                self.send(test::TestRequest::get().uri(job_url).insert_header(("HX-Request", "true"))).await;
+            if !fragment.contains("hx-trigger") {
+                return fragment;
+            }
+            actix_web::rt::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("the upload job did not finish");
+    }
+
+    async fn page_csrf(&mut self, uri: &str) -> String {
+        let (_, _, body) = self.get(uri).await;
+        let marker = "name=\"csrf\" value=\"";
+        let start = body.find(marker).map(|i| i + marker.len()).unwrap_or_else(|| panic!("no csrf on {uri}"));
+        body[start..].split('"').next().unwrap_or_default().to_owned()
+    }
+}
+
+fn upload_fields(csrf: &str) -> Vec<(&str, &str)> {
+    vec![
+        ("csrf", csrf),
+        ("owner", "Facilities"),
+        ("classification", "internal"),
+        ("groups", "staff"),
+        ("status", "approved"),
+        ("effective_from", "2024-01-01"),
+        ("retention", "standard"),
+    ]
+}
+
+#[actix_web::test]
+async fn an_admin_uploads_a_pdf_watches_it_ingest_edits_its_access_and_deletes_it_with_a_receipt() {
+    let (_dir, p) = corpus_platform(Backend::Sqlite).await;
+    let mut adam = browser(&p).await;
+    assert_eq!(adam.sign_in("adam@acme-bank").await, StatusCode::SEE_OTHER);
+    let csrf = adam.page_csrf("/documents").await;
+    let pdf = heron_pdf();
+    let (status, job, body) = adam.upload(&upload_fields(&csrf), &[("Heron sightings.pdf", &pdf)]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    assert!(job.starts_with("/documents/jobs/"), "{job}");
+    let done = adam.wait_for_job(&job).await;
+    assert!(done.contains("id=\"job-done\""), "{done}");
+    assert!(done.contains("Pages extracted: 1") && done.contains("Indexed: 1"), "{done}");
+    let (_, _, list) = adam.get("/documents?q=heron").await;
+    assert!(list.contains("/documents/heron-sightings") && !list.contains("acme-data-retention"), "{list}");
+
+    // An analyst of the tenant finds it at once.
+    let mut bob = browser(&p).await;
+    bob.sign_in("bob@acme-bank").await;
+    let ask = "/api/v1/ask?q=When+are+grey+heron+sightings+recorded+in+the+wildlife+register%3F";
+    let (_, _, body) = bob.get(ask).await;
+    assert!(body.contains("\"document_id\":\"heron-sightings\""), "{body}");
+
+    // Editing the access metadata re-indexes it: a group bob lacks hides it from him.
+    let mut fields = upload_fields(&csrf);
+    fields.retain(|(k, _)| *k != "groups");
+    fields.extend([("groups", "facilities"), ("version", "1")]);
+    let (status, _, body) =
+        adam.send(test::TestRequest::post().uri("/documents/heron-sightings/metadata").set_form(&fields)).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    let (_, _, body) = bob.get(ask).await;
+    assert!(!body.contains("heron-sightings"), "{body}");
+    let acl = p.storage.version_acl("heron-sightings", 1).await.unwrap().unwrap();
+    assert_eq!(acl.allowed_groups.iter().map(|g| g.as_str()).collect::<Vec<_>>(), ["facilities"]);
+
+    // The confirmation says what will go; the receipt says what went.
+    let (status, _, confirm) = adam.get("/documents/heron-sightings/delete").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(confirm.contains("Delete Heron sightings?") || confirm.contains("Delete Heron"), "{confirm}");
+    assert!(confirm.contains("<td>1</td><td>approved</td><td>1</td>"), "{confirm}");
+    let (status, _, receipt) = adam
+        .send(
+            test::TestRequest::post()
+                .uri("/documents/heron-sightings/delete")
+                .set_form([("csrf", csrf.as_str()), ("reason", "uploaded by mistake")]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{receipt}");
+    assert!(receipt.contains("Deletion receipt") && receipt.contains("Deleted and verified"), "{receipt}");
+    assert!(p.storage.document("heron-sightings").await.unwrap().is_none());
+    assert_eq!(p.storage.receipts(&indexer::TenantId::parse("acme-bank").unwrap()).await.unwrap().len(), 1);
+}
+
+#[actix_web::test]
+async fn bad_uploads_forged_forms_and_other_tenants_documents_get_a_clear_4xx_and_change_nothing() {
+    let (_dir, p) = corpus_platform(Backend::Sqlite).await;
+    let mut settings = (*p.settings).clone();
+    settings.upload_max_bytes = 4096;
+    let p = Platform { settings: std::sync::Arc::new(settings), ..p };
+    let chunks_before = p.storage.indexable_chunks(None).await.unwrap().len();
+    let mut adam = browser(&p).await;
+    adam.sign_in("adam@acme-bank").await;
+    let csrf = adam.page_csrf("/documents").await;
+
+    let (status, _, body) = adam.upload(&upload_fields(&csrf), &[("notes.pdf", b"just some text, not a PDF")]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.contains("is not a PDF file"), "{body}");
+
+    let big = [b"%PDF-1.4\n".as_slice(), &vec![b'x'; 8192]].concat();
+    let (status, _, body) = adam.upload(&upload_fields(&csrf), &[("big.pdf", &big)]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.contains("larger than the limit"), "{body}");
+
+    let pdf = heron_pdf();
+    let (status, _, body) = adam.upload(&upload_fields("")[1..], &[("heron.pdf", &pdf)]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "an upload without the CSRF token");
+    assert!(body.contains("did not come from lexgate"), "{body}");
+
+    // An upload whose PDF cannot be parsed fails in the job and leaves nothing behind.
+    let broken = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\n%%EOF\n";
+    let (status, job, _) = adam.upload(&upload_fields(&csrf), &[("broken.pdf", broken)]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let failed = adam.wait_for_job(&job).await;
+    assert!(failed.contains("id=\"job-failed\""), "{failed}");
+    assert!(p.storage.document("broken").await.unwrap().is_none());
+
+    // Another tenant's document, addressed by id: not found, unchanged.
+    let mut fields = upload_fields(&csrf);
+    fields.push(("version", "1"));
+    let (status, _, _) = adam
+        .send(test::TestRequest::post().uri("/documents/borealis-claims-data-handling/metadata").set_form(&fields))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _, _) = adam
+        .send(
+            test::TestRequest::post()
+                .uri("/documents/borealis-claims-data-handling/delete")
+                .set_form([("csrf", csrf.as_str()), ("reason", "x")]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let acl = p.storage.version_acl("borealis-claims-data-handling", 1).await.unwrap().unwrap();
+    assert_ne!(acl.owner, "Facilities");
+
+    // A CSRF-less metadata edit of its own document changes nothing either.
+    let forged: Vec<_> = upload_fields("").into_iter().skip(1).chain([("version", "1")]).collect();
+    let (status, _, _) =
+        adam.send(test::TestRequest::post().uri("/documents/acme-erasure-requests/metadata").set_form(&forged)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // Analysts cannot upload.
+    let mut bob = browser(&p).await;
+    bob.sign_in("bob@acme-bank").await;
+    let bob_csrf = bob.page_csrf("/ask").await;
+    let (status, _, _) = bob.upload(&upload_fields(&bob_csrf), &[("heron.pdf", &pdf)]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    assert_eq!(p.storage.indexable_chunks(None).await.unwrap().len(), chunks_before, "nothing changed");
+    let denials = p.storage.audit_page(0, 50, None, Some("denied")).await.unwrap();
+    assert!(denials.1 >= 3, "refusals are audited: {:?}", denials.0.iter().map(|e| &e.action).collect::<Vec<_>>());
+}
