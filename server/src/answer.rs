@@ -157,8 +157,9 @@ pub fn compose(question: &str, passages: &[Passage], config: &AnswerConfig) -> A
             terms(&p.chunk.heading_path).into_iter().filter(|t| wanted.contains(t)).collect();
         for (start, end) in sentences(&p.chunk.text) {
             let sentence = &p.chunk.text[start..end];
-            // Headings and fragments (a chunk can end mid-sentence) are context, not answers.
-            let complete = sentence.trim_end_matches(['"', '\'', ')', ']']).ends_with(['.', '!', '?'])
+            // Headings, questions and fragments (a chunk can end mid-sentence) are not answers.
+            // Questions in the text (FAQ headings) are not answers.
+            let complete = sentence.trim_end_matches(['"', '\'', ')', ']']).ends_with(['.', '!'])
                 && !sentence.starts_with(char::is_lowercase);
             if !complete {
                 continue;

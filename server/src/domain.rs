@@ -60,6 +60,24 @@ pub enum Permission {
 }
 
 impl Permission {
+    /// The scope name a service token grants this permission under.
+    pub fn scope(self) -> &'static str {
+        match self {
+            Permission::Ask => "ask",
+            Permission::ManageDocuments => "documents",
+            Permission::ReadGovernance => "governance",
+        }
+    }
+
+    pub fn from_scope(s: &str) -> Result<Self, Error> {
+        match s.trim() {
+            "ask" => Ok(Permission::Ask),
+            "documents" => Ok(Permission::ManageDocuments),
+            "governance" => Ok(Permission::ReadGovernance),
+            other => Err(Error::user(format!("unknown scope '{other}' (expected ask, documents or governance)"))),
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Permission::Ask => "ask",
@@ -78,16 +96,21 @@ pub struct Actor {
     pub role: Role,
     pub groups: BTreeSet<GroupName>,
     pub clearance: Classification,
+    /// Set when the request came with a service token: what the token allows, on top of the
+    /// role. `None` for a signed-in user.
+    pub token_scopes: Option<Vec<Permission>>,
 }
 
 impl Actor {
-    /// Whether the actor's role grants `permission`. Everyone signed in may ask.
+    /// Whether the actor's role (and token, if any) grants `permission`. Everyone signed in may
+    /// ask.
     pub fn may(&self, permission: Permission) -> bool {
-        match permission {
+        let by_role = match permission {
             Permission::Ask => true,
             Permission::ManageDocuments => self.role == Role::Admin,
             Permission::ReadGovernance => self.role == Role::Reviewer,
-        }
+        };
+        by_role && self.token_scopes.as_ref().is_none_or(|scopes| scopes.contains(&permission))
     }
 
     /// The identity the indexes filter by, for documents in force on `as_of`.

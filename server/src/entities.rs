@@ -297,3 +297,26 @@ pub mod data_card {
     }
     no_relations!();
 }
+
+pub mod service_token {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "service_tokens")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        /// SHA-256 of the bearer token; the token itself is shown once and never stored.
+        pub token_sha256: String,
+        pub principal_id: String,
+        pub tenant_id: String,
+        pub name: String,
+        /// Comma-separated scopes: ask, documents, governance.
+        pub scopes: String,
+        pub issued_by: String,
+        pub issued_at: DateTimeUtc,
+        pub expires_at: Option<DateTimeUtc>,
+        pub revoked_at: Option<DateTimeUtc>,
+    }
+    no_relations!();
+}

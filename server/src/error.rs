@@ -14,6 +14,9 @@ pub enum Error {
     Forbidden,
     #[error("not signed in")]
     Unauthenticated,
+    /// A bearer token was refused; the message says why (revoked, expired, unknown).
+    #[error("{0}")]
+    Token(String),
     #[error("not found")]
     NotFound,
     /// The database cannot be reached or failed; answers fail closed.

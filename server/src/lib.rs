@@ -2,6 +2,7 @@
 //! settings, installs tracing and calls [`app::Application`]; tests start the very same app.
 
 pub mod answer;
+pub mod api;
 pub mod app;
 pub mod ask;
 pub mod audit;
@@ -17,5 +18,6 @@ pub mod packet;
 pub mod session;
 pub mod settings;
 pub mod storage;
+pub mod tokens;
 pub mod web;
 pub mod web_documents;

@@ -133,6 +133,25 @@ pub fn verify_csrf(req: &HttpRequest, state: &AppState, submitted: &str) -> Resu
     }
 }
 
+/// The bearer token of an API request, if it carries one.
+pub fn bearer_token(req: &HttpRequest) -> Option<&str> {
+    if !req.path().starts_with("/api/") {
+        return None;
+    }
+    let value = req.headers().get(actix_web::http::header::AUTHORIZATION)?.to_str().ok()?;
+    value.strip_prefix("Bearer ").map(str::trim).filter(|t| !t.is_empty())
+}
+
+/// Checks a state-changing API request: a service token needs no CSRF token (no cookies are
+/// involved); a browser session must send its CSRF token in the `X-CSRF-Token` header.
+pub fn verify_api_csrf(req: &HttpRequest, state: &AppState) -> Result<(), Error> {
+    if bearer_token(req).is_some() {
+        return Ok(());
+    }
+    let submitted = req.headers().get("X-CSRF-Token").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    verify_csrf(req, state, submitted)
+}
+
 /// Extracts the signed-in actor, or fails with [`Error::Unauthenticated`].
 #[derive(Debug, Clone)]
 pub struct SignedIn(pub Actor);
@@ -150,6 +169,10 @@ impl FromRequest for SignedIn {
                 .app_data::<web::Data<AppState>>()
                 .cloned()
                 .ok_or_else(|| fail(Error::Internal("application state missing".into())))?;
+            // API clients may present a service token instead of a session.
+            if let Some(token) = bearer_token(&req) {
+                return crate::tokens::authenticate(&state.storage, token).await.map(SignedIn).map_err(fail);
+            }
             let principal = session_principal(&req, &state).ok_or_else(|| fail(Error::Unauthenticated))?;
             match state.storage.actor(&principal).await {
                 Ok(Some(actor)) => Ok(SignedIn(actor)),

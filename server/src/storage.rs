@@ -16,7 +16,7 @@ use sea_orm::{
 use crate::domain::{Actor, Role};
 use crate::entities::{
     audit_event, audit_head, chunk, chunk_embedding, deletion_receipt, document, document_version, ingestion_job,
-    principal, principal_group, tenant,
+    principal, principal_group, service_token, tenant,
 };
 use crate::error::{Error, Result};
 
@@ -348,10 +348,48 @@ impl Storage {
             role: row.role.parse()?,
             groups,
             clearance: row.clearance.parse()?,
+            token_scopes: None,
         }))
     }
 
-    /// Every principal, ordered by tenant then id (the development sign-in lists them).
+    /// Stores a service token (its SHA-256 only) for an existing principal.
+    pub async fn insert_token(&self, row: service_token::Model) -> Result<()> {
+        service_token::Entity::insert(service_token::ActiveModel::from(row)).exec(&self.db).await?;
+        Ok(())
+    }
+
+    /// The token row whose hash is `token_sha256`.
+    pub async fn token_by_hash(&self, token_sha256: &str) -> Result<Option<service_token::Model>> {
+        Ok(service_token::Entity::find()
+            .filter(service_token::Column::TokenSha256.eq(token_sha256.to_owned()))
+            .one(&self.db)
+            .await?)
+    }
+
+    /// The tokens of a tenant, newest first.
+    pub async fn tokens(&self, tenant: &TenantId) -> Result<Vec<service_token::Model>> {
+        Ok(service_token::Entity::find()
+            .filter(service_token::Column::TenantId.eq(tenant.to_string()))
+            .order_by_desc(service_token::Column::IssuedAt)
+            .all(&self.db)
+            .await?)
+    }
+
+    /// Revokes a token of `tenant`; false when there is no such unrevoked token.
+    pub async fn revoke_token(&self, id: &str, tenant: &TenantId) -> Result<bool> {
+        use sea_orm::sea_query::Expr;
+        let done = service_token::Entity::update_many()
+            .col_expr(service_token::Column::RevokedAt, Expr::value(Some(Utc::now())))
+            .filter(service_token::Column::Id.eq(id.to_owned()))
+            .filter(service_token::Column::TenantId.eq(tenant.to_string()))
+            .filter(service_token::Column::RevokedAt.is_null())
+            .exec(&self.db)
+            .await?;
+        Ok(done.rows_affected == 1)
+    }
+
+    /// Every principal except service principals, ordered by tenant then id (the development
+    /// sign-in lists them).
     pub async fn list_actors(&self) -> Result<Vec<Actor>> {
         let rows = principal::Entity::find()
             .order_by_asc(principal::Column::TenantId)
@@ -359,7 +397,7 @@ impl Storage {
             .all(&self.db)
             .await?;
         let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
+        for row in rows.into_iter().filter(|r| !r.id.starts_with(crate::tokens::SERVICE_PREFIX)) {
             if let Some(actor) = self.actor(&row.id).await? {
                 out.push(actor);
             }

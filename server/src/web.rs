@@ -44,6 +44,7 @@ impl std::fmt::Debug for AppState {
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/", web::get().to(index_get))
         .route("/healthz", web::get().to(health_get))
+        .route("/readyz", web::get().to(ready_get))
         .route("/signin", web::get().to(signin_get))
         .route("/signin/dev", web::post().to(signin_dev_post))
         .route("/signin/oidc", web::get().to(signin_oidc_get))
@@ -60,7 +61,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/governance/data-cards", web::get().to(api_data_cards_get))
         .route("/api/governance/risk", web::get().to(api_risk_get))
         .route("/static/{name}", web::get().to(static_get))
-        .configure(crate::web_documents::routes);
+        .configure(crate::web_documents::routes)
+        .configure(crate::api::routes);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -87,6 +89,7 @@ impl WebError {
             Error::User(msg) => msg.clone(),
             Error::Forbidden => "You are not allowed to do that. The attempt has been recorded.".to_owned(),
             Error::Unauthenticated => "Please sign in.".to_owned(),
+            Error::Token(msg) => msg.clone(),
             Error::NotFound => "Not found.".to_owned(),
             Error::Storage(_) => {
                 "The document store cannot be reached, so no answer was given. Try again shortly.".to_owned()
@@ -107,7 +110,7 @@ impl ResponseError for WebError {
         match self.error {
             Error::User(_) => StatusCode::BAD_REQUEST,
             Error::Forbidden => StatusCode::FORBIDDEN,
-            Error::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Error::Unauthenticated | Error::Token(_) => StatusCode::UNAUTHORIZED,
             Error::NotFound => StatusCode::NOT_FOUND,
             Error::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -325,13 +328,32 @@ async fn index_get(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse
     if session::session_principal(&req, &state).is_some() { redirect("/ask") } else { redirect("/signin") }
 }
 
-async fn health_get(state: web::Data<AppState>) -> HttpResponse {
-    match state.storage.ping().await {
-        Ok(()) => {
-            HttpResponse::Ok().json(serde_json::json!({ "status": "ok", "database": state.storage.backend_name() }))
-        }
-        Err(_) => HttpResponse::ServiceUnavailable().json(serde_json::json!({ "status": "database unavailable" })),
-    }
+/// Liveness: the process answers.
+async fn health_get() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
+}
+
+/// Readiness: the database answers, the indexes are loaded and the models the settings ask for
+/// are loaded. 503 with the failing checks otherwise.
+async fn ready_get(state: web::Data<AppState>) -> HttpResponse {
+    let database = state.storage.ping().await.is_ok();
+    let retriever = &state.ask.retriever;
+    // The BM25 index is opened before the server starts; its passage count shows it is loaded.
+    let bm25_passages = retriever.bm25.count_all();
+    let dense_wanted = state.settings.dense_retrieval;
+    let dense = !dense_wanted || (retriever.has_dense() && retriever.embedder.is_some());
+    let reranker = state.settings.reranker_dir.is_none() || retriever.reranker.is_some();
+    let ready = database && dense && reranker;
+    let body = serde_json::json!({
+        "status": if ready { "ready" } else { "not ready" },
+        "checks": {
+            "database": database,
+            "bm25_passages": bm25_passages,
+            "dense_index_and_embedding_model": if dense_wanted { serde_json::json!(dense) } else { serde_json::json!("off") },
+            "reranker": if state.settings.reranker_dir.is_some() { serde_json::json!(reranker) } else { serde_json::json!("off") },
+        },
+    });
+    if ready { HttpResponse::Ok().json(body) } else { HttpResponse::ServiceUnavailable().json(body) }
 }
 
 async fn signin_get(req: HttpRequest, state: web::Data<AppState>) -> WebResult {

@@ -231,14 +231,17 @@ async fn list_get(
 }
 
 /// A file part of the upload form.
-struct UploadedFile {
+pub(crate) struct UploadedFile {
     name: String,
     bytes: Vec<u8>,
 }
 
 /// Reads the multipart form: text fields (small) and PDF files, refusing anything over the
 /// size limit while it streams in.
-async fn read_form(mut form: Multipart, max_bytes: u64) -> Result<(HashMap<String, String>, Vec<UploadedFile>), Error> {
+pub(crate) async fn read_form(
+    mut form: Multipart,
+    max_bytes: u64,
+) -> Result<(HashMap<String, String>, Vec<UploadedFile>), Error> {
     let mut fields = HashMap::new();
     let mut files = Vec::new();
     let mut total: u64 = 0;
@@ -337,37 +340,35 @@ fn acl_from_form(actor: &Actor, f: &HashMap<String, String>) -> Result<ChunkAcl,
     })
 }
 
-async fn upload_post(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    SignedIn(actor): SignedIn,
-    form: Multipart,
-) -> WebResult {
-    let err = web_err(&req);
-    require_admin(&state, &actor).await.map_err(&err)?;
-    let (fields, files) = read_form(form, state.settings.upload_max_bytes).await.map_err(&err)?;
-    session::verify_csrf(&req, &state, fields.get("csrf").map_or("", String::as_str)).map_err(&err)?;
+/// Checks every file, then starts one ingestion job per file; returns the job ids. Shared by the
+/// upload form and the JSON API.
+pub(crate) async fn start_uploads(
+    state: &web::Data<AppState>,
+    actor: &Actor,
+    fields: &HashMap<String, String>,
+    files: Vec<UploadedFile>,
+) -> Result<Vec<String>, Error> {
     if files.is_empty() {
-        return Err(err(Error::user("Choose at least one PDF file to upload.")));
+        return Err(Error::user("Choose at least one PDF file to upload."));
     }
     // Every file is checked before any ingestion starts.
     for f in &files {
         if !f.bytes.starts_with(b"%PDF-") {
-            return Err(err(Error::user(format!("'{}' is not a PDF file.", f.name))));
+            return Err(Error::user(format!("'{}' is not a PDF file.", f.name)));
         }
     }
     let version_of = fields.get("version_of").map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
     let title_field = fields.get("title").map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
     let id_field = fields.get("document_id").map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
-    let acl = acl_from_form(&actor, &fields).map_err(&err)?;
+    let acl = acl_from_form(actor, fields)?;
     if version_of.is_some() && files.len() > 1 {
-        return Err(err(Error::user("Upload one file at a time as a new version.")));
+        return Err(Error::user("Upload one file at a time as a new version."));
     }
     let mut uploads = Vec::new();
     for f in files {
         let (document_id, version, title) = match &version_of {
             Some(id) => {
-                let (next, title, _) = state.documents.next_version(&actor, id).await.map_err(&err)?;
+                let (next, title, _) = state.documents.next_version(actor, id).await?;
                 (id.clone(), next, title_field.clone().unwrap_or(title))
             }
             None => {
@@ -376,14 +377,14 @@ async fn upload_post(
                     _ => id_from_file_name(&f.name),
                 };
                 if !crate::manifest::valid_document_id(&id) {
-                    return Err(err(Error::user(format!(
+                    return Err(Error::user(format!(
                         "'{id}' is not a valid document id (lower-case letters, digits and dashes)."
-                    ))));
+                    )));
                 }
-                if state.storage.document(&id).await.map_err(&err)?.is_some() {
-                    return Err(err(Error::user(format!(
+                if state.storage.document(&id).await?.is_some() {
+                    return Err(Error::user(format!(
                         "A document with id '{id}' exists already; upload the file as a new version of it."
-                    ))));
+                    )));
                 }
                 let title = match &title_field {
                     Some(t) if uploads.is_empty() => t.clone(),
@@ -404,7 +405,7 @@ async fn upload_post(
     }
     let mut job_ids = Vec::new();
     for upload in uploads {
-        let job_id = session::random_hex(8).map_err(&err)?;
+        let job_id = session::random_hex(8)?;
         state.jobs.insert(Job {
             id: job_id.clone(),
             tenant: actor.tenant.to_string(),
@@ -453,6 +454,20 @@ async fn upload_post(
         });
         job_ids.push(job_id);
     }
+    Ok(job_ids)
+}
+
+async fn upload_post(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    SignedIn(actor): SignedIn,
+    form: Multipart,
+) -> WebResult {
+    let err = web_err(&req);
+    require_admin(&state, &actor).await.map_err(&err)?;
+    let (fields, files) = read_form(form, state.settings.upload_max_bytes).await.map_err(&err)?;
+    session::verify_csrf(&req, &state, fields.get("csrf").map_or("", String::as_str)).map_err(&err)?;
+    let job_ids = start_uploads(&state, &actor, &fields, files).await.map_err(&err)?;
     // One file: its progress page. Several: the first, which links back to the list.
     Ok(redirect(&format!("/documents/jobs/{}", job_ids[0])))
 }

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use server::app::Application;
 
-use crate::support::{Backend, corpus_platform};
+use crate::oidc::oidc_platform;
+use crate::support::{Backend, corpus_platform, repo_root};
 
 fn tool(env: &str, default: &str) -> PathBuf {
     let path = std::env::var_os(env).map(PathBuf::from).unwrap_or_else(|| PathBuf::from(default));
@@ -124,6 +125,7 @@ impl Browser {
         let created = webdriver(port, "POST", "/session", Some(&capabilities));
         let session = created["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {created}")).to_owned();
         let browser = Self { port, session, driver, base };
+        browser.command("POST", "/window/rect", &json!({ "width": 1280, "height": 1000 }));
         // Headless Chromium saves downloads only when told where.
         browser.command(
             "POST",
@@ -166,6 +168,57 @@ impl Browser {
         self.click(&format!("//button[text()='Sign in as {principal}']"));
         // A click can return before the form's redirect lands; wait for it, or the next
         // navigation races it.
+        self.wait_for_path("/ask");
+    }
+
+    fn element(&self, xpath: &str) -> String {
+        let found = self.command("POST", "/element", &json!({ "using": "xpath", "value": xpath }));
+        found
+            .as_object()
+            .and_then(|o| o.values().next())
+            .and_then(Value::as_str)
+            .unwrap_or_else(|| panic!("no element {xpath}: {found}"))
+            .to_owned()
+    }
+
+    /// Types `text` into a field; for a file input, `text` is the path of the file to choose.
+    fn fill(&self, xpath: &str, text: &str) {
+        let id = self.element(xpath);
+        self.command("POST", &format!("/element/{id}/value"), &json!({ "text": text }));
+    }
+
+    /// Waits until the page shows `text` (htmx swaps and redirects land asynchronously).
+    fn wait_for_text(&self, text: &str) -> String {
+        let started = Instant::now();
+        loop {
+            let source = self.source();
+            if source.contains(text) {
+                return source;
+            }
+            assert!(started.elapsed() < Duration::from_secs(60), "never showed {text:?}: {source}");
+            std::thread::sleep(Duration::from_millis(150));
+        }
+    }
+
+    /// Saves a PNG of the viewport.
+    fn screenshot(&self, path: &Path) {
+        use base64::Engine;
+        let data = webdriver(self.port, "GET", &format!("/session/{}/screenshot", self.session), None);
+        let png = base64::engine::general_purpose::STANDARD.decode(data.as_str().unwrap_or_default()).unwrap();
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, png).unwrap();
+    }
+
+    /// Signs in through the OpenID provider's login form.
+    fn sign_in_with_provider(&self, login: &str) {
+        // The provider runs on the same host, so this also ends any session there.
+        webdriver(self.port, "DELETE", &format!("/session/{}/cookie", self.session), None);
+        self.open("/signin");
+        self.click("//a[@id='signin-oidc']");
+        self.wait_for_text("name=\"login\"");
+        self.fill("//input[@name='login']", login);
+        self.fill("//input[@name='password']", "any password");
+        self.click("//button[@type='submit']");
         self.wait_for_path("/ask");
     }
 
@@ -231,4 +284,77 @@ async fn in_a_browser_a_reviewer_reads_the_audit_log_and_downloads_the_packet_an
     // Both refusals of the analyst are in the audit log.
     let denials = p.storage.audit_page(0, 50, Some("read_governance"), Some("denied")).await.unwrap();
     assert_eq!(denials.1, 2);
+}
+
+/// Where the page tests leave their screenshots (not committed): target/screenshots.
+fn screenshots_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"))
+        .join("screenshots")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_browser_users_sign_in_through_the_provider_ask_with_citations_and_an_admin_uploads_and_deletes() {
+    let (dir, p, provider, base) = oidc_platform().await;
+    let app = Application::build(&p).await.expect("start the app");
+    let server = tokio::spawn(app.run_until_stopped());
+    let pdf_path = dir.path().join("Heron sightings.pdf");
+    std::fs::write(&pdf_path, crate::web::heron_pdf()).unwrap();
+    let downloads = dir.path().join("downloads");
+    std::fs::create_dir_all(&downloads).unwrap();
+    let shots = screenshots_dir();
+
+    let result = tokio::task::spawn_blocking(move || {
+        let browser = Browser::start(base, &downloads);
+
+        // An analyst signs in at the provider, asks, and follows a citation to the marked span.
+        browser.sign_in_with_provider("olivia");
+        browser.wait_for_text("Olivia Analyst");
+        browser.fill("//input[@name='q']", "How long are customer onboarding files kept?");
+        browser.click("//form[contains(@class,'ask')]//button[@type='submit']");
+        let page = browser.wait_for_text("<h2>Answer</h2>");
+        assert!(page.contains("eight years") && page.contains("cite-marker"), "{page}");
+        browser.screenshot(&shots.join("ask.png"));
+        browser.click("(//a[@class='cite-marker'])[1]");
+        browser.wait_for_path("/passages/");
+        let passage = browser.wait_for_text("<mark id=\"cited\">");
+        let marked = passage.split("<mark id=\"cited\">").nth(1).unwrap().split("</mark>").next().unwrap();
+        assert!(marked.contains("eight years"), "{marked}");
+        browser.screenshot(&shots.join("citation.png"));
+
+        // An admin uploads a PDF, watches it ingest, then deletes it and reads the receipt.
+        browser.sign_in_with_provider("oscar");
+        browser.open("/documents");
+        browser.fill("//input[@name='files']", &pdf_path.to_string_lossy());
+        browser.fill("//input[@name='owner']", "Facilities");
+        browser.click("//button[@id='upload-submit']");
+        browser.wait_for_path("/documents/jobs/");
+        let done = browser.wait_for_text("id=\"job-done\"");
+        assert!(done.contains("Indexed: 1"), "{done}");
+        browser.screenshot(&shots.join("upload-progress.png"));
+        browser.open("/documents");
+        browser.wait_for_text("heron-sightings");
+        browser.screenshot(&shots.join("documents.png"));
+        browser.open("/documents/heron-sightings/delete");
+        browser.fill("//input[@name='reason']", "uploaded to test the page");
+        browser.click("//button[@id='confirm-delete']");
+        let receipt = browser.wait_for_text("Deletion receipt");
+        assert!(receipt.contains("Deleted and verified"), "{receipt}");
+        browser.screenshot(&shots.join("deletion-receipt.png"));
+
+        // An analyst of another tenant asking tenant A's question is told nothing is found.
+        browser.sign_in_with_provider("bianca");
+        browser.fill("//input[@name='q']", "How long does Acme Bank keep customer onboarding files?");
+        browser.click("//form[contains(@class,'ask')]//button[@type='submit']");
+        let page = browser.wait_for_text("id=\"not-found\"");
+        assert!(page.contains("Not found in the documents you can access") && !page.contains("eight years"), "{page}");
+        drop(provider);
+    })
+    .await;
+    server.abort();
+    if let Err(e) = result {
+        std::panic::resume_unwind(e.into_panic());
+    }
+    assert!(p.storage.document("heron-sightings").await.unwrap().is_none());
 }

@@ -488,3 +488,91 @@ async fn bad_uploads_forged_forms_and_other_tenants_documents_get_a_clear_4xx_an
     let denials = p.storage.audit_page(0, 50, None, Some("denied")).await.unwrap();
     assert!(denials.1 >= 3, "refusals are audited: {:?}", denials.0.iter().map(|e| &e.action).collect::<Vec<_>>());
 }
+
+#[actix_web::test]
+async fn service_tokens_are_scoped_and_a_revoked_token_is_refused_and_changes_nothing() {
+    let (_dir, p) = corpus_platform(Backend::Sqlite).await;
+    let mut adam = browser(&p).await;
+    adam.sign_in("adam@acme-bank").await;
+    let csrf = adam.page_csrf("/documents").await;
+    let request = serde_json::json!({
+        "name": "compliance-bot", "scopes": ["ask"], "groups": ["staff"], "clearance": "internal", "valid_days": 30,
+    });
+    let (status, _, body) = adam.send(test::TestRequest::post().uri("/api/v1/tokens").set_json(&request)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "a session needs the CSRF header: {body}");
+    let (status, _, body) = adam
+        .send(
+            test::TestRequest::post()
+                .uri("/api/v1/tokens")
+                .insert_header(("X-CSRF-Token", csrf.as_str()))
+                .set_json(&request),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let issued: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let token = issued["token"].as_str().unwrap().to_owned();
+    let id = issued["record"]["id"].as_str().unwrap().to_owned();
+    assert!(token.starts_with("lxg_"));
+
+    // A client without cookies uses the token.
+    let mut bot = browser(&p).await;
+    let bearer = ("Authorization", format!("Bearer {token}"));
+    let ask = "/api/v1/ask?q=How+long+are+customer+onboarding+files+kept%3F";
+    let (status, _, body) = bot.send(test::TestRequest::get().uri(ask).insert_header(bearer.clone())).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.contains("eight years"), "{body}");
+    let (status, _, _) =
+        bot.send(test::TestRequest::get().uri("/api/v1/documents").insert_header(bearer.clone())).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "the ask scope does not manage documents");
+    let (_, _, listed) = adam.get("/api/v1/tokens").await;
+    assert!(listed.contains("compliance-bot") && !listed.contains(&token), "the secret is never listed: {listed}");
+
+    let (status, _, _) = adam
+        .send(
+            test::TestRequest::delete()
+                .uri(&format!("/api/v1/tokens/{id}"))
+                .insert_header(("X-CSRF-Token", csrf.as_str())),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _, body) = bot.send(test::TestRequest::get().uri(ask).insert_header(bearer.clone())).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(body.contains("revoked"), "{body}");
+    let docs_before = p.storage.list_documents(&indexer::TenantId::parse("acme-bank").unwrap()).await.unwrap().len();
+    let (status, _, _) = bot
+        .send(
+            test::TestRequest::delete()
+                .uri("/api/v1/documents/acme-erasure-requests")
+                .insert_header(bearer.clone())
+                .set_json(serde_json::json!({ "reason": "x" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let docs_after = p.storage.list_documents(&indexer::TenantId::parse("acme-bank").unwrap()).await.unwrap().len();
+    assert_eq!(docs_before, docs_after);
+    let (rejected, _) = p.storage.audit_page(0, 10, Some("api_token"), Some("rejected")).await.unwrap();
+    assert_eq!(rejected.len(), 2, "each refused token use is audited");
+}
+
+#[actix_web::test]
+async fn health_readiness_and_the_openapi_document_are_served() {
+    let (_dir, p) = corpus_platform(Backend::Sqlite).await;
+    let mut b = browser(&p).await;
+    let (status, _, body) = b.get("/healthz").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _, body) = b.get("/readyz").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let ready: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(ready["checks"]["database"], true);
+    assert_eq!(ready["checks"]["dense_index_and_embedding_model"], true);
+    assert!(ready["checks"]["bm25_passages"].as_u64().unwrap() > 50);
+    let (status, _, body) = b.get("/api/v1/openapi.json").await;
+    assert_eq!(status, StatusCode::OK);
+    let spec: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(spec["openapi"], "3.1.0");
+    for path in
+        ["/api/v1/ask", "/api/v1/documents", "/api/v1/documents/{id}", "/api/v1/tokens/{id}", "/api/v1/jobs/{id}"]
+    {
+        assert!(spec["paths"][path].is_object(), "{path} is described");
+    }
+}
