@@ -271,6 +271,11 @@ impl Storage {
         }
     }
 
+    /// Closes the connection pool (at shutdown); every later query fails.
+    pub async fn close(&self) -> Result<()> {
+        self.db.close_by_ref().await.map_err(Error::from)
+    }
+
     /// Checks the database answers.
     pub async fn ping(&self) -> Result<()> {
         self.db.ping().await.map_err(Error::from)

@@ -576,3 +576,20 @@ async fn health_readiness_and_the_openapi_document_are_served() {
         assert!(spec["paths"][path].is_object(), "{path} is described");
     }
 }
+
+#[actix_web::test]
+async fn when_the_database_cannot_be_reached_asking_fails_closed_and_readiness_says_so() {
+    let (_dir, p) = corpus_platform(Backend::Sqlite).await;
+    let mut alice = browser(&p).await;
+    alice.sign_in("alice@acme-bank").await;
+    p.storage.close().await.unwrap();
+    let (status, _, body) = alice.get("/ask?q=How+long+are+customer+onboarding+files+kept%3F").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(body.contains("cannot be reached, so no answer was given") && !body.contains("eight years"), "{body}");
+    let (status, _, body) = alice.get("/api/v1/ask?q=How+long+are+customer+onboarding+files+kept%3F").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(!body.contains("eight years") && !body.contains("sqlite"), "no answer and no internals: {body}");
+    let (status, _, body) = alice.get("/readyz").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(body.contains("\"database\":false"), "{body}");
+}
