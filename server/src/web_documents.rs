@@ -28,6 +28,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/documents/jobs/{job}", web::get().to(job_get))
         .route("/documents/{id}", web::get().to(detail_get))
         .route("/documents/{id}/metadata", web::post().to(metadata_post))
+        .route("/documents/{id}/status", web::post().to(status_post))
         .route("/documents/{id}/delete", web::get().to(delete_get))
         .route("/documents/{id}/delete", web::post().to(delete_post));
 }
@@ -570,6 +571,29 @@ async fn metadata_post(
         .ok_or_else(|| err(Error::user("Say which version to change.")))?;
     let acl = acl_from_form(&actor, &form).map_err(&err)?;
     state.documents.update_acl(&actor, &id, version, acl).await.map_err(&err)?;
+    Ok(redirect(&format!("/documents/{id}")))
+}
+
+#[derive(Deserialize)]
+struct StatusForm {
+    #[serde(default)]
+    csrf: String,
+    status: String,
+}
+
+/// Retires every version (`withdrawn`) or brings them back (`approved`).
+async fn status_post(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    SignedIn(actor): SignedIn,
+    id: web::Path<String>,
+    form: web::Form<StatusForm>,
+) -> WebResult {
+    let err = web_err(&req);
+    session::verify_csrf(&req, &state, &form.csrf).map_err(&err)?;
+    let status: SourceStatus =
+        form.status.parse().map_err(|_| err(Error::user("Choose a status: draft, approved or withdrawn.")))?;
+    state.documents.set_status(&actor, &id, None, status).await.map_err(&err)?;
     Ok(redirect(&format!("/documents/{id}")))
 }
 

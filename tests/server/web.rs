@@ -593,3 +593,53 @@ async fn when_the_database_cannot_be_reached_asking_fails_closed_and_readiness_s
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(body.contains("\"database\":false"), "{body}");
 }
+
+#[actix_web::test]
+async fn a_new_version_supersedes_the_old_one_and_a_too_long_pdf_is_refused() {
+    let (_dir, p) = corpus_platform(Backend::Sqlite).await;
+    let mut settings = (*p.settings).clone();
+    settings.upload_max_pages = 1;
+    let p = Platform { settings: std::sync::Arc::new(settings), ..p };
+    let mut adam = browser(&p).await;
+    adam.sign_in("adam@acme-bank").await;
+    let csrf = adam.page_csrf("/documents").await;
+    let pdf = heron_pdf();
+    let (_, job, _) = adam.upload(&upload_fields(&csrf), &[("Heron sightings.pdf", &pdf)]).await;
+    assert!(adam.wait_for_job(&job).await.contains("job-done"));
+
+    let page = |marker: &str| {
+        vec![format!("Section 1 Heron observation {marker}"), format!("Heron sightings are recorded {marker}.")]
+    };
+    let v2 = indexer::write_text_pdf("Heron Sightings Procedure", &[page("within one business day")]).unwrap();
+    let mut fields = upload_fields(&csrf);
+    fields.retain(|(k, _)| *k != "effective_from");
+    fields.extend([("version_of", "heron-sightings"), ("effective_from", "2025-01-01")]);
+    let (status, job, body) = adam.upload(&fields, &[("heron-v2.pdf", &v2)]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    let done = adam.wait_for_job(&job).await;
+    assert!(done.contains("job-done") && done.contains("version 2"), "{done}");
+    let v1 = p.storage.version_acl("heron-sightings", 1).await.unwrap().unwrap();
+    assert_eq!(v1.expires_at.map(|d| d.to_string()).as_deref(), Some("2025-01-01"), "version 1 is superseded");
+    let (_, _, detail) = adam.get("/documents/heron-sightings").await;
+    assert!(detail.contains("<td>2</td><td>approved</td>"), "{detail}");
+
+    // Retiring withdraws every version.
+    let (status, _, _) = adam
+        .send(
+            test::TestRequest::post()
+                .uri("/documents/heron-sightings/status")
+                .set_form([("csrf", csrf.as_str()), ("status", "withdrawn")]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, _, detail) = adam.get("/documents/heron-sightings").await;
+    assert!(detail.contains("<td>1</td><td>withdrawn</td>") && detail.contains("<td>2</td><td>withdrawn</td>"));
+
+    let two_pages = indexer::write_text_pdf("Two pages", &[page("one"), page("two")]).unwrap();
+    let mut fields = upload_fields(&csrf);
+    fields.push(("document_id", "two-pages"));
+    let (_, job, _) = adam.upload(&fields, &[("two.pdf", &two_pages)]).await;
+    let failed = adam.wait_for_job(&job).await;
+    assert!(failed.contains("job-failed") && failed.contains("limited to 1 pages"), "{failed}");
+    assert!(p.storage.document("two-pages").await.unwrap().is_none(), "nothing of it is kept");
+}
