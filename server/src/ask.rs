@@ -245,6 +245,7 @@ impl AskService {
                     "cited": answer.citations.iter().map(|c| c.chunk_id.as_str()).collect::<Vec<_>>(),
                     "coverage": answer.coverage,
                     "unverified_dropped": answer.unverified_dropped,
+                    "suspected_injection": answer.suspected_injection,
                     "withheld": withheld,
                     "method": method.as_str(),
                     "policy": if self.data_card_gate { "allowed: data card approved" } else { "allowed: data-card gate off" },

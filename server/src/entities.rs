@@ -320,3 +320,24 @@ pub mod service_token {
     }
     no_relations!();
 }
+
+pub mod release_gate {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "release_gates")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub created_at: DateTimeUtc,
+        /// approve, approve_with_conditions or block.
+        pub decision: String,
+        pub thresholds_version: i32,
+        pub thresholds_sha256: String,
+        #[sea_orm(column_type = "Text")]
+        pub report_json: String,
+        #[sea_orm(column_type = "Text")]
+        pub report_md: String,
+    }
+    no_relations!();
+}

@@ -557,6 +557,7 @@ pub async fn risk_classification(
     let inventory = storage.inventory().await?;
     let loaded_checked = inventory.iter().any(|e| e.role == "embedding" && !e.artifact_sha256.is_empty());
     let oversight = settings.governance_dir.join("oversight-plan.md").is_file();
+    let gate = storage.latest_release_gate().await?;
     let mut controls = vec![
         ControlStatus {
             control: "access filter inside every index query, re-checked against the database",
@@ -602,8 +603,17 @@ pub async fn risk_classification(
         ControlStatus {
             control: "evaluation release gate approved for this configuration",
             from_tier: 3,
-            met: false,
-            evidence: "no release-gate report recorded yet".into(),
+            met: gate.as_ref().is_some_and(|g| g.decision != "block"),
+            evidence: match &gate {
+                None => "no release-gate report recorded yet".into(),
+                Some(g) => format!(
+                    "latest report {} ({}): {}, thresholds version {}",
+                    g.id,
+                    g.created_at.format("%Y-%m-%d %H:%M UTC"),
+                    g.decision,
+                    g.thresholds_version
+                ),
+            },
         },
         ControlStatus {
             control: "human-oversight plan and incident runbook",

@@ -15,6 +15,7 @@ pub mod ingest;
 pub mod manifest;
 pub mod oidc;
 pub mod packet;
+pub mod release_gate;
 pub mod session;
 pub mod settings;
 pub mod storage;

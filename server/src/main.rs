@@ -208,6 +208,21 @@ enum AuditCommand {
 
 #[derive(Debug, Subcommand)]
 enum EvalCommand {
+    /// Run the evaluation cases through the ask path as each case's principal, judge them against
+    /// the thresholds, store the release-gate report and write it as Markdown and JSON. Exits
+    /// with an error when the decision is "block".
+    Run {
+        #[arg(long, default_value = "governance/eval/cases.toml")]
+        cases: PathBuf,
+        #[arg(long, default_value = "governance/eval/thresholds.toml")]
+        thresholds: PathBuf,
+        /// Folder for release-gate.md and release-gate.json.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Skip the BM25-only comparison run.
+        #[arg(long)]
+        no_baseline: bool,
+    },
     /// Filtered dense-search recall@k against exact search at selectivities 50%, 10%, 1% and 0.1%
     /// of the ObliQA passage vectors, with the default planner and with graph search forced.
     Filtered {
@@ -378,6 +393,31 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::InspectPdf { files, show } => inspect_pdfs(files, *show)?,
+        Command::Eval(EvalCommand::Run { cases, thresholds, out, no_baseline }) => {
+            let cases = server::release_gate::Cases::load(cases)?;
+            let thresholds = server::release_gate::Thresholds::load(thresholds)?;
+            let platform = Platform::open(settings).await?;
+            let options = server::release_gate::RunOptions {
+                baseline: !no_baseline,
+                answer: server::answer::AnswerConfig {
+                    min_coverage: platform.settings.answer_min_coverage,
+                    ..Default::default()
+                },
+            };
+            let report = server::release_gate::run(&platform, &cases, &thresholds, &options).await?;
+            let md = server::release_gate::markdown(&report);
+            println!("{md}");
+            if let Some(dir) = out {
+                std::fs::create_dir_all(dir)?;
+                std::fs::write(dir.join("release-gate.md"), &md)?;
+                std::fs::write(dir.join("release-gate.json"), serde_json::to_string_pretty(&report)?)?;
+            }
+            anyhow::ensure!(
+                report.decision != server::release_gate::Decision::Block,
+                "the release gate blocks: {}",
+                report.reasons.join("; ")
+            );
+        }
         Command::Eval(EvalCommand::Filtered { corpus, questions, queries, k, vector_cache, min_recall }) => {
             let config = indexer::EmbedderConfig::new(settings.onnx_runtime_library(), settings.embedding_model_dir());
             let embedder = indexer::Embedder::load(&config).context("loading the embedding model")?;

@@ -154,12 +154,21 @@ pub async fn build(storage: &Storage, settings: &Settings) -> Result<Vec<PacketF
     }
     files.push(md_file("04-change-records.md", md));
 
-    // Release gate (the evaluation issue records it; none yet).
-    files.push(json_file("05-release-gate.json", &json!({ "latest": null, "status": "none yet" }))?);
-    files.push(md_file(
-        "05-release-gate.md",
-        "# Release gate\n\nNone yet: no release-gate report has been recorded by this platform.\n".to_owned(),
-    ));
+    // Release gate: the latest report recorded by `lexgate eval run`.
+    match storage.latest_release_gate().await? {
+        Some(g) => {
+            let report: Value = serde_json::from_str(&g.report_json).map_err(|e| Error::internal("release gate", e))?;
+            files.push(json_file("05-release-gate.json", &json!({ "latest": report, "status": g.decision }))?);
+            files.push(md_file("05-release-gate.md", g.report_md));
+        }
+        None => {
+            files.push(json_file("05-release-gate.json", &json!({ "latest": null, "status": "none yet" }))?);
+            files.push(md_file(
+                "05-release-gate.md",
+                "# Release gate\n\nNone yet: no release-gate report has been recorded by this platform.\n".to_owned(),
+            ));
+        }
+    }
 
     // Audit: chain verification and counts.
     let count_values: Vec<Value> = counts

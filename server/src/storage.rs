@@ -16,7 +16,7 @@ use sea_orm::{
 use crate::domain::{Actor, Role};
 use crate::entities::{
     audit_event, audit_head, chunk, chunk_embedding, deletion_receipt, document, document_version, ingestion_job,
-    principal, principal_group, service_token, tenant,
+    principal, principal_group, release_gate, service_token, tenant,
 };
 use crate::error::{Error, Result};
 
@@ -355,6 +355,17 @@ impl Storage {
             clearance: row.clearance.parse()?,
             token_scopes: None,
         }))
+    }
+
+    /// Stores a release-gate report.
+    pub async fn insert_release_gate(&self, row: release_gate::Model) -> Result<()> {
+        release_gate::Entity::insert(release_gate::ActiveModel::from(row)).exec(&self.db).await?;
+        Ok(())
+    }
+
+    /// The most recent release-gate report, if any.
+    pub async fn latest_release_gate(&self) -> Result<Option<release_gate::Model>> {
+        Ok(release_gate::Entity::find().order_by_desc(release_gate::Column::CreatedAt).one(&self.db).await?)
     }
 
     /// Stores a service token (its SHA-256 only) for an existing principal.

@@ -14,6 +14,7 @@ mod lifecycle;
 mod oidc;
 #[path = "../common/onnx_fixture.rs"]
 mod onnx_fixture;
+mod release_gate;
 mod storage;
 mod support;
 mod web;
