@@ -179,6 +179,8 @@ pub struct StageTimings {
     pub fusion_us: u64,
     /// Set by the caller that runs the reranker stage.
     pub rerank_us: u64,
+    /// Set by the caller that re-checks the hits' access against its database.
+    pub recheck_us: u64,
 }
 
 /// The result of a search.

@@ -115,6 +115,7 @@ pub async fn retrieve_checked(
         .map_err(Error::from)?;
     let hits = retrieval.hits;
     let ids: Vec<String> = hits.iter().map(|h| h.chunk_id.clone()).collect();
+    let rechecking = std::time::Instant::now();
     let stored = storage.chunks_by_ids(&ids).await?;
     let mut permitted: HashMap<String, StoredChunk> = HashMap::new();
     for chunk in stored {
@@ -130,6 +131,7 @@ pub async fn retrieve_checked(
     let mut kept: Vec<indexer::RetrievedHit> =
         hits.into_iter().filter(|h| permitted.contains_key(&h.chunk_id)).collect();
     let mut timings = retrieval.timings;
+    timings.recheck_us = rechecking.elapsed().as_micros() as u64;
     if retriever.reranker.is_some() {
         let reranker = retriever.clone();
         let q = question.to_owned();
@@ -257,7 +259,8 @@ impl AskService {
                     "latency_ms": started.elapsed().as_millis(),
                     "stages_us": {
                         "bm25": t.bm25_us, "embed": t.embed_us, "dense": t.dense_us,
-                        "fusion": t.fusion_us, "rerank": t.rerank_us, "compose": compose_us,
+                        "fusion": t.fusion_us, "recheck": t.recheck_us, "rerank": t.rerank_us,
+                        "compose": compose_us,
                     },
                 }),
             })

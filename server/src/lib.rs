@@ -6,6 +6,7 @@ pub mod api;
 pub mod app;
 pub mod ask;
 pub mod audit;
+pub mod bench;
 pub mod documents;
 pub mod domain;
 pub mod entities;

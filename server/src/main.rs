@@ -70,6 +70,9 @@ enum Command {
     /// Evaluate retrieval on a benchmark.
     #[command(subcommand)]
     Eval(EvalCommand),
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(BenchCommand),
     /// The reviewer's governance packet.
     #[command(subcommand)]
     Packet(PacketCommand),
@@ -204,6 +207,29 @@ enum DataCardsCommand {
 enum AuditCommand {
     /// Walk the whole chain; fails naming the first edited, removed or moved event.
     Verify,
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Concurrent askers against the app served on a loopback port (`/api/v1/ask` with a
+    /// temporary service token): latency percentiles, throughput and per-stage times.
+    Ask {
+        /// Admin whose tenant, groups and clearance the temporary token gets.
+        #[arg(long = "as", default_value = "adam@acme-bank")]
+        principal: String,
+        /// Comma-separated numbers of concurrent askers.
+        #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
+        concurrency: Vec<usize>,
+        /// Asks per concurrency level.
+        #[arg(long, default_value_t = 200)]
+        requests: usize,
+        /// Questions to cycle through: the evaluation cases file (its questions are used).
+        #[arg(long, default_value = "governance/eval/cases.toml")]
+        cases: PathBuf,
+        /// Also write the report as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -393,6 +419,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::InspectPdf { files, show } => inspect_pdfs(files, *show)?,
+        Command::Bench(BenchCommand::Ask { principal, concurrency, requests, cases, json }) => {
+            let cases = server::release_gate::Cases::load(cases)?;
+            let mut questions: Vec<String> = cases.cases.iter().map(|c| c.question.clone()).collect();
+            questions.dedup();
+            let platform = Platform::open(settings).await?;
+            let report = server::bench::ask(&platform, principal, questions, concurrency, *requests).await?;
+            println!("{}", server::bench::markdown(&report));
+            if let Some(path) = json {
+                std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
+            }
+        }
         Command::Eval(EvalCommand::Run { cases, thresholds, out, no_baseline }) => {
             let cases = server::release_gate::Cases::load(cases)?;
             let thresholds = server::release_gate::Thresholds::load(thresholds)?;

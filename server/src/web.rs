@@ -595,6 +595,11 @@ async fn api_ask_get(
         "as_of": outcome.as_of.to_string(),
         "method": outcome.method.as_str(),
         "answer": outcome.answer,
+        "timings_us": {
+            "bm25": outcome.timings.bm25_us, "embed": outcome.timings.embed_us, "dense": outcome.timings.dense_us,
+            "fusion": outcome.timings.fusion_us, "recheck": outcome.timings.recheck_us,
+            "rerank": outcome.timings.rerank_us, "compose": outcome.compose_us,
+        },
         "reranker": state.ask.retriever.reranker_status(),
         "passages": passages,
     })))
