@@ -7,10 +7,11 @@
 //! (from the stored vectors) removes them physically.
 
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use chrono::NaiveDate;
 use hnsw_rs::anndists::dist::Distance;
+use hnsw_rs::hnsw::Point;
 use hnsw_rs::prelude::Hnsw;
 
 use crate::acl::{ChunkAcl, Reader, SourceStatus};
@@ -56,27 +57,29 @@ impl Distance<f32> for UnitCosine {
     }
 }
 
-/// The access metadata of one vector in a form cheap to test inside graph traversal.
+/// The access metadata of one vector in a form cheap to test inside graph traversal: names are
+/// interned, and a chunk's group set is an index into the sets the index has seen.
 #[derive(Debug, Clone)]
 struct Entry {
-    chunk_id: String,
-    document_id: String,
+    chunk_id: Arc<str>,
+    document: u32,
     version: u32,
     tenant: u32,
-    groups: Vec<u32>,
-    classification: u64,
+    group_set: u32,
+    classification: u8,
     approved: bool,
-    effective_from: i64,
-    expires_at: i64,
     deleted: bool,
+    effective_from: i32,
+    expires_at: i32,
 }
 
-/// A reader compiled against the index's interned names.
+/// A reader compiled against the index's interned names and group sets.
 struct CompiledReader {
     tenant: Option<u32>,
-    groups: Vec<u32>,
-    clearance: u64,
-    as_of: i64,
+    /// For each group set of the index: whether the reader holds one of its groups.
+    group_sets: Vec<bool>,
+    clearance: u8,
+    as_of: i32,
 }
 
 impl Entry {
@@ -87,28 +90,55 @@ impl Entry {
             && self.classification <= r.clearance
             && self.effective_from <= r.as_of
             && r.as_of < self.expires_at
-            && self.groups.iter().any(|g| r.groups.binary_search(g).is_ok())
+            && r.group_sets.get(self.group_set as usize).copied().unwrap_or(false)
+    }
+
+    fn is(&self, document: Option<u32>, version: Option<u32>) -> bool {
+        Some(self.document) == document && version.is_none_or(|v| v == self.version)
     }
 }
 
-fn day_number(date: NaiveDate) -> i64 {
-    date.signed_duration_since(NaiveDate::default()).num_days()
+fn day_number(date: NaiveDate) -> i32 {
+    i32::try_from(date.signed_duration_since(NaiveDate::default()).num_days()).unwrap_or(i32::MAX - 1)
+}
+
+fn rank(c: crate::acl::Classification) -> u8 {
+    u8::try_from(c.rank()).unwrap_or(u8::MAX)
 }
 
 #[derive(Default)]
 struct Meta {
     entries: Vec<Entry>,
-    /// Flat copy of every vector, row `i` for entry `i`: exact search and rebuilds read it.
-    vectors: Vec<f32>,
-    by_chunk: HashMap<String, usize>,
+    /// The graph's own copy of each vector, by entry id: exact search reads it, so the index
+    /// holds every vector once.
+    points: Vec<Option<Arc<Point<'static, f32>>>>,
+    by_chunk: HashMap<Arc<str>, usize>,
     names: HashMap<String, u32>,
+    group_sets: Vec<Vec<u32>>,
+    group_set_ids: HashMap<Vec<u32>, u32>,
     live: usize,
 }
 
 impl Meta {
     fn intern(&mut self, name: &str) -> u32 {
+        if let Some(id) = self.names.get(name) {
+            return *id;
+        }
         let next = u32::try_from(self.names.len()).unwrap_or(u32::MAX);
-        *self.names.entry(name.to_owned()).or_insert(next)
+        self.names.insert(name.to_owned(), next);
+        next
+    }
+
+    fn group_set(&mut self, acl: &ChunkAcl) -> u32 {
+        let mut groups: Vec<u32> = acl.allowed_groups.iter().map(|g| self.intern(g.as_str())).collect();
+        groups.sort_unstable();
+        if let Some(id) = self.group_set_ids.get(&groups) {
+            return *id;
+        }
+        let id = u32::try_from(self.group_sets.len()).unwrap_or(u32::MAX);
+        self.group_sets.push(groups.clone());
+        self.group_set_ids.insert(groups, id);
+        id
     }
 
     /// Positions of the entries `r` may see, ascending.
@@ -116,15 +146,35 @@ impl Meta {
         self.entries.iter().enumerate().filter(|(_, e)| e.permits(r)).map(|(i, _)| i).collect()
     }
 
+    /// Share of the entries `r` may see, estimated from an evenly spread sample of at most
+    /// `SAMPLE` entries (exact below that), so planning a search does not scan a large index.
+    fn visible_share(&self, r: &CompiledReader) -> f64 {
+        const SAMPLE: usize = 8192;
+        let n = self.entries.len();
+        if n == 0 {
+            return 0.0;
+        }
+        let step = n.div_ceil(SAMPLE).max(1);
+        let (mut seen, mut visible) = (0usize, 0usize);
+        for e in self.entries.iter().step_by(step) {
+            seen += 1;
+            visible += usize::from(e.permits(r));
+        }
+        visible as f64 / seen as f64
+    }
+
     fn compile(&self, reader: &Reader) -> CompiledReader {
-        let mut groups: Vec<u32> = reader.groups.iter().filter_map(|g| self.names.get(g.as_str()).copied()).collect();
-        groups.sort_unstable();
+        let groups: Vec<u32> = reader.groups.iter().filter_map(|g| self.names.get(g.as_str()).copied()).collect();
         CompiledReader {
             tenant: self.names.get(reader.tenant.as_str()).copied(),
-            groups,
-            clearance: reader.clearance.rank(),
+            group_sets: self.group_sets.iter().map(|set| set.iter().any(|g| groups.contains(g))).collect(),
+            clearance: rank(reader.clearance),
             as_of: day_number(reader.as_of),
         }
+    }
+
+    fn vector(&self, i: usize) -> Option<&[f32]> {
+        self.points.get(i).and_then(Option::as_ref).map(|p| p.get_v())
     }
 }
 
@@ -216,40 +266,48 @@ impl DenseIndex {
                 meta.live -= 1;
             }
             let tenant = meta.intern(item.acl.tenant.as_str());
-            let mut groups: Vec<u32> = item.acl.allowed_groups.iter().map(|g| meta.intern(g.as_str())).collect();
-            groups.sort_unstable();
+            let document = meta.intern(item.document_id);
+            let group_set = meta.group_set(item.acl);
             let id = meta.entries.len();
+            let chunk_id: Arc<str> = Arc::from(item.chunk_id);
             meta.entries.push(Entry {
-                chunk_id: item.chunk_id.to_owned(),
-                document_id: item.document_id.to_owned(),
+                chunk_id: Arc::clone(&chunk_id),
+                document,
                 version: item.version,
                 tenant,
-                groups,
-                classification: item.acl.classification.rank(),
+                group_set,
+                classification: rank(item.acl.classification),
                 approved: item.acl.status == SourceStatus::Approved,
                 effective_from: day_number(item.acl.effective_from),
-                expires_at: item.acl.expires_at.map_or(i64::MAX, day_number),
+                expires_at: item.acl.expires_at.map_or(i32::MAX, day_number),
                 deleted: false,
             });
-            meta.vectors.extend_from_slice(item.vector);
-            meta.by_chunk.insert(item.chunk_id.to_owned(), id);
+            meta.by_chunk.insert(chunk_id, id);
             meta.live += 1;
         }
         // Insert into the graph while holding the write lock, so no search sees a vector whose
-        // metadata is missing. hnsw_rs inserts in parallel internally.
-        let rows: Vec<(&[f32], usize)> = (first..meta.entries.len())
-            .map(|i| (&meta.vectors[i * self.dimension..(i + 1) * self.dimension], i))
-            .collect();
+        // metadata is missing. hnsw_rs inserts in parallel internally and keeps its own copy.
+        let rows: Vec<(&[f32], usize)> = items.iter().enumerate().map(|(i, item)| (item.vector, first + i)).collect();
         self.graph.parallel_insert_slice(&rows);
+        // Keep a handle on each new point, so exact search reads the graph's copy.
+        let total = meta.entries.len();
+        meta.points.resize(total, None);
+        for point in self.graph.get_point_indexation() {
+            let id = point.get_origin_id();
+            if id >= first && id < total {
+                meta.points[id] = Some(point);
+            }
+        }
         Ok(())
     }
 
     /// Tombstones every vector of a document (all versions, or one). Returns how many.
     pub fn delete(&self, document_id: &str, version: Option<u32>) -> Result<usize> {
         let mut meta = self.write()?;
+        let document = meta.names.get(document_id).copied();
         let mut removed = 0;
         for e in meta.entries.iter_mut() {
-            if !e.deleted && e.document_id == document_id && version.is_none_or(|v| v == e.version) {
+            if !e.deleted && e.is(document, version) {
                 e.deleted = true;
                 removed += 1;
             }
@@ -261,22 +319,18 @@ impl DenseIndex {
     /// Number of live vectors of a document (all versions, or one).
     pub fn count_document(&self, document_id: &str, version: Option<u32>) -> Result<usize> {
         let meta = self.read()?;
-        Ok(meta
-            .entries
-            .iter()
-            .filter(|e| !e.deleted && e.document_id == document_id && version.is_none_or(|v| v == e.version))
-            .count())
+        let document = meta.names.get(document_id).copied();
+        Ok(meta.entries.iter().filter(|e| !e.deleted && e.is(document, version)).count())
     }
 
     /// Marks a document's vectors withdrawn or approved without deleting them.
     pub fn set_status(&self, document_id: &str, version: Option<u32>, status: SourceStatus) -> Result<usize> {
         let mut meta = self.write()?;
+        let document = meta.names.get(document_id).copied();
         let mut changed = 0;
-        for e in meta.entries.iter_mut() {
-            if e.document_id == document_id && version.is_none_or(|v| v == e.version) {
-                e.approved = status == SourceStatus::Approved;
-                changed += 1;
-            }
+        for e in meta.entries.iter_mut().filter(|e| e.is(document, version)) {
+            e.approved = status == SourceStatus::Approved;
+            changed += 1;
         }
         Ok(changed)
     }
@@ -286,16 +340,16 @@ impl DenseIndex {
     pub fn set_acl(&self, document_id: &str, version: u32, acl: &ChunkAcl) -> Result<usize> {
         let mut meta = self.write()?;
         let tenant = meta.intern(acl.tenant.as_str());
-        let mut groups: Vec<u32> = acl.allowed_groups.iter().map(|g| meta.intern(g.as_str())).collect();
-        groups.sort_unstable();
+        let group_set = meta.group_set(acl);
+        let document = meta.names.get(document_id).copied();
         let mut changed = 0;
-        for e in meta.entries.iter_mut().filter(|e| e.document_id == document_id && e.version == version) {
+        for e in meta.entries.iter_mut().filter(|e| e.is(document, Some(version))) {
             e.tenant = tenant;
-            e.groups = groups.clone();
-            e.classification = acl.classification.rank();
+            e.group_set = group_set;
+            e.classification = rank(acl.classification);
             e.approved = acl.status == SourceStatus::Approved;
             e.effective_from = day_number(acl.effective_from);
-            e.expires_at = acl.expires_at.map_or(i64::MAX, day_number);
+            e.expires_at = acl.expires_at.map_or(i32::MAX, day_number);
             changed += 1;
         }
         Ok(changed)
@@ -316,24 +370,32 @@ impl DenseIndex {
         let meta = self.read()?;
         let r = meta.compile(reader);
         let k = k.max(1);
-        let visible = meta.visible(&r);
-        if visible.is_empty() {
+        if meta.entries.is_empty() {
             return Ok((Vec::new(), DensePlan::Exact));
         }
-        let share = visible.len() as f64 / meta.entries.len().max(1) as f64;
-        if visible.len() <= self.exact_min || share < self.exact_share {
-            return Ok((self.exact(&meta, &visible, query, k), DensePlan::Exact));
+        // Plan from an estimate, so a large index is not scanned per query: few visible vectors
+        // are scored exactly; otherwise the graph is searched with the filter inside traversal.
+        let share = meta.visible_share(&r);
+        let estimated = share * meta.entries.len() as f64;
+        if estimated <= 2.0 * self.exact_min as f64 || share < self.exact_share {
+            let visible = meta.visible(&r);
+            if visible.is_empty() {
+                return Ok((Vec::new(), DensePlan::Exact));
+            }
+            if visible.len() <= self.exact_min || (visible.len() as f64 / meta.entries.len() as f64) < self.exact_share
+            {
+                return Ok((self.exact(&meta, &visible, query, k), DensePlan::Exact));
+            }
         }
-        // Visible ids are sorted, so membership is a binary search inside traversal. The beam
-        // widens as the filter gets more selective so enough visible nodes are reached.
-        let filter = |id: &usize| visible.binary_search(id).is_ok();
-        let ef = ((k.max(64) as f64 / share.sqrt()) as usize).min(1024);
+        // The beam widens as the filter gets more selective so enough visible nodes are reached.
+        let filter = |id: &usize| meta.entries.get(*id).is_some_and(|e| e.permits(&r));
+        let ef = ((k.max(64) as f64 / share.max(1e-6).sqrt()) as usize).min(1024);
         let found = self.graph.search_filter(query, k, ef, Some(&filter));
         let hits = found
             .into_iter()
             .filter_map(|n| {
                 let e = meta.entries.get(n.d_id)?;
-                e.permits(&r).then(|| DenseHit { chunk_id: e.chunk_id.clone(), score: 1.0 - n.distance })
+                e.permits(&r).then(|| DenseHit { chunk_id: e.chunk_id.to_string(), score: 1.0 - n.distance })
             })
             .collect();
         Ok((hits, DensePlan::FilteredGraph))
@@ -349,15 +411,17 @@ impl DenseIndex {
     }
 
     fn exact(&self, meta: &Meta, visible: &[usize], query: &[f32], k: usize) -> Vec<DenseHit> {
-        let d = self.dimension;
         let mut scored: Vec<(f32, usize)> =
-            visible.iter().map(|&i| (crate::embed::dot(query, &meta.vectors[i * d..(i + 1) * d]), i)).collect();
+            visible.iter().filter_map(|&i| meta.vector(i).map(|v| (crate::embed::dot(query, v), i))).collect();
         let k = k.min(scored.len());
         if k < scored.len() {
             scored.select_nth_unstable_by(k, |a, b| b.0.total_cmp(&a.0));
             scored.truncate(k);
         }
         scored.sort_by(|a, b| b.0.total_cmp(&a.0));
-        scored.into_iter().map(|(score, i)| DenseHit { chunk_id: meta.entries[i].chunk_id.clone(), score }).collect()
+        scored
+            .into_iter()
+            .map(|(score, i)| DenseHit { chunk_id: meta.entries[i].chunk_id.to_string(), score })
+            .collect()
     }
 }

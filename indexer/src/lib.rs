@@ -16,6 +16,7 @@ pub mod pdf;
 pub mod pii;
 pub mod rerank;
 pub mod retrieve;
+pub mod scale;
 
 pub use acl::{ChunkAcl, Classification, GroupName, Reader, SourceStatus, TenantId};
 pub use bm25::{Bm25Hit, Bm25Index, IndexedChunk};

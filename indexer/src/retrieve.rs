@@ -247,6 +247,23 @@ impl Retriever {
 
     /// The best `k` chunks for `query` among those `reader` may see.
     pub fn search(&self, reader: &Reader, query: &str, method: Method, k: usize) -> Result<Retrieval> {
+        self.search_inner(reader, query, method, k, None)
+    }
+
+    /// Hybrid retrieval with the query's vector already computed (benchmarks measure the index
+    /// work apart from the embedding model).
+    pub fn search_with_vector(&self, reader: &Reader, query: &str, vector: &[f32], k: usize) -> Result<Retrieval> {
+        self.search_inner(reader, query, Method::Hybrid, k, Some(vector))
+    }
+
+    fn search_inner(
+        &self,
+        reader: &Reader,
+        query: &str,
+        method: Method,
+        k: usize,
+        given: Option<&[f32]>,
+    ) -> Result<Retrieval> {
         let mut out = Retrieval::default();
         let depth = match method {
             Method::Hybrid => self.fusion.candidates.max(k),
@@ -271,7 +288,10 @@ impl Retriever {
                 return Err(UserError::EmptyQuery.into());
             }
             let t = std::time::Instant::now();
-            let vector = embedder.embed(&[query])?.into_iter().next().unwrap_or_default();
+            let vector = match given {
+                Some(v) => v.to_vec(),
+                None => embedder.embed(&[query])?.into_iter().next().unwrap_or_default(),
+            };
             out.timings.embed_us = micros(t);
             let t = std::time::Instant::now();
             let (hits, plan) = index.search(reader, &vector, depth)?;

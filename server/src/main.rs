@@ -211,6 +211,32 @@ enum AuditCommand {
 
 #[derive(Debug, Subcommand)]
 enum BenchCommand {
+    /// Ingestion throughput on real PDFs: extraction, chunking, the embedding model alone and the
+    /// whole pipeline on a fresh database.
+    Ingest {
+        pdfs: Vec<PathBuf>,
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// BM25, HNSW and hybrid latency, filtered recall, index size, memory and start-up time at
+    /// each size, from ObliQA passages and chunks generated from them (see `indexer::scale`).
+    Scale {
+        /// Folder of ObliQA passage files (StructuredRegulatoryDocuments).
+        #[arg(long)]
+        corpus: PathBuf,
+        /// ObliQA questions file: the first `--queries` questions are the queries.
+        #[arg(long)]
+        questions: PathBuf,
+        /// File caching the passage vectors between runs (shared with `eval obliqa`).
+        #[arg(long)]
+        vector_cache: Option<PathBuf>,
+        #[arg(long, value_delimiter = ',', default_value = "10000,100000,1000000")]
+        sizes: Vec<usize>,
+        #[arg(long, default_value_t = 200)]
+        queries: usize,
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// Concurrent askers against the app served on a loopback port (`/api/v1/ask` with a
     /// temporary service token): latency percentiles, throughput and per-stage times.
     Ask {
@@ -355,6 +381,13 @@ fn settings_from(cli: &Cli) -> anyhow::Result<Settings> {
     Ok(settings)
 }
 
+/// A fresh scratch folder under the system's temporary directory.
+fn tempfile_dir() -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("lexgate-bench-{}", server::session::random_hex(6)?));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let mut settings = settings_from(&cli)?;
     match &cli.command {
@@ -419,6 +452,69 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::InspectPdf { files, show } => inspect_pdfs(files, *show)?,
+        Command::Bench(BenchCommand::Ingest { pdfs, json }) => {
+            anyhow::ensure!(!pdfs.is_empty(), "name at least one PDF");
+            let dir = tempfile_dir()?;
+            let report = server::bench::ingest(&settings, pdfs, &dir).await?;
+            println!("{}", server::bench::ingest_markdown(&report));
+            if let Some(path) = json {
+                std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
+            }
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        Command::Bench(BenchCommand::Scale { corpus, questions, vector_cache, sizes, queries, json }) => {
+            let config = indexer::EmbedderConfig::new(settings.onnx_runtime_library(), settings.embedding_model_dir());
+            let embedder =
+                std::sync::Arc::new(indexer::Embedder::load(&config).context("loading the embedding model")?);
+            let passages = indexer::eval::load_passages(corpus)?;
+            let vectors = indexer::eval::obliqa_vectors(&passages, &embedder, vector_cache.as_deref(), &mut |done| {
+                eprintln!("bench: embedded {done} passages")
+            })?;
+            let texts = passages.iter().filter(|p| !p.text.trim().is_empty()).map(|p| p.text.clone());
+            let seeds: Vec<indexer::scale::Seed> =
+                texts.zip(vectors).map(|(text, vector)| indexer::scale::Seed { text, vector }).collect();
+            let qs = indexer::eval::load_questions(questions, &passages, None)?;
+            let q_texts: Vec<String> = qs.iter().take(*queries).map(|q| q.question.clone()).collect();
+            let q_vectors = embedder.embed_many(&q_texts, 32, &mut |_| {})?;
+            let pairs: Vec<(String, Vec<f32>)> = q_texts.into_iter().zip(q_vectors).collect();
+            let dir = tempfile_dir()?;
+            let mut rows = Vec::new();
+            if sizes.len() > 1 {
+                // One process per size, so each size's memory figure starts from a clean heap.
+                for n in sizes {
+                    let part = dir.join(format!("rows-{n}.json"));
+                    let mut child = std::process::Command::new(std::env::current_exe()?);
+                    child.args(std::env::args_os().skip(1).take_while(|a| a != "scale")).arg("scale");
+                    child.arg("--corpus").arg(corpus).arg("--questions").arg(questions);
+                    if let Some(cache) = vector_cache {
+                        child.arg("--vector-cache").arg(cache);
+                    }
+                    child.arg("--sizes").arg(n.to_string()).arg("--queries").arg(queries.to_string());
+                    child.arg("--json").arg(&part);
+                    anyhow::ensure!(child.status()?.success(), "the benchmark at {n} chunks failed");
+                    let mut part_rows: Vec<indexer::scale::ScaleRow> = serde_json::from_slice(&std::fs::read(&part)?)?;
+                    rows.append(&mut part_rows);
+                }
+                println!("All sizes:\n\n{}", server::bench::scale_markdown(&rows));
+                if let Some(path) = json {
+                    std::fs::write(path, serde_json::to_string_pretty(&rows)?)?;
+                }
+                let _ = std::fs::remove_dir_all(&dir);
+                return Ok(());
+            }
+            for n in sizes {
+                let row =
+                    indexer::scale::measure(&seeds, *n, &pairs, std::sync::Arc::clone(&embedder), &dir, &mut |m| {
+                        eprintln!("bench: {m}")
+                    })?;
+                println!("{}", server::bench::scale_markdown(std::slice::from_ref(&row)));
+                rows.push(row);
+            }
+            if let Some(path) = json {
+                std::fs::write(path, serde_json::to_string_pretty(&rows)?)?;
+            }
+            let _ = std::fs::remove_dir_all(&dir);
+        }
         Command::Bench(BenchCommand::Ask { principal, concurrency, requests, cases, json }) => {
             let cases = server::release_gate::Cases::load(cases)?;
             let mut questions: Vec<String> = cases.cases.iter().map(|c| c.question.clone()).collect();
