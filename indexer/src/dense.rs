@@ -1,18 +1,17 @@
-//! Dense retrieval: an HNSW graph (hnsw_rs) over unit-length embeddings, searched *with* the
+//! Dense retrieval: an HNSW graph ([`crate::hnsw`]) over unit-length embeddings, searched *with* the
 //! access filter inside graph traversal. When a reader may see only a small part of the index, the
 //! graph is skipped and the allowed vectors are scored exactly, so a restrictive filter never costs
 //! recall (the approach of Qdrant's query planner and Lucene's filtered kNN).
 //!
-//! hnsw_rs cannot delete: deletions are tombstones checked by the same filter, and a rebuild
+//! The graph does not delete: deletions are tombstones checked by the same filter, and a rebuild
 //! (from the stored vectors) removes them physically.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+use crate::hnsw::Graph;
+
 use chrono::NaiveDate;
-use hnsw_rs::anndists::dist::Distance;
-use hnsw_rs::hnsw::Point;
-use hnsw_rs::prelude::Hnsw;
 
 use crate::acl::{ChunkAcl, Reader, SourceStatus};
 use crate::error::{Error, Result, UserError};
@@ -21,7 +20,6 @@ use crate::error::{Error, Result, UserError};
 /// recall/speed balance for 384-dimensional sentence embeddings.
 const MAX_CONNECTIONS: usize = 16;
 const EF_CONSTRUCTION: usize = 200;
-const MAX_LAYERS: usize = 16;
 
 /// Below this share of visible vectors, exact search over the visible set is both faster and
 /// exact; above it the filtered graph search keeps recall (see the filtered-recall tests).
@@ -43,18 +41,6 @@ pub enum DensePlan {
     Exact,
     /// HNSW traversal with the filter applied to each visited node.
     FilteredGraph,
-}
-
-/// Cosine distance between unit vectors, `1 - dot`, clamped at zero: rounding can make the dot
-/// product of two identical unit vectors exceed one, which hnsw_rs's own `DistDot` rejects with a
-/// panic (duplicate passages are common in regulatory text).
-#[derive(Debug, Default, Clone, Copy)]
-pub struct UnitCosine;
-
-impl Distance<f32> for UnitCosine {
-    fn eval(&self, va: &[f32], vb: &[f32]) -> f32 {
-        (1.0 - crate::embed::dot(va, vb)).max(0.0)
-    }
 }
 
 /// The access metadata of one vector in a form cheap to test inside graph traversal: names are
@@ -106,12 +92,11 @@ fn rank(c: crate::acl::Classification) -> u8 {
     u8::try_from(c.rank()).unwrap_or(u8::MAX)
 }
 
-#[derive(Default)]
 struct Meta {
     entries: Vec<Entry>,
-    /// The graph's own copy of each vector, by entry id: exact search reads it, so the index
-    /// holds every vector once.
-    points: Vec<Option<Arc<Point<'static, f32>>>>,
+    /// Node `i` of the graph is entry `i`; the graph holds each vector once and exact search
+    /// reads it there.
+    graph: Graph,
     by_chunk: HashMap<Arc<str>, usize>,
     names: HashMap<String, u32>,
     group_sets: Vec<Vec<u32>>,
@@ -174,7 +159,7 @@ impl Meta {
     }
 
     fn vector(&self, i: usize) -> Option<&[f32]> {
-        self.points.get(i).and_then(Option::as_ref).map(|p| p.get_v())
+        (i < self.graph.len()).then(|| self.graph.vector(i))
     }
 }
 
@@ -193,7 +178,6 @@ pub struct DenseIndex {
     dimension: usize,
     exact_min: usize,
     exact_share: f64,
-    graph: Hnsw<'static, f32, UnitCosine>,
     meta: RwLock<Meta>,
 }
 
@@ -210,8 +194,15 @@ impl DenseIndex {
             dimension,
             exact_min: EXACT_SEARCH_MIN,
             exact_share: EXACT_SEARCH_SHARE,
-            graph: Hnsw::new(MAX_CONNECTIONS, capacity.max(1024), MAX_LAYERS, EF_CONSTRUCTION, UnitCosine),
-            meta: RwLock::new(Meta::default()),
+            meta: RwLock::new(Meta {
+                entries: Vec::with_capacity(capacity),
+                graph: Graph::new(dimension, MAX_CONNECTIONS, EF_CONSTRUCTION, capacity),
+                by_chunk: HashMap::with_capacity(capacity),
+                names: HashMap::new(),
+                group_sets: Vec::new(),
+                group_set_ids: HashMap::new(),
+                live: 0,
+            }),
         }
     }
 
@@ -256,7 +247,6 @@ impl DenseIndex {
             }
         }
         let mut meta = self.write()?;
-        let first = meta.entries.len();
         for item in items {
             if let Some(old) = meta.by_chunk.get(item.chunk_id).copied()
                 && let Some(e) = meta.entries.get_mut(old)
@@ -285,19 +275,12 @@ impl DenseIndex {
             meta.by_chunk.insert(chunk_id, id);
             meta.live += 1;
         }
-        // Insert into the graph while holding the write lock, so no search sees a vector whose
-        // metadata is missing. hnsw_rs inserts in parallel internally and keeps its own copy.
-        let rows: Vec<(&[f32], usize)> = items.iter().enumerate().map(|(i, item)| (item.vector, first + i)).collect();
-        self.graph.parallel_insert_slice(&rows);
-        // Keep a handle on each new point, so exact search reads the graph's copy.
-        let total = meta.entries.len();
-        meta.points.resize(total, None);
-        for point in self.graph.get_point_indexation() {
-            let id = point.get_origin_id();
-            if id >= first && id < total {
-                meta.points[id] = Some(point);
-            }
-        }
+        // Under the write lock, so no search sees a vector whose metadata is missing; node `i`
+        // of the graph is entry `i`.
+        let vectors: Vec<&[f32]> = items.iter().map(|item| item.vector).collect();
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        meta.graph.insert_many(&vectors, threads);
+        debug_assert_eq!(meta.graph.len(), meta.entries.len());
         Ok(())
     }
 
@@ -389,13 +372,14 @@ impl DenseIndex {
         }
         // The beam widens as the filter gets more selective so enough visible nodes are reached.
         let filter = |id: &usize| meta.entries.get(*id).is_some_and(|e| e.permits(&r));
-        let ef = ((k.max(64) as f64 / share.max(1e-6).sqrt()) as usize).min(1024);
-        let found = self.graph.search_filter(query, k, ef, Some(&filter));
+        let ef = ((k.max(128) as f64 / share.max(1e-6).sqrt()) as usize).min(1024);
+        let filter = |id: u32| filter(&(id as usize));
+        let found = meta.graph.search(query, k, ef, Some(&filter));
         let hits = found
             .into_iter()
-            .filter_map(|n| {
-                let e = meta.entries.get(n.d_id)?;
-                e.permits(&r).then(|| DenseHit { chunk_id: e.chunk_id.to_string(), score: 1.0 - n.distance })
+            .filter_map(|(node, distance)| {
+                let e = meta.entries.get(node as usize)?;
+                e.permits(&r).then(|| DenseHit { chunk_id: e.chunk_id.to_string(), score: 1.0 - distance })
             })
             .collect();
         Ok((hits, DensePlan::FilteredGraph))

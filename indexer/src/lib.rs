@@ -12,6 +12,7 @@ pub mod dense;
 pub mod embed;
 pub mod error;
 pub mod eval;
+pub mod hnsw;
 pub mod pdf;
 pub mod pii;
 pub mod rerank;

@@ -1025,7 +1025,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("LEXGATE_LOG")
-                .unwrap_or_else(|_| "info,sqlx=warn,hnsw_rs=warn,sea_orm_migration=warn".into()),
+                .unwrap_or_else(|_| "info,sqlx=warn,sea_orm_migration=warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
