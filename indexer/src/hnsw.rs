@@ -423,7 +423,7 @@ mod tests {
         g.insert_many(&refs, 2);
         assert_eq!(g.len(), 3000);
         let (mut found, mut total) = (0, 0);
-        let even = |n: u32| n % 2 == 0;
+        let even = |n: u32| n.is_multiple_of(2);
         for q in 0..50u64 {
             let query = unit(10_000 + q, 32);
             for filter in [None, Some(&even as &dyn Fn(u32) -> bool)] {

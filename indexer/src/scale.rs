@@ -229,12 +229,15 @@ fn dense_items<'a>(
         .collect()
 }
 
+/// A query: its text and its vector.
+pub type Question = (String, Vec<f32>);
+
 /// Builds the indexes at `n` chunks in `dir` and measures them with `questions` (texts and their
 /// vectors, from the same model as the seeds).
 pub fn measure(
     seeds: &[Seed],
     n: usize,
-    questions: &[(String, Vec<f32>)],
+    questions: &[Question],
     embedder: Arc<Embedder>,
     dir: &std::path::Path,
     progress: &mut dyn FnMut(&str),
@@ -294,7 +297,7 @@ pub fn measure(
         rerank_top: crate::retrieve::DEFAULT_RERANK_TOP,
     };
     let depth = retriever.depth_for(10);
-    let timed = |f: &mut dyn FnMut(&(String, Vec<f32>)) -> Result<()>| -> Result<Latency> {
+    let timed = |f: &mut dyn FnMut(&Question) -> Result<()>| -> Result<Latency> {
         let mut ms = Vec::with_capacity(questions.len());
         for q in questions {
             let t = Instant::now();
