@@ -111,15 +111,6 @@ impl Graph {
         &self.vectors[node * self.dimension..(node + 1) * self.dimension]
     }
 
-    /// Bytes held by the graph's arrays (their capacity).
-    pub fn heap_bytes(&self) -> usize {
-        self.vectors.capacity() * 4
-            + self.levels.capacity()
-            + self.links0.capacity() * 4
-            + self.upper_slot.capacity() * 4
-            + self.upper.iter().map(|u| u.capacity() * 4 + 24).sum::<usize>()
-    }
-
     fn random_level(&mut self) -> usize {
         // xorshift64*
         self.rng ^= self.rng >> 12;

@@ -39,7 +39,8 @@ pub struct Latency {
 }
 
 impl Latency {
-    fn of(mut ms: Vec<f64>) -> Self {
+    /// The percentiles of `ms` (nearest rank; zero for no samples).
+    pub fn of(mut ms: Vec<f64>) -> Self {
         ms.sort_by(f64::total_cmp);
         let at = |p: f64| {
             if ms.is_empty() {

@@ -168,18 +168,20 @@ pub fn sentences(text: &str) -> Vec<(usize, usize)> {
         let followed_by_space = chars.get(i + 1).is_some_and(|(_, c)| c.is_whitespace());
         let end_of_sentence =
             matches!(c, '.' | '!' | '?') && followed_by_space && next_visible.is_some_and(|n| n.is_uppercase());
-        let line_so_far = text[start..at].trim();
-        // A heading is a whole short line: the segment must have started at a line start.
-        let before = text[..start].trim_end_matches([' ', '\t']);
-        let segment = &text[start..at];
-        let leading = &segment[..segment.len() - segment.trim_start().len()];
-        let at_line_start = before.is_empty() || before.ends_with('\n') || leading.contains('\n');
-        let heading_break = c == '\n'
-            && at_line_start
-            && !line_so_far.is_empty()
-            && !line_so_far.contains('\n')
-            && line_so_far.chars().count() < 80
-            && !line_so_far.ends_with([',', ';', ':', '-', '.']);
+        // A heading is a whole short line without final punctuation: the segment must have
+        // started at a line start.
+        let heading_break = c == '\n' && {
+            let segment = &text[start..at];
+            let line = segment.trim();
+            let before = text[..start].trim_end_matches([' ', '\t']);
+            let leading = &segment[..segment.len() - segment.trim_start().len()];
+            let at_line_start = before.is_empty() || before.ends_with('\n') || leading.contains('\n');
+            at_line_start
+                && !line.is_empty()
+                && !line.contains('\n')
+                && line.chars().count() < 80
+                && !line.ends_with([',', ';', ':', '-', '.'])
+        };
         if end_of_sentence || heading_break {
             let end = if end_of_sentence { at + c.len_utf8() } else { at };
             push_trimmed(text, start, end, &mut out);

@@ -3,18 +3,17 @@
 //! send the CSRF token in `X-CSRF-Token` when changing anything) or a service token
 //! (`Authorization: Bearer lxg_...`). The same domain checks as the pages apply.
 
-use std::collections::BTreeSet;
-
 use actix_multipart::Multipart;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::NaiveDate;
-use indexer::{ChunkAcl, Classification, GroupName, SourceStatus};
+use indexer::{ChunkAcl, Classification, SourceStatus};
 use serde::Deserialize;
 
 use crate::domain::Permission;
 use crate::error::Error;
 use crate::session::{self, SignedIn};
 use crate::web::{AppState, WebResult, web_err};
+use crate::web_documents::{parse_groups, require_admin};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/v1/openapi.json", web::get().to(openapi_get))
@@ -27,10 +26,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/v1/tokens", web::get().to(tokens_get))
         .route("/api/v1/tokens", web::post().to(tokens_post))
         .route("/api/v1/tokens/{id}", web::delete().to(token_delete));
-}
-
-async fn require_admin(state: &AppState, actor: &crate::domain::Actor) -> Result<(), Error> {
-    state.documents.authorize_upload(actor).await
 }
 
 async fn documents_get(req: HttpRequest, state: web::Data<AppState>, SignedIn(actor): SignedIn) -> WebResult {
@@ -98,12 +93,7 @@ async fn access_put(
     let err = web_err(&req);
     session::verify_api_csrf(&req, &state).map_err(&err)?;
     let (id, version) = path.into_inner();
-    let groups = body
-        .groups
-        .iter()
-        .map(|g| GroupName::parse(g).map_err(|_| Error::user(format!("'{g}' is not a valid group name."))))
-        .collect::<Result<BTreeSet<_>, _>>()
-        .map_err(&err)?;
+    let groups = parse_groups(body.groups.iter().map(String::as_str)).map_err(&err)?;
     if groups.is_empty() {
         return Err(err(Error::user("Name at least one group that may read the document.")));
     }
@@ -202,12 +192,7 @@ async fn tokens_post(
     let request = crate::tokens::TokenRequest {
         name: body.name.clone(),
         scopes: body.scopes.iter().map(|s| Permission::from_scope(s)).collect::<Result<_, _>>().map_err(&err)?,
-        groups: body
-            .groups
-            .iter()
-            .map(|g| GroupName::parse(g).map_err(|_| Error::user(format!("'{g}' is not a valid group name."))))
-            .collect::<Result<_, _>>()
-            .map_err(&err)?,
+        groups: parse_groups(body.groups.iter().map(String::as_str)).map_err(&err)?,
         clearance: body.clearance,
         valid_days: body.valid_days,
     };

@@ -37,17 +37,9 @@ pub struct BenchReport {
     pub rows: Vec<BenchRow>,
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-fn triple(mut v: Vec<f64>) -> (f64, f64, f64) {
-    v.sort_by(f64::total_cmp);
-    (percentile(&v, 50.0), percentile(&v, 95.0), percentile(&v, 99.0))
+fn triple(v: Vec<f64>) -> (f64, f64, f64) {
+    let l = indexer::scale::Latency::of(v);
+    (l.p50, l.p95, l.p99)
 }
 
 /// Serves the platform on a loopback port and runs `requests` asks at each concurrency level, as

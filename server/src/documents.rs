@@ -311,12 +311,7 @@ impl DocumentAdmin {
             if let Some(dense) = &self.dense {
                 dense.set_status(document_id, Some(*v), status)?;
             }
-            let rows = self.storage.indexable_chunks(Some((document_id, *v))).await?;
-            let indexed: Vec<IndexedChunk<'_>> = rows
-                .iter()
-                .map(|r| IndexedChunk { chunk: &r.chunk, document_id: &r.document_id, version: r.version, acl: &r.acl })
-                .collect();
-            self.bm25.replace_version(document_id, *v, &indexed)?;
+            self.reindex_bm25(document_id, *v).await?;
         }
         self.audit(
             actor,
@@ -351,12 +346,7 @@ impl DocumentAdmin {
         if let Some(dense) = &self.dense {
             dense.set_acl(document_id, version, &acl)?;
         }
-        let rows = self.storage.indexable_chunks(Some((document_id, version))).await?;
-        let indexed: Vec<IndexedChunk<'_>> = rows
-            .iter()
-            .map(|r| IndexedChunk { chunk: &r.chunk, document_id: &r.document_id, version: r.version, acl: &r.acl })
-            .collect();
-        self.bm25.replace_version(document_id, version, &indexed)?;
+        self.reindex_bm25(document_id, version).await?;
         self.audit(
             actor,
             "edit_document_metadata",
@@ -423,6 +413,17 @@ impl DocumentAdmin {
             }
         }
         Ok(superseded)
+    }
+
+    /// Rewrites a version's BM25 entries from the database, after its access metadata changed.
+    async fn reindex_bm25(&self, document_id: &str, version: u32) -> Result<()> {
+        let rows = self.storage.indexable_chunks(Some((document_id, version))).await?;
+        let indexed: Vec<IndexedChunk<'_>> = rows
+            .iter()
+            .map(|r| IndexedChunk { chunk: &r.chunk, document_id: &r.document_id, version: r.version, acl: &r.acl })
+            .collect();
+        self.bm25.replace_version(document_id, version, &indexed)?;
+        Ok(())
     }
 
     async fn audit(&self, actor: &Actor, action: &str, outcome: &str, detail: serde_json::Value) -> Result<()> {

@@ -365,6 +365,18 @@ impl Ingestor {
     /// `report`. Nothing is written until the file has been read, chunked and embedded; a
     /// failure while storing or indexing is undone.
     pub async fn ingest_upload(&self, upload: Upload, requested_by: &str, report: StatusReporter) -> Result<Outcome> {
+        // Refusals that need no parsing come first.
+        if let Some(existing) = self.storage.document_tenant(&upload.document_id).await?
+            && existing != upload.acl.tenant.as_str()
+        {
+            return Err(Error::user(format!("document id '{}' is taken; choose another id", upload.document_id)));
+        }
+        if self.storage.version_checksum(&upload.document_id, upload.version).await?.is_some() {
+            return Err(Error::user(format!(
+                "document '{}' already has a version {}; upload it as a new version",
+                upload.document_id, upload.version
+            )));
+        }
         report(&|s| s.stage = "extracting");
         let entry = DocumentEntry {
             id: upload.document_id.clone(),
@@ -405,17 +417,6 @@ impl Ingestor {
             s.to_embed = chunks;
             s.stage = "embedding";
         });
-        if let Some(existing) = self.storage.document_tenant(&entry.id).await?
-            && existing != entry.acl.tenant.as_str()
-        {
-            return Err(Error::user(format!("document id '{}' is taken; choose another id", entry.id)));
-        }
-        if self.storage.version_checksum(&entry.id, entry.version).await?.is_some() {
-            return Err(Error::user(format!(
-                "document '{}' already has a version {}; upload it as a new version",
-                entry.id, entry.version
-            )));
-        }
         if let Some((embedder, _)) = &self.dense {
             let progress = Arc::clone(&report);
             self.embed_prepared_with(

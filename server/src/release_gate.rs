@@ -444,14 +444,6 @@ fn normalise(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase()
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
 /// Runs every case on `service` and checks the results.
 async fn run_cases(platform: &Platform, service: &AskService, cases: &Cases) -> Result<Vec<CaseResult>> {
     let mut results = Vec::with_capacity(cases.cases.len());
@@ -718,9 +710,8 @@ fn metrics(results: &[CaseResult]) -> Metrics {
     let oos: Vec<&CaseResult> = results.iter().filter(|r| r.kind == CaseKind::OutOfScope).collect();
     let mut latency_ms = BTreeMap::new();
     let stage = |f: &dyn Fn(&StageMicros) -> u64| {
-        let mut v: Vec<f64> = results.iter().map(|r| f(&r.stages_us) as f64 / 1000.0).collect();
-        v.sort_by(f64::total_cmp);
-        (percentile(&v, 50.0), percentile(&v, 95.0))
+        let l = indexer::scale::Latency::of(results.iter().map(|r| f(&r.stages_us) as f64 / 1000.0).collect());
+        (l.p50, l.p95)
     };
     latency_ms.insert("bm25".to_owned(), stage(&|s| s.bm25));
     latency_ms.insert("embed".to_owned(), stage(&|s| s.embed));

@@ -30,17 +30,28 @@ pub fn random_hex(bytes: usize) -> Result<String, Error> {
     Ok(hex::encode(buf))
 }
 
+/// The platform's cookie attributes: HttpOnly, SameSite=Lax, the path, Secure when served over
+/// HTTPS, and an expiry.
+fn with_attributes(
+    mut cookie: Cookie<'static>,
+    path: &'static str,
+    max_age: CookieDuration,
+    secure: bool,
+) -> Cookie<'static> {
+    cookie.set_http_only(true);
+    cookie.set_same_site(SameSite::Lax);
+    cookie.set_path(path);
+    cookie.set_secure(secure);
+    cookie.set_max_age(max_age);
+    cookie
+}
+
 /// Signs `value` into a cookie with the platform's attributes.
 fn signed_cookie(key: &Key, name: &'static str, value: String, max_age_minutes: i64, secure: bool) -> Cookie<'static> {
     let mut jar = CookieJar::new();
     jar.signed_mut(key).add(Cookie::new(name, value));
-    let mut cookie = jar.get(name).cloned().unwrap_or_else(|| Cookie::new(name, ""));
-    cookie.set_http_only(true);
-    cookie.set_same_site(SameSite::Lax);
-    cookie.set_path("/");
-    cookie.set_secure(secure);
-    cookie.set_max_age(CookieDuration::minutes(max_age_minutes));
-    cookie
+    let cookie = jar.get(name).cloned().unwrap_or_else(|| Cookie::new(name, ""));
+    with_attributes(cookie, "/", CookieDuration::minutes(max_age_minutes), secure)
 }
 
 /// The verified value of a signed cookie, or `None` if absent or tampered with.
@@ -76,13 +87,13 @@ pub fn pending_login_cookie(state: &AppState, pending: &crate::oidc::PendingLogi
     let value = serde_json::to_string(pending).map_err(|e| Error::internal("pending sign-in", e))?;
     let mut jar = CookieJar::new();
     jar.private_mut(&state.key).add(Cookie::new(OIDC_COOKIE, value));
-    let mut cookie = jar.get(OIDC_COOKIE).cloned().unwrap_or_else(|| Cookie::new(OIDC_COOKIE, ""));
-    cookie.set_http_only(true);
-    cookie.set_same_site(SameSite::Lax);
-    cookie.set_path("/signin");
-    cookie.set_secure(state.secure_cookies);
-    cookie.set_max_age(CookieDuration::seconds(crate::oidc::PENDING_LOGIN_SECS));
-    Ok(cookie)
+    let cookie = jar.get(OIDC_COOKIE).cloned().unwrap_or_else(|| Cookie::new(OIDC_COOKIE, ""));
+    Ok(with_attributes(
+        cookie,
+        "/signin",
+        CookieDuration::seconds(crate::oidc::PENDING_LOGIN_SECS),
+        state.secure_cookies,
+    ))
 }
 
 /// The sign-in in progress, if the cookie is present and was not tampered with.

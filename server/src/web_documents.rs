@@ -175,7 +175,7 @@ struct ReceiptView {
 // ---------------------------------------------------------------------------------------------
 // Handlers
 
-async fn require_admin(state: &AppState, actor: &Actor) -> Result<(), Error> {
+pub(crate) async fn require_admin(state: &AppState, actor: &Actor) -> Result<(), Error> {
     state.documents.authorize_upload(actor).await
 }
 
@@ -301,15 +301,18 @@ fn parse_date(field: &str, value: &str) -> Result<Option<NaiveDate>, Error> {
         .map_err(|_| Error::user(format!("{field} must be a date written YYYY-MM-DD.")))
 }
 
+/// Group names as typed by a user, each checked.
+pub(crate) fn parse_groups<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<BTreeSet<GroupName>, Error> {
+    names
+        .into_iter()
+        .map(|g| GroupName::parse(g).map_err(|_| Error::user(format!("'{g}' is not a valid group name."))))
+        .collect()
+}
+
 /// Access metadata from the form; the tenant is always the admin's own.
 fn acl_from_form(actor: &Actor, f: &HashMap<String, String>) -> Result<ChunkAcl, Error> {
     let get = |k: &str| f.get(k).map(|v| v.trim().to_owned()).unwrap_or_default();
-    let groups = get("groups")
-        .split(',')
-        .map(str::trim)
-        .filter(|g| !g.is_empty())
-        .map(|g| GroupName::parse(g).map_err(|_| Error::user(format!("'{g}' is not a valid group name."))))
-        .collect::<Result<BTreeSet<_>, _>>()?;
+    let groups = parse_groups(get("groups").split(',').map(str::trim).filter(|g| !g.is_empty()))?;
     if groups.is_empty() {
         return Err(Error::user("Name at least one group that may read the document."));
     }
@@ -495,15 +498,11 @@ async fn job_get(
     let csrf = session::csrf_for(&req, &state).map_err(&err)?;
     let view = JobView { user: user_view(&actor, csrf.token), job: fragment };
     let mut resp = html(view.render(), csrf.new_cookie)?;
-    if !view_finished(&view) {
+    if !view.job.status.finished {
         // Without JavaScript the page refreshes itself until the job ends.
         resp.headers_mut().insert(header::HeaderName::from_static("refresh"), header::HeaderValue::from_static("1"));
     }
     Ok(resp)
-}
-
-fn view_finished(v: &JobView) -> bool {
-    v.job.status.finished
 }
 
 async fn detail_get(
