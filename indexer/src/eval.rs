@@ -167,6 +167,80 @@ pub fn load_questions(path: &Path, passages: &[ObliqaPassage], qrels: Option<&Pa
     Ok(out)
 }
 
+/// The reranker's locked split of ObliQA dev questions, by question id: a question is in the
+/// validation split when the first eight bytes of `sha256("lexgate-reranker-split-v1:" + id)`,
+/// read as a big-endian integer, are 0 modulo 5 (about 20%). The training script
+/// (`training/reranker/split.py`) applies the same rule, so both sides agree without a list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Split {
+    All,
+    Train,
+    Validation,
+}
+
+impl Split {
+    /// Whether question `id` belongs to this split.
+    pub fn contains(self, id: &str) -> bool {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(format!("lexgate-reranker-split-v1:{id}").as_bytes());
+        let head = u64::from_be_bytes(digest[..8].try_into().unwrap_or([0; 8]));
+        match self {
+            Split::All => true,
+            Split::Validation => head % 5 == 0,
+            Split::Train => head % 5 != 0,
+        }
+    }
+}
+
+impl std::str::FromStr for Split {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "all" => Ok(Split::All),
+            "train" => Ok(Split::Train),
+            "validation" => Ok(Split::Validation),
+            other => Err(UserError::InvalidValue {
+                field: "split",
+                reason: format!("'{other}' (expected all, train or validation)"),
+            }
+            .into()),
+        }
+    }
+}
+
+/// One question's first-stage candidates, for mining a reranker's hard negatives.
+#[derive(Debug, Serialize)]
+pub struct Candidates<'a> {
+    pub id: &'a str,
+    pub question: &'a str,
+    pub relevant: &'a BTreeSet<String>,
+    /// Passage uuids, best first, as `method` ranks them.
+    pub candidates: Vec<String>,
+}
+
+/// Runs every question through `method` and returns its top `depth` passage uuids (no
+/// reranking), as JSON lines.
+pub fn first_stage_candidates(
+    retriever: &crate::Retriever,
+    questions: &[ObliqaQuestion],
+    method: crate::Method,
+    depth: usize,
+) -> Result<String> {
+    let reader = obliqa_reader()?;
+    let mut out = String::new();
+    for q in questions {
+        let candidates = match retriever.search(&reader, &q.question, method, depth) {
+            Ok(r) => r.hits.into_iter().map(|h| h.chunk_id).collect(),
+            Err(Error::User(UserError::EmptyQuery)) => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        let line = Candidates { id: &q.id, question: &q.question, relevant: &q.relevant, candidates };
+        out.push_str(&serde_json::to_string(&line).map_err(|e| Error::internal("writing candidates", e))?);
+        out.push('\n');
+    }
+    Ok(out)
+}
+
 fn read_qrels(path: &Path) -> Result<HashMap<String, BTreeSet<String>>> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         Error::from(UserError::InvalidValue { field: "qrels", reason: format!("{}: {e}", path.display()) })
@@ -189,6 +263,18 @@ mod tests {
 
     fn ids(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn the_split_is_fixed_and_about_a_fifth() {
+        // Pinned values: changing the rule would silently move questions between the splits.
+        assert!(Split::Validation.contains("q-3"));
+        assert!(Split::Train.contains("q-0"));
+        let validation = (0..10_000).filter(|i| Split::Validation.contains(&format!("q-{i}"))).count();
+        assert!((1800..2200).contains(&validation), "{validation}");
+        assert!(
+            (0..100).all(|i| Split::Train.contains(&format!("q-{i}")) != Split::Validation.contains(&format!("q-{i}")))
+        );
     }
 
     #[test]

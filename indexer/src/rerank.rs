@@ -6,7 +6,8 @@
 //! The ONNX implementation takes a cross-encoder with inputs `input_ids`, `attention_mask` (and
 //! `token_type_ids` when the graph declares it) and a `logits` output of shape `[batch, 1]`,
 //! through fastembed's `TextRerank` on the same ONNX Runtime library as the embedder. No
-//! registry package ships such weights, so the stage is off unless a model folder is configured.
+//! registry package ships such weights: lexgate trains its own (training/reranker/, model card in
+//! governance/models/), and the stage runs when that model is set up.
 
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -25,6 +26,9 @@ pub trait Reranker: Send + Sync + std::fmt::Debug {
     /// Identifies the model in audit records and the model inventory (the ONNX file's sha256).
     fn model_id(&self) -> &str;
 }
+
+/// The token window the shipped reranker was trained with (training/reranker/train.py).
+pub const DEFAULT_MAX_LENGTH: usize = 192;
 
 /// Where a cross-encoder lives and how to run it.
 #[derive(Debug, Clone)]
@@ -46,7 +50,7 @@ impl RerankerConfig {
         Self {
             onnx_runtime_library: onnx_runtime_library.into(),
             model_dir: model_dir.into(),
-            max_length: 256,
+            max_length: DEFAULT_MAX_LENGTH,
             batch_size: 16,
             threads: None,
         }
@@ -93,12 +97,16 @@ impl Reranker for CrossEncoder {
         if passages.is_empty() {
             return Ok(Vec::new());
         }
+        // A batch is padded to its longest pair, so passages of like length are batched together.
+        let mut order: Vec<usize> = (0..passages.len()).collect();
+        order.sort_by_key(|&i| passages[i].len());
+        let sorted: Vec<&str> = order.iter().map(|&i| passages[i]).collect();
         let mut model = self.model.lock().map_err(|_| Error::Internal("reranker lock poisoned".into()))?;
         let ranked =
-            model.rerank(query, passages, false, Some(self.batch_size)).map_err(|e| Error::internal("reranking", e))?;
+            model.rerank(query, &sorted, false, Some(self.batch_size)).map_err(|e| Error::internal("reranking", e))?;
         let mut scores = vec![f32::NEG_INFINITY; passages.len()];
         for r in ranked {
-            if let Some(slot) = scores.get_mut(r.index) {
+            if let Some(slot) = order.get(r.index).and_then(|&i| scores.get_mut(i)) {
                 *slot = r.score;
             }
         }

@@ -84,6 +84,10 @@ pub struct ScaleRow {
     pub hybrid: Latency,
     /// BM25 + HNSW + fusion with the query vector given: the retrieval the target is set for.
     pub retrieval_only: Latency,
+    /// Hybrid (with embedding), then the cross-encoder over the fused top `rerank_top`; absent
+    /// when no reranker was given.
+    #[serde(default)]
+    pub hybrid_rerank: Option<Latency>,
     pub filtered: Vec<FilteredRow>,
 }
 
@@ -240,6 +244,7 @@ pub fn measure(
     n: usize,
     questions: &[Question],
     embedder: Arc<Embedder>,
+    reranker: Option<Arc<dyn crate::Reranker>>,
     dir: &std::path::Path,
     progress: &mut dyn FnMut(&str),
 ) -> Result<ScaleRow> {
@@ -285,7 +290,8 @@ pub fn measure(
     let bm25 = Arc::new(Bm25Index::open_or_create(&bm25_dir)?);
     let open_s = t.elapsed().as_secs_f64();
     let startup_s = open_s + hnsw_s;
-    drop(chunks);
+    // Only the text stays, for the reranker (chunk `c{i}` is text `i`).
+    let texts: Vec<String> = chunks.into_iter().map(|c| c.text).collect();
 
     let dense = Arc::new(dense);
     let everyone = reader(BUCKETS)?;
@@ -313,6 +319,19 @@ pub fn measure(
     let hybrid = timed(&mut |(q, _)| retriever.search(&everyone, q, Method::Hybrid, 10).map(|_| ()))?;
     let retrieval_only = timed(&mut |(q, v)| retriever.search_with_vector(&everyone, q, v, 10).map(|_| ()))?;
     progress(&format!("{n}: hybrid p95 {:.1} ms, retrieval-only p95 {:.1} ms", hybrid.p95, retrieval_only.p95));
+    let hybrid_rerank = match reranker {
+        Some(reranker) => {
+            let reranking = Retriever { reranker: Some(reranker), ..retriever.clone() };
+            let text = |id: &str| id.strip_prefix('c').and_then(|i| i.parse::<usize>().ok()).and_then(|i| texts.get(i));
+            let latency = timed(&mut |(q, _)| {
+                let mut r = reranking.search(&everyone, q, Method::Hybrid, reranking.depth_for(10))?;
+                reranking.rerank(q, &mut r.hits, |id| text(id).map(String::as_str)).map(|_| ())
+            })?;
+            progress(&format!("{n}: hybrid + rerank p95 {:.1} ms", latency.p95));
+            Some(latency)
+        }
+        None => None,
+    };
 
     let mut filtered = Vec::new();
     for buckets in [500, 100, 10, 1] {
@@ -350,6 +369,7 @@ pub fn measure(
         hnsw,
         hybrid,
         retrieval_only,
+        hybrid_rerank,
         filtered,
     })
 }

@@ -59,7 +59,7 @@ impl Platform {
             ),
             other => Error::from(other),
         })?);
-        let reranker: Option<Arc<dyn Reranker>> = match &settings.reranker_dir {
+        let reranker: Option<Arc<dyn Reranker>> = match &settings.reranker_model_dir() {
             Some(dir) => {
                 let config = RerankerConfig::new(settings.onnx_runtime_library(), dir);
                 let encoder = tokio::task::spawn_blocking(move || CrossEncoder::load(&config))
@@ -69,7 +69,7 @@ impl Platform {
                 Some(Arc::new(encoder))
             }
             None => {
-                tracing::info!("reranker stage off: no reranker model is configured (reranker_dir)");
+                tracing::info!("reranker stage off: turned off, or no model under models_dir/rerank or reranker_dir");
                 None
             }
         };

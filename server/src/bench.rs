@@ -386,20 +386,21 @@ pub fn scale_markdown(rows: &[indexer::scale::ScaleRow]) -> String {
     let _ = writeln!(md, "\nLatency in ms (p50 / p95 / p99), reader sees every chunk, k = 10:\n");
     let _ = writeln!(
         md,
-        "| chunks | queries | BM25 | query embedding | HNSW | retrieval only (BM25 + HNSW + fusion) | hybrid (with embedding) |\n|---|---|---|---|---|---|---|"
+        "| chunks | queries | BM25 | query embedding | HNSW | retrieval only (BM25 + HNSW + fusion) | hybrid (with embedding) | hybrid + rerank top 30 |\n|---|---|---|---|---|---|---|---|"
     );
     let l = |x: &indexer::scale::Latency| format!("{:.2} / {:.2} / {:.2}", x.p50, x.p95, x.p99);
     for r in rows {
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
             r.chunks,
             r.queries,
             l(&r.bm25),
             l(&r.embed),
             l(&r.hnsw),
             l(&r.retrieval_only),
-            l(&r.hybrid)
+            l(&r.hybrid),
+            r.hybrid_rerank.as_ref().map_or_else(|| "off (no reranker)".to_owned(), l)
         );
     }
     let _ = writeln!(md, "\nFiltered dense search, Recall@10 against exact search over the visible chunks:\n");

