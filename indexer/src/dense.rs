@@ -7,7 +7,10 @@
 //! (from the stored vectors) removes them physically.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::{Arc, RwLock};
+
+use sha2::Digest;
 
 use crate::hnsw::Graph;
 
@@ -26,6 +29,36 @@ const EF_CONSTRUCTION: usize = 200;
 const EXACT_SEARCH_SHARE: f64 = 0.10;
 /// Exact search is always used for at most this many visible vectors.
 const EXACT_SEARCH_MIN: usize = 4096;
+
+/// First bytes of a graph snapshot file (format version 1).
+const SNAPSHOT_MAGIC: &[u8] = b"LXGDNS01";
+
+/// What [`DenseIndex::add_with_snapshot`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotUse {
+    /// Nodes taken from the snapshot as they were.
+    pub restored: usize,
+    /// Vectors inserted by graph search (all of them when no snapshot fitted).
+    pub inserted: usize,
+}
+
+fn id_hash(chunk_id: &str) -> [u8; 8] {
+    let digest = sha2::Sha256::digest(chunk_id.as_bytes());
+    let mut out = [0u8; 8];
+    out.copy_from_slice(&digest[..8]);
+    out
+}
+
+/// Adds one node (its id hash and vector bytes) to a snapshot fingerprint.
+fn hash_node(hasher: &mut sha2::Sha256, chunk_id: &str, vector: &[f32]) {
+    hasher.update(id_hash(chunk_id));
+    let bytes: Vec<u8> = vector.iter().flat_map(|x| x.to_le_bytes()).collect();
+    hasher.update(&bytes);
+}
+
+fn threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
 
 /// One dense result: a chunk id and its cosine similarity to the query.
 #[derive(Debug, Clone, PartialEq)]
@@ -237,6 +270,18 @@ impl DenseIndex {
 
     /// Adds vectors. A chunk id already present is replaced (the old vector is tombstoned).
     pub fn add(&self, items: &[DenseItem<'_>]) -> Result<()> {
+        self.check_dimensions(items)?;
+        let mut meta = self.write()?;
+        Self::push_entries(&mut meta, items);
+        // Under the write lock, so no search sees a vector whose metadata is missing; node `i`
+        // of the graph is entry `i`.
+        let vectors: Vec<&[f32]> = items.iter().map(|item| item.vector).collect();
+        meta.graph.insert_many(&vectors, threads());
+        debug_assert_eq!(meta.graph.len(), meta.entries.len());
+        Ok(())
+    }
+
+    fn check_dimensions(&self, items: &[DenseItem<'_>]) -> Result<()> {
         for item in items {
             if item.vector.len() != self.dimension {
                 return Err(UserError::InvalidValue {
@@ -246,7 +291,11 @@ impl DenseIndex {
                 .into());
             }
         }
-        let mut meta = self.write()?;
+        Ok(())
+    }
+
+    /// Appends the items' access metadata, one entry per item, tombstoning replaced chunks.
+    fn push_entries(meta: &mut Meta, items: &[DenseItem<'_>]) {
         for item in items {
             if let Some(old) = meta.by_chunk.get(item.chunk_id).copied()
                 && let Some(e) = meta.entries.get_mut(old)
@@ -275,13 +324,105 @@ impl DenseIndex {
             meta.by_chunk.insert(chunk_id, id);
             meta.live += 1;
         }
-        // Under the write lock, so no search sees a vector whose metadata is missing; node `i`
-        // of the graph is entry `i`.
-        let vectors: Vec<&[f32]> = items.iter().map(|item| item.vector).collect();
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        meta.graph.insert_many(&vectors, threads);
-        debug_assert_eq!(meta.graph.len(), meta.entries.len());
-        Ok(())
+    }
+
+    /// Fills an empty index from the stored vectors, as a start does, reusing the graph saved
+    /// at `snapshot` when it was built over a subset of exactly these vectors: those nodes are
+    /// restored as they were (no graph search), only the vectors added since are inserted, and
+    /// the snapshot is rewritten when anything was inserted. Any difference in a saved vector,
+    /// a chunk that is gone (a deletion), or a damaged file means a full rebuild, so a snapshot
+    /// can make a start faster but never change what it finds.
+    ///
+    /// The file holds the graph's links, an 8-byte hash per chunk id and a sha256 over ids,
+    /// vectors and links: no ids, vectors or text.
+    pub fn add_with_snapshot(&self, items: &[DenseItem<'_>], snapshot: &Path) -> Result<SnapshotUse> {
+        self.check_dimensions(items)?;
+        if !self.read()?.entries.is_empty() {
+            return Err(Error::Internal("a snapshot is only restored into an empty index".into()));
+        }
+        let restored = std::fs::read(snapshot).ok().and_then(|bytes| self.restore(items, &bytes));
+        let outcome = match restored {
+            Some(outcome) => outcome,
+            None => {
+                self.add(items)?;
+                SnapshotUse { restored: 0, inserted: items.len() }
+            }
+        };
+        if outcome.inserted > 0 {
+            self.write_snapshot(snapshot)?;
+        }
+        Ok(outcome)
+    }
+
+    /// Restores from snapshot bytes, or `None` when they do not fit these items.
+    fn restore(&self, items: &[DenseItem<'_>], bytes: &[u8]) -> Option<SnapshotUse> {
+        let body = bytes.strip_prefix(SNAPSHOT_MAGIC)?;
+        let n = usize::try_from(u64::from_le_bytes(body.get(..8)?.try_into().ok()?)).ok()?;
+        let ids_end = 8usize.checked_add(n.checked_mul(8)?)?;
+        let saved_ids = body.get(8..ids_end)?;
+        let fingerprint = body.get(ids_end..ids_end + 32)?;
+        let structure = body.get(ids_end + 32..)?;
+
+        let mut position: HashMap<[u8; 8], usize> = HashMap::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            if position.insert(id_hash(item.chunk_id), i).is_some() {
+                return None; // a repeated chunk id: let `add` sort it out
+            }
+        }
+        let mut order = Vec::with_capacity(items.len());
+        let mut taken = vec![false; items.len()];
+        for id in saved_ids.chunks_exact(8) {
+            let i = *position.get(id)?;
+            if std::mem::replace(&mut taken[i], true) {
+                return None;
+            }
+            order.push(i);
+        }
+        let mut hasher = sha2::Sha256::new();
+        for &i in &order {
+            hash_node(&mut hasher, items[i].chunk_id, items[i].vector);
+        }
+        hasher.update(structure);
+        if hasher.finalize().as_slice() != fingerprint {
+            return None;
+        }
+        let vectors: Vec<f32> = order.iter().flat_map(|&i| items[i].vector.iter().copied()).collect();
+        let graph = Graph::read_structure(structure, vectors).ok()?;
+        order.extend((0..items.len()).filter(|&i| !taken[i]));
+        let ordered: Vec<DenseItem<'_>> = order.iter().map(|&i| items[i].clone()).collect();
+        let mut meta = self.write().ok()?;
+        meta.graph = graph;
+        Self::push_entries(&mut meta, &ordered);
+        let rest: Vec<&[f32]> = ordered[n..].iter().map(|item| item.vector).collect();
+        meta.graph.insert_many(&rest, threads());
+        Some(SnapshotUse { restored: n, inserted: rest.len() })
+    }
+
+    /// Saves the graph for [`DenseIndex::add_with_snapshot`], atomically (a temporary file
+    /// renamed over the old one).
+    pub fn write_snapshot(&self, path: &Path) -> Result<()> {
+        use std::io::Write;
+        let meta = self.read()?;
+        let mut out = Vec::with_capacity(meta.entries.len() * (8 + 2 * MAX_CONNECTIONS * 4 + 8) + 64);
+        out.extend_from_slice(SNAPSHOT_MAGIC);
+        out.extend_from_slice(&(meta.entries.len() as u64).to_le_bytes());
+        let mut hasher = sha2::Sha256::new();
+        for (i, e) in meta.entries.iter().enumerate() {
+            out.extend_from_slice(&id_hash(&e.chunk_id));
+            hash_node(&mut hasher, &e.chunk_id, meta.graph.vector(i));
+        }
+        let mut structure = Vec::new();
+        meta.graph.write_structure(&mut structure).map_err(|e| Error::internal("saving the vector graph", e))?;
+        drop(meta);
+        // The fingerprint covers the links too, so a damaged file is never restored.
+        hasher.update(&structure);
+        out.extend_from_slice(&hasher.finalize());
+        out.extend_from_slice(&structure);
+        let partial = path.with_extension("partial");
+        std::fs::File::create(&partial)
+            .and_then(|mut f| f.write_all(&out).and_then(|()| f.sync_all()))
+            .and_then(|()| std::fs::rename(&partial, path))
+            .map_err(|e| Error::internal("writing the vector graph snapshot", e))
     }
 
     /// Tombstones every vector of a document (all versions, or one). Returns how many.

@@ -216,6 +216,8 @@ pub struct Candidates<'a> {
     pub relevant: &'a BTreeSet<String>,
     /// Passage uuids, best first, as `method` ranks them.
     pub candidates: Vec<String>,
+    /// Their first-stage (fused) scores.
+    pub scores: Vec<f32>,
 }
 
 /// Runs every question through `method` and returns its top `depth` passage uuids (no
@@ -229,12 +231,14 @@ pub fn first_stage_candidates(
     let reader = obliqa_reader()?;
     let mut out = String::new();
     for q in questions {
-        let candidates = match retriever.search(&reader, &q.question, method, depth) {
-            Ok(r) => r.hits.into_iter().map(|h| h.chunk_id).collect(),
+        let hits = match retriever.search(&reader, &q.question, method, depth) {
+            Ok(r) => r.hits,
             Err(Error::User(UserError::EmptyQuery)) => Vec::new(),
             Err(e) => return Err(e),
         };
-        let line = Candidates { id: &q.id, question: &q.question, relevant: &q.relevant, candidates };
+        let scores = hits.iter().map(|h| h.fused).collect();
+        let candidates = hits.into_iter().map(|h| h.chunk_id).collect();
+        let line = Candidates { id: &q.id, question: &q.question, relevant: &q.relevant, candidates, scores };
         out.push_str(&serde_json::to_string(&line).map_err(|e| Error::internal("writing candidates", e))?);
         out.push('\n');
     }

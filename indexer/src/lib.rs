@@ -22,7 +22,7 @@ pub mod scale;
 pub use acl::{ChunkAcl, Classification, GroupName, Reader, SourceStatus, TenantId};
 pub use bm25::{Bm25Hit, Bm25Index, IndexedChunk};
 pub use chunk::{Chunk, chunk_pages};
-pub use dense::{DenseHit, DenseIndex, DenseItem, DensePlan};
+pub use dense::{DenseHit, DenseIndex, DenseItem, DensePlan, SnapshotUse};
 pub use embed::{Embedder, EmbedderConfig};
 pub use error::{Error, Result, UserError};
 pub use pdf::{PageText, extract_pages, write_text_pdf};

@@ -86,7 +86,7 @@ impl Platform {
         crate::governance::seed_data_cards(&storage, &settings.governance_dir).await?;
         let dense = match embedder {
             Some(embedder) => {
-                let index = Self::build_dense(&storage, &embedder).await?;
+                let index = Self::build_dense(&storage, &embedder, &settings.dense_snapshot()).await?;
                 Some((embedder, Arc::new(index)))
             }
             None => None,
@@ -191,14 +191,29 @@ impl Platform {
         Ok(report)
     }
 
-    /// Builds the dense index from the vectors stored for the loaded model.
-    async fn build_dense(storage: &Storage, embedder: &Embedder) -> Result<DenseIndex> {
+    /// Builds the dense index from the vectors stored for the loaded model, restoring the graph
+    /// from the snapshot of the last start when it still fits them (see
+    /// `DenseIndex::add_with_snapshot`).
+    async fn build_dense(storage: &Storage, embedder: &Embedder, snapshot: &std::path::Path) -> Result<DenseIndex> {
         let stored = storage.vectors(embedder.model_sha256()).await?;
-        let index = DenseIndex::new(embedder.dimension(), stored.len());
-        let items: Vec<DenseItem<'_>> = stored.iter().map(crate::storage::StoredVector::as_item).collect();
-        index.add(&items)?;
-        tracing::info!(vectors = stored.len(), "dense index built");
-        Ok(index)
+        let dimension = embedder.dimension();
+        let snapshot = snapshot.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
+            let index = DenseIndex::new(dimension, stored.len());
+            let items: Vec<DenseItem<'_>> = stored.iter().map(crate::storage::StoredVector::as_item).collect();
+            let used = index.add_with_snapshot(&items, &snapshot)?;
+            tracing::info!(
+                vectors = stored.len(),
+                restored = used.restored,
+                inserted = used.inserted,
+                seconds = started.elapsed().as_secs_f64(),
+                "dense index built"
+            );
+            Ok(index)
+        })
+        .await
+        .map_err(|e| Error::internal("building the dense index", e))?
     }
 
     /// The retriever over this platform's indexes.
@@ -221,6 +236,7 @@ impl Platform {
             dense: self.dense.as_ref().map(|(_, d)| Arc::clone(d)),
             retriever: self.retriever(),
             files_dir: self.settings.files_dir(),
+            dense_snapshot: self.settings.dense_snapshot(),
         }
     }
 

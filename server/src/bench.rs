@@ -368,19 +368,21 @@ pub fn scale_markdown(rows: &[indexer::scale::ScaleRow]) -> String {
     let mut md = String::new();
     let _ = writeln!(
         md,
-        "| chunks | BM25 index/s | HNSW index/s | BM25 on disk MB | vector index RSS MB | RSS MB per 1M | start-up s |\n|---|---|---|---|---|---|---|"
+        "| chunks | BM25 index/s | HNSW index/s | BM25 on disk MB | vector index RSS MB | RSS MB per 1M | start-up s (graph rebuilt) | start-up s (graph snapshot) | snapshot MB |\n|---|---|---|---|---|---|---|---|---|"
     );
     for r in rows {
         let _ = writeln!(
             md,
-            "| {} | {:.0} | {:.0} | {:.1} | {:.1} | {:.0} | {:.1} |",
+            "| {} | {:.0} | {:.0} | {:.1} | {:.1} | {:.0} | {:.1} | {:.1} | {:.1} |",
             r.chunks,
             r.bm25_index_per_s,
             r.hnsw_index_per_s,
             r.bm25_disk_bytes as f64 / 1e6,
             r.vector_index_rss_bytes as f64 / 1e6,
             r.vector_index_rss_per_million as f64 / 1e6,
-            r.startup_s
+            r.startup_s,
+            r.startup_snapshot_s,
+            r.snapshot_bytes as f64 / 1e6
         );
     }
     let _ = writeln!(md, "\nLatency in ms (p50 / p95 / p99), reader sees every chunk, k = 10:\n");

@@ -31,6 +31,9 @@ pub struct DocumentAdmin {
     /// Used for the post-deletion searches (BM25, dense and fused).
     pub retriever: Retriever,
     pub files_dir: PathBuf,
+    /// The vector graph snapshot; a deletion removes it, so nothing derived from the deleted
+    /// vectors outlives the deletion on disk (the next start rebuilds the graph and saves it).
+    pub dense_snapshot: PathBuf,
 }
 
 /// What a deletion removed from each store and how the removal was checked.
@@ -181,6 +184,11 @@ impl DocumentAdmin {
         // 1. Hide: tombstone vectors, then remove BM25 entries.
         if let Some(dense) = &self.dense {
             removed.vectors_tombstoned = dense.delete(document_id, version)?;
+        }
+        match std::fs::remove_file(&self.dense_snapshot) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::internal("removing the vector graph snapshot (repeat the deletion)", e)),
         }
         for v in &numbers {
             removed.bm25_chunks += self.bm25.count_version(document_id, *v, false)?;

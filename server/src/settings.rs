@@ -188,6 +188,11 @@ impl Settings {
         self.data_dir.join("bm25")
     }
 
+    /// The saved vector graph a start restores instead of rebuilding (links and id hashes only).
+    pub fn dense_snapshot(&self) -> PathBuf {
+        self.data_dir.join("vector-graph.snapshot")
+    }
+
     pub fn files_dir(&self) -> PathBuf {
         self.data_dir.join("files")
     }

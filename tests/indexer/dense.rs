@@ -174,3 +174,61 @@ fn identical_vectors_do_not_break_the_graph() {
     let (hits, _) = index.search(&reader_with_share(1000), &same, 5).expect("search");
     assert!(hits.iter().all(|h| h.score > 0.999));
 }
+
+/// A start restores the graph from its snapshot only when the snapshot was built over exactly
+/// the stored vectors it names; anything else (a changed vector, a deleted chunk, a damaged file)
+/// rebuilds, and results never differ from a rebuilt index.
+#[test]
+fn a_graph_snapshot_restores_only_over_the_vectors_it_was_built_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("graph.snapshot");
+    let f = fixture(3000, 24);
+    let items = f.items();
+    let everyone = reader_with_share(1000);
+    let search = |index: &DenseIndex, q: &[f32]| -> Vec<String> {
+        index.search(&everyone, q, 10).unwrap().0.into_iter().map(|h| h.chunk_id).collect()
+    };
+    let queries: Vec<Vec<f32>> = (0..20).map(|i| f.vectors[i * 7].clone()).collect();
+
+    let first = DenseIndex::new(24, items.len());
+    let used = first.add_with_snapshot(&items, &path).unwrap();
+    assert_eq!((used.restored, used.inserted), (0, 3000), "no snapshot yet: built and saved");
+    let bytes = std::fs::read(&path).unwrap();
+    assert!(!bytes.windows(5).any(|w| w == b"c2999"), "the snapshot holds no chunk ids");
+
+    // A restart: everything restored, nothing searched, the same answers.
+    let again = DenseIndex::new(24, items.len());
+    let used = again.add_with_snapshot(&items, &path).unwrap();
+    assert_eq!((used.restored, used.inserted), (3000, 0));
+    for q in &queries {
+        assert_eq!(search(&first, q), search(&again, q));
+    }
+
+    // An ingestion since: the saved nodes are restored, the new one inserted, the snapshot
+    // rewritten so the next start restores all of it.
+    let mut grown = fixture(3001, 24);
+    grown.vectors[..3000].clone_from_slice(&f.vectors);
+    let used = DenseIndex::new(24, 3001).add_with_snapshot(&grown.items(), &path).unwrap();
+    assert_eq!((used.restored, used.inserted), (3000, 1));
+    let used = DenseIndex::new(24, 3001).add_with_snapshot(&grown.items(), &path).unwrap();
+    assert_eq!((used.restored, used.inserted), (3001, 0));
+
+    // A deleted chunk, a changed vector or a damaged file: rebuilt from the vectors.
+    let fewer = &items[1..];
+    let used = DenseIndex::new(24, 3000).add_with_snapshot(fewer, &path).unwrap();
+    assert_eq!((used.restored, used.inserted), (0, 2999));
+    let mut changed = fixture(3000, 24);
+    changed.vectors[5] = changed.vectors[6].clone();
+    let used = DenseIndex::new(24, 3000).add_with_snapshot(&changed.items(), &path).unwrap();
+    assert_eq!(used.restored, 0);
+    let mut damaged = std::fs::read(&path).unwrap();
+    let at = damaged.len() / 2;
+    damaged[at] ^= 0xff;
+    std::fs::write(&path, &damaged).unwrap();
+    let rebuilt = DenseIndex::new(24, 3000);
+    let used = rebuilt.add_with_snapshot(&items, &path).unwrap();
+    assert_eq!(used.restored, 0);
+    for q in &queries {
+        assert_eq!(search(&first, q), search(&rebuilt, q));
+    }
+}
