@@ -99,6 +99,13 @@ pub fn init_onnx_runtime(library: &Path) -> Result<()> {
     }
 }
 
+/// With the `cuda` feature the models run on ONNX Runtime's CUDA execution provider, which falls
+/// back to the CPU (with a warning from ONNX Runtime) when the library or device lacks CUDA.
+#[cfg(feature = "cuda")]
+pub(crate) fn gpu_execution_providers() -> Vec<ort::ep::ExecutionProviderDispatch> {
+    vec![ort::ep::CUDA::default().build()]
+}
+
 /// A sentence embedder producing L2-normalised vectors.
 pub struct Embedder {
     model: Mutex<TextEmbedding>,
@@ -122,6 +129,10 @@ impl Embedder {
         let mut options = InitOptionsUserDefined::new().with_max_length(config.max_length);
         if let Some(threads) = config.threads {
             options = options.with_intra_threads(threads);
+        }
+        #[cfg(feature = "cuda")]
+        {
+            options = options.with_execution_providers(gpu_execution_providers());
         }
         let mut model = TextEmbedding::try_new_from_user_defined(model, options)
             .map_err(|e| Error::internal("loading the embedding model", e))?;

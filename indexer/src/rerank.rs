@@ -109,6 +109,10 @@ impl CrossEncoder {
         if let Some(threads) = config.threads {
             options = options.with_intra_threads(threads);
         }
+        #[cfg(feature = "cuda")]
+        {
+            options = options.with_execution_providers(crate::embed::gpu_execution_providers());
+        }
         let model =
             TextRerank::try_new_from_user_defined(UserDefinedRerankingModel::new(onnx, tokenizer_files), options)
                 .map_err(|e| Error::from(UserError::OnnxRuntime(format!("loading the reranker: {e}"))))?;
