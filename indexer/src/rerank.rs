@@ -68,7 +68,8 @@ impl RerankerConfig {
             onnx_runtime_library: onnx_runtime_library.into(),
             model_dir: model_dir.into(),
             max_length: DEFAULT_MAX_LENGTH,
-            batch_size: 16,
+            // Measured on 2 cores: 8 pairs per run is faster than 4, 16 or 32 at this window.
+            batch_size: 8,
             threads: None,
         }
     }

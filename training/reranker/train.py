@@ -35,7 +35,7 @@ def parse_args():
     p.add_argument("--groups-per-step", type=int, default=2)
     p.add_argument("--negatives", type=int, default=7)
     p.add_argument("--hard-depth", type=int, default=30, help="negatives are drawn from this many top candidates")
-    p.add_argument("--max-length", type=int, default=256)
+    p.add_argument("--max-length", type=int, default=192)
     p.add_argument("--seed", type=int, default=13)
     p.add_argument("--eval-every", type=int, default=200)
     p.add_argument("--eval-questions", type=int, default=120)
