@@ -117,7 +117,7 @@ fn the_shipped_reranker_scores_the_answering_passage_highest() {
                 "An Authorised Person must keep records of every order received from a client.",
                 "The remuneration policy shall be approved by the Governing Body, which is responsible for \
                  overseeing its implementation.",
-                "Remuneration paid in cash must be recorded in the firm's accounts.",
+                "Variable remuneration shall be deferred over a period of at least three years.",
             ],
             2,
         ),
