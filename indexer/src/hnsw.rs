@@ -526,15 +526,16 @@ mod tests {
     }
 
     #[test]
-    fn a_saved_structure_restores_the_same_graph_and_a_damaged_one_is_refused() {
+    fn a_saved_structure_restores_the_same_graph_and_a_damaged_one_is_refused() -> Result<(), Box<dyn std::error::Error>>
+    {
         let vectors: Vec<Vec<f32>> = (0..1500).map(|i| unit(i, 16)).collect();
         let refs: Vec<&[f32]> = vectors.iter().map(Vec::as_slice).collect();
         let mut g = Graph::new(16, 8, 64, vectors.len());
         g.insert_many(&refs, 2);
         let mut bytes = Vec::new();
-        g.write_structure(&mut bytes).unwrap();
+        g.write_structure(&mut bytes)?;
         let flat: Vec<f32> = vectors.iter().flatten().copied().collect();
-        let mut restored = Graph::read_structure(&bytes, flat.clone()).unwrap();
+        let mut restored = Graph::read_structure(&bytes, flat.clone())?;
         for q in 0..20 {
             let query = unit(50_000 + q, 16);
             assert_eq!(g.search(&query, 10, 40, None), restored.search(&query, 10, 40, None));
@@ -550,5 +551,6 @@ mod tests {
         let last = corrupt.len() - 4;
         corrupt[last..].copy_from_slice(&7_000_000u32.to_le_bytes());
         assert!(Graph::read_structure(&corrupt, flat).is_err(), "a link past the last node");
+        Ok(())
     }
 }

@@ -245,7 +245,7 @@ mod tests {
             .collect()
     }
 
-    fn order(weight: f32) -> Vec<String> {
+    fn order(weight: f32) -> Result<Vec<String>> {
         // The cross-encoder prefers c > b > a; the first stage prefers a > b > c.
         let mut h = hits(&[("a", 1.0), ("b", 0.9), ("c", 0.1)]);
         let text = |id: &str| {
@@ -255,16 +255,17 @@ mod tests {
                 _ => "xxxxxxxxxx",
             })
         };
-        rerank_hits(&ByLength(weight), "q", &mut h, text, 3).unwrap();
-        h.into_iter().map(|h| h.chunk_id).collect()
+        rerank_hits(&ByLength(weight), "q", &mut h, text, 3)?;
+        Ok(h.into_iter().map(|h| h.chunk_id).collect())
     }
 
     #[test]
-    fn the_blend_weight_moves_the_order_between_the_two_scores() {
-        assert_eq!(order(1.0), ["c", "b", "a"], "the cross-encoder alone");
-        assert_eq!(order(0.0), ["a", "b", "c"], "the fused order alone");
+    fn the_blend_weight_moves_the_order_between_the_two_scores() -> Result<()> {
+        assert_eq!(order(1.0)?, ["c", "b", "a"], "the cross-encoder alone");
+        assert_eq!(order(0.0)?, ["a", "b", "c"], "the fused order alone");
         // Normalised: a = (0, 1), b = (7/9, 8/9), c = (1, 0); at w = 0.5 b leads, then a and c tie
         // and keep the fused order.
-        assert_eq!(order(0.5), ["b", "a", "c"]);
+        assert_eq!(order(0.5)?, ["b", "a", "c"]);
+        Ok(())
     }
 }

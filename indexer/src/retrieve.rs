@@ -216,7 +216,7 @@ impl Retriever {
                 &r.model_id()[..12.min(r.model_id().len())],
                 self.rerank_top
             ),
-            None => "off: no reranker model is configured".to_owned(),
+            None => "off: turned off, or no reranker model is set up".to_owned(),
         }
     }
 

@@ -350,7 +350,12 @@ async fn the_reranker_stage_reorders_permitted_passages_and_says_it_ran() {
         assert!(passage.chunk.acl.permits(&reader));
         assert!(passage.to_json()["scores"]["rerank"]["score"].is_number());
     }
-    // Without a reranker the stage says it is off and scores nothing.
-    let (_dir2, plain) = corpus_platform(Backend::Sqlite).await;
-    assert_eq!(plain.retriever().reranker_status(), "off: no reranker model is configured");
+    // By default the shipped reranker runs; turned off (the rollback), the stage says so.
+    let (_dir2, default) = corpus_platform(Backend::Sqlite).await;
+    assert!(default.retriever().reranker_status().starts_with("on: cross-encoder 57358bc06c68"));
+    let dir3 = tempfile::tempdir().unwrap();
+    let mut off = crate::support::settings(Backend::Sqlite, &dir3).await;
+    off.reranker = false;
+    let plain = Platform::open_with(off, Some(shared_embedder())).await.unwrap();
+    assert_eq!(plain.retriever().reranker_status(), "off: turned off, or no reranker model is set up");
 }
