@@ -170,7 +170,7 @@ pub fn load_questions(path: &Path, passages: &[ObliqaPassage], qrels: Option<&Pa
 /// The reranker's locked split of ObliQA dev questions, by question id: a question is in the
 /// validation split when the first eight bytes of `sha256("lexgate-reranker-split-v1:" + id)`,
 /// read as a big-endian integer, are 0 modulo 5 (about 20%). The training script
-/// (`training/reranker/split.py`) applies the same rule, so both sides agree without a list.
+/// (`split_of` in `training/reranker/common.py`) applies the same rule, so both sides agree without a list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Split {
     All,
@@ -220,6 +220,22 @@ pub struct Candidates<'a> {
     pub scores: Vec<f32>,
 }
 
+/// The first-stage hits of one question; a question with no indexable words retrieves nothing
+/// (and still counts in the metrics).
+fn search_or_nothing(
+    retriever: &crate::Retriever,
+    reader: &crate::Reader,
+    question: &str,
+    method: crate::Method,
+    depth: usize,
+) -> Result<Vec<crate::RetrievedHit>> {
+    match retriever.search(reader, question, method, depth) {
+        Ok(r) => Ok(r.hits),
+        Err(Error::User(UserError::EmptyQuery)) => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Runs every question through `method` and returns its top `depth` passage uuids (no
 /// reranking), as JSON lines.
 pub fn first_stage_candidates(
@@ -231,11 +247,7 @@ pub fn first_stage_candidates(
     let reader = obliqa_reader()?;
     let mut out = String::new();
     for q in questions {
-        let hits = match retriever.search(&reader, &q.question, method, depth) {
-            Ok(r) => r.hits,
-            Err(Error::User(UserError::EmptyQuery)) => Vec::new(),
-            Err(e) => return Err(e),
-        };
+        let hits = search_or_nothing(retriever, &reader, &q.question, method, depth)?;
         let scores = hits.iter().map(|h| h.fused).collect();
         let candidates = hits.into_iter().map(|h| h.chunk_id).collect();
         let line = Candidates { id: &q.id, question: &q.question, relevant: &q.relevant, candidates, scores };
@@ -469,15 +481,9 @@ pub fn evaluate(
     let mut latencies = Vec::with_capacity(questions.len());
     for q in questions {
         let started = std::time::Instant::now();
-        let ranked: Vec<String> = match retriever.search(&reader, &q.question, method, retriever.depth_for(k)) {
-            Ok(mut r) => {
-                retriever.rerank(&q.question, &mut r.hits, |id| texts.get(id).copied())?;
-                r.hits.into_iter().take(k).map(|h| h.chunk_id).collect()
-            }
-            // A question with no indexable words retrieves nothing; it still counts.
-            Err(Error::User(UserError::EmptyQuery)) => Vec::new(),
-            Err(e) => return Err(e),
-        };
+        let mut hits = search_or_nothing(retriever, &reader, &q.question, method, retriever.depth_for(k))?;
+        retriever.rerank(&q.question, &mut hits, |id| texts.get(id).copied())?;
+        let ranked: Vec<String> = hits.into_iter().take(k).map(|h| h.chunk_id).collect();
         latencies.push(started.elapsed().as_secs_f64() * 1000.0);
         per_question.push(score(&ranked, &q.relevant, k));
     }

@@ -35,10 +35,10 @@ pub trait Reranker: Send + Sync + std::fmt::Debug {
 
 /// What a model folder's optional `reranker.json` says about running the model: written by the
 /// training pipeline's export step, so the settings travel with the weights they were tuned for.
-#[derive(Debug, Clone, Copy, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FolderSettings {
-    /// The token window it was trained with.
+    /// The token window to run it with (question and passage together).
     max_length: Option<usize>,
     /// See [`Reranker::blend_weight`]; chosen on training questions.
     blend_weight: Option<f32>,
@@ -162,9 +162,7 @@ fn read_folder_settings(dir: &std::path::Path) -> Result<FolderSettings> {
         Ok(text) => serde_json::from_str(&text).map_err(|e| {
             UserError::InvalidValue { field: "reranker.json", reason: format!("{}: {e}", path.display()) }.into()
         }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            Ok(FolderSettings { max_length: None, blend_weight: None })
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(FolderSettings::default()),
         Err(e) => Err(Error::internal("reading reranker.json", e)),
     }
 }
@@ -195,11 +193,8 @@ pub fn rerank_hits<'a>(
     let scores = reranker.score(query, &texts)?;
     let w = reranker.blend_weight();
     let fused: Vec<f32> = with_text.iter().map(|h| h.fused).collect();
-    let blended: Vec<f32> = if w >= 1.0 {
-        scores.clone()
-    } else {
-        normalised(&scores).iter().zip(normalised(&fused)).map(|(s, f)| w * s + (1.0 - w) * f).collect()
-    };
+    let blended: Vec<f32> =
+        normalised(&scores).iter().zip(normalised(&fused)).map(|(s, f)| w * s + (1.0 - w) * f).collect();
     let mut scored: Vec<(f32, f32, RetrievedHit)> =
         blended.into_iter().zip(scores).zip(with_text).map(|((b, s), h)| (b, s, h)).collect();
     // Ties keep the fused order (the sort is stable).

@@ -6,8 +6,7 @@ use std::sync::Arc;
 use actix_web::cookie::Key;
 use actix_web::{App, HttpServer, dev::Server, middleware, web};
 use indexer::{
-    Bm25Index, CrossEncoder, DenseIndex, DenseItem, Embedder, EmbedderConfig, IndexedChunk, Reranker, RerankerConfig,
-    Retriever,
+    Bm25Index, CrossEncoder, DenseIndex, DenseItem, Embedder, EmbedderConfig, IndexedChunk, Reranker, Retriever,
 };
 use sha2::{Digest, Sha256};
 
@@ -59,9 +58,8 @@ impl Platform {
             ),
             other => Error::from(other),
         })?);
-        let reranker: Option<Arc<dyn Reranker>> = match &settings.reranker_model_dir() {
-            Some(dir) => {
-                let config = RerankerConfig::new(settings.onnx_runtime_library(), dir);
+        let reranker: Option<Arc<dyn Reranker>> = match settings.reranker_config() {
+            Some(config) => {
                 let encoder = tokio::task::spawn_blocking(move || CrossEncoder::load(&config))
                     .await
                     .map_err(|e| Error::internal("loading the reranker", e))??;

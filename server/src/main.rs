@@ -456,15 +456,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 v.first().map_or(0, Vec::len),
                 config.onnx_runtime_library.display()
             );
-            match &settings.reranker_model_dir() {
-                Some(dir) => {
-                    let reranker = indexer::CrossEncoder::load(&indexer::RerankerConfig::new(
-                        settings.onnx_runtime_library(),
-                        dir,
-                    ))
-                    .context("loading the reranker")?;
+            match settings.reranker_config() {
+                Some(config) => {
+                    let reranker = indexer::CrossEncoder::load(&config).context("loading the reranker")?;
                     use indexer::Reranker;
-                    println!("reranker ok: cross-encoder {} in {}", reranker.model_id(), dir.display());
+                    println!("reranker ok: cross-encoder {} in {}", reranker.model_id(), config.model_dir.display());
                 }
                 None => {
                     println!("reranker stage off: turned off, or no model under the models folder or --reranker-dir")
@@ -522,11 +518,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 let _ = std::fs::remove_dir_all(&dir);
                 return Ok(());
             }
-            let reranker: Option<std::sync::Arc<dyn indexer::Reranker>> = match settings.reranker_model_dir() {
-                Some(dir) => Some(std::sync::Arc::new(
-                    indexer::CrossEncoder::load(&indexer::RerankerConfig::new(settings.onnx_runtime_library(), dir))
-                        .context("loading the reranker")?,
-                )),
+            let reranker: Option<std::sync::Arc<dyn indexer::Reranker>> = match settings.reranker_config() {
+                Some(config) => {
+                    Some(std::sync::Arc::new(indexer::CrossEncoder::load(&config).context("loading the reranker")?))
+                }
                 None => None,
             };
             for n in sizes {
@@ -669,9 +664,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 fusions,
                 vector_cache: vector_cache.as_deref(),
                 floors,
-                reranker: settings
-                    .reranker_model_dir()
-                    .map(|dir| indexer::RerankerConfig::new(settings.onnx_runtime_library(), dir)),
+                reranker: settings.reranker_config(),
                 rerank_top: settings.rerank_top,
             };
             eval_obliqa(corpus, questions, qrels.as_deref(), &options, embedder, out.as_deref())?;

@@ -221,6 +221,11 @@ impl Settings {
         }
     }
 
+    /// How to load the reranker stage's model, or `None` when the stage is off.
+    pub fn reranker_config(&self) -> Option<indexer::RerankerConfig> {
+        self.reranker_model_dir().map(|dir| indexer::RerankerConfig::new(self.onnx_runtime_library(), dir))
+    }
+
     /// Rejects settings that cannot work together.
     pub fn validate(&self) -> Result<()> {
         if let Some(key) = &self.session_key
