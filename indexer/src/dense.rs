@@ -59,7 +59,7 @@ fn hash_node(hasher: &mut sha2::Sha256, chunk_id: &str, vector: &[f32]) {
 /// The search beam (`ef`, counted in visible nodes) for a graph of `n` nodes: 128 up to 100,000,
 /// then four times wider for every tenfold growth, 512 at 1,000,000 (capped at 2,048).
 ///
-/// Measured with `lexgate bench scale` (generated chunks, 200 ObliQA questions): a beam of 128
+/// Measured over `lexgate bench scale`'s generated chunks and 200 ObliQA questions: a beam of 128
 /// finds 99.30% of the exact top 10 at 100,000 chunks but 96.30% at 1,000,000, where 512 finds
 /// 99.10% with every chunk visible, 99.15% with half and 99.25% with a tenth visible. The beam
 /// counts visible nodes only, so a filter already makes the search walk further; how many
