@@ -176,6 +176,25 @@ impl Bm25Index {
         Ok(())
     }
 
+    /// Rewrites every segment that holds deleted chunks without them, then removes the old
+    /// segment files. A deletion in tantivy only marks documents as deleted; their terms and
+    /// stored text stay in the segment files until a merge like this one. Returns how many
+    /// deleted chunks were purged.
+    pub fn purge_deleted(&self) -> Result<u64> {
+        let mut writer = self.writer()?;
+        let with_deletes: Vec<_> =
+            self.index.searchable_segment_metas()?.into_iter().filter(tantivy::index::SegmentMeta::has_deletes).collect();
+        let purged: u64 = with_deletes.iter().map(|m| u64::from(m.num_deleted_docs())).sum();
+        if !with_deletes.is_empty() {
+            let ids: Vec<_> = with_deletes.iter().map(tantivy::index::SegmentMeta::id).collect();
+            writer.merge(&ids).wait()?;
+        }
+        writer.garbage_collect_files().wait()?;
+        drop(writer);
+        self.reader.reload()?;
+        Ok(purged)
+    }
+
     /// Removes every chunk of a document (all versions) and commits.
     pub fn delete_document(&self, document_id: &str) -> Result<()> {
         self.delete_term(Term::from_field_text(self.fields.document_id, document_id))

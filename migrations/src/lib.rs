@@ -12,6 +12,7 @@ mod m20261128_000006_version_scan;
 mod m20261128_000007_data_cards;
 mod m20261128_000008_service_tokens;
 mod m20261128_000009_release_gates;
+mod m20261201_000010_version_titles;
 
 pub use m20261128_000004_audit_chain::GENESIS as AUDIT_GENESIS;
 
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000007_data_cards::Migration),
             Box::new(m20261128_000008_service_tokens::Migration),
             Box::new(m20261128_000009_release_gates::Migration),
+            Box::new(m20261201_000010_version_titles::Migration),
         ]
     }
 }

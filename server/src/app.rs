@@ -235,6 +235,7 @@ impl Platform {
             retriever: self.retriever(),
             files_dir: self.settings.files_dir(),
             dense_snapshot: self.settings.dense_snapshot(),
+            data_dir: self.settings.data_dir.clone(),
         }
     }
 
@@ -244,6 +245,7 @@ impl Platform {
             bm25: Arc::clone(&self.bm25),
             files_dir: self.settings.files_dir(),
             dense: self.dense.clone(),
+            extractor: self.settings.extractor(),
         }
     }
 

@@ -159,6 +159,14 @@ pub async fn retrieve_checked(
     Ok(CheckedRetrieval { passages, withheld, dense_plan: retrieval.dense_plan, timings })
 }
 
+/// A passage with the readable passages around it in its version, in reading order.
+#[derive(Debug, Clone)]
+pub struct PassageInContext {
+    pub before: Vec<StoredChunk>,
+    pub passage: StoredChunk,
+    pub after: Vec<StoredChunk>,
+}
+
 /// Everything the ask flow needs.
 #[derive(Debug, Clone)]
 pub struct AskService {
@@ -266,6 +274,40 @@ impl AskService {
             })
             .await?;
         Ok(AskOutcome { as_of, method, passages, answer, timings: t, compose_us })
+    }
+
+    /// Opens one passage by id for `actor` as of a date, with the neighbours in its version that
+    /// the actor may read too. The same gate as [`Self::ask`]: the permission to ask, the data card
+    /// of the actor's document set, then the passage's tenant, access and dates. A passage the
+    /// actor may not read is "not found", exactly like one that does not exist.
+    #[tracing::instrument(skip_all, fields(principal = %actor.principal_id, tenant = %actor.tenant))]
+    pub async fn open_passage(&self, actor: &Actor, chunk_id: &str, as_of: NaiveDate) -> Result<PassageInContext> {
+        if !actor.may(Permission::Ask) {
+            self.audit_denial(actor, Permission::Ask).await?;
+            return Err(Error::Forbidden);
+        }
+        if self.data_card_gate && !self.storage.data_card_approved(actor.tenant.as_str()).await? {
+            self.storage
+                .append_audit(AuditRecord {
+                    actor: self.principal_ref(actor),
+                    tenant: Some(actor.tenant.to_string()),
+                    action: "open_passage".to_owned(),
+                    outcome: "blocked_by_data_card".to_owned(),
+                    detail: serde_json::json!({ "policy": "blocked: the data card of the document set is not approved" }),
+                })
+                .await?;
+            return Err(Error::user(DATA_CARD_BLOCKED));
+        }
+        let reader = actor.reader(as_of);
+        let Some((before, passage, after)) = self.storage.passage_context(chunk_id, 1).await? else {
+            return Err(Error::NotFound);
+        };
+        if !passage.acl.permits(&reader) {
+            self.audit_denial(actor, Permission::Ask).await?;
+            return Err(Error::NotFound);
+        }
+        let readable = |chunks: Vec<StoredChunk>| chunks.into_iter().filter(|c| c.acl.permits(&reader)).collect();
+        Ok(PassageInContext { before: readable(before), passage, after: readable(after) })
     }
 
     /// Records that `actor` was refused `permission`.

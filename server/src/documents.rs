@@ -34,6 +34,9 @@ pub struct DocumentAdmin {
     /// The vector graph snapshot; a deletion removes it, so nothing derived from the deleted
     /// vectors outlives the deletion on disk (the next start rebuilds the graph and saves it).
     pub dense_snapshot: PathBuf,
+    /// Everything the platform keeps on disk (SQLite file, BM25 segments, snapshot, file
+    /// store): after a deletion its bytes are searched for the deleted text.
+    pub data_dir: PathBuf,
 }
 
 /// What a deletion removed from each store and how the removal was checked.
@@ -48,7 +51,35 @@ pub struct DeletionReceipt {
     pub reason: String,
     pub deleted_at: DateTime<Utc>,
     pub removed: Removed,
+    /// What was done so the removal holds at the level of bytes on disk, and what stays.
+    pub erasure: Erasure,
     pub post_check: PostCheck,
+}
+
+/// The physical side of a deletion.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Erasure {
+    /// Deleted chunks purged from the BM25 segment files by rewriting the segments that held them.
+    pub bm25_chunks_purged: u64,
+    /// What the database did (or could not do), in words.
+    pub database: Vec<String>,
+    /// Copies that outlive the receipt, and until when; empty when none is known.
+    pub remains: Vec<String>,
+    /// The search of every file under the data folder for text of the deleted document.
+    pub byte_scan: ByteScan,
+    /// Time from the start of the deletion to the end of the byte scan.
+    pub millis: u64,
+}
+
+/// A search of the raw bytes of every file under the data folder for distinctive strings of the
+/// deleted text (strings that occur in no remaining passage).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ByteScan {
+    pub probes: usize,
+    pub files_scanned: usize,
+    pub bytes_scanned: u64,
+    /// Files, relative to the data folder, in which a probe was found (must be empty).
+    pub found_in: Vec<String>,
 }
 
 /// Counts removed, per store.
@@ -76,6 +107,87 @@ pub struct PostCheck {
     pub probe_searches: usize,
     /// Hits on deleted chunks across all probe searches (must be 0).
     pub probe_hits: usize,
+    /// Files under the data folder that still hold deleted text (must be 0).
+    pub files_with_deleted_text: usize,
+}
+
+/// Distinctive strings of deleted text searched for in the bytes on disk, at most.
+const MAX_BYTE_PROBES: usize = 24;
+/// Length of a probe string, in characters.
+const PROBE_CHARS: usize = 40;
+
+/// A window of a chunk's text unlikely to occur by chance anywhere else: the middle of its
+/// longest line, when that line is long enough.
+fn distinctive_window(text: &str) -> Option<String> {
+    let line = text.lines().max_by_key(|l| l.chars().count())?.trim();
+    let n = line.chars().count();
+    if n < PROBE_CHARS {
+        return None;
+    }
+    let start = (n - PROBE_CHARS) / 2;
+    Some(line.chars().skip(start).take(PROBE_CHARS).collect())
+}
+
+/// Searches the bytes of every file under `dir` for any of `probes`.
+fn scan_bytes(dir: &std::path::Path, probes: &[String]) -> Result<ByteScan> {
+    let mut scan = ByteScan { probes: probes.len(), ..ByteScan::default() };
+    if probes.is_empty() {
+        return Ok(scan);
+    }
+    let pattern = probes.iter().map(|p| regex::escape(p)).collect::<Vec<_>>().join("|");
+    let matcher = regex::bytes::Regex::new(&pattern).map_err(|e| Error::internal("byte scan pattern", e))?;
+    let overlap = probes.iter().map(String::len).max().unwrap_or(0);
+    let mut folders = vec![dir.to_path_buf()];
+    while let Some(folder) = folders.pop() {
+        let Ok(entries) = std::fs::read_dir(&folder) else { continue };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(kind) = entry.file_type() else { continue };
+            if kind.is_dir() {
+                folders.push(path);
+                continue;
+            }
+            if !kind.is_file() {
+                continue;
+            }
+            let (found, bytes) = file_contains(&path, &matcher, overlap)?;
+            scan.files_scanned += 1;
+            scan.bytes_scanned += bytes;
+            if found {
+                let shown = path.strip_prefix(dir).unwrap_or(&path).display().to_string();
+                scan.found_in.push(shown);
+            }
+        }
+    }
+    scan.found_in.sort();
+    Ok(scan)
+}
+
+/// Whether the file holds a match, read in blocks that overlap by the longest probe.
+fn file_contains(path: &std::path::Path, matcher: &regex::bytes::Regex, overlap: usize) -> Result<(bool, u64)> {
+    use std::io::Read;
+    let mut file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        // A file removed while scanning (a finished merge's leftovers) holds nothing any more.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((false, 0)),
+        Err(e) => return Err(Error::internal("byte scan", e)),
+    };
+    let mut buf = vec![0u8; 8 << 20];
+    let mut kept = 0usize;
+    let mut total = 0u64;
+    loop {
+        let n = file.read(&mut buf[kept..]).map_err(|e| Error::internal("byte scan", e))?;
+        if n == 0 {
+            return Ok((false, total));
+        }
+        total += n as u64;
+        let end = kept + n;
+        if matcher.is_match(&buf[..end]) {
+            return Ok((true, total));
+        }
+        kept = overlap.min(end);
+        buf.copy_within(end - kept..end, 0);
+    }
 }
 
 /// What a deletion would remove.
@@ -168,15 +280,23 @@ impl DocumentAdmin {
         if reason.is_empty() {
             return Err(Error::user("Give a reason for the deletion; it is kept on the receipt."));
         }
+        let started = std::time::Instant::now();
         let (title, versions) = self.authorize(actor, "delete_document", document_id, version).await?;
+        let title = match version {
+            // One version's deletion names that version.
+            Some(_) => versions.first().map(|v| v.title.clone()).unwrap_or(title),
+            None => title,
+        };
         let numbers: Vec<u32> = versions.iter().map(version_number).collect();
 
         // Probes and the all-seeing reader are taken before anything is removed.
         let mut probes = Vec::new();
+        let mut byte_probes = Vec::new();
         let mut chunk_ids = BTreeSet::new();
         for v in &numbers {
             let chunks = self.storage.indexable_chunks(Some((document_id, *v))).await?;
             probes.extend(chunks.iter().take(PROBES_PER_VERSION).map(|c| (c.acl.clone(), c.chunk.text.clone())));
+            byte_probes.extend(chunks.iter().filter_map(|c| distinctive_window(&c.chunk.text)));
             chunk_ids.extend(chunks.into_iter().map(|c| c.chunk.id));
         }
 
@@ -211,7 +331,36 @@ impl DocumentAdmin {
             let _ = std::fs::remove_dir(&doc_dir);
         }
 
-        let post_check = self.post_check(document_id, &numbers, &chunk_ids, &probes).await?;
+        // 3. Make it physical: rewrite the BM25 segments that still hold the deleted chunks,
+        // fold the database's log, then search the bytes of every file for the deleted text.
+        let mut erasure = Erasure { bm25_chunks_purged: self.bm25.purge_deleted()?, ..Erasure::default() };
+        match self.storage.compact_after_deletion().await {
+            Ok(steps) => erasure.database = steps,
+            Err(e) => {
+                tracing::error!(error = %e, "compacting the database after a deletion failed");
+                erasure.database.push("the database could not be compacted; repeat the deletion".to_owned());
+            }
+        }
+        erasure.remains = erasure.database.iter().filter(|s| s.contains("keeps")).cloned().collect();
+        erasure.database.retain(|s| !s.contains("keeps"));
+        let mut distinctive = Vec::new();
+        for probe in byte_probes {
+            if distinctive.len() >= MAX_BYTE_PROBES {
+                break;
+            }
+            if !distinctive.contains(&probe) && !self.storage.any_chunk_contains(&probe).await? {
+                distinctive.push(probe);
+            }
+        }
+        let data_dir = self.data_dir.clone();
+        erasure.byte_scan = tokio::task::spawn_blocking(move || scan_bytes(&data_dir, &distinctive))
+            .await
+            .map_err(|e| Error::internal("byte scan", e))??;
+        erasure.millis = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+
+        let mut post_check = self.post_check(document_id, &numbers, &chunk_ids, &probes).await?;
+        post_check.files_with_deleted_text = erasure.byte_scan.found_in.len();
+        post_check.passed &= post_check.files_with_deleted_text == 0;
         let receipt = DeletionReceipt {
             id: format!("del-{}-{}", Utc::now().format("%Y%m%dT%H%M%S%.6fZ"), crate::session::random_hex(4)?),
             tenant: actor.tenant.to_string(),
@@ -222,6 +371,7 @@ impl DocumentAdmin {
             reason: reason.to_owned(),
             deleted_at: Utc::now(),
             removed,
+            erasure,
             post_check,
         };
         let json = serde_json::to_string(&receipt).map_err(|e| Error::internal("serialising the receipt", e))?;

@@ -95,6 +95,10 @@ pub mod document_version {
         /// `storage::VersionScan` as JSON: PII counts by kind and pages without text.
         #[sea_orm(column_type = "Text")]
         pub scan_summary: String,
+        /// The title this version was uploaded with; readers see the title of the version they
+        /// read, never another version's.
+        #[sea_orm(column_type = "Text")]
+        pub title: String,
     }
     no_relations!();
 }

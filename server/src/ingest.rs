@@ -64,29 +64,27 @@ pub struct Ingestor {
     pub files_dir: PathBuf,
     /// Dense retrieval, when the embedding model is loaded.
     pub dense: Option<(Arc<Embedder>, Arc<DenseIndex>)>,
+    /// How PDFs are read: in a worker process under limits, in the server.
+    pub extractor: indexer::Extractor,
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-fn prepare(entry: &DocumentEntry) -> Result<Prepared<'_>> {
+fn prepare<'m>(entry: &'m DocumentEntry, extractor: &indexer::Extractor) -> Result<Prepared<'m>> {
     let bytes = std::fs::read(&entry.file)
         .map_err(|e| Error::user(format!("document '{}': cannot read {}: {e}", entry.id, entry.file.display())))?;
-    prepare_bytes(entry, bytes, usize::MAX)
+    prepare_bytes(entry, bytes, extractor)
 }
 
-/// Extracts and chunks a PDF held in memory; refuses more than `max_pages` pages.
-fn prepare_bytes(entry: &DocumentEntry, bytes: Vec<u8>, max_pages: usize) -> Result<Prepared<'_>> {
+/// Extracts and chunks a PDF held in memory. The extractor's limits (pages first) are checked
+/// before any page is drawn.
+fn prepare_bytes<'m>(entry: &'m DocumentEntry, bytes: Vec<u8>, extractor: &indexer::Extractor) -> Result<Prepared<'m>> {
     let name = entry.file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let pages = indexer::extract_pages(&name, &bytes)
+    let pages = extractor
+        .extract(&name, &bytes)
         .map_err(|e| Error::user(format!("document '{}': {}", entry.id, Error::from(e))))?;
-    if pages.len() > max_pages {
-        return Err(Error::user(format!(
-            "'{name}' has {} pages; uploads are limited to {max_pages} pages",
-            pages.len()
-        )));
-    }
     let chunks = indexer::chunk_pages(&entry.id, entry.version, &pages);
     if chunks.is_empty() {
         return Err(Error::user(format!("document '{}': no passages could be formed from its text", entry.id)));
@@ -131,7 +129,8 @@ impl Ingestor {
     ) -> Result<Report> {
         // Read, chunk, check and embed everything first: any bad file stops the run before a
         // single write.
-        let mut prepared = manifest.documents.iter().map(prepare).collect::<Result<Vec<_>>>()?;
+        let mut prepared =
+            manifest.documents.iter().map(|d| prepare(d, &self.extractor)).collect::<Result<Vec<_>>>()?;
         for p in &mut prepared {
             let e = p.entry;
             if let Some(existing) = self.storage.document_tenant(&e.id).await?
@@ -386,9 +385,9 @@ impl Ingestor {
             source: None,
             acl: upload.acl.clone(),
         };
-        let max_pages = upload.max_pages;
+        let extractor = self.extractor.with_max_pages(upload.max_pages);
         let (entry, prepared) = tokio::task::spawn_blocking(move || {
-            let prepared = prepare_bytes(&entry, upload.bytes, max_pages).map(|p| Owned {
+            let prepared = prepare_bytes(&entry, upload.bytes, &extractor).map(|p| Owned {
                 bytes: p.bytes,
                 sha256: p.sha256,
                 page_count: p.page_count,

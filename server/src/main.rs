@@ -408,6 +408,8 @@ fn tempfile_dir() -> anyhow::Result<PathBuf> {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let mut settings = settings_from(&cli)?;
+    // Every PDF this process reads is read by a child of this same binary, under limits.
+    settings.pdf_worker = Some(std::env::current_exe().context("locating the lexgate binary")?);
     match &cli.command {
         Command::Serve { .. } => {
             let platform = Platform::open(settings).await?;
@@ -467,7 +469,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
         }
-        Command::InspectPdf { files, show } => inspect_pdfs(files, *show)?,
+        Command::InspectPdf { files, show } => inspect_pdfs(files, *show, &settings.extractor())?,
         Command::Bench(BenchCommand::Ingest { pdfs, json }) => {
             anyhow::ensure!(!pdfs.is_empty(), "name at least one PDF");
             let dir = tempfile_dir()?;
@@ -1010,7 +1012,7 @@ fn print_search(
 }
 
 /// Extracts and chunks each file, printing one summary line per file.
-fn inspect_pdfs(files: &[PathBuf], show: usize) -> anyhow::Result<()> {
+fn inspect_pdfs(files: &[PathBuf], show: usize, extractor: &indexer::Extractor) -> anyhow::Result<()> {
     anyhow::ensure!(!files.is_empty(), "name at least one PDF file");
     let mut failures = 0usize;
     for path in files {
@@ -1018,7 +1020,7 @@ fn inspect_pdfs(files: &[PathBuf], show: usize) -> anyhow::Result<()> {
         let started = std::time::Instant::now();
         let result = std::fs::read(path)
             .map_err(|e| anyhow::anyhow!("cannot read: {e}"))
-            .and_then(|bytes| indexer::extract_pages(&name, &bytes).map_err(anyhow::Error::from));
+            .and_then(|bytes| extractor.extract(&name, &bytes).map_err(anyhow::Error::from));
         let pages = match result {
             Ok(pages) => pages,
             Err(e) => {
@@ -1067,6 +1069,12 @@ fn inspect_pdfs(files: &[PathBuf], show: usize) -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
+    // A PDF worker (see indexer::pdf_worker) does nothing else: no logging, no runtime.
+    let mut args = std::env::args();
+    if args.nth(1).as_deref() == Some(indexer::pdf_worker::WORKER_ARG) {
+        let code = indexer::pdf_worker::worker_main(&args.next().unwrap_or_default());
+        return ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("LEXGATE_LOG")

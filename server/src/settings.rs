@@ -75,6 +75,10 @@ pub struct Settings {
     pub upload_max_bytes: u64,
     /// Most pages an uploaded PDF may have.
     pub upload_max_pages: usize,
+    /// The program that reads PDFs in a child process under memory, time and output limits (the
+    /// `lexgate` binary sets itself). `None` reads them in this process, with the structural
+    /// checks but without the process wall; only tools and tests of the extractor do that.
+    pub pdf_worker: Option<PathBuf>,
 }
 
 impl Default for Settings {
@@ -99,6 +103,7 @@ impl Default for Settings {
             answer_min_coverage: crate::answer::AnswerConfig::default().min_coverage,
             upload_max_bytes: 25 * 1024 * 1024,
             upload_max_pages: 2000,
+            pdf_worker: None,
         }
     }
 }
@@ -191,6 +196,16 @@ impl Settings {
     /// The saved vector graph a start restores instead of rebuilding (links and id hashes only).
     pub fn dense_snapshot(&self) -> PathBuf {
         self.data_dir.join("vector-graph.snapshot")
+    }
+
+    /// How PDFs are read: in a worker process when one is set, with the upload page limit.
+    pub fn extractor(&self) -> indexer::Extractor {
+        let mut limits = indexer::WorkerLimits::default();
+        limits.pdf.max_pages = self.upload_max_pages.max(limits.pdf.max_pages);
+        match &self.pdf_worker {
+            Some(program) => indexer::Extractor::Worker { program: program.clone(), limits },
+            None => indexer::Extractor::InProcess(limits.pdf),
+        }
     }
 
     pub fn files_dir(&self) -> PathBuf {

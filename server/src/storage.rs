@@ -74,6 +74,47 @@ pub struct StoredVector {
     pub vector: Vec<f32>,
 }
 
+/// Sets a document's title to its latest stored version's, the name administrators list it by.
+async fn refresh_document_title(txn: &sea_orm::DatabaseTransaction, document_id: &str) -> Result<()> {
+    use sea_orm::sea_query::Expr;
+    let latest = document_version::Entity::find()
+        .filter(document_version::Column::DocumentId.eq(document_id.to_owned()))
+        .order_by_desc(document_version::Column::Version)
+        .one(txn)
+        .await?;
+    if let Some(latest) = latest {
+        document::Entity::update_many()
+            .col_expr(document::Column::Title, Expr::value(latest.title))
+            .filter(document::Column::Id.eq(document_id.to_owned()))
+            .exec(txn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// The file of a `sqlite://` URL, without its query.
+pub fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    (!path.is_empty() && path != ":memory:").then(|| std::path::PathBuf::from(path))
+}
+
+fn plain_io(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::PermissionDenied => "permission denied".to_owned(),
+        _ => e.to_string(),
+    }
+}
+
+/// The innermost message of a database error, once.
+fn root_cause(e: &sea_orm::DbErr) -> String {
+    let mut source: &dyn std::error::Error = e;
+    while let Some(inner) = source.source() {
+        source = inner;
+    }
+    source.to_string()
+}
+
 /// Locks the audit head row for the rest of the transaction and reads it.
 async fn lock_audit_head(txn: &sea_orm::DatabaseTransaction) -> Result<audit_head::Model> {
     use sea_orm::sea_query::Expr;
@@ -245,9 +286,30 @@ fn to_u32(n: i32) -> u32 {
 impl Storage {
     /// Connects and brings the schema up to date.
     pub async fn connect(url: &str) -> Result<Self> {
+        let sqlite_file = sqlite_path(url);
+        if let Some(dir) = sqlite_file.as_deref().and_then(std::path::Path::parent).filter(|d| !d.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                Error::user(format!("The data folder {} cannot be created: {}.", dir.display(), plain_io(&e)))
+            })?;
+        }
         let mut options = ConnectOptions::new(url.to_owned());
-        options.sqlx_logging(false).max_connections(8);
-        let db = Database::connect(options).await?;
+        // A database that is down answers "unavailable" within two seconds instead of holding
+        // every request for the pool's default half minute.
+        options
+            .sqlx_logging(false)
+            .max_connections(8)
+            .acquire_timeout(std::time::Duration::from_secs(2))
+            .connect_timeout(std::time::Duration::from_secs(2));
+        if sqlite_file.is_some() {
+            // Deleted rows are overwritten with zeros, not left in free pages of the file: a
+            // deletion receipt has to be true of the bytes on disk.
+            options.map_sqlx_sqlite_opts(|o| o.pragma("secure_delete", "ON"));
+        }
+        let db = Database::connect(options).await.map_err(|e| match &sqlite_file {
+            Some(path) => Error::user(format!("The database {} cannot be opened: {}.", path.display(), root_cause(&e))),
+            None => Error::Storage(e),
+        })?;
         Migrator::up(&db, None).await?;
         let storage = Self { db };
         let sealed = storage.seal_audit().await?;
@@ -446,11 +508,7 @@ impl Storage {
             created_at: Set(now),
         };
         document::Entity::insert(doc)
-            .on_conflict(
-                OnConflict::column(document::Column::Id)
-                    .update_columns([document::Column::Title, document::Column::Owner])
-                    .to_owned(),
-            )
+            .on_conflict(OnConflict::column(document::Column::Id).update_columns([document::Column::Owner]).to_owned())
             .exec(&txn)
             .await?;
         let version_id = version_row_id(&v.document_id, v.version);
@@ -470,9 +528,11 @@ impl Storage {
             page_count: Set(to_i32(v.page_count)),
             ingested_at: Set(now),
             scan_summary: Set(serde_json::to_string(&v.scan).map_err(|e| Error::internal("serialising a scan", e))?),
+            title: Set(v.title.clone()),
         })
         .exec(&txn)
         .await?;
+        refresh_document_title(&txn, &v.document_id).await?;
         for batch in v.chunks.chunks(200) {
             let rows = batch.iter().map(|c| chunk::ActiveModel {
                 id: Set(c.id.clone()),
@@ -593,10 +653,54 @@ impl Storage {
         let document_removed = if remaining.is_none() {
             document::Entity::delete_by_id(document_id.to_owned()).exec(&txn).await?.rows_affected > 0
         } else {
+            // A deleted version's title must not outlive it on the document.
+            refresh_document_title(&txn, document_id).await?;
             false
         };
         txn.commit().await?;
         Ok(DatabaseRemoval { versions: removed_versions, chunks, embeddings, document_removed })
+    }
+
+    /// Makes a deletion physical as far as this database can: SQLite (opened with
+    /// `secure_delete`, so freed content is zeroed) folds its write-ahead log, which still holds
+    /// page images written before the deletion, back into the file and truncates it; PostgreSQL
+    /// vacuums the tables that held the rows, so their dead tuples are removed from the pages.
+    /// Returns what was done and what stays, in words for the receipt.
+    pub async fn compact_after_deletion(&self) -> Result<Vec<String>> {
+        use sea_orm::ConnectionTrait;
+        match self.db.get_database_backend() {
+            DbBackend::Sqlite => {
+                self.db.execute_unprepared("PRAGMA wal_checkpoint(TRUNCATE)").await?;
+                Ok(vec![
+                    "sqlite: deleted rows overwritten with zeros (secure_delete); write-ahead log checkpointed and truncated"
+                        .to_owned(),
+                ])
+            }
+            _ => {
+                self.db
+                    .execute_unprepared("VACUUM chunk_embeddings, chunks, document_versions, documents")
+                    .await?;
+                Ok(vec![
+                    "postgresql: chunk_embeddings, chunks, document_versions and documents vacuumed (dead tuples removed)"
+                        .to_owned(),
+                    "postgresql: the server's write-ahead log keeps the deleted rows until its segments are recycled \
+                     after the next checkpoints, and backups keep them for their retention"
+                        .to_owned(),
+                ])
+            }
+        }
+    }
+
+    /// Whether any stored chunk's text contains `needle` (a probe string is only distinctive of a
+    /// deleted document when no remaining chunk holds it too).
+    pub async fn any_chunk_contains(&self, needle: &str) -> Result<bool> {
+        use sea_orm::PaginatorTrait;
+        let pattern = format!("%{}%", needle.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+        let found = chunk::Entity::find()
+            .filter(chunk::Column::Text.like(sea_orm::sea_query::LikeExpr::new(pattern).escape('\\')))
+            .count(&self.db)
+            .await?;
+        Ok(found > 0)
     }
 
     /// A document's row, if it exists.
@@ -822,13 +926,15 @@ impl Storage {
             return Ok(Vec::new());
         }
         let rows = chunk::Entity::find().filter(chunk::Column::Id.is_in(ids.to_vec())).all(&self.db).await?;
-        let doc_ids: BTreeSet<String> = rows.iter().map(|r| r.document_id.clone()).collect();
-        let titles: std::collections::HashMap<String, String> = document::Entity::find()
-            .filter(document::Column::Id.is_in(doc_ids))
+        // Each chunk carries the title of its own version: a reader permitted this chunk may
+        // read this version, and no other version's title comes with it.
+        let version_ids: BTreeSet<String> = rows.iter().map(|r| r.version_id.clone()).collect();
+        let titles: std::collections::HashMap<String, String> = document_version::Entity::find()
+            .filter(document_version::Column::Id.is_in(version_ids))
             .all(&self.db)
             .await?
             .into_iter()
-            .map(|d| (d.id, d.title))
+            .map(|v| (v.id, v.title))
             .collect();
         let mut by_id: std::collections::HashMap<String, chunk::Model> =
             rows.into_iter().map(|r| (r.id.clone(), r)).collect();
@@ -837,7 +943,7 @@ impl Storage {
             let Some(r) = by_id.remove(id) else { continue };
             let acl = acl_of(&r)?;
             out.push(StoredChunk {
-                title: titles.get(&r.document_id).cloned().unwrap_or_default(),
+                title: titles.get(&r.version_id).cloned().unwrap_or_default(),
                 id: r.id,
                 document_id: r.document_id,
                 version: to_u32(r.version),
@@ -914,7 +1020,7 @@ impl Storage {
                     .await?;
                 out.push(DocumentSummary {
                     id: d.id.clone(),
-                    title: d.title.clone(),
+                    title: latest.title.clone(),
                     version: to_u32(latest.version),
                     status: latest.status.clone(),
                     classification: latest.classification.clone(),

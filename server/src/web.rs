@@ -648,14 +648,8 @@ async fn passage_get(
         .parse_as_of()
         .map_err(&err)?
         .unwrap_or_else(crate::storage::Storage::today);
-    let reader = actor.reader(as_of);
-    let Some((before, chunk, after)) = state.storage.passage_context(&chunk_id, 1).await.map_err(&err)? else {
-        return Err(err(Error::NotFound));
-    };
-    if !chunk.acl.permits(&reader) {
-        state.ask.audit_denial(&actor, Permission::Ask).await.map_err(&err)?;
-        return Err(err(Error::NotFound));
-    }
+    let crate::ask::PassageInContext { before, passage: chunk, after } =
+        state.ask.open_passage(&actor, &chunk_id, as_of).await.map_err(&err)?;
     let text = chunk.text.as_str();
     let span = match (query.start, query.end) {
         (Some(s), Some(e)) if s < e && text.get(s..e).is_some() => Some((s, e)),
@@ -664,9 +658,7 @@ async fn passage_get(
     };
     let verified = span.is_some() || (query.start.is_none() && query.end.is_none());
     let (s, e) = span.unwrap_or((0, 0));
-    let readable = |cs: Vec<crate::storage::StoredChunk>| {
-        cs.into_iter().filter(|c| c.acl.permits(&reader)).map(|c| c.text).collect::<Vec<_>>()
-    };
+    let readable = |cs: Vec<crate::storage::StoredChunk>| cs.into_iter().map(|c| c.text).collect::<Vec<_>>();
     let view = PassageContextView {
         user: user_view(&actor, csrf.token),
         chunk_id: chunk.id.clone(),

@@ -109,3 +109,81 @@ fn running_headers_footers_and_page_numbers_are_removed_but_body_text_stays() {
     let short = write_text_pdf("Short", &pages[..2]).unwrap();
     assert!(extract_pages("short.pdf", &short).unwrap()[0].text.contains("MCA"));
 }
+
+// Hostile PDFs (issue 15): each one used to overflow the stack, exhaust memory or run for
+// minutes. In process they must be refused by the structural check, before any page is drawn.
+mod hostile {
+    use indexer::pdf::hostile;
+    use indexer::{Error, PdfLimits, UserError, extract_pages_with};
+
+    fn refused(name: &str, bytes: &[u8], limits: &PdfLimits) -> String {
+        match extract_pages_with(name, bytes, limits) {
+            Err(Error::User(UserError::CorruptPdf { reason, .. })) => reason,
+            other => panic!("{name}: expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_page_that_is_its_own_parent_is_refused() {
+        let reason = refused("loop.pdf", &hostile::parent_loop(), &PdfLimits::default());
+        assert!(reason.contains("page tree loops"), "{reason}");
+    }
+
+    #[test]
+    fn a_form_that_draws_itself_is_refused() {
+        let reason = refused("self.pdf", &hostile::self_drawing_form(), &PdfLimits::default());
+        assert!(reason.contains("draws itself"), "{reason}");
+        let reason = refused("ring.pdf", &hostile::nested_forms(5, true), &PdfLimits::default());
+        assert!(reason.contains("draws itself"), "{reason}");
+    }
+
+    #[test]
+    fn forms_nested_deeper_than_the_limit_are_refused_and_shallow_ones_extract() {
+        let reason = refused("deep.pdf", &hostile::nested_forms(200, false), &PdfLimits::default());
+        assert!(reason.contains("nested more than 32"), "{reason}");
+        let pages = extract_pages_with("shallow.pdf", &hostile::nested_forms(3, false), &PdfLimits::default())
+            .expect("three nested forms are fine");
+        assert!(pages[0].text.contains("innermost form"), "{pages:?}");
+    }
+
+    #[test]
+    fn a_stream_that_inflates_past_the_cap_is_refused() {
+        // 1.1 GB of zeros in 7 MB, well under the 25 MB upload limit.
+        let bomb = hostile::flate_bomb(1_100_000_000);
+        assert!(bomb.len() < 8_000_000, "{}", bomb.len());
+        let reason = refused("bomb.pdf", &bomb, &PdfLimits::default());
+        assert!(reason.contains("inflates to more than 256 MB"), "{reason}");
+    }
+
+    #[test]
+    fn the_handmade_zlib_stream_inflates_to_exactly_its_length() {
+        use std::io::Read;
+        for len in [0u64, 1, 257, 258, 259, 100_000] {
+            let mut out = Vec::new();
+            flate2::read::ZlibDecoder::new(hostile::zlib_zeros(len).as_slice()).read_to_end(&mut out).expect("inflate");
+            assert_eq!(out.len() as u64, len);
+            assert!(out.iter().all(|b| *b == 0));
+        }
+    }
+
+    #[test]
+    fn ten_thousand_pages_are_refused_before_extraction() {
+        let limits = PdfLimits { max_pages: 2000, ..PdfLimits::default() };
+        let reason = refused("long.pdf", &hostile::many_pages(10_000), &limits);
+        assert!(reason.contains("10000 pages; the limit is 2000"), "{reason}");
+    }
+
+    #[test]
+    fn extraction_reads_every_page_of_a_long_document_once() {
+        let pages = extract_pages_with("long.pdf", &hostile::many_pages(3000), &PdfLimits::default()).expect("extract");
+        assert_eq!(pages.len(), 3000);
+        assert_eq!(pages[2999].text, "the last page");
+        assert!(pages[..2999].iter().all(|p| p.text.is_empty()));
+    }
+
+    #[test]
+    fn a_page_tree_listing_itself_as_a_kid_does_not_hang() {
+        // lopdf's walk visits each object at most once; whatever it finds, the answer is quick.
+        let _ = extract_pages_with("kids.pdf", &hostile::kids_cycle(), &PdfLimits::default());
+    }
+}
