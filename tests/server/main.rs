@@ -10,6 +10,7 @@ mod cli;
 mod corpus;
 mod governance;
 mod ingest;
+mod issue15;
 mod lifecycle;
 mod oidc;
 #[path = "../common/onnx_fixture.rs"]

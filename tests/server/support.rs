@@ -74,6 +74,8 @@ pub async fn settings(backend: Backend, dir: &TempDir) -> Settings {
         session_key: Some(Secret::new("k".repeat(64))),
         models_dir: models_dir(),
         governance_dir: repo_root().join("governance"),
+        // PDFs are read as the server reads them: by the lexgate binary as a worker process.
+        pdf_worker: Some(PathBuf::from(env!("CARGO_BIN_EXE_lexgate"))),
         ..Settings::default()
     }
 }

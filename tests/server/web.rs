@@ -12,7 +12,7 @@ use server::web::routes;
 use crate::support::{Backend, corpus_platform};
 
 /// A cookie-keeping client for the in-process service.
-struct Browser<S> {
+pub(crate) struct Browser<S> {
     service: S,
     cookies: BTreeMap<String, String>,
 }
@@ -21,7 +21,7 @@ impl<S> Browser<S>
 where
     S: Service<actix_http::Request, Response = ServiceResponse, Error = actix_web::Error>,
 {
-    async fn send(&mut self, mut req: test::TestRequest) -> (StatusCode, BTreeMap<String, String>, String) {
+    pub(crate) async fn send(&mut self, mut req: test::TestRequest) -> (StatusCode, BTreeMap<String, String>, String) {
         for (name, value) in &self.cookies {
             req = req.cookie(actix_web::cookie::Cookie::new(name.clone(), value.clone()));
         }
@@ -43,25 +43,25 @@ where
         (status, headers, body)
     }
 
-    async fn get(&mut self, uri: &str) -> (StatusCode, BTreeMap<String, String>, String) {
+    pub(crate) async fn get(&mut self, uri: &str) -> (StatusCode, BTreeMap<String, String>, String) {
         self.send(test::TestRequest::get().uri(uri)).await
     }
 
-    async fn csrf(&mut self) -> String {
+    pub(crate) async fn csrf(&mut self) -> String {
         let (_, _, body) = self.get("/signin").await;
         let marker = "name=\"csrf\" value=\"";
         let start = body.find(marker).map(|i| i + marker.len()).expect("csrf field on the sign-in page");
         body[start..].split('"').next().unwrap_or_default().to_owned()
     }
 
-    async fn sign_in(&mut self, principal: &str) -> StatusCode {
+    pub(crate) async fn sign_in(&mut self, principal: &str) -> StatusCode {
         let csrf = self.csrf().await;
         let form = [("csrf", csrf.as_str()), ("principal_id", principal)];
         self.send(test::TestRequest::post().uri("/signin/dev").set_form(form)).await.0
     }
 }
 
-async fn browser(
+pub(crate) async fn browser(
     p: &Platform,
 ) -> Browser<impl Service<actix_http::Request, Response = ServiceResponse, Error = actix_web::Error>> {
     let state = web::Data::new(p.app_state().await.expect("state"));
@@ -324,7 +324,7 @@ impl<S> Browser<S>
 where
     S: Service<actix_http::Request, Response = ServiceResponse, Error = actix_web::Error>,
 {
-    async fn upload(&mut self, fields: &[(&str, &str)], files: &[(&str, &[u8])]) -> (StatusCode, String, String) {
+    pub(crate) async fn upload(&mut self, fields: &[(&str, &str)], files: &[(&str, &[u8])]) -> (StatusCode, String, String) {
         let (content_type, body) = multipart(fields, files);
         let req = test::TestRequest::post()
             .uri("/documents/upload")
@@ -335,7 +335,7 @@ where
     }
 
     /// Polls a job page as htmx does until the job ends; returns the last fragment.
-    async fn wait_for_job(&mut self, job_url: &str) -> String {
+    pub(crate) async fn wait_for_job(&mut self, job_url: &str) -> String {
         for _ in 0..600 {
             let (_, _, fragment) =
                 self.send(test::TestRequest::get().uri(job_url).insert_header(("HX-Request", "true"))).await;
@@ -347,7 +347,7 @@ where
         panic!("the upload job did not finish");
     }
 
-    async fn page_csrf(&mut self, uri: &str) -> String {
+    pub(crate) async fn page_csrf(&mut self, uri: &str) -> String {
         let (_, _, body) = self.get(uri).await;
         let marker = "name=\"csrf\" value=\"";
         let start = body.find(marker).map(|i| i + marker.len()).unwrap_or_else(|| panic!("no csrf on {uri}"));
@@ -355,7 +355,7 @@ where
     }
 }
 
-fn upload_fields(csrf: &str) -> Vec<(&str, &str)> {
+pub(crate) fn upload_fields(csrf: &str) -> Vec<(&str, &str)> {
     vec![
         ("csrf", csrf),
         ("owner", "Facilities"),
