@@ -90,6 +90,7 @@ impl Platform {
             None => None,
         };
         let platform = Self { storage, bm25, dense, reranker, settings: Arc::new(settings) };
+        platform.recover_after_crash().await?;
         if let Some(difference) = platform.bm25_difference().await? {
             // A crash between a database write and the index commit that follows it leaves them
             // apart; the database is the truth, so the index is rebuilt from it.
@@ -97,6 +98,39 @@ impl Platform {
             platform.rebuild_bm25().await?;
         }
         Ok(platform)
+    }
+
+    /// Finishes what a process that died left behind. Holding the BM25 index lock means no
+    /// other lexgate process is ingesting into this data folder, so a job still "running" is
+    /// dead and a staged file is abandoned or waiting to be moved into place. Both are audited.
+    async fn recover_after_crash(&self) -> Result<()> {
+        let dead = self.storage.fail_running_jobs("the process running this job stopped before it finished").await?;
+        for job in &dead {
+            tracing::warn!(job = %job, "ingestion job left running by a process that stopped; marked failed");
+            self.storage
+                .append_audit(crate::storage::AuditRecord {
+                    actor: "lexgate".to_owned(),
+                    tenant: None,
+                    action: "ingest_job_abandoned".to_owned(),
+                    outcome: "failed".to_owned(),
+                    detail: serde_json::json!({ "job": job }),
+                })
+                .await?;
+        }
+        let sweep = crate::ingest::sweep_file_store(&self.storage, &self.settings.files_dir()).await?;
+        if sweep != crate::ingest::SweepReport::default() {
+            tracing::warn!(finished = sweep.finished.len(), removed = sweep.removed.len(), "file store swept");
+            self.storage
+                .append_audit(crate::storage::AuditRecord {
+                    actor: "lexgate".to_owned(),
+                    tenant: None,
+                    action: "file_store_sweep".to_owned(),
+                    outcome: "succeeded".to_owned(),
+                    detail: serde_json::to_value(&sweep).map_err(|e| Error::internal("sweep report", e))?,
+                })
+                .await?;
+        }
+        Ok(())
     }
 
     /// Where the BM25 index and the database disagree (chunks per version, approved chunks per
@@ -294,6 +328,11 @@ pub struct ReindexReport {
     pub seconds: f64,
 }
 
+/// Pages load scripts, styles and images from lexgate itself only; nothing inline runs, no
+/// plugin loads and no other site may frame a page.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
+     img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
+
 /// A bound, not yet running web server.
 pub struct Application {
     port: u16,
@@ -318,7 +357,8 @@ impl Application {
                     middleware::DefaultHeaders::new()
                         .add(("X-Content-Type-Options", "nosniff"))
                         .add(("X-Frame-Options", "DENY"))
-                        .add(("Referrer-Policy", "same-origin")),
+                        .add(("Referrer-Policy", "same-origin"))
+                        .add(("Content-Security-Policy", CONTENT_SECURITY_POLICY)),
                 )
                 .app_data(state.clone())
                 .app_data(web::FormConfig::default().limit(64 * 1024))

@@ -159,6 +159,41 @@ pub async fn retrieve_checked(
     Ok(CheckedRetrieval { passages, withheld, dense_plan: retrieval.dense_plan, timings })
 }
 
+/// Bounds the work of asking: at most `running` asks run at once, at most `queued` more wait,
+/// and an ask beyond both is refused at once with [`Error::Overloaded`] rather than waiting
+/// behind every other. Cheap to clone; clones share the bounds.
+#[derive(Debug, Clone)]
+pub struct Admission {
+    waiting_room: Arc<tokio::sync::Semaphore>,
+    running: Arc<tokio::sync::Semaphore>,
+}
+
+impl Admission {
+    pub fn new(running: usize, queued: usize) -> Self {
+        let running = running.max(1);
+        Self {
+            waiting_room: Arc::new(tokio::sync::Semaphore::new(running + queued)),
+            running: Arc::new(tokio::sync::Semaphore::new(running)),
+        }
+    }
+
+    /// Admits one ask, waiting for a free runner when the queue has room.
+    pub async fn admit(&self) -> Result<(tokio::sync::OwnedSemaphorePermit, tokio::sync::OwnedSemaphorePermit)> {
+        let admitted = Arc::clone(&self.waiting_room).try_acquire_owned().map_err(|_| Error::Overloaded)?;
+        let running =
+            Arc::clone(&self.running).acquire_owned().await.map_err(|e| Error::internal("ask admission", e))?;
+        Ok((admitted, running))
+    }
+}
+
+impl Default for Admission {
+    /// One ask per processor core running, four per core waiting.
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+        Self::new(cores, 4 * cores)
+    }
+}
+
 /// A passage with the readable passages around it in its version, in reading order.
 #[derive(Debug, Clone)]
 pub struct PassageInContext {
@@ -177,6 +212,8 @@ pub struct AskService {
     /// Documents of a set whose data card is not approved are not retrievable.
     pub data_card_gate: bool,
     pub answer: AnswerConfig,
+    /// How many asks run and wait at once.
+    pub admission: Admission,
 }
 
 impl AskService {
@@ -198,6 +235,22 @@ impl AskService {
         let as_of = request.as_of.unwrap_or_else(Storage::today);
         let reader = actor.reader(as_of);
         let limit = request.limit.clamp(1, 50);
+        let _admitted = match self.admission.admit().await {
+            Ok(permits) => permits,
+            Err(Error::Overloaded) => {
+                self.storage
+                    .append_audit(AuditRecord {
+                        actor: self.principal_ref(actor),
+                        tenant: Some(actor.tenant.to_string()),
+                        action: "ask".to_owned(),
+                        outcome: "shed".to_owned(),
+                        detail: serde_json::json!({ "reason": "too many asks running and waiting" }),
+                    })
+                    .await?;
+                return Err(Error::Overloaded);
+            }
+            Err(e) => return Err(e),
+        };
 
         let method = if self.retriever.has_dense() { Method::Hybrid } else { Method::Bm25 };
         let request_id = crate::session::random_hex(8)?;

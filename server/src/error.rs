@@ -19,6 +19,9 @@ pub enum Error {
     Token(String),
     #[error("not found")]
     NotFound,
+    /// Too much work is running and waiting already; the caller should retry shortly.
+    #[error("too many requests are being served; try again shortly")]
+    Overloaded,
     /// The database cannot be reached or failed; answers fail closed.
     #[error("storage unavailable: {0}")]
     Storage(#[from] sea_orm::DbErr),

@@ -108,6 +108,64 @@ fn prepare_bytes<'m>(entry: &'m DocumentEntry, bytes: Vec<u8>, extractor: &index
     })
 }
 
+/// Ends the name of a stored file that is not yet owned by a committed version.
+pub const PARTIAL_SUFFIX: &str = ".partial";
+
+/// What the start-up sweep of the file store did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SweepReport {
+    /// Staged files whose version was committed, moved into place.
+    pub finished: Vec<String>,
+    /// Staged files of versions never committed, and files of no stored version, removed.
+    pub removed: Vec<String>,
+}
+
+/// Makes the file store agree with the database after a crash: a staged file whose version was
+/// committed takes its place, any other staged file goes, and a stored file no version owns
+/// goes. Run at start-up, while this process holds the index lock, so no ingestion is running.
+pub async fn sweep_file_store(storage: &Storage, files_dir: &Path) -> Result<SweepReport> {
+    let mut report = SweepReport::default();
+    let Ok(documents) = std::fs::read_dir(files_dir) else { return Ok(report) };
+    for document in documents.flatten() {
+        if !document.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let document_id = document.file_name().to_string_lossy().into_owned();
+        let Ok(files) = std::fs::read_dir(document.path()) else { continue };
+        for file in files.flatten() {
+            let name = file.file_name().to_string_lossy().into_owned();
+            let shown = format!("{document_id}/{name}");
+            let version = name
+                .strip_prefix('v')
+                .and_then(|rest| rest.split_once(".pdf"))
+                .and_then(|(n, _)| n.parse::<u32>().ok());
+            let committed = match version {
+                Some(v) => storage.version_checksum(&document_id, v).await?.is_some(),
+                None => false,
+            };
+            let final_path = version.map(|v| document.path().join(format!("v{v}.pdf")));
+            if name.ends_with(PARTIAL_SUFFIX) {
+                match final_path {
+                    Some(target) if committed && !target.exists() => {
+                        std::fs::rename(file.path(), &target)?;
+                        report.finished.push(shown);
+                    }
+                    _ => {
+                        std::fs::remove_file(file.path())?;
+                        report.removed.push(shown);
+                    }
+                }
+            } else if version.is_some() && name.ends_with(".pdf") && !committed {
+                std::fs::remove_file(file.path())?;
+                report.removed.push(shown);
+            }
+        }
+        // Only an empty folder goes.
+        let _ = std::fs::remove_dir(document.path());
+    }
+    Ok(report)
+}
+
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
@@ -273,7 +331,16 @@ impl Ingestor {
         }
         let e = p.entry;
         let file_path = self.files_dir.join(&e.id).join(format!("v{}.pdf", e.version));
-        write_atomically(&file_path, &p.bytes)?;
+        // The file goes in under a name of this job's own and takes its place only once the
+        // version row is committed: a job that loses a race for the same version, or fails, never
+        // touches a file that a committed version owns. A crash in between leaves a `.partial`
+        // file that the start-up sweep finishes or removes.
+        let staged = self.files_dir.join(&e.id).join(format!(
+            "v{}.pdf.{}{PARTIAL_SUFFIX}",
+            e.version,
+            crate::session::random_hex(6)?
+        ));
+        write_atomically(&staged, &p.bytes)?;
         let version = NewVersion {
             document_id: e.id.clone(),
             title: e.title.clone(),
@@ -288,8 +355,13 @@ impl Ingestor {
             scan: p.scan,
         };
         if let Err(err) = self.storage.insert_version(&version).await {
-            let _ = std::fs::remove_file(&file_path);
+            let _ = std::fs::remove_file(&staged);
             return Err(err);
+        }
+        if let Err(err) = std::fs::rename(&staged, &file_path) {
+            let _ = std::fs::remove_file(&staged);
+            self.storage.delete_version(&e.id, e.version).await?;
+            return Err(Error::internal("moving the stored file into place", err));
         }
         if let Err(err) = self.index_version(p) {
             // Undo the stored rows and any index entries so the database and the indexes agree.

@@ -79,6 +79,10 @@ pub struct Settings {
     /// `lexgate` binary sets itself). `None` reads them in this process, with the structural
     /// checks but without the process wall; only tools and tests of the extractor do that.
     pub pdf_worker: Option<PathBuf>,
+    /// Asks answered at once; more wait in a queue.
+    pub ask_concurrency: usize,
+    /// Asks that may wait for a free slot; one more is refused with 429 and Retry-After.
+    pub ask_queue: usize,
 }
 
 impl Default for Settings {
@@ -104,6 +108,8 @@ impl Default for Settings {
             upload_max_bytes: 25 * 1024 * 1024,
             upload_max_pages: 2000,
             pdf_worker: None,
+            ask_concurrency: std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
+            ask_queue: 32,
         }
     }
 }
@@ -131,6 +137,8 @@ pub struct SettingsFile {
     pub answer_min_coverage: Option<f32>,
     pub upload_max_bytes: Option<u64>,
     pub upload_max_pages: Option<usize>,
+    pub ask_concurrency: Option<usize>,
+    pub ask_queue: Option<usize>,
 }
 
 impl SettingsFile {
@@ -161,7 +169,9 @@ impl Settings {
             data_card_gate,
             answer_min_coverage,
             upload_max_bytes,
-            upload_max_pages
+            upload_max_pages,
+            ask_concurrency,
+            ask_queue
         );
         if let Some(fusion) = &file.fusion {
             self.fusion = fusion.parse().map_err(|e| Error::user(format!("settings: {}", Error::from(e))))?;
@@ -253,6 +263,9 @@ impl Settings {
         }
         if self.passages_per_answer == 0 || self.passages_per_answer > 50 {
             return Err(Error::user("passages_per_answer must be between 1 and 50"));
+        }
+        if self.ask_concurrency == 0 {
+            return Err(Error::user("ask_concurrency must be positive"));
         }
         if self.upload_max_bytes == 0 || self.upload_max_pages == 0 {
             return Err(Error::user("upload_max_bytes and upload_max_pages must be positive"));

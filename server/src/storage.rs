@@ -343,6 +343,18 @@ impl Storage {
         self.db.ping().await.map_err(Error::from)
     }
 
+    /// Checks the database answers real queries: the audit chain's head and one stored chunk are
+    /// read (a damaged SQLite file still accepts connections, and fails here).
+    pub async fn check_readable(&self) -> Result<()> {
+        use sea_orm::QuerySelect;
+        audit_head::Entity::find_by_id(1)
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| Error::Internal("the audit chain head is missing".into()))?;
+        chunk::Entity::find().limit(1).all(&self.db).await?;
+        Ok(())
+    }
+
     pub async fn ensure_tenant(&self, id: &TenantId, name: &str) -> Result<()> {
         let row =
             tenant::ActiveModel { id: Set(id.to_string()), name: Set(name.to_owned()), created_at: Set(Utc::now()) };
@@ -1218,6 +1230,30 @@ impl Storage {
         }
         ingestion_job::Entity::update(row).exec(&self.db).await?;
         Ok(())
+    }
+
+    /// Marks every job still "running" as failed, returning their ids: run at start-up, when no
+    /// job can be running because this process holds the index lock, so such a job's process
+    /// died.
+    pub async fn fail_running_jobs(&self, reason: &str) -> Result<Vec<String>> {
+        use sea_orm::sea_query::Expr;
+        let running: Vec<String> = ingestion_job::Entity::find()
+            .filter(ingestion_job::Column::Status.eq("running"))
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|j| j.id)
+            .collect();
+        if !running.is_empty() {
+            ingestion_job::Entity::update_many()
+                .col_expr(ingestion_job::Column::Status, Expr::value("failed"))
+                .col_expr(ingestion_job::Column::Error, Expr::value(Some(reason.to_owned())))
+                .col_expr(ingestion_job::Column::FinishedAt, Expr::value(Some(Utc::now())))
+                .filter(ingestion_job::Column::Id.is_in(running.clone()))
+                .exec(&self.db)
+                .await?;
+        }
+        Ok(running)
     }
 
     pub async fn job(&self, id: &str) -> Result<Option<ingestion_job::Model>> {

@@ -91,6 +91,7 @@ impl WebError {
             Error::Unauthenticated => "Please sign in.".to_owned(),
             Error::Token(msg) => msg.clone(),
             Error::NotFound => "Not found.".to_owned(),
+            Error::Overloaded => "lexgate is answering many questions right now; try again in a few seconds.".to_owned(),
             Error::Storage(_) => {
                 "The document store cannot be reached, so no answer was given. Try again shortly.".to_owned()
             }
@@ -112,6 +113,7 @@ impl ResponseError for WebError {
             Error::Forbidden => StatusCode::FORBIDDEN,
             Error::Unauthenticated | Error::Token(_) => StatusCode::UNAUTHORIZED,
             Error::NotFound => StatusCode::NOT_FOUND,
+            Error::Overloaded => StatusCode::TOO_MANY_REQUESTS,
             Error::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -129,13 +131,15 @@ impl ResponseError for WebError {
             return HttpResponse::SeeOther().insert_header((header::LOCATION, "/signin")).finish();
         }
         let message = self.public_message();
+        let mut resp = HttpResponse::build(status);
+        if matches!(self.error, Error::Overloaded) {
+            resp.insert_header((header::RETRY_AFTER, "2"));
+        }
         if !self.html {
-            return HttpResponse::build(status)
-                .json(serde_json::json!({ "error": message, "request_id": self.request_id }));
+            return resp.json(serde_json::json!({ "error": message, "request_id": self.request_id }));
         }
         let view = ErrorView { status: status.as_u16(), message: &message, request_id: &self.request_id };
         let body = if self.htmx { view.render_partial() } else { view.render() };
-        let mut resp = HttpResponse::build(status);
         resp.content_type("text/html; charset=utf-8");
         if self.htmx {
             // htmx ignores error responses unless told where to put them.
@@ -336,7 +340,13 @@ async fn health_get() -> HttpResponse {
 /// Readiness: the database answers, the indexes are loaded and the models the settings ask for
 /// are loaded. 503 with the failing checks otherwise.
 async fn ready_get(state: web::Data<AppState>) -> HttpResponse {
-    let database = state.storage.ping().await.is_ok();
+    let database = match state.storage.check_readable().await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness: the database does not answer");
+            false
+        }
+    };
     let retriever = &state.ask.retriever;
     // The BM25 index is opened before the server starts; its passage count shows it is loaded.
     let bm25_passages = retriever.bm25.count_all();
@@ -920,6 +930,7 @@ pub fn app_state(
             audit_hash_key,
             data_card_gate: settings.data_card_gate,
             answer: crate::answer::AnswerConfig { min_coverage: settings.answer_min_coverage, ..Default::default() },
+            admission: crate::ask::Admission::new(settings.ask_concurrency, settings.ask_queue),
         },
         settings: Arc::clone(settings),
         documents: platform.documents(),

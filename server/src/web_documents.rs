@@ -368,7 +368,7 @@ pub(crate) async fn start_uploads(
     if version_of.is_some() && files.len() > 1 {
         return Err(Error::user("Upload one file at a time as a new version."));
     }
-    let mut uploads = Vec::new();
+    let mut uploads: Vec<Upload> = Vec::new();
     for f in files {
         let (document_id, version, title) = match &version_of {
             Some(id) => {
@@ -397,6 +397,11 @@ pub(crate) async fn start_uploads(
                 (id, 1, title)
             }
         };
+        if uploads.iter().any(|u| u.document_id == document_id) {
+            return Err(Error::user(format!(
+                "Two files of this upload would both become document '{document_id}'; rename one or upload it separately."
+            )));
+        }
         uploads.push(Upload {
             document_id,
             title,

@@ -254,3 +254,142 @@ fn a_data_folder_that_does_not_exist_is_created_and_one_that_cannot_be_gets_one_
     assert_eq!(lines.len(), 1, "{stderr}");
     assert!(lines[0].contains("cannot be created"), "{stderr}");
 }
+
+#[actix_web::test]
+async fn readiness_is_503_within_seconds_when_the_sqlite_file_is_damaged() {
+    let (dir, p) = corpus_platform(Backend::Sqlite).await;
+    let mut b = browser(&p).await;
+    assert_eq!(b.get("/readyz").await.0, StatusCode::OK);
+    // The file's header and first pages overwritten: connections stay open, every read fails.
+    let db = dir.path().join("test.db");
+    std::fs::write(&db, vec![0x5a; 64 * 1024]).unwrap();
+    let started = std::time::Instant::now();
+    let (status, _, body) = b.get("/readyz").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(body.contains("\"database\":false"), "{body}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(3), "{:?}", started.elapsed());
+}
+
+#[actix_web::test]
+async fn two_files_that_would_share_a_document_id_are_refused_before_either_starts() {
+    let (_dir, p) = corpus_platform(Backend::Sqlite).await;
+    let mut adam = browser(&p).await;
+    adam.sign_in("adam@acme-bank").await;
+    let csrf = adam.page_csrf("/documents").await;
+    let pdf = crate::web::heron_pdf();
+    let (status, _, body) =
+        adam.upload(&upload_fields(&csrf), &[("Heron sightings.pdf", &pdf), ("Heron sightings.pdf", &pdf)]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.contains("would both become document"), "{body}");
+    assert!(p.storage.document("heron-sightings").await.unwrap().is_none());
+}
+
+#[actix_web::test]
+async fn a_restart_fails_dead_jobs_and_reconciles_the_file_store_with_the_database() {
+    let (dir, p) = corpus_platform(Backend::Sqlite).await;
+    let files = p.settings.files_dir();
+    // What a kill -9 leaves: a job still "running", a staged file of a version never committed,
+    // a staged file of a committed version whose rename did not happen, and a file no version owns.
+    p.storage.start_job("ingest-killed", "*", "test", 3).await.unwrap();
+    let committed = files.join("acme-data-retention/v1.pdf");
+    let staged_committed = files.join("acme-data-retention/v1.pdf.abc123.partial");
+    std::fs::rename(&committed, &staged_committed).unwrap();
+    std::fs::create_dir_all(files.join("ghost")).unwrap();
+    std::fs::write(files.join("ghost/v1.pdf"), b"%PDF-1.4 orphan").unwrap();
+    std::fs::write(files.join("ghost/v2.pdf.def456.partial"), b"%PDF-1.4 half").unwrap();
+    let settings = (*p.settings).clone();
+    drop(p);
+    let p = server::app::Platform::open_with(settings, Some(crate::support::shared_embedder())).await.unwrap();
+    assert!(committed.is_file() && !staged_committed.exists(), "the committed version's file is in place");
+    assert!(!files.join("ghost").exists(), "orphans and abandoned staged files are removed");
+    let job = p.storage.job("ingest-killed").await.unwrap().unwrap();
+    assert_eq!(job.status, "failed");
+    let audit = p.storage.recent_audit(10).await.unwrap();
+    assert!(audit.iter().any(|e| e.action == "ingest_job_abandoned"));
+    assert!(audit.iter().any(|e| e.action == "file_store_sweep" && e.detail.contains("ghost/v1.pdf")));
+    drop(dir);
+}
+
+#[actix_web::test]
+async fn asks_beyond_the_queue_get_429_with_retry_after_and_are_audited() {
+    use actix_web::{App, test, web};
+    let (_dir, p) = corpus_platform(Backend::Sqlite).await;
+    let mut state = p.app_state().await.unwrap();
+    state.ask.admission = server::ask::Admission::new(1, 0);
+    let held = state.ask.admission.admit().await.unwrap();
+    let service = test::init_service(App::new().app_data(web::Data::new(state)).configure(server::web::routes)).await;
+    let mut alice = crate::web::Browser { service, cookies: Default::default() };
+    alice.sign_in("alice@acme-bank").await;
+    let (status, headers, body) = alice.get("/api/v1/ask?q=How+long+are+customer+onboarding+files+kept%3F").await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(headers.get("retry-after").map(String::as_str), Some("2"));
+    assert!(p.storage.recent_audit(3).await.unwrap().iter().any(|e| e.outcome == "shed"));
+    drop(held);
+    let (status, _, _) = alice.get("/api/v1/ask?q=How+long+are+customer+onboarding+files+kept%3F").await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+/// A mutation run over the extraction wrapper: hostile and ordinary PDFs with bytes flipped,
+/// inserted, duplicated and cut, each read by the worker as the server reads uploads. Every
+/// outcome must be pages or a refusal in words; none may be an internal error, a hang or a
+/// crash of this process. `LEXGATE_FUZZ_ITERATIONS` sets the length (CI runs a longer one).
+#[test]
+fn mutated_pdfs_are_read_or_refused_never_crash_the_caller() {
+    let iterations: usize =
+        std::env::var("LEXGATE_FUZZ_ITERATIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(120);
+    let seeds = [
+        crate::web::heron_pdf(),
+        hostile::parent_loop(),
+        hostile::self_drawing_form(),
+        hostile::nested_forms(40, false),
+        hostile::flate_bomb(20_000_000),
+        hostile::many_pages(50),
+        hostile::kids_cycle(),
+    ];
+    let worker = indexer::Extractor::Worker {
+        program: std::path::PathBuf::from(env!("CARGO_BIN_EXE_lexgate")),
+        limits: indexer::WorkerLimits { wall_seconds: 20, ..Default::default() },
+    };
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let (mut read, mut refused) = (0usize, 0usize);
+    for i in 0..iterations {
+        let mut bytes = seeds[i % seeds.len()].clone();
+        for _ in 0..=(next() % 8) {
+            let len = bytes.len().max(1);
+            let at = (next() as usize) % len;
+            match next() % 5 {
+                0 => {
+                    if let Some(b) = bytes.get_mut(at) {
+                        *b ^= 1 << (next() % 8);
+                    }
+                }
+                1 => bytes.insert(at.min(bytes.len()), (next() % 256) as u8),
+                2 => bytes.truncate(at.max(8)),
+                3 => {
+                    let end = (at + 1 + (next() as usize) % 64).min(bytes.len());
+                    let slice = bytes[at.min(end)..end].to_vec();
+                    let to = (next() as usize) % bytes.len().max(1);
+                    bytes.splice(to..to, slice);
+                }
+                _ => {
+                    // Numbers steer the parser (lengths, object numbers, counts): change one.
+                    if let Some(pos) = bytes.iter().skip(at).position(u8::is_ascii_digit) {
+                        bytes[at + pos] = b'0' + (next() % 10) as u8;
+                    }
+                }
+            }
+        }
+        match worker.extract("mutant.pdf", &bytes) {
+            Ok(_) => read += 1,
+            Err(indexer::Error::User(_)) => refused += 1,
+            Err(e) => panic!("mutant {i} gave an internal error: {e}"),
+        }
+    }
+    assert_eq!(read + refused, iterations);
+}

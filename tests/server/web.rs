@@ -13,8 +13,8 @@ use crate::support::{Backend, corpus_platform};
 
 /// A cookie-keeping client for the in-process service.
 pub(crate) struct Browser<S> {
-    service: S,
-    cookies: BTreeMap<String, String>,
+    pub(crate) service: S,
+    pub(crate) cookies: BTreeMap<String, String>,
 }
 
 impl<S> Browser<S>
@@ -640,6 +640,6 @@ async fn a_new_version_supersedes_the_old_one_and_a_too_long_pdf_is_refused() {
     fields.push(("document_id", "two-pages"));
     let (_, job, _) = adam.upload(&fields, &[("two.pdf", &two_pages)]).await;
     let failed = adam.wait_for_job(&job).await;
-    assert!(failed.contains("job-failed") && failed.contains("limited to 1 pages"), "{failed}");
+    assert!(failed.contains("job-failed") && failed.contains("2 pages; the limit is 1"), "{failed}");
     assert!(p.storage.document("two-pages").await.unwrap().is_none(), "nothing of it is kept");
 }
