@@ -182,16 +182,21 @@ impl Bm25Index {
     /// deleted chunks were purged.
     pub fn purge_deleted(&self) -> Result<u64> {
         let mut writer = self.writer()?;
-        let with_deletes: Vec<_> =
-            self.index.searchable_segment_metas()?.into_iter().filter(tantivy::index::SegmentMeta::has_deletes).collect();
+        let with_deletes: Vec<_> = self
+            .index
+            .searchable_segment_metas()?
+            .into_iter()
+            .filter(tantivy::index::SegmentMeta::has_deletes)
+            .collect();
         let purged: u64 = with_deletes.iter().map(|m| u64::from(m.num_deleted_docs())).sum();
         if !with_deletes.is_empty() {
             let ids: Vec<_> = with_deletes.iter().map(tantivy::index::SegmentMeta::id).collect();
             writer.merge(&ids).wait()?;
         }
-        writer.garbage_collect_files().wait()?;
-        drop(writer);
+        // Readers move to the merged segments first: files a searcher still uses are kept by
+        // the collection.
         self.reader.reload()?;
+        writer.garbage_collect_files().wait()?;
         Ok(purged)
     }
 

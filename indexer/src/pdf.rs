@@ -250,7 +250,9 @@ struct PageSink {
 }
 
 impl PageSink {
-    fn writer(&mut self) -> std::result::Result<&mut pdf_extract::PlainTextOutput<SharedText>, pdf_extract::OutputError> {
+    fn writer(
+        &mut self,
+    ) -> std::result::Result<&mut pdf_extract::PlainTextOutput<SharedText>, pdf_extract::OutputError> {
         match &mut self.current {
             Some((_, _, out)) => Ok(out),
             None => Err(pdf_extract::OutputError::FormatError(std::fmt::Error)),
@@ -586,7 +588,13 @@ pub mod hostile {
         let font_id = font(&mut doc);
         let ids: Vec<_> = (0..depth.max(1)).map(|_| doc.new_object_id()).collect();
         for (i, id) in ids.iter().enumerate() {
-            let next = if i + 1 < ids.len() { Some(ids[i + 1]) } else if close_loop { Some(ids[0]) } else { None };
+            let next = if i + 1 < ids.len() {
+                Some(ids[i + 1])
+            } else if close_loop {
+                Some(ids[0])
+            } else {
+                None
+            };
             let mut dict = dictionary! {
                 "Type" => "XObject", "Subtype" => "Form",
                 "BBox" => vec![0.into(), 0.into(), 612.into(), 792.into()],

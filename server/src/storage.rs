@@ -287,7 +287,8 @@ impl Storage {
     /// Connects and brings the schema up to date.
     pub async fn connect(url: &str) -> Result<Self> {
         let sqlite_file = sqlite_path(url);
-        if let Some(dir) = sqlite_file.as_deref().and_then(std::path::Path::parent).filter(|d| !d.as_os_str().is_empty())
+        if let Some(dir) =
+            sqlite_file.as_deref().and_then(std::path::Path::parent).filter(|d| !d.as_os_str().is_empty())
         {
             std::fs::create_dir_all(dir).map_err(|e| {
                 Error::user(format!("The data folder {} cannot be created: {}.", dir.display(), plain_io(&e)))
@@ -689,9 +690,7 @@ impl Storage {
                 ])
             }
             _ => {
-                self.db
-                    .execute_unprepared("VACUUM chunk_embeddings, chunks, document_versions, documents")
-                    .await?;
+                self.db.execute_unprepared("VACUUM chunk_embeddings, chunks, document_versions, documents").await?;
                 Ok(vec![
                     "postgresql: chunk_embeddings, chunks, document_versions and documents vacuumed (dead tuples removed)"
                         .to_owned(),

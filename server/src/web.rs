@@ -91,7 +91,9 @@ impl WebError {
             Error::Unauthenticated => "Please sign in.".to_owned(),
             Error::Token(msg) => msg.clone(),
             Error::NotFound => "Not found.".to_owned(),
-            Error::Overloaded => "lexgate is answering many questions right now; try again in a few seconds.".to_owned(),
+            Error::Overloaded => {
+                "lexgate is answering many questions right now; try again in a few seconds.".to_owned()
+            }
             Error::Storage(_) => {
                 "The document store cannot be reached, so no answer was given. Try again shortly.".to_owned()
             }

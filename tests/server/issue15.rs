@@ -116,7 +116,10 @@ async fn a_version_title_reaches_only_readers_of_that_version_on_every_route() {
     let v2 = one_page_pdf("Kestrel survey", &[body[0], body[1], "The board reviews the kestrel survey."]);
     let v3 = one_page_pdf("Kestrel survey", &[body[0], body[1], "Kestrel surveys move to autumn in 2099."]);
     let open = acl(&["staff"], "internal", "2024-01-01");
-    ingestor.ingest_upload(upload("kestrel", "Kestrel survey", 1, open.clone(), v1), "adam", no_report()).await.unwrap();
+    ingestor
+        .ingest_upload(upload("kestrel", "Kestrel survey", 1, open.clone(), v1), "adam", no_report())
+        .await
+        .unwrap();
     // A confidential board-only version, and a version in force only from 2099.
     let board = acl(&["board"], "confidential", "2024-01-01");
     let draft_title = "Secret draft: merger with Falcon";
@@ -172,7 +175,8 @@ async fn a_version_title_reaches_only_readers_of_that_version_on_every_route() {
 #[actix_web::test]
 async fn passages_by_id_are_refused_while_the_data_card_is_draft() {
     let (_dir, p) = corpus_platform(Backend::Sqlite).await;
-    let pdf = one_page_pdf("Kestrel", &["Section 1 Kestrels", "Staff survey kestrel nests on the premises every spring."]);
+    let pdf =
+        one_page_pdf("Kestrel", &["Section 1 Kestrels", "Staff survey kestrel nests on the premises every spring."]);
     let open = acl(&["staff"], "internal", "2024-01-01");
     p.ingestor().ingest_upload(upload("kestrel", "Kestrel", 1, open, pdf), "adam", no_report()).await.unwrap();
     let chunk = p.storage.version_chunks("kestrel", 1).await.unwrap().remove(0);
@@ -335,8 +339,7 @@ async fn asks_beyond_the_queue_get_429_with_retry_after_and_are_audited() {
 /// crash of this process. `LEXGATE_FUZZ_ITERATIONS` sets the length (CI runs a longer one).
 #[test]
 fn mutated_pdfs_are_read_or_refused_never_crash_the_caller() {
-    let iterations: usize =
-        std::env::var("LEXGATE_FUZZ_ITERATIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(120);
+    let iterations: usize = std::env::var("LEXGATE_FUZZ_ITERATIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(120);
     let seeds = [
         crate::web::heron_pdf(),
         hostile::parent_loop(),

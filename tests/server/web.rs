@@ -324,7 +324,11 @@ impl<S> Browser<S>
 where
     S: Service<actix_http::Request, Response = ServiceResponse, Error = actix_web::Error>,
 {
-    pub(crate) async fn upload(&mut self, fields: &[(&str, &str)], files: &[(&str, &[u8])]) -> (StatusCode, String, String) {
+    pub(crate) async fn upload(
+        &mut self,
+        fields: &[(&str, &str)],
+        files: &[(&str, &[u8])],
+    ) -> (StatusCode, String, String) {
         let (content_type, body) = multipart(fields, files);
         let req = test::TestRequest::post()
             .uri("/documents/upload")
