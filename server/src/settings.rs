@@ -208,10 +208,11 @@ impl Settings {
         self.data_dir.join("vector-graph.snapshot")
     }
 
-    /// How PDFs are read: in a worker process when one is set, with the upload page limit.
+    /// How PDFs are read: in a worker process when one is set, with `upload_max_pages` as the
+    /// page limit of every PDF (uploads, manifests and `inspect-pdf` alike).
     pub fn extractor(&self) -> indexer::Extractor {
         let mut limits = indexer::WorkerLimits::default();
-        limits.pdf.max_pages = self.upload_max_pages.max(limits.pdf.max_pages);
+        limits.pdf.max_pages = self.upload_max_pages;
         match &self.pdf_worker {
             Some(program) => indexer::Extractor::Worker { program: program.clone(), limits },
             None => indexer::Extractor::InProcess(limits.pdf),
