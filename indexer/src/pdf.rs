@@ -550,6 +550,18 @@ pub mod hostile {
         out
     }
 
+    /// Makes `page` the only kid of the page-tree root `pages_id` (US Letter) and saves.
+    fn finish_one_page(mut doc: Document, pages_id: pdf_extract::ObjectId, page: pdf_extract::ObjectId) -> Vec<u8> {
+        doc.objects.insert(
+            pages_id,
+            Object::Dictionary(dictionary! {
+                "Type" => "Pages", "Kids" => vec![page.into()], "Count" => 1,
+                "MediaBox" => vec![0.into(), 0.into(), 612.into(), 792.into()],
+            }),
+        );
+        finish(doc, pages_id)
+    }
+
     fn text_stream(text: &str) -> Stream {
         Stream::new(Dictionary::new(), format!("BT /F1 12 Tf 72 712 Td ({text}) Tj ET").into_bytes())
     }
@@ -619,14 +631,7 @@ pub mod hostile {
             "Type" => "Page", "Parent" => pages_id, "Contents" => content,
             "Resources" => dictionary! { "XObject" => dictionary! { "X" => ids[0] }, "Font" => dictionary! { "F1" => font_id } },
         });
-        doc.objects.insert(
-            pages_id,
-            Object::Dictionary(dictionary! {
-                "Type" => "Pages", "Kids" => vec![page.into()], "Count" => 1,
-                "MediaBox" => vec![0.into(), 0.into(), 612.into(), 792.into()],
-            }),
-        );
-        finish(doc, pages_id)
+        finish_one_page(doc, pages_id, page)
     }
 
     /// A zlib stream of `len` zero bytes, written by hand (fixed Huffman codes: one literal, then
@@ -691,14 +696,7 @@ pub mod hostile {
         let pages_id = doc.new_object_id();
         let content = doc.add_object(Stream::new(dictionary! { "Filter" => "FlateDecode" }, zlib_zeros(inflated)));
         let page = doc.add_object(dictionary! { "Type" => "Page", "Parent" => pages_id, "Contents" => content });
-        doc.objects.insert(
-            pages_id,
-            Object::Dictionary(dictionary! {
-                "Type" => "Pages", "Kids" => vec![page.into()], "Count" => 1,
-                "MediaBox" => vec![0.into(), 0.into(), 612.into(), 792.into()],
-            }),
-        );
-        finish(doc, pages_id)
+        finish_one_page(doc, pages_id, page)
     }
 
     /// `count` empty pages (the last one says a few words, so the file has text).

@@ -186,14 +186,6 @@ impl Admission {
     }
 }
 
-impl Default for Admission {
-    /// One ask per processor core running, four per core waiting.
-    fn default() -> Self {
-        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
-        Self::new(cores, 4 * cores)
-    }
-}
-
 /// A passage with the readable passages around it in its version, in reading order.
 #[derive(Debug, Clone)]
 pub struct PassageInContext {
@@ -238,15 +230,8 @@ impl AskService {
         let _admitted = match self.admission.admit().await {
             Ok(permits) => permits,
             Err(Error::Overloaded) => {
-                self.storage
-                    .append_audit(AuditRecord {
-                        actor: self.principal_ref(actor),
-                        tenant: Some(actor.tenant.to_string()),
-                        action: "ask".to_owned(),
-                        outcome: "shed".to_owned(),
-                        detail: serde_json::json!({ "reason": "too many asks running and waiting" }),
-                    })
-                    .await?;
+                let detail = serde_json::json!({ "reason": "too many asks running and waiting" });
+                self.audit_as_asker(actor, "ask", "shed", detail).await?;
                 return Err(Error::Overloaded);
             }
             Err(e) => return Err(e),
@@ -267,20 +252,13 @@ impl AskService {
         {
             Ok(c) => c,
             Err(Error::User(msg)) if msg == DATA_CARD_BLOCKED => {
-                self.storage
-                    .append_audit(AuditRecord {
-                        actor: self.principal_ref(actor),
-                        tenant: Some(actor.tenant.to_string()),
-                        action: "ask".to_owned(),
-                        outcome: "blocked_by_data_card".to_owned(),
-                        detail: serde_json::json!({
-                            "request_id": request_id,
-                            "query_hash": self.question_hash(question),
-                            "policy": "blocked: the data card of the document set is not approved",
-                            "latency_ms": started.elapsed().as_millis(),
-                        }),
-                    })
-                    .await?;
+                let detail = serde_json::json!({
+                    "request_id": request_id,
+                    "query_hash": self.question_hash(question),
+                    "policy": "blocked: the data card of the document set is not approved",
+                    "latency_ms": started.elapsed().as_millis(),
+                });
+                self.audit_as_asker(actor, "ask", "blocked_by_data_card", detail).await?;
                 return Err(Error::User(msg));
             }
             Err(e) => return Err(e),
@@ -340,15 +318,8 @@ impl AskService {
             return Err(Error::Forbidden);
         }
         if self.data_card_gate && !self.storage.data_card_approved(actor.tenant.as_str()).await? {
-            self.storage
-                .append_audit(AuditRecord {
-                    actor: self.principal_ref(actor),
-                    tenant: Some(actor.tenant.to_string()),
-                    action: "open_passage".to_owned(),
-                    outcome: "blocked_by_data_card".to_owned(),
-                    detail: serde_json::json!({ "policy": "blocked: the data card of the document set is not approved" }),
-                })
-                .await?;
+            let detail = serde_json::json!({ "policy": "blocked: the data card of the document set is not approved" });
+            self.audit_as_asker(actor, "open_passage", "blocked_by_data_card", detail).await?;
             return Err(Error::user(DATA_CARD_BLOCKED));
         }
         let reader = actor.reader(as_of);
@@ -372,6 +343,25 @@ impl AskService {
                 action: permission.as_str().to_owned(),
                 outcome: "denied".to_owned(),
                 detail: serde_json::json!({ "role": actor.role.as_str() }),
+            })
+            .await
+    }
+
+    /// Records an event of the ask flow under the keyed principal reference.
+    async fn audit_as_asker(
+        &self,
+        actor: &Actor,
+        action: &str,
+        outcome: &str,
+        detail: serde_json::Value,
+    ) -> Result<()> {
+        self.storage
+            .append_audit(AuditRecord {
+                actor: self.principal_ref(actor),
+                tenant: Some(actor.tenant.to_string()),
+                action: action.to_owned(),
+                outcome: outcome.to_owned(),
+                detail,
             })
             .await
     }

@@ -335,14 +335,12 @@ impl DocumentAdmin {
         // fold the database's log, then search the bytes of every file for the deleted text.
         let mut erasure = Erasure { bm25_chunks_purged: self.bm25.purge_deleted()?, ..Erasure::default() };
         match self.storage.compact_after_deletion().await {
-            Ok(steps) => erasure.database = steps,
+            Ok(compaction) => (erasure.database, erasure.remains) = (compaction.done, compaction.remains),
             Err(e) => {
                 tracing::error!(error = %e, "compacting the database after a deletion failed");
                 erasure.database.push("the database could not be compacted; repeat the deletion".to_owned());
             }
         }
-        erasure.remains = erasure.database.iter().filter(|s| s.contains("keeps")).cloned().collect();
-        erasure.database.retain(|s| !s.contains("keeps"));
         let mut distinctive = Vec::new();
         for probe in byte_probes {
             if distinctive.len() >= MAX_BYTE_PROBES {

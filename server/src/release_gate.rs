@@ -815,7 +815,7 @@ pub async fn run(platform: &Platform, cases: &Cases, thresholds: &Thresholds, op
         audit_hash_key: crate::session::random_hex(32)?.into_bytes().into(),
         data_card_gate: platform.settings.data_card_gate,
         answer: options.answer,
-        admission: crate::ask::Admission::default(),
+        admission: crate::ask::Admission::new(platform.settings.ask_concurrency, platform.settings.ask_queue),
     };
     let configuration = format!(
         "{} retrieval, fusion {}, reranker {}, answer_min_coverage {}",

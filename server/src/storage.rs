@@ -193,6 +193,13 @@ pub struct StoredChunk {
     pub acl: ChunkAcl,
 }
 
+/// What [`Storage::compact_after_deletion`] did, and the copies it cannot reach.
+#[derive(Debug, Clone, Default)]
+pub struct Compaction {
+    pub done: Vec<String>,
+    pub remains: Vec<String>,
+}
+
 /// What a deletion removed from the database.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct DatabaseRemoval {
@@ -679,25 +686,32 @@ impl Storage {
     /// page images written before the deletion, back into the file and truncates it; PostgreSQL
     /// vacuums the tables that held the rows, so their dead tuples are removed from the pages.
     /// Returns what was done and what stays, in words for the receipt.
-    pub async fn compact_after_deletion(&self) -> Result<Vec<String>> {
+    pub async fn compact_after_deletion(&self) -> Result<Compaction> {
         use sea_orm::ConnectionTrait;
         match self.db.get_database_backend() {
             DbBackend::Sqlite => {
                 self.db.execute_unprepared("PRAGMA wal_checkpoint(TRUNCATE)").await?;
-                Ok(vec![
-                    "sqlite: deleted rows overwritten with zeros (secure_delete); write-ahead log checkpointed and truncated"
-                        .to_owned(),
-                ])
+                Ok(Compaction {
+                    done: vec![
+                        "sqlite: deleted rows overwritten with zeros (secure_delete); write-ahead log checkpointed and truncated"
+                            .to_owned(),
+                    ],
+                    remains: Vec::new(),
+                })
             }
             _ => {
                 self.db.execute_unprepared("VACUUM chunk_embeddings, chunks, document_versions, documents").await?;
-                Ok(vec![
-                    "postgresql: chunk_embeddings, chunks, document_versions and documents vacuumed (dead tuples removed)"
-                        .to_owned(),
-                    "postgresql: the server's write-ahead log keeps the deleted rows until its segments are recycled \
-                     after the next checkpoints, and backups keep them for their retention"
-                        .to_owned(),
-                ])
+                Ok(Compaction {
+                    done: vec![
+                        "postgresql: chunk_embeddings, chunks, document_versions and documents vacuumed (dead tuples removed)"
+                            .to_owned(),
+                    ],
+                    remains: vec![
+                        "postgresql: the server's write-ahead log keeps the deleted rows until its segments are recycled \
+                         after the next checkpoints, and backups keep them for their retention"
+                            .to_owned(),
+                    ],
+                })
             }
         }
     }
