@@ -13,6 +13,7 @@ mod m20261128_000007_data_cards;
 mod m20261128_000008_service_tokens;
 mod m20261128_000009_release_gates;
 mod m20261201_000010_version_titles;
+mod m20261201_000011_sessions;
 
 pub use m20261128_000004_audit_chain::GENESIS as AUDIT_GENESIS;
 
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000008_service_tokens::Migration),
             Box::new(m20261128_000009_release_gates::Migration),
             Box::new(m20261201_000010_version_titles::Migration),
+            Box::new(m20261201_000011_sessions::Migration),
         ]
     }
 }

@@ -325,6 +325,33 @@ pub mod service_token {
     no_relations!();
 }
 
+pub mod session {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "sessions")]
+    pub struct Model {
+        /// A public id, shown in session lists; never the cookie's token.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        /// SHA-256 of the cookie's token.
+        pub token_sha256: String,
+        pub principal_id: String,
+        pub tenant_id: String,
+        /// How the user signed in: development or oidc.
+        pub method: String,
+        pub created_at: DateTimeUtc,
+        pub last_seen_at: DateTimeUtc,
+        /// The absolute end, whatever the activity.
+        pub expires_at: DateTimeUtc,
+        pub ended_at: Option<DateTimeUtc>,
+        pub ended_by: Option<String>,
+        /// signed_out, ended_by_admin, replaced_at_sign_in, idle.
+        pub end_reason: Option<String>,
+    }
+    no_relations!();
+}
+
 pub mod release_gate {
     use sea_orm::entity::prelude::*;
 

@@ -18,6 +18,7 @@ pub mod oidc;
 pub mod packet;
 pub mod release_gate;
 pub mod session;
+pub mod sessions;
 pub mod settings;
 pub mod storage;
 pub mod tokens;

@@ -1,15 +1,15 @@
 //! Sessions and CSRF protection with signed, HttpOnly, SameSite cookies.
 //!
-//! The session cookie holds the principal id and an expiry, signed with the server key. The CSRF
-//! cookie holds a random nonce, also signed; every state-changing form repeats the nonce in a
-//! hidden field and the two must match (a signed double-submit token).
+//! The session cookie holds a random token, signed with the server key; the session itself lives
+//! on the server ([`crate::sessions`]). The CSRF cookie holds a random nonce, also signed; every
+//! state-changing form repeats the nonce in a hidden field and the two must match (a signed
+//! double-submit token).
 
 use std::future::Future;
 use std::pin::Pin;
 
 use actix_web::cookie::{Cookie, CookieJar, Key, SameSite, time::Duration as CookieDuration};
 use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
-use chrono::Utc;
 
 use crate::domain::Actor;
 use crate::error::Error;
@@ -61,16 +61,9 @@ fn read_signed(req: &HttpRequest, key: &Key, name: &str) -> Option<String> {
     jar.signed(key).get(name).map(|c| c.value().to_owned())
 }
 
-/// A cookie that starts a session for `principal_id`.
-pub fn session_cookie(state: &AppState, principal_id: &str) -> Cookie<'static> {
-    let expires = Utc::now().timestamp() + state.session_minutes * 60;
-    signed_cookie(
-        &state.key,
-        SESSION_COOKIE,
-        format!("{principal_id}|{expires}"),
-        state.session_minutes,
-        state.secure_cookies,
-    )
+/// A cookie that carries a session's token until the session's absolute end.
+pub fn session_cookie(state: &AppState, token: &str) -> Cookie<'static> {
+    signed_cookie(&state.key, SESSION_COOKIE, token.to_owned(), state.session_minutes, state.secure_cookies)
 }
 
 /// A cookie that ends the session.
@@ -112,12 +105,10 @@ pub fn clear_pending_login_cookie() -> Cookie<'static> {
     c
 }
 
-/// The principal id of a valid, unexpired session.
-pub fn session_principal(req: &HttpRequest, state: &AppState) -> Option<String> {
-    let value = read_signed(req, &state.key, SESSION_COOKIE)?;
-    let (principal, expires) = value.rsplit_once('|')?;
-    let expires: i64 = expires.parse().ok()?;
-    (Utc::now().timestamp() < expires).then(|| principal.to_owned())
+/// The session token the browser presents, if its signature holds. Whether the session is still
+/// open is for [`crate::sessions::authenticate`] to say.
+pub fn session_token(req: &HttpRequest, state: &AppState) -> Option<String> {
+    read_signed(req, &state.key, SESSION_COOKIE)
 }
 
 /// The CSRF token for forms on this page, and the cookie to set when the browser has none yet.
@@ -184,12 +175,11 @@ impl FromRequest for SignedIn {
             if let Some(token) = bearer_token(&req) {
                 return crate::tokens::authenticate(&state.storage, token).await.map(SignedIn).map_err(fail);
             }
-            let principal = session_principal(&req, &state).ok_or_else(|| fail(Error::Unauthenticated))?;
-            match state.storage.actor(&principal).await {
-                Ok(Some(actor)) => Ok(SignedIn(actor)),
-                Ok(None) => Err(fail(Error::Unauthenticated)),
-                Err(e) => Err(fail(e)),
-            }
+            let token = session_token(&req, &state).ok_or_else(|| fail(Error::Unauthenticated))?;
+            crate::sessions::authenticate(&state.storage, &token, state.session_policy())
+                .await
+                .map(|a| SignedIn(a.actor))
+                .map_err(fail)
         })
     }
 }

@@ -44,8 +44,10 @@ pub struct Settings {
     /// Signs session and CSRF cookies; at least 64 bytes. Random per start when absent, which
     /// signs everyone out on restart.
     pub session_key: Option<Secret>,
-    /// Session lifetime in minutes.
+    /// A session's absolute lifetime in minutes, from sign-in.
     pub session_minutes: i64,
+    /// A session ends after this many minutes without a request.
+    pub session_idle_minutes: i64,
     /// The OpenID provider users sign in with. When set, the development sign-in is refused.
     pub oidc: Option<crate::oidc::OidcSettings>,
     /// Passages shown per question.
@@ -94,6 +96,7 @@ impl Default for Settings {
             models_dir: PathBuf::from(".lexgate/models"),
             session_key: None,
             session_minutes: 8 * 60,
+            session_idle_minutes: 30,
             oidc: None,
             passages_per_answer: 5,
             secure_cookies: false,
@@ -124,6 +127,7 @@ pub struct SettingsFile {
     pub models_dir: Option<PathBuf>,
     pub session_key: Option<Secret>,
     pub session_minutes: Option<i64>,
+    pub session_idle_minutes: Option<i64>,
     pub oidc: Option<crate::oidc::OidcSettings>,
     pub passages_per_answer: Option<usize>,
     pub secure_cookies: Option<bool>,
@@ -160,6 +164,7 @@ impl Settings {
             data_dir,
             models_dir,
             session_minutes,
+            session_idle_minutes,
             passages_per_answer,
             secure_cookies,
             dense_retrieval,
@@ -261,6 +266,9 @@ impl Settings {
         }
         if self.session_minutes <= 0 {
             return Err(Error::user("session_minutes must be positive"));
+        }
+        if self.session_idle_minutes <= 0 || self.session_idle_minutes > self.session_minutes {
+            return Err(Error::user("session_idle_minutes must be positive and at most session_minutes"));
         }
         if self.passages_per_answer == 0 || self.passages_per_answer > 50 {
             return Err(Error::user("passages_per_answer must be between 1 and 50"));

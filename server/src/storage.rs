@@ -16,7 +16,7 @@ use sea_orm::{
 use crate::domain::{Actor, Role};
 use crate::entities::{
     audit_event, audit_head, chunk, chunk_embedding, deletion_receipt, document, document_version, ingestion_job,
-    principal, principal_group, release_gate, service_token, tenant,
+    principal, principal_group, release_gate, service_token, session, tenant,
 };
 use crate::error::{Error, Result};
 
@@ -484,6 +484,65 @@ impl Storage {
             .exec(&self.db)
             .await?;
         Ok(done.rows_affected == 1)
+    }
+
+    /// Stores a new browser session (its token's SHA-256 only).
+    pub async fn insert_session(&self, row: session::Model) -> Result<()> {
+        session::Entity::insert(session::ActiveModel::from(row)).exec(&self.db).await?;
+        Ok(())
+    }
+
+    /// The session whose token hashes to `token_sha256`, ended or not.
+    pub async fn session_by_hash(&self, token_sha256: &str) -> Result<Option<session::Model>> {
+        Ok(session::Entity::find()
+            .filter(session::Column::TokenSha256.eq(token_sha256.to_owned()))
+            .one(&self.db)
+            .await?)
+    }
+
+    /// Records activity on an open session.
+    pub async fn touch_session(&self, id: &str, at: chrono::DateTime<Utc>) -> Result<()> {
+        use sea_orm::sea_query::Expr;
+        session::Entity::update_many()
+            .col_expr(session::Column::LastSeenAt, Expr::value(at))
+            .filter(session::Column::Id.eq(id.to_owned()))
+            .filter(session::Column::EndedAt.is_null())
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// Ends an open session of `tenant`; false when there is no such open session.
+    pub async fn end_session(&self, id: &str, tenant: &str, ended_by: &str, reason: &str) -> Result<bool> {
+        use sea_orm::sea_query::Expr;
+        let done = session::Entity::update_many()
+            .col_expr(session::Column::EndedAt, Expr::value(Some(Utc::now())))
+            .col_expr(session::Column::EndedBy, Expr::value(Some(ended_by.to_owned())))
+            .col_expr(session::Column::EndReason, Expr::value(Some(reason.to_owned())))
+            .filter(session::Column::Id.eq(id.to_owned()))
+            .filter(session::Column::TenantId.eq(tenant.to_owned()))
+            .filter(session::Column::EndedAt.is_null())
+            .exec(&self.db)
+            .await?;
+        Ok(done.rows_affected == 1)
+    }
+
+    /// The sessions of a tenant, or of one principal in it, newest first; `open_after` leaves out
+    /// sessions that ended or expired before it.
+    pub async fn sessions(
+        &self,
+        tenant: &str,
+        principal: Option<&str>,
+        open_after: chrono::DateTime<Utc>,
+    ) -> Result<Vec<session::Model>> {
+        let mut q = session::Entity::find()
+            .filter(session::Column::TenantId.eq(tenant.to_owned()))
+            .filter(session::Column::EndedAt.is_null())
+            .filter(session::Column::ExpiresAt.gt(open_after));
+        if let Some(p) = principal {
+            q = q.filter(session::Column::PrincipalId.eq(p.to_owned()));
+        }
+        Ok(q.order_by_desc(session::Column::CreatedAt).all(&self.db).await?)
     }
 
     /// Every principal except service principals, ordered by tenant then id (the development

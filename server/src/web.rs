@@ -23,6 +23,7 @@ pub struct AppState {
     pub ask: AskService,
     pub key: Key,
     pub session_minutes: i64,
+    pub session_idle_minutes: i64,
     pub secure_cookies: bool,
     /// The OpenID provider users sign in with; the development sign-in is refused when set.
     pub oidc: Option<Arc<crate::oidc::OidcClient>>,
@@ -32,6 +33,15 @@ pub struct AppState {
     pub documents: crate::documents::DocumentAdmin,
     pub ingestor: crate::ingest::Ingestor,
     pub jobs: crate::web_documents::Jobs,
+}
+
+impl AppState {
+    pub fn session_policy(&self) -> crate::sessions::SessionPolicy {
+        crate::sessions::SessionPolicy {
+            absolute_minutes: self.session_minutes,
+            idle_minutes: self.session_idle_minutes,
+        }
+    }
 }
 
 impl std::fmt::Debug for AppState {
@@ -50,6 +60,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/signin/oidc", web::get().to(signin_oidc_get))
         .route("/signin/callback", web::get().to(signin_callback_get))
         .route("/signout", web::post().to(signout_post))
+        .route("/sessions", web::get().to(sessions_get))
+        .route("/sessions/{id}/end", web::post().to(session_end_post))
         .route("/ask", web::get().to(ask_get))
         .route("/api/ask", web::get().to(api_ask_get))
         .route("/api/v1/ask", web::get().to(api_ask_get))
@@ -331,7 +343,11 @@ pub(crate) fn redirect(to: &str) -> HttpResponse {
 // Handlers
 
 async fn index_get(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    if session::session_principal(&req, &state).is_some() { redirect("/ask") } else { redirect("/signin") }
+    let open = match session::session_token(&req, &state) {
+        Some(token) => crate::sessions::authenticate(&state.storage, &token, state.session_policy()).await.is_ok(),
+        None => false,
+    };
+    if open { redirect("/ask") } else { redirect("/signin") }
 }
 
 /// Liveness: the process answers.
@@ -409,20 +425,20 @@ async fn signin_dev_post(req: HttpRequest, state: web::Data<AppState>, form: web
     let Some(actor) = actor else {
         return Err(err(Error::user("Unknown user.")));
     };
-    state
-        .storage
-        .append_audit(crate::storage::AuditRecord {
-            actor: actor.principal_id.clone(),
-            tenant: Some(actor.tenant.to_string()),
-            action: "sign_in".to_owned(),
-            outcome: "succeeded".to_owned(),
-            detail: serde_json::json!({ "method": "development" }),
-        })
-        .await
-        .map_err(&err)?;
+    let previous = session::session_token(&req, &state);
+    let token = crate::sessions::start(
+        &state.storage,
+        &actor,
+        "development",
+        previous.as_deref(),
+        state.session_policy(),
+        serde_json::json!({}),
+    )
+    .await
+    .map_err(&err)?;
     Ok(HttpResponse::SeeOther()
         .insert_header((header::LOCATION, "/ask"))
-        .cookie(session::session_cookie(&state, &actor.principal_id))
+        .cookie(session::session_cookie(&state, &token))
         .finish())
 }
 
@@ -500,24 +516,29 @@ async fn signin_callback_get(
         }
     };
     state.storage.upsert_principal(&identity.principal_seed()).await.map_err(&err)?;
-    state
+    let actor = state
         .storage
-        .append_audit(crate::storage::AuditRecord {
-            actor: identity.principal_id(),
-            tenant: Some(identity.tenant.to_string()),
-            action: "sign_in".to_owned(),
-            outcome: "succeeded".to_owned(),
-            detail: serde_json::json!({
-                "method": "oidc",
-                "issuer": state.oidc.as_ref().map(|o| o.issuer().to_owned()),
-                "role": identity.role.as_str(),
-            }),
-        })
+        .actor(&identity.principal_id())
         .await
-        .map_err(&err)?;
+        .map_err(&err)?
+        .ok_or_else(|| err(Error::Internal("a principal just recorded is missing".into())))?;
+    let previous = session::session_token(&req, &state);
+    let token = crate::sessions::start(
+        &state.storage,
+        &actor,
+        "oidc",
+        previous.as_deref(),
+        state.session_policy(),
+        serde_json::json!({
+            "issuer": state.oidc.as_ref().map(|o| o.issuer().to_owned()),
+            "role": identity.role.as_str(),
+        }),
+    )
+    .await
+    .map_err(&err)?;
     Ok(HttpResponse::SeeOther()
         .insert_header((header::LOCATION, "/ask"))
-        .cookie(session::session_cookie(&state, &identity.principal_id()))
+        .cookie(session::session_cookie(&state, &token))
         .cookie(session::clear_pending_login_cookie())
         .finish())
 }
@@ -529,10 +550,81 @@ struct CsrfForm {
 
 async fn signout_post(req: HttpRequest, state: web::Data<AppState>, form: web::Form<CsrfForm>) -> WebResult {
     session::verify_csrf(&req, &state, &form.csrf).map_err(web_err(&req))?;
+    if let Some(token) = session::session_token(&req, &state) {
+        crate::sessions::sign_out(&state.storage, &token).await.map_err(web_err(&req))?;
+    }
     Ok(HttpResponse::SeeOther()
         .insert_header((header::LOCATION, "/signin"))
         .cookie(session::clear_session_cookie())
         .finish())
+}
+
+#[derive(Template)]
+#[template(path = "sessions.html")]
+struct SessionsView {
+    user: UserView,
+    admin: bool,
+    idle_minutes: i64,
+    absolute_minutes: i64,
+    sessions: Vec<SessionRow>,
+}
+
+struct SessionRow {
+    id: String,
+    principal_id: String,
+    method: String,
+    created_at: String,
+    last_seen_at: String,
+    expires_at: String,
+    current: bool,
+}
+
+/// The open sessions the user may end: their own, or every one of the tenant for an admin.
+async fn sessions_get(req: HttpRequest, state: web::Data<AppState>, SignedIn(actor): SignedIn) -> WebResult {
+    let err = web_err(&req);
+    let csrf = session::csrf_for(&req, &state).map_err(&err)?;
+    let current = match session::session_token(&req, &state) {
+        Some(token) => crate::sessions::authenticate(&state.storage, &token, state.session_policy())
+            .await
+            .map(|a| a.session_id)
+            .unwrap_or_default(),
+        None => String::new(),
+    };
+    let sessions = crate::sessions::list(&state.storage, &actor, &current).await.map_err(&err)?;
+    let minute = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%d %H:%M UTC").to_string();
+    let view = SessionsView {
+        user: user_view(&actor, csrf.token),
+        admin: actor.may(Permission::ManageDocuments),
+        idle_minutes: state.session_idle_minutes,
+        absolute_minutes: state.session_minutes,
+        sessions: sessions
+            .into_iter()
+            .map(|s| SessionRow {
+                created_at: minute(s.created_at),
+                last_seen_at: minute(s.last_seen_at),
+                expires_at: minute(s.expires_at),
+                id: s.id,
+                principal_id: s.principal_id,
+                method: s.method,
+                current: s.current,
+            })
+            .collect(),
+    };
+    html(view.render(), csrf.new_cookie)
+}
+
+/// Ends one session; ending one's own current session signs this browser out.
+async fn session_end_post(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    SignedIn(actor): SignedIn,
+    path: web::Path<String>,
+    form: web::Form<CsrfForm>,
+) -> WebResult {
+    let err = web_err(&req);
+    session::verify_csrf(&req, &state, &form.csrf).map_err(&err)?;
+    crate::sessions::end(&state.storage, &actor, &path.into_inner()).await.map_err(&err)?;
+    Ok(redirect("/sessions"))
 }
 
 #[derive(Deserialize)]
@@ -941,6 +1033,7 @@ pub fn app_state(
         storage,
         key,
         session_minutes: settings.session_minutes,
+        session_idle_minutes: settings.session_idle_minutes,
         secure_cookies: settings.secure_cookies,
         oidc,
         passages_per_answer: settings.passages_per_answer,

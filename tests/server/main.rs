@@ -16,6 +16,7 @@ mod oidc;
 #[path = "../common/onnx_fixture.rs"]
 mod onnx_fixture;
 mod release_gate;
+mod sessions;
 mod storage;
 mod support;
 mod web;
