@@ -92,9 +92,38 @@ fn parse_date(doc: &str, field: &str, s: &str) -> Result<NaiveDate> {
         .map_err(|_| Error::user(format!("document '{doc}': {field} '{s}' is not a date (expected YYYY-MM-DD)")))
 }
 
-/// Document ids: lower-case letters, digits and dashes, up to 100 characters.
+/// A document name: lower-case letters, digits and dashes, up to 100 characters.
+pub fn valid_document_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 100
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// Document ids: a name, or `TENANT.name`. Ids with a tenant part belong to that tenant: every
+/// document uploaded through the web or the API gets one, so that a tenant's ids never meet
+/// another tenant's and "this id is taken" can tell nobody about another tenant's documents.
 pub fn valid_document_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 100 && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    match id.split_once('.') {
+        Some((tenant, name)) => TenantId::parse(tenant).is_ok() && valid_document_name(name),
+        None => valid_document_name(id),
+    }
+}
+
+/// The tenant an id names, if it has a tenant part.
+pub fn document_id_tenant(id: &str) -> Option<&str> {
+    id.split_once('.').map(|(tenant, _)| tenant)
+}
+
+/// The id a document uploaded by `tenant` as `requested` gets: `TENANT.name`. A requested id that
+/// already carries the tenant's own part is kept; any other tenant part is not a valid name.
+pub fn tenant_document_id(tenant: &TenantId, requested: &str) -> Result<String> {
+    let name = requested.strip_prefix(tenant.as_str()).and_then(|r| r.strip_prefix('.')).unwrap_or(requested);
+    if !valid_document_name(name) {
+        return Err(Error::user(format!(
+            "'{requested}' is not a valid document id (lower-case letters, digits and dashes, up to 100)."
+        )));
+    }
+    Ok(format!("{tenant}.{name}"))
 }
 
 impl Manifest {
@@ -143,8 +172,14 @@ impl Manifest {
             known(&d.tenant, &format!("document '{}'", d.id))?;
             if !valid_document_id(&d.id) {
                 return Err(Error::user(format!(
-                    "document id '{}' must be lower-case letters, digits and dashes",
+                    "document id '{}' must be lower-case letters, digits and dashes, optionally after its tenant and a dot",
                     d.id
+                )));
+            }
+            if document_id_tenant(&d.id).is_some_and(|t| t != d.tenant.as_str()) {
+                return Err(Error::user(format!(
+                    "document id '{}' names another tenant than its own ('{}')",
+                    d.id, d.tenant
                 )));
             }
             if d.version == 0 {

@@ -376,15 +376,13 @@ pub(crate) async fn start_uploads(
                 (id.clone(), next, title_field.clone().unwrap_or(title))
             }
             None => {
-                let id = match (&id_field, uploads.is_empty()) {
+                let requested = match (&id_field, uploads.is_empty()) {
                     (Some(id), true) => id.clone(),
                     _ => id_from_file_name(&f.name),
                 };
-                if !crate::manifest::valid_document_id(&id) {
-                    return Err(Error::user(format!(
-                        "'{id}' is not a valid document id (lower-case letters, digits and dashes)."
-                    )));
-                }
+                // Uploaded ids live in the tenant's own namespace: another tenant's ids are
+                // never reachable from here, so this check cannot reveal them.
+                let id = crate::manifest::tenant_document_id(&actor.tenant, &requested)?;
                 if state.storage.document(&id).await?.is_some() {
                     return Err(Error::user(format!(
                         "A document with id '{id}' exists already; upload the file as a new version of it."

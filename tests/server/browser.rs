@@ -334,9 +334,9 @@ async fn in_a_browser_users_sign_in_through_the_provider_ask_with_citations_and_
         assert!(done.contains("Indexed: 1"), "{done}");
         browser.screenshot(&shots.join("upload-progress.png"));
         browser.open("/documents");
-        browser.wait_for_text("heron-sightings");
+        browser.wait_for_text("acme-bank.heron-sightings");
         browser.screenshot(&shots.join("documents.png"));
-        browser.open("/documents/heron-sightings/delete");
+        browser.open("/documents/acme-bank.heron-sightings/delete");
         browser.fill("//input[@name='reason']", "uploaded to test the page");
         browser.click("//button[@id='confirm-delete']");
         let receipt = browser.wait_for_text("Deletion receipt");
@@ -356,5 +356,5 @@ async fn in_a_browser_users_sign_in_through_the_provider_ask_with_citations_and_
     if let Err(e) = result {
         std::panic::resume_unwind(e.into_panic());
     }
-    assert!(p.storage.document("heron-sightings").await.unwrap().is_none());
+    assert!(p.storage.document("acme-bank.heron-sightings").await.unwrap().is_none());
 }

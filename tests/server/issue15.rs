@@ -285,7 +285,7 @@ async fn two_files_that_would_share_a_document_id_are_refused_before_either_star
         adam.upload(&upload_fields(&csrf), &[("Heron sightings.pdf", &pdf), ("Heron sightings.pdf", &pdf)]).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert!(body.contains("would both become document"), "{body}");
-    assert!(p.storage.document("heron-sightings").await.unwrap().is_none());
+    assert!(p.storage.document("acme-bank.heron-sightings").await.unwrap().is_none());
 }
 
 #[actix_web::test]
@@ -395,4 +395,70 @@ fn mutated_pdfs_are_read_or_refused_never_crash_the_caller() {
         }
     }
     assert_eq!(read + refused, iterations);
+}
+
+/// Finding 10: an upload with another tenant's document id answered "exists already". Uploaded
+/// ids now live in the uploader's own namespace (`TENANT.name`), so another tenant's id answers
+/// exactly like an unused one, and a namespaced id of another tenant is refused the same way
+/// whether it exists or not.
+#[actix_web::test]
+async fn another_tenants_document_ids_answer_exactly_like_unused_ones() {
+    let (_dir, p) = corpus_platform(Backend::Sqlite).await;
+    p.storage
+        .upsert_principal(&server::storage::PrincipalSeed {
+            id: "bea@borealis-insurance".into(),
+            display_name: "Bea".into(),
+            tenant: indexer::TenantId::parse("borealis-insurance").unwrap(),
+            role: server::domain::Role::Admin,
+            groups: [indexer::GroupName::parse("staff").unwrap()].into(),
+            clearance: indexer::Classification::Internal,
+        })
+        .await
+        .unwrap();
+    let pdf = crate::web::heron_pdf();
+    let mut adam = browser(&p).await;
+    adam.sign_in("adam@acme-bank").await;
+    let csrf = adam.page_csrf("/documents").await;
+    let (_, job, _) = adam.upload(&upload_fields(&csrf), &[("Heron sightings.pdf", &pdf)]).await;
+    assert!(adam.wait_for_job(&job).await.contains("job-done"));
+
+    let mut bea = browser(&p).await;
+    bea.sign_in("bea@borealis-insurance").await;
+    let csrf = bea.page_csrf("/documents").await;
+    let with_id = |id: &'static str, key: &'static str| {
+        let mut fields = upload_fields(&csrf);
+        fields.push((key, id));
+        fields
+    };
+    // acme-bank's ids (one from the corpus, one uploaded) and an id nobody uses: all accepted,
+    // all stored in borealis-insurance's namespace; acme-bank's documents untouched.
+    for id in ["acme-data-retention", "heron-sightings", "nobody-uses-this-id"] {
+        let (status, job, body) = bea.upload(&with_id(id, "document_id"), &[("x.pdf", &pdf)]).await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{id}: {body}");
+        assert!(bea.wait_for_job(&job).await.contains("job-done"), "{id}");
+        let stored = p.storage.document(&format!("borealis-insurance.{id}")).await.unwrap().unwrap();
+        assert_eq!(stored.tenant_id, "borealis-insurance");
+    }
+    assert_eq!(p.storage.document("acme-data-retention").await.unwrap().unwrap().tenant_id, "acme-bank");
+    assert_eq!(p.storage.versions("acme-bank.heron-sightings").await.unwrap().len(), 1);
+
+    // The same answer, id for id, whether acme-bank's document exists or not.
+    let mut answers = Vec::new();
+    for (id, key) in [
+        ("acme-bank.heron-sightings", "document_id"),
+        ("acme-bank.nobody-uses-this", "document_id"),
+        ("acme-bank.heron-sightings", "version_of"),
+        ("acme-bank.nobody-uses-this", "version_of"),
+        ("acme-data-retention", "version_of"),
+        ("nobody-uses-this-either", "version_of"),
+    ] {
+        let (status, _, body) = bea.upload(&with_id(id, key), &[("x.pdf", &pdf)]).await;
+        let message = body.split("Request id").next().unwrap_or_default().replace(id, "ID");
+        answers.push((key, status, message));
+    }
+    for pair in answers.chunks(2) {
+        assert_eq!(pair[0], pair[1], "an existing id of another tenant answers like an unused one");
+        assert_ne!(pair[0].1, StatusCode::SEE_OTHER, "{:?}", pair[0]);
+    }
+    assert_eq!(p.storage.versions("acme-bank.heron-sightings").await.unwrap().len(), 1);
 }

@@ -385,42 +385,43 @@ async fn an_admin_uploads_a_pdf_watches_it_ingest_edits_its_access_and_deletes_i
     assert!(done.contains("id=\"job-done\""), "{done}");
     assert!(done.contains("Pages extracted: 1") && done.contains("Indexed: 1"), "{done}");
     let (_, _, list) = adam.get("/documents?q=heron").await;
-    assert!(list.contains("/documents/heron-sightings") && !list.contains("acme-data-retention"), "{list}");
+    assert!(list.contains("/documents/acme-bank.heron-sightings") && !list.contains("acme-data-retention"), "{list}");
 
     // An analyst of the tenant finds it at once.
     let mut bob = browser(&p).await;
     bob.sign_in("bob@acme-bank").await;
     let ask = "/api/v1/ask?q=When+are+grey+heron+sightings+recorded+in+the+wildlife+register%3F";
     let (_, _, body) = bob.get(ask).await;
-    assert!(body.contains("\"document_id\":\"heron-sightings\""), "{body}");
+    assert!(body.contains("\"document_id\":\"acme-bank.heron-sightings\""), "{body}");
 
     // Editing the access metadata re-indexes it: a group bob lacks hides it from him.
     let mut fields = upload_fields(&csrf);
     fields.retain(|(k, _)| *k != "groups");
     fields.extend([("groups", "facilities"), ("version", "1")]);
-    let (status, _, body) =
-        adam.send(test::TestRequest::post().uri("/documents/heron-sightings/metadata").set_form(&fields)).await;
+    let (status, _, body) = adam
+        .send(test::TestRequest::post().uri("/documents/acme-bank.heron-sightings/metadata").set_form(&fields))
+        .await;
     assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
     let (_, _, body) = bob.get(ask).await;
     assert!(!body.contains("heron-sightings"), "{body}");
-    let acl = p.storage.version_acl("heron-sightings", 1).await.unwrap().unwrap();
+    let acl = p.storage.version_acl("acme-bank.heron-sightings", 1).await.unwrap().unwrap();
     assert_eq!(acl.allowed_groups.iter().map(|g| g.as_str()).collect::<Vec<_>>(), ["facilities"]);
 
     // The confirmation says what will go; the receipt says what went.
-    let (status, _, confirm) = adam.get("/documents/heron-sightings/delete").await;
+    let (status, _, confirm) = adam.get("/documents/acme-bank.heron-sightings/delete").await;
     assert_eq!(status, StatusCode::OK);
     assert!(confirm.contains("Delete Heron sightings?") || confirm.contains("Delete Heron"), "{confirm}");
     assert!(confirm.contains("<td>1</td><td>approved</td><td>1</td>"), "{confirm}");
     let (status, _, receipt) = adam
         .send(
             test::TestRequest::post()
-                .uri("/documents/heron-sightings/delete")
+                .uri("/documents/acme-bank.heron-sightings/delete")
                 .set_form([("csrf", csrf.as_str()), ("reason", "uploaded by mistake")]),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{receipt}");
     assert!(receipt.contains("Deletion receipt") && receipt.contains("Deleted and verified"), "{receipt}");
-    assert!(p.storage.document("heron-sightings").await.unwrap().is_none());
+    assert!(p.storage.document("acme-bank.heron-sightings").await.unwrap().is_none());
     assert_eq!(p.storage.receipts(&indexer::TenantId::parse("acme-bank").unwrap()).await.unwrap().len(), 1);
 }
 
@@ -617,26 +618,26 @@ async fn a_new_version_supersedes_the_old_one_and_a_too_long_pdf_is_refused() {
     let v2 = indexer::write_text_pdf("Heron Sightings Procedure", &[page("within one business day")]).unwrap();
     let mut fields = upload_fields(&csrf);
     fields.retain(|(k, _)| *k != "effective_from");
-    fields.extend([("version_of", "heron-sightings"), ("effective_from", "2025-01-01")]);
+    fields.extend([("version_of", "acme-bank.heron-sightings"), ("effective_from", "2025-01-01")]);
     let (status, job, body) = adam.upload(&fields, &[("heron-v2.pdf", &v2)]).await;
     assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
     let done = adam.wait_for_job(&job).await;
     assert!(done.contains("job-done") && done.contains("version 2"), "{done}");
-    let v1 = p.storage.version_acl("heron-sightings", 1).await.unwrap().unwrap();
+    let v1 = p.storage.version_acl("acme-bank.heron-sightings", 1).await.unwrap().unwrap();
     assert_eq!(v1.expires_at.map(|d| d.to_string()).as_deref(), Some("2025-01-01"), "version 1 is superseded");
-    let (_, _, detail) = adam.get("/documents/heron-sightings").await;
+    let (_, _, detail) = adam.get("/documents/acme-bank.heron-sightings").await;
     assert!(detail.contains("<td>2</td><td>approved</td>"), "{detail}");
 
     // Retiring withdraws every version.
     let (status, _, _) = adam
         .send(
             test::TestRequest::post()
-                .uri("/documents/heron-sightings/status")
+                .uri("/documents/acme-bank.heron-sightings/status")
                 .set_form([("csrf", csrf.as_str()), ("status", "withdrawn")]),
         )
         .await;
     assert_eq!(status, StatusCode::SEE_OTHER);
-    let (_, _, detail) = adam.get("/documents/heron-sightings").await;
+    let (_, _, detail) = adam.get("/documents/acme-bank.heron-sightings").await;
     assert!(detail.contains("<td>1</td><td>withdrawn</td>") && detail.contains("<td>2</td><td>withdrawn</td>"));
 
     let two_pages = indexer::write_text_pdf("Two pages", &[page("one"), page("two")]).unwrap();
@@ -645,5 +646,5 @@ async fn a_new_version_supersedes_the_old_one_and_a_too_long_pdf_is_refused() {
     let (_, job, _) = adam.upload(&fields, &[("two.pdf", &two_pages)]).await;
     let failed = adam.wait_for_job(&job).await;
     assert!(failed.contains("job-failed") && failed.contains("2 pages; the limit is 1"), "{failed}");
-    assert!(p.storage.document("two-pages").await.unwrap().is_none(), "nothing of it is kept");
+    assert!(p.storage.document("acme-bank.two-pages").await.unwrap().is_none(), "nothing of it is kept");
 }
