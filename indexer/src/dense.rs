@@ -30,8 +30,9 @@ const EXACT_SEARCH_SHARE: f64 = 0.10;
 /// Exact search is always used for at most this many visible vectors.
 const EXACT_SEARCH_MIN: usize = 4096;
 
-/// First bytes of a graph snapshot file (format version 1).
-const SNAPSHOT_MAGIC: &[u8] = b"LXGDNS01";
+/// First bytes of a graph snapshot file (format version 2: with near-duplicate aliases). A
+/// snapshot of another version is not restored; the graph is rebuilt.
+const SNAPSHOT_MAGIC: &[u8] = b"LXGDNS02";
 
 /// What [`DenseIndex::add_with_snapshot`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

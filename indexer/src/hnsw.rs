@@ -16,13 +16,29 @@
 //! the entry point and links in every node the walk missed.
 
 use std::cmp::Ordering;
-use std::collections::{BinaryHeap, HashSet};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 
 const NONE: u32 = u32::MAX;
 const MAX_LEVEL: usize = 16;
 
 /// Distance between unit vectors: `1 - dot`, clamped at zero.
+/// Layer-0 search starts from this many nodes of layer 1 nearest the query rather than from
+/// one, so that a query whose greedy descent ends among a crowd of near-duplicates still starts
+/// from nodes elsewhere.
+const ENTRY_BEAM: usize = 32;
+
+/// A vector this close (cosine distance) to a linked node becomes that node's alias instead of
+/// a node with links of its own. Near-duplicate passages (pasted boilerplate, repeated
+/// disclaimers) otherwise fill each other's link lists and the search beam, and a search that
+/// enters such a crowd cannot leave it: issue 15 measured passages that exact search ranked
+/// first missed by graph search at any beam width.
+const ALIAS_DISTANCE: f32 = 0.01;
+
+/// At most this many aliases share a node; the next near-duplicate is linked as a node (and
+/// gathers aliases of its own), so scoring a node's aliases stays cheap.
+const MAX_ALIASES: usize = 64;
+
 pub fn distance(a: &[f32], b: &[f32]) -> f32 {
     (1.0 - crate::embed::dot(a, b)).max(0.0)
 }
@@ -80,6 +96,11 @@ pub struct Graph {
     /// For a node above layer 0: its slot in `upper`, which holds `m` slots per upper layer.
     upper_slot: Vec<u32>,
     upper: Vec<Vec<u32>>,
+    /// For a near-duplicate: the node it is an alias of (`NONE` for a linked node). An alias has
+    /// no links of its own; a search that visits its node scores it there.
+    alias_of: Vec<u32>,
+    /// The aliases of each node that has any.
+    aliases: HashMap<u32, Vec<u32>>,
     entry: u32,
     max_level: usize,
     rng: u64,
@@ -97,6 +118,8 @@ impl Graph {
             links0: Vec::with_capacity(capacity * 2 * m),
             upper_slot: Vec::with_capacity(capacity),
             upper: Vec::new(),
+            alias_of: Vec::with_capacity(capacity),
+            aliases: HashMap::new(),
             entry: NONE,
             max_level: 0,
             rng: 0x2545_F491_4F6C_DD1D,
@@ -130,6 +153,7 @@ impl Graph {
         for links in &self.upper {
             u32s(out, links)?;
         }
+        u32s(out, &self.alias_of)?;
         Ok(())
     }
 
@@ -169,7 +193,17 @@ impl Graph {
                 upper.push(read_u32s(levels[node] as usize * m)?);
             }
         }
+        let alias_of = read_u32s(n)?;
         let valid = |x: &u32| *x == NONE || (*x as usize) < n;
+        let mut aliases: HashMap<u32, Vec<u32>> = HashMap::new();
+        for (node, &of) in alias_of.iter().enumerate() {
+            if of != NONE {
+                if !valid(&of) || alias_of[of as usize] != NONE {
+                    return Err("the graph file's aliases are inconsistent".into());
+                }
+                aliases.entry(of).or_default().push(node as u32);
+            }
+        }
         if upper.len() != upper_count
             || at != bytes.len()
             || !links0.iter().all(valid)
@@ -188,6 +222,8 @@ impl Graph {
             links0,
             upper_slot,
             upper,
+            alias_of,
+            aliases,
             entry,
             max_level,
             rng,
@@ -262,25 +298,51 @@ impl Graph {
         }
     }
 
-    /// The `ef` nearest nodes to `query` on `layer` reachable from `entry`, closest first. With a
-    /// filter, only nodes it accepts are returned, but traversal goes through all nodes.
+    /// The `ef` nearest nodes to `query` on `layer` reachable from `entries`, closest first. With
+    /// a filter, only nodes it accepts are returned, but traversal goes through all nodes. With
+    /// `aliases`, each visited node's near-duplicates are scored with it (searches); without,
+    /// only linked nodes are returned (construction links nodes to linked nodes only).
     fn search_layer(
         &self,
         query: &[f32],
-        entry: u32,
+        entries: &[u32],
         ef: usize,
         layer: usize,
         filter: Option<&dyn Fn(u32) -> bool>,
+        aliases: bool,
     ) -> Vec<Near> {
         let accept = |n: u32| filter.is_none_or(|f| f(n));
         let mut visited = Visited::default();
-        visited.insert(entry);
-        let d = self.dist_to(query, entry);
         let mut candidates = BinaryHeap::new(); // min-heap through Reverse
-        candidates.push(std::cmp::Reverse(Near(d, entry)));
         let mut results: BinaryHeap<Near> = BinaryHeap::new(); // max-heap: the worst on top
-        if accept(entry) {
-            results.push(Near(d, entry));
+        let offer = |results: &mut BinaryHeap<Near>, near: Near| {
+            if results.len() < ef || results.peek().is_some_and(|w| near < *w) {
+                results.push(near);
+                if results.len() > ef {
+                    results.pop();
+                }
+            }
+        };
+        let offer_aliases = |results: &mut BinaryHeap<Near>, node: u32| {
+            if !aliases {
+                return;
+            }
+            for &a in self.aliases.get(&node).map_or(&[][..], Vec::as_slice) {
+                if accept(a) {
+                    offer(results, Near(self.dist_to(query, a), a));
+                }
+            }
+        };
+        for &entry in entries {
+            if !visited.insert(entry) {
+                continue;
+            }
+            let d = self.dist_to(query, entry);
+            candidates.push(std::cmp::Reverse(Near(d, entry)));
+            if accept(entry) {
+                offer(&mut results, Near(d, entry));
+            }
+            offer_aliases(&mut results, entry);
         }
         while let Some(std::cmp::Reverse(Near(d, node))) = candidates.pop() {
             if results.len() >= ef && results.peek().is_some_and(|w| d > w.0) {
@@ -295,11 +357,14 @@ impl Graph {
                 if results.len() < ef || dn < worst {
                     candidates.push(std::cmp::Reverse(Near(dn, n)));
                     if accept(n) {
-                        results.push(Near(dn, n));
-                        if results.len() > ef {
-                            results.pop();
-                        }
+                        offer(&mut results, Near(dn, n));
                     }
+                }
+                // An alias is within sqrt(2 * ALIAS_DISTANCE) of its node in Euclidean terms
+                // (unit vectors), so it can beat the worst result only when its node is not
+                // farther than that bound allows.
+                if results.len() < ef || dn.max(0.0).sqrt() < worst.max(0.0).sqrt() + ALIAS_DISTANCE.sqrt() {
+                    offer_aliases(&mut results, n);
                 }
             }
         }
@@ -406,18 +471,21 @@ impl Graph {
                 }
             }
             for node in 0..n {
-                if reached[node] {
+                if reached[node] || self.alias_of[node] != NONE {
                     continue;
                 }
                 let node = node as u32;
                 let query = self.vector(node as usize).to_vec();
-                let accept = |c: u32| reached[c as usize];
+                // Links come from linked nodes only, never from an alias.
+                let accept = |c: u32| reached[c as usize] && self.alias_of[c as usize] == NONE;
                 let near = self.search(&query, 32, 64, Some(&accept));
                 let mut kept = near.into_iter().any(|(from, _)| self.link_in(from, node, &mut indegree));
                 if !kept {
                     // Every near list is full of nodes with no other way in: the nearest reached
                     // node with a free slot takes the link.
-                    let free = |c: u32| reached[c as usize] && self.links(c, 0).len() < 2 * self.m;
+                    let free = |c: u32| {
+                        reached[c as usize] && self.alias_of[c as usize] == NONE && self.links(c, 0).len() < 2 * self.m
+                    };
                     let found = self.search(&query, 1, 256, Some(&free));
                     kept = found.first().is_some_and(|&(from, _)| self.link_in(from, node, &mut indegree));
                 }
@@ -435,6 +503,12 @@ impl Graph {
         let mut reached = vec![false; self.len()];
         if self.entry != NONE {
             self.mark_reached(self.entry, &mut reached);
+        }
+        // An alias is reached with its node.
+        for (node, &of) in self.alias_of.iter().enumerate() {
+            if of != NONE {
+                reached[node] = reached[of as usize];
+            }
         }
         reached
     }
@@ -487,6 +561,7 @@ impl Graph {
         self.vectors.extend_from_slice(vector);
         self.levels.push(u8::try_from(level).unwrap_or(u8::MAX));
         self.links0.extend(std::iter::repeat_n(NONE, 2 * self.m));
+        self.alias_of.push(NONE);
         if level > 0 {
             self.upper_slot.push(u32::try_from(self.upper.len()).unwrap_or(NONE));
             self.upper.push(vec![NONE; level * self.m]);
@@ -510,7 +585,7 @@ impl Graph {
         }
         let mut plan = Vec::new();
         for layer in (0..=level.min(self.max_level)).rev() {
-            let found = self.search_layer(query, entry, self.ef_construction, layer, None);
+            let found = self.search_layer(query, &[entry], self.ef_construction, layer, None, false);
             if let Some(closest) = found.first() {
                 entry = closest.1;
             }
@@ -525,6 +600,16 @@ impl Graph {
         if self.entry == NONE {
             self.entry = node;
             self.max_level = level;
+            return;
+        }
+        // A near-duplicate of a linked node with room for one more alias joins it instead.
+        if let Some(&Near(d, closest)) = plan.last().and_then(|found| found.first())
+            && d < ALIAS_DISTANCE
+            && self.alias_of[closest as usize] == NONE
+            && self.aliases.get(&closest).is_none_or(|a| a.len() < MAX_ALIASES)
+        {
+            self.alias_of[node as usize] = closest;
+            self.aliases.entry(closest).or_default().push(node);
             return;
         }
         // The plan covers the layers from its top down to 0 as the graph stood when it was made.
@@ -562,10 +647,19 @@ impl Graph {
             return Vec::new();
         }
         let mut entry = self.entry;
-        for layer in (1..=self.max_level).rev() {
+        for layer in (2..=self.max_level).rev() {
             entry = self.greedy(query, entry, layer);
         }
-        self.search_layer(query, entry, ef.max(k), 0, filter).into_iter().take(k).map(|Near(d, n)| (n, d)).collect()
+        let entries: Vec<u32> = if self.max_level >= 1 {
+            self.search_layer(query, &[entry], ENTRY_BEAM, 1, None, false).into_iter().map(|Near(_, n)| n).collect()
+        } else {
+            vec![entry]
+        };
+        self.search_layer(query, &entries, ef.max(k), 0, filter, true)
+            .into_iter()
+            .take(k)
+            .map(|Near(d, n)| (n, d))
+            .collect()
     }
 }
 
@@ -675,16 +769,18 @@ mod tests {
     #[test]
     fn a_saved_structure_restores_the_same_graph_and_a_damaged_one_is_refused() -> Result<(), Box<dyn std::error::Error>>
     {
-        let vectors: Vec<Vec<f32>> = (0..1500).map(|i| unit(i, 16)).collect();
+        // Every third vector repeats one of seven, so the structure holds aliases too.
+        let vectors: Vec<Vec<f32>> = (0..1500).map(|i| unit(if i % 3 == 0 { i % 7 } else { i }, 16)).collect();
         let refs: Vec<&[f32]> = vectors.iter().map(Vec::as_slice).collect();
         let mut g = Graph::new(16, 8, 64, vectors.len());
         g.insert_many(&refs, 2);
+        assert!(g.aliases.values().map(Vec::len).sum::<usize>() > 300, "repeated vectors are aliases");
         let mut bytes = Vec::new();
         g.write_structure(&mut bytes)?;
         let flat: Vec<f32> = vectors.iter().flatten().copied().collect();
         let mut restored = Graph::read_structure(&bytes, flat.clone())?;
-        for q in 0..20 {
-            let query = unit(50_000 + q, 16);
+        for q in (0..20).map(|q| 50_000 + q).chain(0..7) {
+            let query = unit(q, 16);
             assert_eq!(g.search(&query, 10, 40, None), restored.search(&query, 10, 40, None));
         }
         // Inserting after a restore continues exactly as the original would.

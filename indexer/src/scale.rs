@@ -96,6 +96,10 @@ pub struct ScaleRow {
     #[serde(default)]
     pub hybrid_rerank: Option<Latency>,
     pub filtered: Vec<FilteredRow>,
+    /// Filtered recall with half the index replaced by near-duplicates of a few chunks
+    /// ([`near_duplicates`]), for every reader and for a reader of half.
+    #[serde(default)]
+    pub near_duplicates: Vec<FilteredRow>,
 }
 
 /// A small deterministic generator (xorshift64*), so every run builds the same corpus.
@@ -122,6 +126,54 @@ impl Rng {
         let (u1, u2) = (self.unit().max(1e-12), self.unit());
         ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
     }
+}
+
+/// `count` near-copies of 16 of `vectors` (spread evenly over them), as boilerplate pasted into
+/// many documents gives: each is a template plus noise that leaves a cosine similarity between
+/// about 0.9995 and 0.97 to it. Issue 15's randomized test found graph search missing passages
+/// among such filler.
+pub fn near_duplicates(vectors: &[Vec<f32>], count: usize) -> Vec<Vec<f32>> {
+    let mut rng = Rng(0xD1B5_4A32_D192_ED03);
+    let templates: Vec<&Vec<f32>> = (0..16).filter_map(|t| vectors.get(t * vectors.len() / 16)).collect();
+    let Some(dimension) = templates.first().map(|t| t.len()) else {
+        return Vec::new();
+    };
+    (0..count)
+        .map(|i| {
+            let template = templates[i % templates.len()];
+            // cos = 1 / sqrt(1 + s^2) for noise of norm s: s from 0.03 to 0.25.
+            let sigma = (0.03 + 0.22 * (i % 8) as f32 / 7.0) / (dimension as f32).sqrt();
+            let mut v: Vec<f32> = template.iter().map(|x| x + sigma * rng.normal()).collect();
+            let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+            v.iter_mut().for_each(|x| *x /= norm);
+            v
+        })
+        .collect()
+}
+
+/// Recall@10 of dense search against exact search for the readers of `buckets` buckets each.
+fn filtered_rows(dense: &DenseIndex, questions: &[Question], buckets: &[usize]) -> Result<Vec<FilteredRow>> {
+    let mut rows = Vec::new();
+    for &buckets in buckets {
+        let r = reader(buckets)?;
+        let (mut ms, mut recall, mut plan) = (Vec::new(), 0.0, String::new());
+        for (_, v) in questions {
+            let t = Instant::now();
+            let (hits, p) = dense.search(&r, v, 10)?;
+            ms.push(t.elapsed().as_secs_f64() * 1000.0);
+            plan = format!("{p:?}");
+            let exact = dense.search_exact(&r, v, 10)?;
+            let found = exact.iter().filter(|e| hits.iter().any(|h| h.chunk_id == e.chunk_id)).count();
+            recall += found as f64 / exact.len().max(1) as f64;
+        }
+        rows.push(FilteredRow {
+            selectivity: buckets as f64 / BUCKETS as f64,
+            plan,
+            recall_at_10: recall / questions.len().max(1) as f64,
+            latency: Latency::of(ms),
+        });
+    }
+    Ok(rows)
 }
 
 fn bucket_group(b: usize) -> String {
@@ -355,26 +407,25 @@ pub fn measure(
         None => None,
     };
 
-    let mut filtered = Vec::new();
-    for buckets in [500, 100, 10, 1] {
-        let r = reader(buckets)?;
-        let (mut ms, mut recall, mut plan) = (Vec::new(), 0.0, String::new());
-        for (_, v) in questions {
-            let t = Instant::now();
-            let (hits, p) = dense.search(&r, v, 10)?;
-            ms.push(t.elapsed().as_secs_f64() * 1000.0);
-            plan = format!("{p:?}");
-            let exact = dense.search_exact(&r, v, 10)?;
-            let found = exact.iter().filter(|e| hits.iter().any(|h| h.chunk_id == e.chunk_id)).count();
-            recall += found as f64 / exact.len().max(1) as f64;
-        }
-        filtered.push(FilteredRow {
-            selectivity: buckets as f64 / BUCKETS as f64,
-            plan,
-            recall_at_10: recall / questions.len().max(1) as f64,
-            latency: Latency::of(ms),
-        });
-    }
+    let filtered = filtered_rows(&dense, questions, &[500, 100, 10, 1])?;
+    drop(dense);
+    // The same chunks with their second half replaced by near-duplicate filler.
+    let mut with_filler = vectors[..n - n / 2].to_vec();
+    with_filler.extend(near_duplicates(&vectors, n / 2));
+    let ids: Vec<String> = (0..n).map(|i| format!("c{i}")).collect();
+    let items: Vec<DenseItem<'_>> = (0..n)
+        .map(|i| DenseItem {
+            chunk_id: &ids[i],
+            document_id: &docs[i],
+            version: 1,
+            acl: &acls[i % BUCKETS],
+            vector: &with_filler[i],
+        })
+        .collect();
+    let dense = DenseIndex::new(dimension, n);
+    dense.add(&items)?;
+    let near_duplicates = filtered_rows(&dense, questions, &[BUCKETS, 500])?;
+    progress(&format!("{n}: near-duplicate filler, Recall@10 {:.4}", near_duplicates[0].recall_at_10));
     let _ = std::fs::remove_dir_all(&bm25_dir);
     Ok(ScaleRow {
         chunks: n,
@@ -395,5 +446,6 @@ pub fn measure(
         retrieval_only,
         hybrid_rerank,
         filtered,
+        near_duplicates,
     })
 }
