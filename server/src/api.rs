@@ -91,7 +91,7 @@ async fn access_put(
     body: web::Json<AccessBody>,
 ) -> WebResult {
     let err = web_err(&req);
-    session::verify_api_csrf(&req, &state).map_err(&err)?;
+    session::verify_api_csrf(&req, &state).await.map_err(&err)?;
     let (id, version) = path.into_inner();
     let groups = parse_groups(body.groups.iter().map(String::as_str)).map_err(&err)?;
     if groups.is_empty() {
@@ -124,7 +124,7 @@ async fn document_delete(
     body: web::Json<DeleteBody>,
 ) -> WebResult {
     let err = web_err(&req);
-    session::verify_api_csrf(&req, &state).map_err(&err)?;
+    session::verify_api_csrf(&req, &state).await.map_err(&err)?;
     let receipt = state.documents.delete(&actor, &id, None, &body.reason).await.map_err(&err)?;
     Ok(HttpResponse::Ok().json(receipt))
 }
@@ -138,7 +138,7 @@ async fn documents_post(
 ) -> WebResult {
     let err = web_err(&req);
     require_admin(&state, &actor).await.map_err(&err)?;
-    session::verify_api_csrf(&req, &state).map_err(&err)?;
+    session::verify_api_csrf(&req, &state).await.map_err(&err)?;
     let (fields, files) = crate::web_documents::read_form(form, state.settings.upload_max_bytes).await.map_err(&err)?;
     let jobs = crate::web_documents::start_uploads(&state, &actor, &fields, files).await.map_err(&err)?;
     let links: Vec<String> = jobs.iter().map(|j| format!("/api/v1/jobs/{j}")).collect();
@@ -188,7 +188,7 @@ async fn tokens_post(
     body: web::Json<TokenBody>,
 ) -> WebResult {
     let err = web_err(&req);
-    session::verify_api_csrf(&req, &state).map_err(&err)?;
+    session::verify_api_csrf(&req, &state).await.map_err(&err)?;
     let request = crate::tokens::TokenRequest {
         name: body.name.clone(),
         scopes: body.scopes.iter().map(|s| Permission::from_scope(s)).collect::<Result<_, _>>().map_err(&err)?,
@@ -211,7 +211,7 @@ async fn token_delete(
     id: web::Path<String>,
 ) -> WebResult {
     let err = web_err(&req);
-    session::verify_api_csrf(&req, &state).map_err(&err)?;
+    session::verify_api_csrf(&req, &state).await.map_err(&err)?;
     crate::tokens::revoke(&state.storage, &actor, &id).await.map_err(&err)?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -206,6 +206,8 @@ pub struct AskService {
     pub answer: AnswerConfig,
     /// How many asks run and wait at once.
     pub admission: Admission,
+    /// How fast one principal may ask.
+    pub rate: crate::limits::RateLimiter,
 }
 
 impl AskService {
@@ -227,6 +229,12 @@ impl AskService {
         let as_of = request.as_of.unwrap_or_else(Storage::today);
         let reader = actor.reader(as_of);
         let limit = request.limit.clamp(1, 50);
+        if let Err(wait) = self.rate.check(&actor.principal_id) {
+            let secs = wait.as_secs().max(1);
+            let detail = serde_json::json!({ "reason": "rate limit", "retry_after_s": secs });
+            self.audit_as_asker(actor, "ask", "rate_limited", detail).await?;
+            return Err(Error::RateLimited(secs));
+        }
         let _admitted = match self.admission.admit().await {
             Ok(permits) => permits,
             Err(Error::Overloaded) => {

@@ -22,6 +22,9 @@ pub enum Error {
     /// Too much work is running and waiting already; the caller should retry shortly.
     #[error("too many requests are being served; try again shortly")]
     Overloaded,
+    /// This principal asked faster than its rate limit; it may try again after this many seconds.
+    #[error("asking too fast; try again in {0} s")]
+    RateLimited(u64),
     /// The database cannot be reached or failed; answers fail closed.
     #[error("storage unavailable: {0}")]
     Storage(#[from] sea_orm::DbErr),

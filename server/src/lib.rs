@@ -13,6 +13,7 @@ pub mod entities;
 pub mod error;
 pub mod governance;
 pub mod ingest;
+pub mod limits;
 pub mod manifest;
 pub mod oidc;
 pub mod packet;

@@ -816,6 +816,8 @@ pub async fn run(platform: &Platform, cases: &Cases, thresholds: &Thresholds, op
         data_card_gate: platform.settings.data_card_gate,
         answer: options.answer,
         admission: crate::ask::Admission::new(platform.settings.ask_concurrency, platform.settings.ask_queue),
+        // The gate's cases are the platform's own evaluation, not a principal's traffic.
+        rate: crate::limits::RateLimiter::new(0, 1),
     };
     let configuration = format!(
         "{} retrieval, fusion {}, reranker {}, answer_min_coverage {}",

@@ -127,12 +127,29 @@ pub fn csrf_for(req: &HttpRequest, state: &AppState) -> Result<Csrf, Error> {
     Ok(Csrf { token, new_cookie: Some(cookie) })
 }
 
-/// Checks a submitted CSRF token against the signed cookie.
-pub fn verify_csrf(req: &HttpRequest, state: &AppState, submitted: &str) -> Result<(), Error> {
+/// Checks a submitted CSRF token against the signed cookie; a refusal is audited.
+pub async fn verify_csrf(req: &HttpRequest, state: &AppState, submitted: &str) -> Result<(), Error> {
     match read_signed(req, &state.key, CSRF_COOKIE) {
         Some(expected) if !submitted.is_empty() && expected == submitted => Ok(()),
-        _ => Err(Error::user("This form has expired or did not come from lexgate. Reload the page and try again.")),
+        _ => {
+            audit_refusal(req, state, "csrf").await;
+            Err(Error::user("This form has expired or did not come from lexgate. Reload the page and try again."))
+        }
     }
+}
+
+/// Audits a refused request through the service, with the client's address.
+async fn audit_refusal(req: &HttpRequest, state: &AppState, reason: &str) {
+    let client = req.peer_addr().map(|a| a.ip().to_string());
+    crate::sessions::audit_refusal(
+        &state.storage,
+        &state.refusals,
+        reason,
+        req.method().as_str(),
+        req.path(),
+        client.as_deref(),
+    )
+    .await;
 }
 
 /// The bearer token of an API request, if it carries one.
@@ -146,12 +163,12 @@ pub fn bearer_token(req: &HttpRequest) -> Option<&str> {
 
 /// Checks a state-changing API request: a service token needs no CSRF token (no cookies are
 /// involved); a browser session must send its CSRF token in the `X-CSRF-Token` header.
-pub fn verify_api_csrf(req: &HttpRequest, state: &AppState) -> Result<(), Error> {
+pub async fn verify_api_csrf(req: &HttpRequest, state: &AppState) -> Result<(), Error> {
     if bearer_token(req).is_some() {
         return Ok(());
     }
     let submitted = req.headers().get("X-CSRF-Token").and_then(|v| v.to_str().ok()).unwrap_or_default();
-    verify_csrf(req, state, submitted)
+    verify_csrf(req, state, submitted).await
 }
 
 /// Extracts the signed-in actor, or fails with [`Error::Unauthenticated`].
@@ -172,14 +189,24 @@ impl FromRequest for SignedIn {
                 .cloned()
                 .ok_or_else(|| fail(Error::Internal("application state missing".into())))?;
             // API clients may present a service token instead of a session.
-            if let Some(token) = bearer_token(&req) {
-                return crate::tokens::authenticate(&state.storage, token).await.map(SignedIn).map_err(fail);
+            let signed_in = if let Some(token) = bearer_token(&req) {
+                crate::tokens::authenticate(&state.storage, token).await
+            } else {
+                match session_token(&req, &state) {
+                    Some(token) => crate::sessions::authenticate(&state.storage, &token, state.session_policy())
+                        .await
+                        .map(|a| a.actor),
+                    None => Err(Error::Unauthenticated),
+                }
+            };
+            match signed_in {
+                Ok(actor) => Ok(SignedIn(actor)),
+                Err(e @ (Error::Unauthenticated | Error::Token(_))) => {
+                    audit_refusal(&req, &state, "unauthenticated").await;
+                    Err(fail(e))
+                }
+                Err(e) => Err(fail(e)),
             }
-            let token = session_token(&req, &state).ok_or_else(|| fail(Error::Unauthenticated))?;
-            crate::sessions::authenticate(&state.storage, &token, state.session_policy())
-                .await
-                .map(|a| SignedIn(a.actor))
-                .map_err(fail)
         })
     }
 }

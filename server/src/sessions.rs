@@ -189,3 +189,32 @@ pub async fn end(storage: &Storage, actor: &Actor, id: &str) -> Result<()> {
     )
     .await
 }
+
+/// Records a refused request (no valid session or token, or a missing or wrong CSRF token) as
+/// `request_refused` with the method, the path (never the query, which can hold a question) and
+/// the client address. At most `limiter`'s rate per address is recorded, so a flood of refusals
+/// cannot flood the audit log; a failure to record is logged and does not change the refusal.
+pub async fn audit_refusal(
+    storage: &Storage,
+    limiter: &crate::limits::RateLimiter,
+    reason: &str,
+    method: &str,
+    path: &str,
+    client: Option<&str>,
+) {
+    let client = client.unwrap_or("unknown");
+    if limiter.check(client).is_err() {
+        return;
+    }
+    let path: String = path.chars().take(200).collect();
+    let record = AuditRecord {
+        actor: "anonymous".to_owned(),
+        tenant: None,
+        action: "request_refused".to_owned(),
+        outcome: reason.to_owned(),
+        detail: serde_json::json!({ "method": method, "path": path, "client": client }),
+    };
+    if let Err(e) = storage.append_audit(record).await {
+        tracing::warn!(error = %e, "could not record a refused request");
+    }
+}

@@ -85,6 +85,11 @@ pub struct Settings {
     pub ask_concurrency: usize,
     /// Asks that may wait for a free slot; one more is refused with 429 and Retry-After.
     pub ask_queue: usize,
+    /// Asks one principal may make a minute (0: no limit), after a burst of `ask_burst`.
+    pub ask_per_minute: u32,
+    pub ask_burst: u32,
+    /// Upload jobs that may run or wait at once; one more upload is refused with 429.
+    pub upload_jobs_max: usize,
 }
 
 impl Default for Settings {
@@ -113,6 +118,9 @@ impl Default for Settings {
             pdf_worker: None,
             ask_concurrency: std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
             ask_queue: 32,
+            ask_per_minute: 120,
+            ask_burst: 30,
+            upload_jobs_max: 16,
         }
     }
 }
@@ -143,6 +151,9 @@ pub struct SettingsFile {
     pub upload_max_pages: Option<usize>,
     pub ask_concurrency: Option<usize>,
     pub ask_queue: Option<usize>,
+    pub ask_per_minute: Option<u32>,
+    pub ask_burst: Option<u32>,
+    pub upload_jobs_max: Option<usize>,
 }
 
 impl SettingsFile {
@@ -176,7 +187,10 @@ impl Settings {
             upload_max_bytes,
             upload_max_pages,
             ask_concurrency,
-            ask_queue
+            ask_queue,
+            ask_per_minute,
+            ask_burst,
+            upload_jobs_max
         );
         if let Some(fusion) = &file.fusion {
             self.fusion = fusion.parse().map_err(|e| Error::user(format!("settings: {}", Error::from(e))))?;
@@ -272,6 +286,12 @@ impl Settings {
         }
         if self.passages_per_answer == 0 || self.passages_per_answer > 50 {
             return Err(Error::user("passages_per_answer must be between 1 and 50"));
+        }
+        if self.ask_burst == 0 {
+            return Err(Error::user("ask_burst must be positive"));
+        }
+        if self.upload_jobs_max == 0 {
+            return Err(Error::user("upload_jobs_max must be positive"));
         }
         if self.ask_concurrency == 0 {
             return Err(Error::user("ask_concurrency must be positive"));

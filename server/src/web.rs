@@ -16,6 +16,9 @@ use crate::error::Error;
 use crate::session::{self, SignedIn};
 use crate::storage::Storage;
 
+/// Refused requests (no session, a wrong CSRF token) audited per client address and minute.
+const REFUSALS_AUDITED_PER_MINUTE: u32 = 20;
+
 /// Shared state of the web application.
 #[derive(Clone)]
 pub struct AppState {
@@ -24,6 +27,8 @@ pub struct AppState {
     pub key: Key,
     pub session_minutes: i64,
     pub session_idle_minutes: i64,
+    /// How many refused requests per client address a minute are audited.
+    pub refusals: crate::limits::RateLimiter,
     pub secure_cookies: bool,
     /// The OpenID provider users sign in with; the development sign-in is refused when set.
     pub oidc: Option<Arc<crate::oidc::OidcClient>>,
@@ -103,8 +108,9 @@ impl WebError {
             Error::Unauthenticated => "Please sign in.".to_owned(),
             Error::Token(msg) => msg.clone(),
             Error::NotFound => "Not found.".to_owned(),
-            Error::Overloaded => {
-                "lexgate is answering many questions right now; try again in a few seconds.".to_owned()
+            Error::Overloaded => "lexgate is busy with many requests right now; try again in a few seconds.".to_owned(),
+            Error::RateLimited(secs) => {
+                format!("You are asking faster than lexgate allows; try again in {secs} seconds.")
             }
             Error::Storage(_) => {
                 "The document store cannot be reached, so no answer was given. Try again shortly.".to_owned()
@@ -127,7 +133,7 @@ impl ResponseError for WebError {
             Error::Forbidden => StatusCode::FORBIDDEN,
             Error::Unauthenticated | Error::Token(_) => StatusCode::UNAUTHORIZED,
             Error::NotFound => StatusCode::NOT_FOUND,
-            Error::Overloaded => StatusCode::TOO_MANY_REQUESTS,
+            Error::Overloaded | Error::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Error::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -146,8 +152,14 @@ impl ResponseError for WebError {
         }
         let message = self.public_message();
         let mut resp = HttpResponse::build(status);
-        if matches!(self.error, Error::Overloaded) {
-            resp.insert_header((header::RETRY_AFTER, "2"));
+        match self.error {
+            Error::Overloaded => {
+                resp.insert_header((header::RETRY_AFTER, "2"));
+            }
+            Error::RateLimited(secs) => {
+                resp.insert_header((header::RETRY_AFTER, secs.to_string()));
+            }
+            _ => {}
         }
         if !self.html {
             return resp.json(serde_json::json!({ "error": message, "request_id": self.request_id }));
@@ -420,7 +432,7 @@ async fn signin_dev_post(req: HttpRequest, state: web::Data<AppState>, form: web
     if state.oidc.is_some() {
         return Err(err(Error::user("The development sign-in is disabled because an OpenID provider is configured.")));
     }
-    session::verify_csrf(&req, &state, &form.csrf).map_err(&err)?;
+    session::verify_csrf(&req, &state, &form.csrf).await.map_err(&err)?;
     let actor = state.storage.actor(&form.principal_id).await.map_err(&err)?;
     let Some(actor) = actor else {
         return Err(err(Error::user("Unknown user.")));
@@ -549,7 +561,7 @@ struct CsrfForm {
 }
 
 async fn signout_post(req: HttpRequest, state: web::Data<AppState>, form: web::Form<CsrfForm>) -> WebResult {
-    session::verify_csrf(&req, &state, &form.csrf).map_err(web_err(&req))?;
+    session::verify_csrf(&req, &state, &form.csrf).await.map_err(web_err(&req))?;
     if let Some(token) = session::session_token(&req, &state) {
         crate::sessions::sign_out(&state.storage, &token).await.map_err(web_err(&req))?;
     }
@@ -622,7 +634,7 @@ async fn session_end_post(
     form: web::Form<CsrfForm>,
 ) -> WebResult {
     let err = web_err(&req);
-    session::verify_csrf(&req, &state, &form.csrf).map_err(&err)?;
+    session::verify_csrf(&req, &state, &form.csrf).await.map_err(&err)?;
     crate::sessions::end(&state.storage, &actor, &path.into_inner()).await.map_err(&err)?;
     Ok(redirect("/sessions"))
 }
@@ -1025,6 +1037,7 @@ pub fn app_state(
             data_card_gate: settings.data_card_gate,
             answer: crate::answer::AnswerConfig { min_coverage: settings.answer_min_coverage, ..Default::default() },
             admission: crate::ask::Admission::new(settings.ask_concurrency, settings.ask_queue),
+            rate: crate::limits::RateLimiter::new(settings.ask_per_minute, settings.ask_burst),
         },
         settings: Arc::clone(settings),
         documents: platform.documents(),
@@ -1034,6 +1047,7 @@ pub fn app_state(
         key,
         session_minutes: settings.session_minutes,
         session_idle_minutes: settings.session_idle_minutes,
+        refusals: crate::limits::RateLimiter::new(REFUSALS_AUDITED_PER_MINUTE, REFUSALS_AUDITED_PER_MINUTE),
         secure_cookies: settings.secure_cookies,
         oidc,
         passages_per_answer: settings.passages_per_answer,

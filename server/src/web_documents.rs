@@ -48,10 +48,22 @@ pub struct Job {
 }
 
 /// Upload jobs of this process, for the progress pages. The outcome also goes to the audit log.
-#[derive(Debug, Clone, Default)]
-pub struct Jobs(Arc<Mutex<HashMap<String, Job>>>);
+/// One job ingests at a time (embedding already uses every core); the others wait, queued.
+#[derive(Debug, Clone)]
+pub struct Jobs(Arc<Mutex<HashMap<String, Job>>>, Arc<tokio::sync::Semaphore>);
+
+impl Default for Jobs {
+    fn default() -> Self {
+        Self(Arc::default(), Arc::new(tokio::sync::Semaphore::new(1)))
+    }
+}
 
 impl Jobs {
+    /// Jobs queued or running.
+    fn unfinished(&self) -> usize {
+        self.0.lock().map_or(0, |jobs| jobs.values().filter(|j| !j.status.finished).count())
+    }
+
     fn insert(&self, job: Job) {
         if let Ok(mut jobs) = self.0.lock() {
             jobs.insert(job.id.clone(), job);
@@ -410,6 +422,20 @@ pub(crate) async fn start_uploads(
             max_pages: state.settings.upload_max_pages,
         });
     }
+    let unfinished = state.jobs.unfinished();
+    if unfinished + uploads.len() > state.settings.upload_jobs_max {
+        state
+            .storage
+            .append_audit(crate::storage::AuditRecord {
+                actor: actor.principal_id.clone(),
+                tenant: Some(actor.tenant.to_string()),
+                action: "upload_document".to_owned(),
+                outcome: "shed".to_owned(),
+                detail: serde_json::json!({ "files": uploads.len(), "unfinished_jobs": unfinished }),
+            })
+            .await?;
+        return Err(Error::Overloaded);
+    }
     let mut job_ids = Vec::new();
     for upload in uploads {
         let job_id = session::random_hex(8)?;
@@ -427,7 +453,11 @@ pub(crate) async fn start_uploads(
             let report_id = id.clone();
             let report: crate::ingest::StatusReporter = Arc::new(move |f| report_jobs.update(&report_id, f));
             let (document_id, version, superseding) = (upload.document_id.clone(), upload.version, upload.version > 1);
-            let result = st.ingestor.ingest_upload(upload, &who.principal_id, report).await;
+            let turn = Arc::clone(&jobs.1).acquire_owned().await;
+            let result = match turn {
+                Ok(_running) => st.ingestor.ingest_upload(upload, &who.principal_id, report).await,
+                Err(e) => Err(Error::internal("upload queue", e)),
+            };
             let result = match result {
                 Ok(_) if superseding => st.documents.supersede(&who, &document_id, version).await.map(|_| ()),
                 Ok(_) => Ok(()),
@@ -473,7 +503,7 @@ async fn upload_post(
     let err = web_err(&req);
     require_admin(&state, &actor).await.map_err(&err)?;
     let (fields, files) = read_form(form, state.settings.upload_max_bytes).await.map_err(&err)?;
-    session::verify_csrf(&req, &state, fields.get("csrf").map_or("", String::as_str)).map_err(&err)?;
+    session::verify_csrf(&req, &state, fields.get("csrf").map_or("", String::as_str)).await.map_err(&err)?;
     let job_ids = start_uploads(&state, &actor, &fields, files).await.map_err(&err)?;
     // One file: its progress page. Several: the first, which links back to the list.
     Ok(redirect(&format!("/documents/jobs/{}", job_ids[0])))
@@ -566,7 +596,7 @@ async fn metadata_post(
     form: web::Form<HashMap<String, String>>,
 ) -> WebResult {
     let err = web_err(&req);
-    session::verify_csrf(&req, &state, form.get("csrf").map_or("", String::as_str)).map_err(&err)?;
+    session::verify_csrf(&req, &state, form.get("csrf").map_or("", String::as_str)).await.map_err(&err)?;
     let version: u32 = form
         .get("version")
         .and_then(|v| v.trim().parse().ok())
@@ -592,7 +622,7 @@ async fn status_post(
     form: web::Form<StatusForm>,
 ) -> WebResult {
     let err = web_err(&req);
-    session::verify_csrf(&req, &state, &form.csrf).map_err(&err)?;
+    session::verify_csrf(&req, &state, &form.csrf).await.map_err(&err)?;
     let status: SourceStatus =
         form.status.parse().map_err(|_| err(Error::user("Choose a status: draft, approved or withdrawn.")))?;
     state.documents.set_status(&actor, &id, None, status).await.map_err(&err)?;
@@ -630,7 +660,7 @@ async fn delete_post(
     form: web::Form<DeleteForm>,
 ) -> WebResult {
     let err = web_err(&req);
-    session::verify_csrf(&req, &state, &form.csrf).map_err(&err)?;
+    session::verify_csrf(&req, &state, &form.csrf).await.map_err(&err)?;
     let receipt = state.documents.delete(&actor, &id, None, &form.reason).await.map_err(&err)?;
     let csrf = session::csrf_for(&req, &state).map_err(&err)?;
     let json = serde_json::to_string_pretty(&receipt).map_err(|e| err(Error::internal("receipt", e)))?;

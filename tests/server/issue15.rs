@@ -462,3 +462,27 @@ async fn another_tenants_document_ids_answer_exactly_like_unused_ones() {
     }
     assert_eq!(p.storage.versions("acme-bank.heron-sightings").await.unwrap().len(), 1);
 }
+
+/// Finding 13: uploads are bounded too. Past `upload_jobs_max` queued and running jobs an upload
+/// is refused with 429 before any file is read, and the refusal is audited.
+#[actix_web::test]
+async fn uploads_beyond_the_job_bound_get_429_and_are_audited() {
+    let (_dir, p) = corpus_platform(Backend::Sqlite).await;
+    let mut settings = (*p.settings).clone();
+    settings.upload_jobs_max = 1;
+    let p = server::app::Platform { settings: Arc::new(settings), ..p };
+    let mut adam = browser(&p).await;
+    adam.sign_in("adam@acme-bank").await;
+    let csrf = adam.page_csrf("/documents").await;
+    let pdf = crate::web::heron_pdf();
+    let (status, headers, body) =
+        adam.upload(&upload_fields(&csrf), &[("one.pdf", &pdf[..]), ("two.pdf", &pdf[..])]).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{headers} {body}");
+    assert!(
+        p.storage.recent_audit(3).await.unwrap().iter().any(|e| e.action == "upload_document" && e.outcome == "shed")
+    );
+    assert!(p.storage.document("acme-bank.one").await.unwrap().is_none());
+    let (status, job, _) = adam.upload(&upload_fields(&csrf), &[("one.pdf", &pdf[..])]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert!(adam.wait_for_job(&job).await.contains("job-done"));
+}

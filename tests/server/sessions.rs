@@ -15,7 +15,7 @@ use crate::web::browser;
 
 const POLICY: SessionPolicy = SessionPolicy { absolute_minutes: 480, idle_minutes: 30 };
 
-async fn seed(p: &server::app::Platform) {
+pub(crate) async fn seed(p: &server::app::Platform) {
     for (tenant, id, role) in [
         ("acme-bank", "alice@acme-bank", Role::Analyst),
         ("acme-bank", "adam@acme-bank", Role::Admin),
@@ -147,4 +147,59 @@ async fn idle_and_expired_sessions_end() {
     let token = sessions::start(&p.storage, &alice, "development", None, brief, serde_json::json!({})).await.unwrap();
     assert!(sessions::authenticate(&p.storage, &token, brief).await.is_err());
     assert!(sessions::authenticate(&p.storage, "not-a-token", POLICY).await.is_err());
+}
+
+/// Finding 13: one principal asking past its rate gets 429 with the seconds to wait, audited;
+/// another principal is not held back by it.
+#[actix_web::test]
+async fn a_principal_asking_past_its_rate_gets_429_and_others_do_not() {
+    use actix_web::{App, web};
+    let (_dir, p) = platform(Backend::Sqlite).await;
+    seed(&p).await;
+    let mut state = p.app_state().await.unwrap();
+    state.ask.rate = server::limits::RateLimiter::new(1, 3);
+    let service = test::init_service(App::new().app_data(web::Data::new(state)).configure(server::web::routes)).await;
+    let mut alice = crate::web::Browser { service, cookies: Default::default() };
+    alice.sign_in("alice@acme-bank").await;
+    for _ in 0..3 {
+        assert_ne!(alice.get("/api/v1/ask?q=retention").await.0, StatusCode::TOO_MANY_REQUESTS);
+    }
+    let (status, headers, body) = alice.get("/api/v1/ask?q=retention").await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    let wait: u64 = headers.get("retry-after").and_then(|s| s.parse().ok()).expect("Retry-After in seconds");
+    assert!((1..=60).contains(&wait), "{wait}");
+    let events = p.storage.recent_audit(5).await.unwrap();
+    assert!(events.iter().any(|e| e.action == "ask" && e.outcome == "rate_limited"));
+
+    alice.sign_in("adam@acme-bank").await;
+    assert_ne!(alice.get("/api/v1/ask?q=retention").await.0, StatusCode::TOO_MANY_REQUESTS, "another principal");
+}
+
+/// Finding 13: refusals for want of a session and for a missing CSRF token are audited, with the
+/// path but never the query (it can hold a question), and a flood of them is audited at a
+/// bounded rate.
+#[actix_web::test]
+async fn unauthenticated_and_csrf_refusals_are_audited_at_a_bounded_rate() {
+    let (_dir, p) = platform(Backend::Sqlite).await;
+    seed(&p).await;
+    let mut b = browser(&p).await;
+    let (status, _, _) = b.get("/api/v1/ask?q=secret+merger+question").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let events = p.storage.recent_audit(5).await.unwrap();
+    let refused = events.iter().find(|e| e.action == "request_refused").expect("the refusal is audited");
+    assert_eq!(refused.outcome, "unauthenticated");
+    assert!(refused.detail.contains("/api/v1/ask") && !refused.detail.contains("merger"), "{}", refused.detail);
+
+    b.sign_in("alice@acme-bank").await;
+    let (status, _, _) = b.send(test::TestRequest::post().uri("/signout").set_form([("csrf", "forged")])).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let events = p.storage.recent_audit(5).await.unwrap();
+    assert!(events.iter().any(|e| e.action == "request_refused" && e.outcome == "csrf"));
+
+    let mut anonymous = browser(&p).await;
+    for _ in 0..60 {
+        anonymous.get("/api/v1/ask?q=x").await;
+    }
+    let audited = p.storage.recent_audit(200).await.unwrap().iter().filter(|e| e.action == "request_refused").count();
+    assert!((20..=25).contains(&audited), "{audited} refusals audited of 62");
 }
