@@ -15,6 +15,7 @@ mod lifecycle;
 mod oidc;
 #[path = "../common/onnx_fixture.rs"]
 mod onnx_fixture;
+mod read_gate;
 mod release_gate;
 mod sessions;
 mod storage;
