@@ -19,9 +19,13 @@ use chrono::NaiveDate;
 use crate::acl::{ChunkAcl, Reader, SourceStatus};
 use crate::error::{Error, Result, UserError};
 
-/// Graph parameters: 16 links per node and a construction beam of 200 are the usual
-/// recall/speed balance for 384-dimensional sentence embeddings.
-const MAX_CONNECTIONS: usize = 16;
+/// Graph parameters: 32 links per node on upper layers (64 on layer 0) and a construction beam
+/// of 200. With 16, `lexgate eval filtered` measured Recall@10 0.9930 at 50% selectivity on
+/// ObliQA's 13,012 passages and 0.9830 with as many near-duplicates added: a few passages whose
+/// nearest neighbours are all far away kept too few ways in, and were missed query after query,
+/// even where exact search ranked them first. With 32: 0.9975 and 0.9955, for 128 more bytes per
+/// vector (about 7%).
+const MAX_CONNECTIONS: usize = 32;
 const EF_CONSTRUCTION: usize = 200;
 
 /// Below this share of visible vectors, exact search over the visible set is both faster and
@@ -64,7 +68,8 @@ fn hash_node(hasher: &mut sha2::Sha256, chunk_id: &str, vector: &[f32]) {
 /// finds 99.30% of the exact top 10 at 100,000 chunks but 96.30% at 1,000,000, where 512 finds
 /// 99.10% with every chunk visible, 99.15% with half and 99.25% with a tenth visible. The beam
 /// counts visible nodes only, so a filter already makes the search walk further; how many
-/// chunks the reader sees barely changed what beam was needed.
+/// chunks the reader sees barely changed what beam was needed. (Those figures are from graphs
+/// with 16 links per node; 32 links per node only raise recall at a given beam.)
 fn beam_width(n: usize) -> usize {
     let growth = (n as f64 / 100_000.0).max(1.0).powf(4f64.log10());
     ((128.0 * growth).round() as usize).min(2048)
