@@ -10,6 +10,7 @@ use server::domain::Role;
 use server::sessions::{self, SessionPolicy};
 use server::storage::PrincipalSeed;
 
+use crate::on_both_backends;
 use crate::support::{Backend, platform};
 use crate::web::browser;
 
@@ -124,9 +125,9 @@ async fn an_admin_ends_a_session_of_their_tenant_and_no_other() {
     assert!(events.iter().any(|e| e.action == "end_session" && e.outcome == "not_found"));
 }
 
-#[actix_web::test]
-async fn idle_and_expired_sessions_end() {
-    let (_dir, p) = platform(Backend::Sqlite).await;
+/// On both backends: the storage side of sessions (look-up by hash, activity, ending, listing).
+async fn idle_and_expired_sessions_end(backend: Backend) {
+    let (_dir, p) = platform(backend).await;
     seed(&p).await;
     let alice = p.storage.actor("alice@acme-bank").await.unwrap().unwrap();
     let token = sessions::start(&p.storage, &alice, "development", None, POLICY, serde_json::json!({})).await.unwrap();
@@ -147,7 +148,21 @@ async fn idle_and_expired_sessions_end() {
     let token = sessions::start(&p.storage, &alice, "development", None, brief, serde_json::json!({})).await.unwrap();
     assert!(sessions::authenticate(&p.storage, &token, brief).await.is_err());
     assert!(sessions::authenticate(&p.storage, "not-a-token", POLICY).await.is_err());
+
+    // Listing and ending: the admin sees the open session and ends it; it is over at once.
+    let token = sessions::start(&p.storage, &alice, "oidc", None, POLICY, serde_json::json!({})).await.unwrap();
+    let adam = p.storage.actor("adam@acme-bank").await.unwrap().unwrap();
+    let listed = sessions::list(&p.storage, &adam, "").await.unwrap();
+    assert_eq!(listed.len(), 1, "only the one open session: {listed:?}");
+    let bea = p.storage.actor("bea@borealis-insurance").await.unwrap().unwrap();
+    assert!(matches!(sessions::end(&p.storage, &bea, &listed[0].id).await, Err(server::error::Error::NotFound)));
+    assert!(sessions::authenticate(&p.storage, &token, POLICY).await.is_ok());
+    sessions::end(&p.storage, &adam, &listed[0].id).await.unwrap();
+    assert!(sessions::authenticate(&p.storage, &token, POLICY).await.is_err());
+    assert!(sessions::list(&p.storage, &adam, "").await.unwrap().is_empty());
 }
+
+on_both_backends!(idle_and_expired_sessions_end);
 
 /// Finding 13: one principal asking past its rate gets 429 with the seconds to wait, audited;
 /// another principal is not held back by it.
