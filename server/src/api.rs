@@ -51,6 +51,7 @@ async fn document_get(
     id: web::Path<String>,
 ) -> WebResult {
     let err = web_err(&req);
+    let id = state.documents.resolve_id(&actor, &id).await.map_err(&err)?;
     require_admin(&state, &actor).await.map_err(&err)?;
     let preview = state.documents.deletion_preview(&actor, &id).await.map_err(&err)?;
     let mut versions = Vec::new();
@@ -93,6 +94,7 @@ async fn access_put(
     let err = web_err(&req);
     session::verify_api_csrf(&req, &state).await.map_err(&err)?;
     let (id, version) = path.into_inner();
+    let id = state.documents.resolve_id(&actor, &id).await.map_err(&err)?;
     let groups = parse_groups(body.groups.iter().map(String::as_str)).map_err(&err)?;
     if groups.is_empty() {
         return Err(err(Error::user("Name at least one group that may read the document.")));
@@ -124,6 +126,7 @@ async fn document_delete(
     body: web::Json<DeleteBody>,
 ) -> WebResult {
     let err = web_err(&req);
+    let id = state.documents.resolve_id(&actor, &id).await.map_err(&err)?;
     session::verify_api_csrf(&req, &state).await.map_err(&err)?;
     let receipt = state.documents.delete(&actor, &id, None, &body.reason).await.map_err(&err)?;
     Ok(HttpResponse::Ok().json(receipt))

@@ -537,6 +537,20 @@ impl DocumentAdmin {
     }
 
     /// Checks that `actor` may upload into their tenant: admins only, audited when refused.
+    /// The stored id a document id in a request names for `actor`: ids with a tenant part and
+    /// ids of the actor's own tenant as given, otherwise the actor's namespaced id
+    /// (`TENANT.name`), so an uploader can name their document by the name they chose. Another
+    /// tenant's plain id resolves into the actor's own namespace and tells nothing about it.
+    pub async fn resolve_id(&self, actor: &Actor, id: &str) -> Result<String> {
+        if crate::manifest::document_id_tenant(id).is_some() {
+            return Ok(id.to_owned());
+        }
+        match self.storage.document(id).await? {
+            Some(d) if d.tenant_id == actor.tenant.as_str() => Ok(id.to_owned()),
+            _ => Ok(format!("{}.{id}", actor.tenant)),
+        }
+    }
+
     pub async fn authorize_upload(&self, actor: &Actor) -> Result<()> {
         if actor.may(Permission::ManageDocuments) {
             return Ok(());

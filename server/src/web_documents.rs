@@ -384,8 +384,9 @@ pub(crate) async fn start_uploads(
     for f in files {
         let (document_id, version, title) = match &version_of {
             Some(id) => {
-                let (next, title, _) = state.documents.next_version(actor, id).await?;
-                (id.clone(), next, title_field.clone().unwrap_or(title))
+                let id = state.documents.resolve_id(actor, id).await?;
+                let (next, title, _) = state.documents.next_version(actor, &id).await?;
+                (id, next, title_field.clone().unwrap_or(title))
             }
             None => {
                 let requested = match (&id_field, uploads.is_empty()) {
@@ -545,6 +546,7 @@ async fn detail_get(
     id: web::Path<String>,
 ) -> WebResult {
     let err = web_err(&req);
+    let id = state.documents.resolve_id(&actor, &id).await.map_err(&err)?;
     require_admin(&state, &actor).await.map_err(&err)?;
     let csrf = session::csrf_for(&req, &state).map_err(&err)?;
     let preview = state.documents.deletion_preview(&actor, &id).await.map_err(&err)?;
@@ -596,6 +598,7 @@ async fn metadata_post(
     form: web::Form<HashMap<String, String>>,
 ) -> WebResult {
     let err = web_err(&req);
+    let id = state.documents.resolve_id(&actor, &id).await.map_err(&err)?;
     session::verify_csrf(&req, &state, form.get("csrf").map_or("", String::as_str)).await.map_err(&err)?;
     let version: u32 = form
         .get("version")
@@ -622,6 +625,7 @@ async fn status_post(
     form: web::Form<StatusForm>,
 ) -> WebResult {
     let err = web_err(&req);
+    let id = state.documents.resolve_id(&actor, &id).await.map_err(&err)?;
     session::verify_csrf(&req, &state, &form.csrf).await.map_err(&err)?;
     let status: SourceStatus =
         form.status.parse().map_err(|_| err(Error::user("Choose a status: draft, approved or withdrawn.")))?;
@@ -636,6 +640,7 @@ async fn delete_get(
     id: web::Path<String>,
 ) -> WebResult {
     let err = web_err(&req);
+    let id = state.documents.resolve_id(&actor, &id).await.map_err(&err)?;
     require_admin(&state, &actor).await.map_err(&err)?;
     let csrf = session::csrf_for(&req, &state).map_err(&err)?;
     let preview = state.documents.deletion_preview(&actor, &id).await.map_err(&err)?;
@@ -660,6 +665,7 @@ async fn delete_post(
     form: web::Form<DeleteForm>,
 ) -> WebResult {
     let err = web_err(&req);
+    let id = state.documents.resolve_id(&actor, &id).await.map_err(&err)?;
     session::verify_csrf(&req, &state, &form.csrf).await.map_err(&err)?;
     let receipt = state.documents.delete(&actor, &id, None, &form.reason).await.map_err(&err)?;
     let csrf = session::csrf_for(&req, &state).map_err(&err)?;

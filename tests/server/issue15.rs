@@ -449,7 +449,7 @@ async fn another_tenants_document_ids_answer_exactly_like_unused_ones() {
         ("acme-bank.nobody-uses-this", "document_id"),
         ("acme-bank.heron-sightings", "version_of"),
         ("acme-bank.nobody-uses-this", "version_of"),
-        ("acme-data-retention", "version_of"),
+        ("acme-aml-investigations", "version_of"),
         ("nobody-uses-this-either", "version_of"),
     ] {
         let (status, _, body) = bea.upload(&with_id(id, key), &[("x.pdf", &pdf)]).await;
@@ -460,6 +460,19 @@ async fn another_tenants_document_ids_answer_exactly_like_unused_ones() {
         assert_eq!(pair[0], pair[1], "an existing id of another tenant answers like an unused one");
         assert_ne!(pair[0].1, StatusCode::SEE_OTHER, "{:?}", pair[0]);
     }
+
+    // Pages and the API take the name an uploader chose, in the caller's own namespace.
+    let (status, _, page) = adam.get("/documents/heron-sightings").await;
+    assert!(status == StatusCode::OK && page.contains("acme-bank.heron-sightings"), "{status}");
+    let (status, _, page) = bea.get("/api/v1/documents/heron-sightings").await;
+    assert!(status == StatusCode::OK && page.contains("borealis-insurance.heron-sightings"), "{page}");
+    let mut refusals = Vec::new();
+    for id in ["acme-aml-investigations", "nobody-uses-this-either"] {
+        let (status, _, body) = bea.get(&format!("/api/v1/documents/{id}")).await;
+        refusals.push((status, body.split("request_id").next().unwrap_or_default().replace(id, "ID")));
+    }
+    assert_eq!(refusals[0], refusals[1], "another tenant's id is not found exactly like an unused one");
+    assert_eq!(refusals[0].0, StatusCode::NOT_FOUND);
     assert_eq!(p.storage.versions("acme-bank.heron-sightings").await.unwrap().len(), 1);
 }
 
