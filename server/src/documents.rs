@@ -75,6 +75,9 @@ pub struct Erasure {
 /// deleted text (strings that occur in no remaining passage).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ByteScan {
+    /// Windows of the deleted text considered.
+    pub windows: usize,
+    /// Those of them that no remaining chunk contains, searched for in the bytes.
     pub probes: usize,
     pub files_scanned: usize,
     pub bytes_scanned: u64,
@@ -113,6 +116,8 @@ pub struct PostCheck {
 
 /// Distinctive strings of deleted text searched for in the bytes on disk, at most.
 const MAX_BYTE_PROBES: usize = 24;
+/// Windows of deleted text checked against the remaining chunks, at most (one pass over them).
+const MAX_PROBE_CANDIDATES: usize = 256;
 /// Length of a probe string, in characters.
 const PROBE_CHARS: usize = 40;
 
@@ -314,8 +319,10 @@ impl DocumentAdmin {
             removed.bm25_chunks += self.bm25.count_version(document_id, *v, false)?;
             self.bm25.delete_version(document_id, *v)?;
         }
+        tracing::info!(ms = started.elapsed().as_millis() as u64, "deletion: hidden from the indexes");
         // 2. Erase: database rows (chunks, cached embeddings, versions), then stored files.
         removed.database = self.storage.delete_versions(document_id, &numbers).await?;
+        tracing::info!(ms = started.elapsed().as_millis() as u64, "deletion: database rows erased");
         let doc_dir = self.files_dir.join(document_id);
         for v in &numbers {
             let path = doc_dir.join(format!("v{v}.pdf"));
@@ -334,6 +341,7 @@ impl DocumentAdmin {
         // 3. Make it physical: rewrite the BM25 segments that still hold the deleted chunks,
         // fold the database's log, then search the bytes of every file for the deleted text.
         let mut erasure = Erasure { bm25_chunks_purged: self.bm25.purge_deleted()?, ..Erasure::default() };
+        tracing::info!(ms = started.elapsed().as_millis() as u64, "deletion: BM25 segments rewritten");
         match self.storage.compact_after_deletion().await {
             Ok(compaction) => (erasure.database, erasure.remains) = (compaction.done, compaction.remains),
             Err(e) => {
@@ -341,19 +349,29 @@ impl DocumentAdmin {
                 erasure.database.push("the database could not be compacted; repeat the deletion".to_owned());
             }
         }
-        let mut distinctive = Vec::new();
-        for probe in byte_probes {
-            if distinctive.len() >= MAX_BYTE_PROBES {
-                break;
-            }
-            if !distinctive.contains(&probe) && !self.storage.any_chunk_contains(&probe).await? {
-                distinctive.push(probe);
-            }
-        }
+        // Windows spread over the deleted text; those no remaining chunk contains are what the
+        // bytes on disk are searched for (text that remains elsewhere is not evidence of a
+        // leftover).
+        byte_probes.sort();
+        byte_probes.dedup();
+        let step = byte_probes.len().div_ceil(MAX_PROBE_CANDIDATES).max(1);
+        let candidates: Vec<String> = byte_probes.into_iter().step_by(step).collect();
+        tracing::info!(ms = started.elapsed().as_millis() as u64, "deletion: database compacted");
+        let occur = self.storage.which_occur(&candidates).await?;
+        let distinctive: Vec<String> = candidates
+            .iter()
+            .zip(occur)
+            .filter(|(_, elsewhere)| !elsewhere)
+            .map(|(probe, _)| probe.clone())
+            .take(MAX_BYTE_PROBES)
+            .collect();
         let data_dir = self.data_dir.clone();
+        let windows = candidates.len();
         erasure.byte_scan = tokio::task::spawn_blocking(move || scan_bytes(&data_dir, &distinctive))
             .await
             .map_err(|e| Error::internal("byte scan", e))??;
+        erasure.byte_scan.windows = windows;
+        tracing::info!(ms = started.elapsed().as_millis() as u64, "deletion: bytes on disk searched");
         erasure.millis = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
 
         let mut post_check = self.post_check(document_id, &numbers, &chunk_ids, &probes).await?;

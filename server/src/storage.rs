@@ -775,16 +775,40 @@ impl Storage {
         }
     }
 
-    /// Whether any stored chunk's text contains `needle` (a probe string is only distinctive of a
-    /// deleted document when no remaining chunk holds it too).
-    pub async fn any_chunk_contains(&self, needle: &str) -> Result<bool> {
-        use sea_orm::PaginatorTrait;
-        let pattern = format!("%{}%", needle.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
-        let found = chunk::Entity::find()
-            .filter(chunk::Column::Text.like(sea_orm::sea_query::LikeExpr::new(pattern).escape('\\')))
-            .count(&self.db)
-            .await?;
-        Ok(found > 0)
+    /// For each needle, whether any stored chunk's text contains it (case-sensitive): one pass
+    /// over the chunks, a page at a time, whatever the number of needles.
+    pub async fn which_occur(&self, needles: &[String]) -> Result<Vec<bool>> {
+        use sea_orm::QuerySelect;
+        let mut found = vec![false; needles.len()];
+        if needles.is_empty() {
+            return Ok(found);
+        }
+        let set = regex::RegexSet::new(needles.iter().map(|n| regex::escape(n)))
+            .map_err(|e| Error::internal("needle set", e))?;
+        let mut after = String::new();
+        loop {
+            let page: Vec<(String, String)> = chunk::Entity::find()
+                .select_only()
+                .column(chunk::Column::Id)
+                .column(chunk::Column::Text)
+                .filter(chunk::Column::Id.gt(after.clone()))
+                .order_by_asc(chunk::Column::Id)
+                .limit(1000)
+                .into_tuple()
+                .all(&self.db)
+                .await?;
+            let Some((last, _)) = page.last() else { break };
+            after = last.clone();
+            for (_, text) in &page {
+                for i in set.matches(text).iter() {
+                    found[i] = true;
+                }
+            }
+            if found.iter().all(|f| *f) {
+                break;
+            }
+        }
+        Ok(found)
     }
 
     /// A document's row, if it exists.
