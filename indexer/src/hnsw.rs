@@ -315,6 +315,9 @@ impl Graph {
         let mut visited = Visited::default();
         let mut candidates = BinaryHeap::new(); // min-heap through Reverse
         let mut results: BinaryHeap<Near> = BinaryHeap::new(); // max-heap: the worst on top
+        // Aliases are kept apart: they are scored, never explored, so they must not take the
+        // beam's places and end the walk early.
+        let mut alias_results: BinaryHeap<Near> = BinaryHeap::new();
         let offer = |results: &mut BinaryHeap<Near>, near: Near| {
             if results.len() < ef || results.peek().is_some_and(|w| near < *w) {
                 results.push(near);
@@ -342,7 +345,7 @@ impl Graph {
             if accept(entry) {
                 offer(&mut results, Near(d, entry));
             }
-            offer_aliases(&mut results, entry);
+            offer_aliases(&mut alias_results, entry);
         }
         while let Some(std::cmp::Reverse(Near(d, node))) = candidates.pop() {
             if results.len() >= ef && results.peek().is_some_and(|w| d > w.0) {
@@ -364,12 +367,14 @@ impl Graph {
                 // (unit vectors), so it can beat the worst result only when its node is not
                 // farther than that bound allows.
                 if results.len() < ef || dn.max(0.0).sqrt() < worst.max(0.0).sqrt() + ALIAS_DISTANCE.sqrt() {
-                    offer_aliases(&mut results, n);
+                    offer_aliases(&mut alias_results, n);
                 }
             }
         }
         let mut out = results.into_vec();
+        out.extend(alias_results.into_vec());
         out.sort();
+        out.truncate(ef);
         out
     }
 

@@ -407,7 +407,7 @@ pub fn measure(
         None => None,
     };
 
-    let filtered = filtered_rows(&dense, questions, &[500, 100, 10, 1])?;
+    let filtered = filtered_rows(&dense, questions, &[BUCKETS, 500, 100, 10, 1])?;
     drop(dense);
     // The same chunks with their second half replaced by near-duplicate filler.
     let mut with_filler = vectors[..n - n / 2].to_vec();
