@@ -565,7 +565,14 @@ impl DocumentAdmin {
         }
         match self.storage.document(id).await? {
             Some(d) if d.tenant_id == actor.tenant.as_str() => Ok(id.to_owned()),
-            _ => Ok(format!("{}.{id}", actor.tenant)),
+            Some(_) => {
+                // Another tenant's id: the caller gets their own namespace's answer, and the
+                // attempt is recorded like any other cross-tenant access.
+                let detail = serde_json::json!({ "document": id, "reason": "tenant" });
+                self.audit(actor, "open_document", "denied", detail).await?;
+                Ok(format!("{}.{id}", actor.tenant))
+            }
+            None => Ok(format!("{}.{id}", actor.tenant)),
         }
     }
 
