@@ -16,7 +16,7 @@ use fastembed::{RerankInitOptionsUserDefined, TextRerank, UserDefinedRerankingMo
 
 use crate::embed::{ModelFolder, init_onnx_runtime, read_model_folder};
 use crate::error::{Error, Result, UserError};
-use crate::retrieve::{RetrievedHit, StageScore};
+use crate::hit::{RetrievedHit, StageScore};
 
 /// Scores (question, passage) pairs; higher means more relevant.
 pub trait Reranker: Send + Sync + std::fmt::Debug {

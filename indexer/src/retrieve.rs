@@ -10,6 +10,7 @@ use crate::bm25::Bm25Index;
 use crate::dense::{DenseIndex, DensePlan};
 use crate::embed::Embedder;
 use crate::error::{Error, Result, UserError};
+use crate::hit::{RetrievedHit, StageScore};
 use crate::rerank::Reranker;
 
 /// Which first stage(s) to use.
@@ -44,26 +45,6 @@ impl std::str::FromStr for Method {
             .into()),
         }
     }
-}
-
-/// A hit's position and score in one stage, rank counted from 1.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct StageScore {
-    pub rank: usize,
-    pub score: f32,
-}
-
-/// One retrieved chunk with every stage's view of it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RetrievedHit {
-    pub chunk_id: String,
-    pub bm25: Option<StageScore>,
-    pub dense: Option<StageScore>,
-    /// The fused score for hybrid, else the stage's own score; the order is by it unless the
-    /// reranker ran.
-    pub fused: f32,
-    /// The cross-encoder's rank and score, for hits the reranker stage scored.
-    pub rerank: Option<StageScore>,
 }
 
 /// How the BM25 and dense lists are combined.
