@@ -426,29 +426,26 @@ pub fn scale_markdown(rows: &[indexer::scale::ScaleRow]) -> String {
         );
     }
     let _ = writeln!(md, "\nFiltered dense search, Recall@10 against exact search over the visible chunks:\n");
-    let _ = writeln!(md, "| chunks | selectivity | plan | Recall@10 | p50 ms | p95 ms |\n|---|---|---|---|---|---|");
-    for r in rows {
-        for f in &r.filtered {
-            let _ = writeln!(
-                md,
-                "| {} | {:.1}% | {} | {:.4} | {:.2} | {:.2} |",
-                r.chunks,
-                f.selectivity * 100.0,
-                f.plan,
-                f.recall_at_10,
-                f.latency.p50,
-                f.latency.p95
-            );
-        }
-    }
+    filtered_table(&mut md, rows, |r| &r.filtered);
     let _ = writeln!(
         md,
         "\nWith half of the chunks replaced by near-duplicates of 16 chunks (cosine 0.97-0.9995 to them), \
          Recall@10 against exact search:\n"
     );
+    filtered_table(&mut md, rows, |r| &r.near_duplicates);
+    md
+}
+
+/// One filtered-recall table: a row per size and selectivity.
+fn filtered_table(
+    md: &mut String,
+    rows: &[indexer::scale::ScaleRow],
+    of: impl Fn(&indexer::scale::ScaleRow) -> &[indexer::scale::FilteredRow],
+) {
+    use std::fmt::Write;
     let _ = writeln!(md, "| chunks | selectivity | plan | Recall@10 | p50 ms | p95 ms |\n|---|---|---|---|---|---|");
     for r in rows {
-        for f in &r.near_duplicates {
+        for f in of(r) {
             let _ = writeln!(
                 md,
                 "| {} | {:.1}% | {} | {:.4} | {:.2} | {:.2} |",
@@ -461,5 +458,4 @@ pub fn scale_markdown(rows: &[indexer::scale::ScaleRow]) -> String {
             );
         }
     }
-    md
 }

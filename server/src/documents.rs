@@ -622,14 +622,6 @@ impl DocumentAdmin {
     }
 
     async fn audit(&self, actor: &Actor, action: &str, outcome: &str, detail: serde_json::Value) -> Result<()> {
-        self.storage
-            .append_audit(AuditRecord {
-                actor: actor.principal_id.clone(),
-                tenant: Some(actor.tenant.to_string()),
-                action: action.to_owned(),
-                outcome: outcome.to_owned(),
-                detail,
-            })
-            .await
+        self.storage.append_audit(AuditRecord::by(actor, action, outcome, detail)).await
     }
 }

@@ -50,15 +50,7 @@ fn token_hash(token: &str) -> String {
 }
 
 async fn audit(storage: &Storage, actor: &Actor, action: &str, outcome: &str, detail: serde_json::Value) -> Result<()> {
-    storage
-        .append_audit(AuditRecord {
-            actor: actor.principal_id.clone(),
-            tenant: Some(actor.tenant.to_string()),
-            action: action.to_owned(),
-            outcome: outcome.to_owned(),
-            detail,
-        })
-        .await
+    storage.append_audit(AuditRecord::by(actor, action, outcome, detail)).await
 }
 
 /// Starts a session for `actor`, who has just proven who they are by `method`; returns the

@@ -240,6 +240,19 @@ pub struct AuditRecord {
     pub detail: serde_json::Value,
 }
 
+impl AuditRecord {
+    /// An event done by `actor`, in the actor's tenant.
+    pub fn by(actor: &Actor, action: &str, outcome: &str, detail: serde_json::Value) -> Self {
+        Self {
+            actor: actor.principal_id.clone(),
+            tenant: Some(actor.tenant.to_string()),
+            action: action.to_owned(),
+            outcome: outcome.to_owned(),
+            detail,
+        }
+    }
+}
+
 fn version_row_id(document_id: &str, version: u32) -> String {
     format!("{document_id}@{version}")
 }

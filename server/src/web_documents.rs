@@ -20,6 +20,7 @@ use crate::domain::Actor;
 use crate::error::Error;
 use crate::ingest::{Upload, UploadStatus};
 use crate::session::{self, SignedIn};
+use crate::storage::AuditRecord;
 use crate::web::{AppState, UserView, WebResult, html, is_htmx, redirect, user_view, web_err};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -50,28 +51,32 @@ pub struct Job {
 /// Upload jobs of this process, for the progress pages. The outcome also goes to the audit log.
 /// One job ingests at a time (embedding already uses every core); the others wait, queued.
 #[derive(Debug, Clone)]
-pub struct Jobs(Arc<Mutex<HashMap<String, Job>>>, Arc<tokio::sync::Semaphore>);
+pub struct Jobs {
+    jobs: Arc<Mutex<HashMap<String, Job>>>,
+    /// One permit: the job holding it ingests.
+    running: Arc<tokio::sync::Semaphore>,
+}
 
 impl Default for Jobs {
     fn default() -> Self {
-        Self(Arc::default(), Arc::new(tokio::sync::Semaphore::new(1)))
+        Self { jobs: Arc::default(), running: Arc::new(tokio::sync::Semaphore::new(1)) }
     }
 }
 
 impl Jobs {
     /// Jobs queued or running.
     fn unfinished(&self) -> usize {
-        self.0.lock().map_or(0, |jobs| jobs.values().filter(|j| !j.status.finished).count())
+        self.jobs.lock().map_or(0, |jobs| jobs.values().filter(|j| !j.status.finished).count())
     }
 
     fn insert(&self, job: Job) {
-        if let Ok(mut jobs) = self.0.lock() {
+        if let Ok(mut jobs) = self.jobs.lock() {
             jobs.insert(job.id.clone(), job);
         }
     }
 
     fn update(&self, id: &str, f: &dyn Fn(&mut UploadStatus)) {
-        if let Ok(mut jobs) = self.0.lock()
+        if let Ok(mut jobs) = self.jobs.lock()
             && let Some(job) = jobs.get_mut(id)
         {
             f(&mut job.status);
@@ -79,7 +84,7 @@ impl Jobs {
     }
 
     pub fn get(&self, id: &str) -> Option<Job> {
-        self.0.lock().ok().and_then(|jobs| jobs.get(id).cloned())
+        self.jobs.lock().ok().and_then(|jobs| jobs.get(id).cloned())
     }
 }
 
@@ -425,16 +430,8 @@ pub(crate) async fn start_uploads(
     }
     let unfinished = state.jobs.unfinished();
     if unfinished + uploads.len() > state.settings.upload_jobs_max {
-        state
-            .storage
-            .append_audit(crate::storage::AuditRecord {
-                actor: actor.principal_id.clone(),
-                tenant: Some(actor.tenant.to_string()),
-                action: "upload_document".to_owned(),
-                outcome: "shed".to_owned(),
-                detail: serde_json::json!({ "files": uploads.len(), "unfinished_jobs": unfinished }),
-            })
-            .await?;
+        let detail = serde_json::json!({ "files": uploads.len(), "unfinished_jobs": unfinished });
+        state.storage.append_audit(AuditRecord::by(actor, "upload_document", "shed", detail)).await?;
         return Err(Error::Overloaded);
     }
     let mut job_ids = Vec::new();
@@ -454,7 +451,7 @@ pub(crate) async fn start_uploads(
             let report_id = id.clone();
             let report: crate::ingest::StatusReporter = Arc::new(move |f| report_jobs.update(&report_id, f));
             let (document_id, version, superseding) = (upload.document_id.clone(), upload.version, upload.version > 1);
-            let turn = Arc::clone(&jobs.1).acquire_owned().await;
+            let turn = Arc::clone(&jobs.running).acquire_owned().await;
             let result = match turn {
                 Ok(_running) => st.ingestor.ingest_upload(upload, &who.principal_id, report).await,
                 Err(e) => Err(Error::internal("upload queue", e)),
@@ -473,16 +470,8 @@ pub(crate) async fn start_uploads(
                 }
             };
             if let Some(m) = &message {
-                let _ = st
-                    .storage
-                    .append_audit(crate::storage::AuditRecord {
-                        actor: who.principal_id.clone(),
-                        tenant: Some(who.tenant.to_string()),
-                        action: "upload_document".to_owned(),
-                        outcome: "failed".to_owned(),
-                        detail: serde_json::json!({ "document": document_id, "version": version, "reason": m }),
-                    })
-                    .await;
+                let detail = serde_json::json!({ "document": document_id, "version": version, "reason": m });
+                let _ = st.storage.append_audit(AuditRecord::by(&who, "upload_document", "failed", detail)).await;
             }
             jobs.update(&id, &|s| {
                 s.finished = true;

@@ -43,12 +43,6 @@ fn listed_ids(body: &str) -> Vec<String> {
     body.split("action=\"/sessions/").skip(1).filter_map(|s| s.split('/').next()).map(str::to_owned).collect()
 }
 
-fn csrf_of(body: &str) -> String {
-    let marker = "name=\"csrf\" value=\"";
-    let start = body.find(marker).map(|i| i + marker.len()).expect("a form with a csrf field");
-    body[start..].split('"').next().unwrap_or_default().to_owned()
-}
-
 #[actix_web::test]
 async fn a_copied_cookie_is_dead_after_sign_out_and_sign_in_rotates_the_session() {
     let (_dir, p) = platform(Backend::Sqlite).await;
@@ -68,8 +62,7 @@ async fn a_copied_cookie_is_dead_after_sign_out_and_sign_in_rotates_the_session(
 
     // Sign-out ends the session on the server, so a copy of the cookie is dead too.
     b.cookies = second.clone();
-    let (_, _, page) = b.get("/sessions").await;
-    let csrf = csrf_of(&page);
+    let csrf = b.page_csrf("/sessions").await;
     let (status, _, _) = b.send(test::TestRequest::post().uri("/signout").set_form([("csrf", csrf.as_str())])).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     b.cookies = second;
@@ -106,13 +99,13 @@ async fn an_admin_ends_a_session_of_their_tenant_and_no_other() {
         ids.iter().find(|id| page.contains(&format!("<code>{id}</code></td><td>alice@acme-bank"))).unwrap().clone();
 
     // Another tenant's admin cannot end it: "not found", like a session that does not exist.
-    let csrf = csrf_of(&bea_page);
+    let csrf = bea.page_csrf("/sessions").await;
     let uri = format!("/sessions/{alice_session}/end");
     let (status, _, _) = bea.send(test::TestRequest::post().uri(&uri).set_form([("csrf", csrf.as_str())])).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(alice.get("/sessions").await.0, StatusCode::OK, "alice is still signed in");
 
-    let csrf = csrf_of(&page);
+    let csrf = adam.page_csrf("/sessions").await;
     let (status, _, _) = adam.send(test::TestRequest::post().uri(&uri).set_form([("csrf", csrf.as_str())])).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     assert_eq!(alice.get("/api/v1/ask?q=retention").await.0, StatusCode::UNAUTHORIZED, "ended by the admin");
