@@ -118,3 +118,24 @@ impl Actor {
         Reader { tenant: self.tenant.clone(), groups: self.groups.clone(), clearance: self.clearance, as_of }
     }
 }
+
+/// A principal to create or update (demo users, or users provisioned from an identity provider).
+#[derive(Debug, Clone)]
+pub struct PrincipalSeed {
+    pub id: String,
+    pub display_name: String,
+    pub tenant: TenantId,
+    pub role: Role,
+    pub groups: BTreeSet<GroupName>,
+    pub clearance: Classification,
+}
+
+/// Random bytes from the operating system, hex-encoded.
+pub fn random_hex(bytes: usize) -> Result<String, Error> {
+    use std::io::Read;
+    let mut buf = vec![0u8; bytes];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .map_err(|e| Error::internal("reading random bytes", e))?;
+    Ok(hex::encode(buf))
+}

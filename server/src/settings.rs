@@ -9,6 +9,9 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 
+/// The share of a question's content words an answer sentence must cover.
+pub const DEFAULT_ANSWER_MIN_COVERAGE: f32 = 0.5;
+
 /// A value that must not appear in logs or debug output.
 #[derive(Clone, Deserialize, PartialEq, Eq)]
 #[serde(transparent)]
@@ -49,7 +52,7 @@ pub struct Settings {
     /// A session ends after this many minutes without a request.
     pub session_idle_minutes: i64,
     /// The OpenID provider users sign in with. When set, the development sign-in is refused.
-    pub oidc: Option<crate::oidc::OidcSettings>,
+    pub oidc: Option<OidcSettings>,
     /// Passages shown per question.
     pub passages_per_answer: usize,
     /// Mark cookies `Secure` (serve behind HTTPS).
@@ -112,7 +115,7 @@ impl Default for Settings {
             rerank_top: indexer::retrieve::DEFAULT_RERANK_TOP,
             governance_dir: PathBuf::from("governance"),
             data_card_gate: true,
-            answer_min_coverage: crate::answer::AnswerConfig::default().min_coverage,
+            answer_min_coverage: DEFAULT_ANSWER_MIN_COVERAGE,
             upload_max_bytes: 25 * 1024 * 1024,
             upload_max_pages: 2000,
             pdf_worker: None,
@@ -136,7 +139,7 @@ pub struct SettingsFile {
     pub session_key: Option<Secret>,
     pub session_minutes: Option<i64>,
     pub session_idle_minutes: Option<i64>,
-    pub oidc: Option<crate::oidc::OidcSettings>,
+    pub oidc: Option<OidcSettings>,
     pub passages_per_answer: Option<usize>,
     pub secure_cookies: Option<bool>,
     pub dense_retrieval: Option<bool>,
@@ -306,5 +309,51 @@ impl Settings {
             return Err(Error::user("rerank_top must be between 1 and 200"));
         }
         Ok(())
+    }
+}
+
+/// The provider and how its claims map to lexgate's access attributes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcSettings {
+    /// The issuer URL; its discovery document is at `{issuer}/.well-known/openid-configuration`.
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: Secret,
+    /// Where the provider sends the browser back: `https://lexgate.example/signin/callback`.
+    pub redirect_url: String,
+    #[serde(default = "default_scopes")]
+    pub scopes: Vec<String>,
+    #[serde(default)]
+    pub claims: ClaimNames,
+}
+
+pub fn default_scopes() -> Vec<String> {
+    vec!["profile".to_owned()]
+}
+
+/// Names of the ID-token claims that carry lexgate's access attributes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClaimNames {
+    pub tenant: String,
+    /// A list of group names (a single string is accepted as one group).
+    pub groups: String,
+    /// public, internal, confidential or restricted; `public` when absent.
+    pub clearance: String,
+    /// analyst, admin or reviewer; `analyst` when absent.
+    pub role: String,
+    pub name: String,
+}
+
+impl Default for ClaimNames {
+    fn default() -> Self {
+        Self {
+            tenant: "tenant".to_owned(),
+            groups: "groups".to_owned(),
+            clearance: "clearance".to_owned(),
+            role: "lexgate_role".to_owned(),
+            name: "name".to_owned(),
+        }
     }
 }

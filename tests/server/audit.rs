@@ -2,8 +2,8 @@
 //! names the event after a direct edit, deletion or reordering in the database.
 
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, ConnectionTrait, Database, DatabaseConnection, EntityTrait};
-use server::entities::audit_event;
-use server::storage::{AuditRecord, Storage};
+use server::store::entities::audit_event;
+use server::store::{AuditRecord, Storage};
 use tempfile::TempDir;
 
 use crate::on_both_backends;

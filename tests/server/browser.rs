@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use server::app::Application;
+use server::http::app::Application;
 
 use crate::oidc::oidc_platform;
 use crate::support::{Backend, corpus_platform, repo_root};

@@ -10,7 +10,7 @@ fn the_committed_pdfs_match_their_sources() {
     for d in &mut rebuilt.documents {
         d.file = dir.path().join(d.file.file_name().expect("file name"));
     }
-    let written = server::ingest::build_corpus_pdfs(&rebuilt).expect("build");
+    let written = server::service::ingest::build_corpus_pdfs(&rebuilt).expect("build");
     assert_eq!(written.len(), manifest.documents.len(), "every corpus document has a source");
     for (committed, fresh) in manifest.documents.iter().zip(&rebuilt.documents) {
         let a = std::fs::read(&committed.file).expect("committed PDF");

@@ -1,9 +1,9 @@
 //! The model inventory: seeded from the governance folder, checked against the artifacts the
 //! platform loads (a mismatch stops the start), and every edit writes a change record.
 
-use server::app::Platform;
+use server::service::Platform;
 use server::error::Error;
-use server::governance::ChangeRequest;
+use server::service::governance::ChangeRequest;
 
 use crate::on_both_backends;
 use crate::support::{Backend, shared_embedder};
@@ -43,7 +43,7 @@ async fn the_inventory_blocks_an_unapproved_model_and_records_every_change(backe
     assert!(msg.contains("refusing to start"), "{msg}");
 
     // Recording the change back lets it start again; both edits have records, and are audited.
-    let storage = server::storage::Storage::connect(&settings.database_url()).await.unwrap();
+    let storage = server::store::Storage::connect(&settings.database_url()).await.unwrap();
     storage
         .change_inventory(&change(
             "embedding",
@@ -91,8 +91,8 @@ async fn an_unapproved_data_card_makes_its_documents_unretrievable() {
     // Withheld for every reader of the set, with a clear message and an audited decision; the
     // other tenant is unaffected.
     let carol = p.storage.actor("carol@borealis-insurance").await.unwrap().unwrap();
-    let state = p.app_state().await.unwrap();
-    let request = server::ask::AskRequest { question: question.into(), as_of: None, limit: 5 };
+    let state = server::http::app::shared_state(&p).await.unwrap();
+    let request = server::service::ask::AskRequest { question: question.into(), as_of: None, limit: 5 };
     match state.ask.ask(&carol, &request).await {
         Err(Error::User(msg)) => assert!(msg.contains("data card is not approved"), "{msg}"),
         other => panic!("expected the gate to withhold answers, got {other:?}"),
@@ -105,7 +105,7 @@ async fn an_unapproved_data_card_makes_its_documents_unretrievable() {
     assert!(!crate::ingest::ask_as(&p, "alice@acme-bank", "retention of customer records", None).await.is_empty());
 
     // The gate is a setting: off, the set answers again; approved again, it answers with the gate on.
-    let mut ungated = p.app_state().await.unwrap();
+    let mut ungated = server::http::app::shared_state(&p).await.unwrap();
     ungated.ask.data_card_gate = false;
     assert!(!ungated.ask.ask(&carol, &request).await.unwrap().passages.is_empty());
     p.storage.set_data_card_status("borealis-insurance", "approved", "dan@borealis-insurance").await.unwrap();
@@ -116,9 +116,9 @@ async fn an_unapproved_data_card_makes_its_documents_unretrievable() {
 #[tokio::test]
 async fn the_risk_tier_follows_the_questionnaire_and_controls_follow_the_platform_state() {
     let (_dir, p) = crate::support::corpus_platform(Backend::Sqlite).await;
-    let risk = server::governance::risk_classification(&p.storage, &p.settings).await.unwrap();
+    let risk = server::service::governance::risk_classification(&p.storage, &p.settings).await.unwrap();
     assert_eq!(risk.tier, 3, "confidential data and several organisations reach tier 3");
-    let met = |r: &server::governance::RiskClassification, prefix: &str| {
+    let met = |r: &server::service::governance::RiskClassification, prefix: &str| {
         r.controls.iter().find(|c| c.control.starts_with(prefix)).map(|c| c.met).expect(prefix)
     };
     assert!(met(&risk, "append-only, hash-chained audit log"));
@@ -127,7 +127,7 @@ async fn the_risk_tier_follows_the_questionnaire_and_controls_follow_the_platfor
     assert!(risk.controls.iter().all(|c| c.from_tier <= 3));
 
     p.storage.set_data_card_status("acme-bank", "draft", "rita@acme-bank").await.unwrap();
-    let risk = server::governance::risk_classification(&p.storage, &p.settings).await.unwrap();
+    let risk = server::service::governance::risk_classification(&p.storage, &p.settings).await.unwrap();
     assert!(!met(&risk, "approved data card"));
 
     // An answer that is not an option is refused, naming the options.
@@ -139,7 +139,7 @@ async fn the_risk_tier_follows_the_questionnaire_and_controls_follow_the_platfor
             .replace("exposure = \"several organisations\"", "exposure = \"the moon\""),
     )
     .unwrap();
-    let err = server::governance::classify(dir.path()).unwrap_err().to_string();
+    let err = server::service::governance::classify(dir.path()).unwrap_err().to_string();
     assert!(err.contains("the moon") && err.contains("several organisations"), "{err}");
 }
 
@@ -150,9 +150,9 @@ async fn the_exported_packet_unzips_with_every_section_and_the_databases_figures
     let receipt = p.documents().delete(&admin, "acme-erasure-requests", None, "packet test").await.unwrap();
     p.storage.change_inventory(&change("answer-composer", &[("next_review", "2027-01-31")])).await.unwrap();
 
-    let files = server::packet::build(&p.storage, &p.settings).await.unwrap();
+    let files = server::service::packet::build(&p.storage, &p.settings).await.unwrap();
     let zip_path = dir.path().join("packet.zip");
-    std::fs::write(&zip_path, server::packet::zip(&files)).unwrap();
+    std::fs::write(&zip_path, server::service::packet::zip(&files)).unwrap();
     let out = dir.path().join("packet");
     let unzip = std::process::Command::new("python3")
         .args(["-m", "zipfile", "-e"])

@@ -4,10 +4,10 @@ use std::path::Path;
 
 use chrono::NaiveDate;
 use indexer::{Classification, TenantId};
-use server::app::Platform;
-use server::ask::AskRequest;
-use server::ingest::Outcome;
-use server::manifest::Manifest;
+use server::service::Platform;
+use server::service::ask::AskRequest;
+use server::service::ingest::Outcome;
+use server::service::manifest::Manifest;
 
 use crate::on_both_backends;
 use crate::support::{Backend, corpus_manifest, corpus_platform, platform, repo_root};
@@ -15,7 +15,7 @@ use crate::support::{Backend, corpus_manifest, corpus_platform, platform, repo_r
 /// Document ids of the passages `principal` gets for `question`.
 pub async fn ask_as(p: &Platform, principal: &str, question: &str, as_of: Option<&str>) -> Vec<(String, u32)> {
     let actor = p.storage.actor(principal).await.expect("load").expect("principal exists");
-    let state = p.app_state().await.expect("state");
+    let state = server::http::app::shared_state(p).await.expect("state");
     let request = AskRequest {
         question: question.into(),
         as_of: as_of.map(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").expect("date")),

@@ -6,12 +6,12 @@ use std::sync::Arc;
 
 use actix_web::http::StatusCode;
 use indexer::pdf::hostile;
-use server::ingest::{Upload, UploadStatus};
+use server::service::ingest::{Upload, UploadStatus};
 
 use crate::support::{Backend, corpus_platform};
 use crate::web::{browser, upload_fields};
 
-fn no_report() -> server::ingest::StatusReporter {
+fn no_report() -> server::service::ingest::StatusReporter {
     Arc::new(|_: &dyn Fn(&mut UploadStatus)| {})
 }
 
@@ -148,7 +148,7 @@ async fn a_version_title_reaches_only_readers_of_that_version_on_every_route() {
         clearance: indexer::Classification::Internal,
         as_of: chrono::NaiveDate::from_ymd_opt(2030, 1, 1).unwrap(),
     };
-    let checked = server::ask::retrieve_checked(
+    let checked = server::service::ask::retrieve_checked(
         &p.storage,
         &p.retriever(),
         &reader,
@@ -303,7 +303,7 @@ async fn a_restart_fails_dead_jobs_and_reconciles_the_file_store_with_the_databa
     std::fs::write(files.join("ghost/v2.pdf.def456.partial"), b"%PDF-1.4 half").unwrap();
     let settings = (*p.settings).clone();
     drop(p);
-    let p = server::app::Platform::open_with(settings, Some(crate::support::shared_embedder())).await.unwrap();
+    let p = server::service::Platform::open_with(settings, Some(crate::support::shared_embedder())).await.unwrap();
     assert!(committed.is_file() && !staged_committed.exists(), "the committed version's file is in place");
     assert!(!files.join("ghost").exists(), "orphans and abandoned staged files are removed");
     let job = p.storage.job("ingest-killed").await.unwrap().unwrap();
@@ -318,10 +318,10 @@ async fn a_restart_fails_dead_jobs_and_reconciles_the_file_store_with_the_databa
 async fn asks_beyond_the_queue_get_429_with_retry_after_and_are_audited() {
     use actix_web::{App, test, web};
     let (_dir, p) = corpus_platform(Backend::Sqlite).await;
-    let mut state = p.app_state().await.unwrap();
-    state.ask.admission = server::ask::Admission::new(1, 0);
+    let mut state = server::http::app::shared_state(&p).await.unwrap();
+    state.ask.admission = server::service::ask::Admission::new(1, 0);
     let held = state.ask.admission.admit().await.unwrap();
-    let service = test::init_service(App::new().app_data(web::Data::new(state)).configure(server::web::routes)).await;
+    let service = test::init_service(App::new().app_data(web::Data::new(state)).configure(server::http::routes)).await;
     let mut alice = crate::web::Browser { service, cookies: Default::default() };
     alice.sign_in("alice@acme-bank").await;
     let (status, headers, body) = alice.get("/api/v1/ask?q=How+long+are+customer+onboarding+files+kept%3F").await;
@@ -405,7 +405,7 @@ fn mutated_pdfs_are_read_or_refused_never_crash_the_caller() {
 async fn another_tenants_document_ids_answer_exactly_like_unused_ones() {
     let (_dir, p) = corpus_platform(Backend::Sqlite).await;
     p.storage
-        .upsert_principal(&server::storage::PrincipalSeed {
+        .upsert_principal(&server::domain::PrincipalSeed {
             id: "bea@borealis-insurance".into(),
             display_name: "Bea".into(),
             tenant: indexer::TenantId::parse("borealis-insurance").unwrap(),
@@ -483,7 +483,7 @@ async fn uploads_beyond_the_job_bound_get_429_and_are_audited() {
     let (_dir, p) = corpus_platform(Backend::Sqlite).await;
     let mut settings = (*p.settings).clone();
     settings.upload_jobs_max = 1;
-    let p = server::app::Platform { settings: Arc::new(settings), ..p };
+    let p = server::service::Platform { settings: Arc::new(settings), ..p };
     let mut adam = browser(&p).await;
     adam.sign_in("adam@acme-bank").await;
     let csrf = adam.page_csrf("/documents").await;

@@ -5,9 +5,9 @@
 use std::collections::BTreeSet;
 
 use indexer::{Classification, GroupName, Method, Reader, SourceStatus, TenantId};
-use server::app::Platform;
+use server::service::Platform;
 use server::error::Error;
-use server::storage::Storage;
+use server::store::Storage;
 
 use crate::on_both_backends;
 use crate::support::{Backend, corpus_platform, shared_embedder};
@@ -264,7 +264,7 @@ async fn reindex_and_crash_recovery_reproduce_the_same_results(backend: Backend)
     }
     let acl = version[0].acl.clone();
     p.storage
-        .insert_version(&server::storage::NewVersion {
+        .insert_version(&server::store::NewVersion {
             document_id: "acme-erasure-requests".into(),
             title: "Erasure requests".into(),
             version: 3,
@@ -310,7 +310,7 @@ async fn the_reranker_stage_reorders_permitted_passages_and_says_it_ran() {
     assert!(matches!(refused, Err(Error::User(m)) if m.contains("refusing to start")));
     let storage = Storage::connect(&settings.database_url()).await.unwrap();
     storage
-        .change_inventory(&server::governance::ChangeRequest {
+        .change_inventory(&server::service::governance::ChangeRequest {
             role: "reranker".into(),
             set: vec![("artifact_sha256".into(), model_sha), ("approved_environments".into(), "test".into())],
             why: "test fixture cross-encoder".into(),
@@ -328,7 +328,7 @@ async fn the_reranker_stage_reorders_permitted_passages_and_says_it_ran() {
     assert!(retriever.reranker_status().starts_with("on: cross-encoder"), "{}", retriever.reranker_status());
 
     let reader = all_seeing("acme-bank");
-    let checked = server::ask::retrieve_checked(
+    let checked = server::service::ask::retrieve_checked(
         &p.storage,
         &retriever,
         &reader,

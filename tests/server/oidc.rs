@@ -9,8 +9,10 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use server::app::{Application, Platform};
-use server::oidc::{OidcClient, OidcSettings};
+use server::http::app::Application;
+use server::service::Platform;
+use server::http::oidc::OidcClient;
+use server::settings::OidcSettings;
 use server::settings::Secret;
 
 use crate::support::{Backend, corpus_platform, repo_root};
@@ -62,7 +64,7 @@ impl Provider {
             client_id: "lexgate".into(),
             client_secret: Secret::new("lexgate-test-secret"),
             redirect_url: redirect_uri.to_owned(),
-            scopes: server::oidc::default_scopes(),
+            scopes: server::settings::default_scopes(),
             claims: Default::default(),
         }
     }
@@ -215,7 +217,7 @@ async fn a_wrong_state_a_missing_tenant_or_an_unknown_tenant_is_rejected_and_no_
     against_app(&p, move || {
         let callback_prefix = format!("{base}/signin/callback");
         let session_cookie = |a: &ureq::Agent| {
-            a.cookie_jar_lock().iter().any(|c| c.name() == server::session::SESSION_COOKIE && !c.value().is_empty())
+            a.cookie_jar_lock().iter().any(|c| c.name() == server::http::session::SESSION_COOKIE && !c.value().is_empty())
         };
         // State altered on the way back.
         let a = agent();

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use actix_web::http::StatusCode;
-use server::ingest::{Upload, UploadStatus};
+use server::service::ingest::{Upload, UploadStatus};
 
 use crate::support::{Backend, corpus_platform, repo_root};
 use crate::web::browser;

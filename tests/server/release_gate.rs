@@ -2,8 +2,8 @@
 //! path, the gate decides from the thresholds, a broken configuration blocks, and the report is
 //! stored and exported in the governance packet.
 
-use server::answer::AnswerConfig;
-use server::release_gate::{Cases, Decision, RunOptions, Thresholds};
+use server::service::answer::AnswerConfig;
+use server::service::release_gate::{Cases, Decision, RunOptions, Thresholds};
 
 use crate::support::{Backend, corpus_platform, repo_root};
 
@@ -21,7 +21,7 @@ async fn the_shipped_cases_pass_the_gate_with_no_leak_no_obeyed_injection_and_no
     let cases = cases();
     assert!(cases.cases.len() >= 40, "40+ cases");
     let options = RunOptions { baseline: true, answer: AnswerConfig::default() };
-    let report = server::release_gate::run(&p, &cases, &thresholds(), &options).await.unwrap();
+    let report = server::service::release_gate::run(&p, &cases, &thresholds(), &options).await.unwrap();
     let m = &report.metrics;
     assert_eq!(
         (m.leaked_chunks, m.injection_obeyed, m.deleted_or_withdrawn_cited),
@@ -43,10 +43,10 @@ async fn the_shipped_cases_pass_the_gate_with_no_leak_no_obeyed_injection_and_no
     let stored = p.storage.latest_release_gate().await.unwrap().expect("stored");
     assert_eq!(stored.id, report.id);
     assert_eq!(stored.thresholds_sha256, thresholds().sha256);
-    let files = server::packet::build(&p.storage, &p.settings).await.unwrap();
+    let files = server::service::packet::build(&p.storage, &p.settings).await.unwrap();
     let md = files.iter().find(|f| f.name == "05-release-gate.md").unwrap();
     assert!(String::from_utf8_lossy(&md.bytes).contains(&report.id));
-    let risk = server::governance::risk_classification(&p.storage, &p.settings).await.unwrap();
+    let risk = server::service::governance::risk_classification(&p.storage, &p.settings).await.unwrap();
     let control = risk.controls.iter().find(|c| c.control.contains("release gate")).unwrap();
     assert!(control.met, "{}", control.evidence);
 }
@@ -56,7 +56,7 @@ async fn a_broken_configuration_makes_the_gate_block() {
     let (_dir, p) = corpus_platform(Backend::Sqlite).await;
     // Abstention switched off: out-of-scope questions get answered from whatever was retrieved.
     let options = RunOptions { baseline: false, answer: AnswerConfig { min_coverage: 0.0, ..AnswerConfig::default() } };
-    let report = server::release_gate::run(&p, &cases(), &thresholds(), &options).await.unwrap();
+    let report = server::service::release_gate::run(&p, &cases(), &thresholds(), &options).await.unwrap();
     assert_eq!(report.decision, Decision::Block);
     let gate = report.gates.iter().find(|g| g.metric == "out_of_scope_abstention").unwrap();
     assert!(!gate.passed && gate.blocking);

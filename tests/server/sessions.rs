@@ -7,8 +7,8 @@ use actix_web::http::StatusCode;
 use actix_web::test;
 use indexer::{Classification, GroupName, TenantId};
 use server::domain::Role;
-use server::sessions::{self, SessionPolicy};
-use server::storage::PrincipalSeed;
+use server::service::sessions::{self, SessionPolicy};
+use server::domain::PrincipalSeed;
 
 use crate::on_both_backends;
 use crate::support::{Backend, platform};
@@ -16,7 +16,7 @@ use crate::web::browser;
 
 const POLICY: SessionPolicy = SessionPolicy { absolute_minutes: 480, idle_minutes: 30 };
 
-pub(crate) async fn seed(p: &server::app::Platform) {
+pub(crate) async fn seed(p: &server::service::Platform) {
     for (tenant, id, role) in [
         ("acme-bank", "alice@acme-bank", Role::Analyst),
         ("acme-bank", "adam@acme-bank", Role::Admin),
@@ -55,7 +55,7 @@ async fn a_copied_cookie_is_dead_after_sign_out_and_sign_in_rotates_the_session(
 
     // Signing in again in the same browser replaces the session: the old cookie stops working.
     assert_eq!(b.sign_in("alice@acme-bank").await, StatusCode::SEE_OTHER);
-    assert_ne!(b.cookies.get(server::session::SESSION_COOKIE), first.get(server::session::SESSION_COOKIE));
+    assert_ne!(b.cookies.get(server::http::session::SESSION_COOKIE), first.get(server::http::session::SESSION_COOKIE));
     let second = b.cookies.clone();
     b.cookies = first;
     assert_eq!(b.get("/api/v1/ask?q=retention").await.0, StatusCode::UNAUTHORIZED, "the replaced session is over");
@@ -164,9 +164,9 @@ async fn a_principal_asking_past_its_rate_gets_429_and_others_do_not() {
     use actix_web::{App, web};
     let (_dir, p) = platform(Backend::Sqlite).await;
     seed(&p).await;
-    let mut state = p.app_state().await.unwrap();
-    state.ask.rate = server::limits::RateLimiter::new(1, 3);
-    let service = test::init_service(App::new().app_data(web::Data::new(state)).configure(server::web::routes)).await;
+    let mut state = server::http::app::shared_state(&p).await.unwrap();
+    state.ask.rate = server::service::limits::RateLimiter::new(1, 3);
+    let service = test::init_service(App::new().app_data(web::Data::new(state)).configure(server::http::routes)).await;
     let mut alice = crate::web::Browser { service, cookies: Default::default() };
     alice.sign_in("alice@acme-bank").await;
     for _ in 0..3 {

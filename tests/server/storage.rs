@@ -5,7 +5,8 @@ use std::collections::BTreeSet;
 use chrono::NaiveDate;
 use indexer::{ChunkAcl, Classification, GroupName, PageText, SourceStatus, TenantId};
 use server::domain::Role;
-use server::storage::{AuditRecord, NewVersion, PrincipalSeed};
+use server::domain::PrincipalSeed;
+use server::store::{AuditRecord, NewVersion};
 
 use crate::on_both_backends;
 use crate::support::{Backend, platform};

@@ -7,8 +7,8 @@ use std::sync::{Arc, OnceLock};
 use indexer::{Embedder, EmbedderConfig};
 
 use sea_orm::{ConnectionTrait, Database};
-use server::app::Platform;
-use server::manifest::Manifest;
+use server::service::Platform;
+use server::service::manifest::Manifest;
 use server::settings::{Secret, Settings};
 use tempfile::TempDir;
 
@@ -40,7 +40,7 @@ pub fn corpus_manifest() -> Manifest {
 }
 
 fn random_suffix() -> String {
-    server::session::random_hex(6).expect("random")
+    server::domain::random_hex(6).expect("random")
 }
 
 /// A database URL for a fresh, empty database on `backend`.

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use actix_web::dev::{Service, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::{App, test, web};
-use server::app::Platform;
-use server::web::routes;
+use server::service::Platform;
+use server::http::routes;
 
 use crate::support::{Backend, corpus_platform};
 
@@ -64,7 +64,7 @@ where
 pub(crate) async fn browser(
     p: &Platform,
 ) -> Browser<impl Service<actix_http::Request, Response = ServiceResponse, Error = actix_web::Error>> {
-    let state = web::Data::new(p.app_state().await.expect("state"));
+    let state = web::Data::new(server::http::app::shared_state(p).await.expect("state"));
     let service = test::init_service(App::new().app_data(state).configure(routes)).await;
     Browser { service, cookies: BTreeMap::new() }
 }
@@ -115,7 +115,7 @@ async fn forms_without_the_csrf_token_are_refused() {
     let (status, _, body) = b.send(test::TestRequest::post().uri("/signin/dev").set_form(form)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(body.contains("did not come from lexgate"));
-    assert!(!b.cookies.contains_key(server::session::SESSION_COOKIE));
+    assert!(!b.cookies.contains_key(server::http::session::SESSION_COOKIE));
 
     assert_eq!(b.sign_in("alice@acme-bank").await, StatusCode::SEE_OTHER);
     let (status, _, _) = b.send(test::TestRequest::post().uri("/signout").set_form([("csrf", "forged")])).await;
@@ -126,7 +126,7 @@ async fn forms_without_the_csrf_token_are_refused() {
 async fn a_tampered_session_cookie_is_not_a_session() {
     let (_dir, p) = corpus_platform(Backend::Sqlite).await;
     let mut b = browser(&p).await;
-    b.cookies.insert(server::session::SESSION_COOKIE.into(), "alice@acme-bank|99999999999".into());
+    b.cookies.insert(server::http::session::SESSION_COOKIE.into(), "alice@acme-bank|99999999999".into());
     let (status, _, _) = b.get("/api/ask?q=retention").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
@@ -262,7 +262,7 @@ async fn an_analyst_gets_an_extractive_answer_whose_citations_open_the_highlight
     // Out of scope: the answer abstains.
     let (_, _, body) = alice.get("/api/v1/ask?q=What+is+the+boiling+point+of+mercury%3F").await;
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(v["answer"]["abstained"], server::answer::NOT_FOUND);
+    assert_eq!(v["answer"]["abstained"], server::service::answer::NOT_FOUND);
     assert!(v["answer"]["citations"].as_array().unwrap().is_empty());
 }
 
@@ -280,7 +280,7 @@ async fn another_tenant_asking_the_same_question_gets_not_found_and_cannot_open_
     carol.sign_in("carol@borealis-insurance").await;
     let (_, _, body) = carol.get(q).await;
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(v["answer"]["abstained"], server::answer::NOT_FOUND, "{v}");
+    assert_eq!(v["answer"]["abstained"], server::service::answer::NOT_FOUND, "{v}");
     assert!(!body.contains("acme-data-retention"), "nothing of tenant A reaches tenant B");
     let (status, _, page) = carol.get(&format!("/passages/{cited}")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);

@@ -8,11 +8,11 @@ use chrono::Utc;
 use sea_orm::{EntityTrait, QueryOrder};
 use serde_json::{Value, json};
 
-use crate::entities::deletion_receipt;
+use crate::store::entities::deletion_receipt;
 use crate::error::{Error, Result};
-use crate::governance::risk_classification;
+use crate::service::governance::risk_classification;
 use crate::settings::Settings;
-use crate::storage::Storage;
+use crate::store::Storage;
 
 /// One file of the packet.
 #[derive(Debug, Clone)]
@@ -37,7 +37,7 @@ fn cell(v: &str) -> String {
 
 /// Builds every file of the packet from the platform's state.
 pub async fn build(storage: &Storage, settings: &Settings) -> Result<Vec<PacketFile>> {
-    crate::governance::seed_inventory_and_cards(storage, &settings.governance_dir).await?;
+    crate::service::governance::seed_inventory_and_cards(storage, &settings.governance_dir).await?;
     let generated = Utc::now().to_rfc3339();
     let risk = risk_classification(storage, settings).await?;
     let cards = storage.data_cards().await?;
@@ -130,7 +130,7 @@ pub async fn build(storage: &Storage, settings: &Settings) -> Result<Vec<PacketF
         );
     }
     files.push(md_file("03-model-inventory.md", md));
-    let change_values: Vec<Value> = changes.iter().map(crate::governance::change_record_json).collect();
+    let change_values: Vec<Value> = changes.iter().map(crate::service::governance::change_record_json).collect();
     files.push(json_file("04-change-records.json", &Value::from(change_values))?);
     let mut md = format!("# Change records\n\n{} records.\n\n", changes.len());
     if !changes.is_empty() {
@@ -258,7 +258,7 @@ pub async fn record_export(
     bytes: usize,
 ) -> Result<()> {
     storage
-        .append_audit(crate::storage::AuditRecord {
+        .append_audit(crate::store::AuditRecord {
             actor: by.to_owned(),
             tenant,
             action: "export_packet".to_owned(),

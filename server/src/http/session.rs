@@ -1,7 +1,7 @@
 //! Sessions and CSRF protection with signed, HttpOnly, SameSite cookies.
 //!
 //! The session cookie holds a random token, signed with the server key; the session itself lives
-//! on the server ([`crate::sessions`]). The CSRF cookie holds a random nonce, also signed; every
+//! on the server ([`crate::service::sessions`]). The CSRF cookie holds a random nonce, also signed; every
 //! state-changing form repeats the nonce in a hidden field and the two must match (a signed
 //! double-submit token).
 
@@ -13,22 +13,13 @@ use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
 
 use crate::domain::Actor;
 use crate::error::Error;
-use crate::web::AppState;
+use crate::http::AppState;
 
 pub const SESSION_COOKIE: &str = "lexgate_session";
 pub const CSRF_COOKIE: &str = "lexgate_csrf";
 /// Holds an OpenID sign-in in progress (state, nonce, PKCE verifier), encrypted.
 pub const OIDC_COOKIE: &str = "lexgate_oidc";
 
-/// Random bytes from the operating system, hex-encoded.
-pub fn random_hex(bytes: usize) -> Result<String, Error> {
-    use std::io::Read;
-    let mut buf = vec![0u8; bytes];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut buf))
-        .map_err(|e| Error::internal("reading random bytes", e))?;
-    Ok(hex::encode(buf))
-}
 
 /// The platform's cookie attributes: HttpOnly, SameSite=Lax, the path, Secure when served over
 /// HTTPS, and an expiry.
@@ -76,7 +67,7 @@ pub fn clear_session_cookie() -> Cookie<'static> {
 
 /// An encrypted cookie holding a sign-in in progress. SameSite=Lax so that it comes back with the
 /// provider's top-level redirect to the callback.
-pub fn pending_login_cookie(state: &AppState, pending: &crate::oidc::PendingLogin) -> Result<Cookie<'static>, Error> {
+pub fn pending_login_cookie(state: &AppState, pending: &crate::http::oidc::PendingLogin) -> Result<Cookie<'static>, Error> {
     let value = serde_json::to_string(pending).map_err(|e| Error::internal("pending sign-in", e))?;
     let mut jar = CookieJar::new();
     jar.private_mut(&state.key).add(Cookie::new(OIDC_COOKIE, value));
@@ -84,13 +75,13 @@ pub fn pending_login_cookie(state: &AppState, pending: &crate::oidc::PendingLogi
     Ok(with_attributes(
         cookie,
         "/signin",
-        CookieDuration::seconds(crate::oidc::PENDING_LOGIN_SECS),
+        CookieDuration::seconds(crate::http::oidc::PENDING_LOGIN_SECS),
         state.secure_cookies,
     ))
 }
 
 /// The sign-in in progress, if the cookie is present and was not tampered with.
-pub fn pending_login(req: &HttpRequest, state: &AppState) -> Option<crate::oidc::PendingLogin> {
+pub fn pending_login(req: &HttpRequest, state: &AppState) -> Option<crate::http::oidc::PendingLogin> {
     let mut jar = CookieJar::new();
     jar.add_original(req.cookie(OIDC_COOKIE)?.into_owned());
     let value = jar.private(&state.key).get(OIDC_COOKIE)?.value().to_owned();
@@ -106,7 +97,7 @@ pub fn clear_pending_login_cookie() -> Cookie<'static> {
 }
 
 /// The session token the browser presents, if its signature holds. Whether the session is still
-/// open is for [`crate::sessions::authenticate`] to say.
+/// open is for [`crate::service::sessions::authenticate`] to say.
 pub fn session_token(req: &HttpRequest, state: &AppState) -> Option<String> {
     read_signed(req, &state.key, SESSION_COOKIE)
 }
@@ -122,7 +113,7 @@ pub fn csrf_for(req: &HttpRequest, state: &AppState) -> Result<Csrf, Error> {
     if let Some(token) = read_signed(req, &state.key, CSRF_COOKIE) {
         return Ok(Csrf { token, new_cookie: None });
     }
-    let token = random_hex(24)?;
+    let token = crate::domain::random_hex(24)?;
     let cookie = signed_cookie(&state.key, CSRF_COOKIE, token.clone(), 24 * 60, state.secure_cookies);
     Ok(Csrf { token, new_cookie: Some(cookie) })
 }
@@ -141,7 +132,7 @@ pub async fn verify_csrf(req: &HttpRequest, state: &AppState, submitted: &str) -
 /// Audits a refused request through the service, with the client's address.
 async fn audit_refusal(req: &HttpRequest, state: &AppState, reason: &str) {
     let client = req.peer_addr().map(|a| a.ip().to_string());
-    crate::sessions::audit_refusal(
+    crate::service::sessions::audit_refusal(
         &state.storage,
         &state.refusals,
         reason,
@@ -176,24 +167,24 @@ pub async fn verify_api_csrf(req: &HttpRequest, state: &AppState) -> Result<(), 
 pub struct SignedIn(pub Actor);
 
 impl FromRequest for SignedIn {
-    type Error = crate::web::WebError;
+    type Error = crate::http::WebError;
     type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let req = req.clone();
         Box::pin(async move {
-            let wants_html = crate::web::wants_html(&req);
-            let fail = |e: Error| crate::web::WebError::new(e, wants_html, crate::web::is_htmx(&req));
+            let wants_html = crate::http::wants_html(&req);
+            let fail = |e: Error| crate::http::WebError::new(e, wants_html, crate::http::is_htmx(&req));
             let state = req
                 .app_data::<web::Data<AppState>>()
                 .cloned()
                 .ok_or_else(|| fail(Error::Internal("application state missing".into())))?;
             // API clients may present a service token instead of a session.
             let signed_in = if let Some(token) = bearer_token(&req) {
-                crate::tokens::authenticate(&state.storage, token).await
+                crate::service::tokens::authenticate(&state.storage, token).await
             } else {
                 match session_token(&req, &state) {
-                    Some(token) => crate::sessions::authenticate(&state.storage, &token, state.session_policy())
+                    Some(token) => crate::service::sessions::authenticate(&state.storage, &token, state.session_policy())
                         .await
                         .map(|a| a.actor),
                     None => Err(Error::Unauthenticated),

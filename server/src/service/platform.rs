@@ -1,21 +1,16 @@
-//! Wiring: open storage and indexes from [`Settings`] and serve the web application.
+//! Wiring: open storage and indexes from [`Settings`] and hand out the services built on them.
 
-use std::net::TcpListener;
 use std::sync::Arc;
 
-use actix_web::cookie::Key;
-use actix_web::{App, HttpServer, dev::Server, middleware, web};
 use indexer::{
     Bm25Index, CrossEncoder, DenseIndex, DenseItem, Embedder, EmbedderConfig, IndexedChunk, Reranker, Retriever,
 };
-use sha2::{Digest, Sha256};
 
-use crate::documents::DocumentAdmin;
+use crate::service::documents::DocumentAdmin;
 use crate::error::{Error, Result};
-use crate::ingest::Ingestor;
+use crate::service::ingest::Ingestor;
 use crate::settings::Settings;
-use crate::storage::Storage;
-use crate::web::{AppState, app_state, routes};
+use crate::store::Storage;
 
 /// Storage and indexes opened from settings; shared by the server and the command-line tools.
 #[derive(Debug, Clone)]
@@ -31,6 +26,11 @@ pub struct Platform {
 }
 
 impl Platform {
+    /// The database backend's name, for logs: `sqlite` or `postgres`.
+    pub fn backend_name(&self) -> &'static str {
+        self.storage.backend_name()
+    }
+
     /// Opens storage and indexes, loading the embedding model when dense retrieval is on.
     pub async fn open(settings: Settings) -> Result<Self> {
         let embedder = if settings.dense_retrieval {
@@ -80,8 +80,8 @@ impl Platform {
         if let Some(reranker) = &reranker {
             loaded.push(("reranker", reranker.model_id()));
         }
-        crate::governance::check_inventory(&storage, &settings.governance_dir, &loaded).await?;
-        crate::governance::seed_data_cards(&storage, &settings.governance_dir).await?;
+        crate::service::governance::check_inventory(&storage, &settings.governance_dir, &loaded).await?;
+        crate::service::governance::seed_data_cards(&storage, &settings.governance_dir).await?;
         let dense = match embedder {
             Some(embedder) => {
                 let index = Self::build_dense(&storage, &embedder, &settings.dense_snapshot()).await?;
@@ -108,7 +108,7 @@ impl Platform {
         for job in &dead {
             tracing::warn!(job = %job, "ingestion job left running by a process that stopped; marked failed");
             self.storage
-                .append_audit(crate::storage::AuditRecord {
+                .append_audit(crate::store::AuditRecord {
                     actor: "lexgate".to_owned(),
                     tenant: None,
                     action: "ingest_job_abandoned".to_owned(),
@@ -117,11 +117,11 @@ impl Platform {
                 })
                 .await?;
         }
-        let sweep = crate::ingest::sweep_file_store(&self.storage, &self.settings.files_dir()).await?;
-        if sweep != crate::ingest::SweepReport::default() {
+        let sweep = crate::service::ingest::sweep_file_store(&self.storage, &self.settings.files_dir()).await?;
+        if sweep != crate::service::ingest::SweepReport::default() {
             tracing::warn!(finished = sweep.finished.len(), removed = sweep.removed.len(), "file store swept");
             self.storage
-                .append_audit(crate::storage::AuditRecord {
+                .append_audit(crate::store::AuditRecord {
                     actor: "lexgate".to_owned(),
                     tenant: None,
                     action: "file_store_sweep".to_owned(),
@@ -233,7 +233,7 @@ impl Platform {
         tokio::task::spawn_blocking(move || {
             let started = std::time::Instant::now();
             let index = DenseIndex::new(dimension, stored.len());
-            let items: Vec<DenseItem<'_>> = stored.iter().map(crate::storage::StoredVector::as_item).collect();
+            let items: Vec<DenseItem<'_>> = stored.iter().map(crate::store::StoredVector::as_item).collect();
             let used = index.add_with_snapshot(&items, &snapshot)?;
             tracing::info!(
                 vectors = stored.len(),
@@ -282,37 +282,6 @@ impl Platform {
             extractor: self.settings.extractor(),
         }
     }
-
-    /// The state handed to every web worker.
-    /// The web application's state. With an OpenID provider configured, its discovery document
-    /// and keys are fetched first, and a provider that cannot be reached stops the start.
-    pub async fn app_state(&self) -> Result<AppState> {
-        let oidc = match &self.settings.oidc {
-            Some(settings) => {
-                let settings = settings.clone();
-                let client = tokio::task::spawn_blocking(move || crate::oidc::OidcClient::discover(settings))
-                    .await
-                    .map_err(|e| Error::internal("OpenID discovery task", e))??;
-                Some(Arc::new(client))
-            }
-            None => None,
-        };
-        let (key, audit_key) = match &self.settings.session_key {
-            Some(secret) => {
-                let key = Key::try_from(secret.expose().as_bytes())
-                    .map_err(|_| Error::user("session_key must be at least 64 bytes"))?;
-                let audit: Arc<[u8]> =
-                    Sha256::digest([b"audit:".as_slice(), secret.expose().as_bytes()].concat()).to_vec().into();
-                (key, audit)
-            }
-            None => {
-                tracing::warn!("no session_key configured: using a random one, sessions end when the server stops");
-                let audit: Arc<[u8]> = crate::session::random_hex(32)?.into_bytes().into();
-                (Key::generate(), audit)
-            }
-        };
-        Ok(app_state(self, key, audit_key, oidc))
-    }
 }
 
 /// What `reindex` did.
@@ -326,55 +295,4 @@ pub struct ReindexReport {
     /// The BM25 index agrees with the database afterwards.
     pub consistent: bool,
     pub seconds: f64,
-}
-
-/// Pages load scripts, styles and images from lexgate itself only; nothing inline runs, no
-/// plugin loads and no other site may frame a page.
-pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
-     img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
-
-/// A bound, not yet running web server.
-pub struct Application {
-    port: u16,
-    server: Server,
-}
-
-impl std::fmt::Debug for Application {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Application").field("port", &self.port).finish_non_exhaustive()
-    }
-}
-
-impl Application {
-    pub async fn build(platform: &Platform) -> Result<Self> {
-        let state = web::Data::new(platform.app_state().await?);
-        let listener = TcpListener::bind(&platform.settings.bind)
-            .map_err(|e| Error::user(format!("cannot listen on {}: {e}", platform.settings.bind)))?;
-        let port = listener.local_addr()?.port();
-        let server = HttpServer::new(move || {
-            App::new()
-                .wrap(
-                    middleware::DefaultHeaders::new()
-                        .add(("X-Content-Type-Options", "nosniff"))
-                        .add(("X-Frame-Options", "DENY"))
-                        .add(("Referrer-Policy", "same-origin"))
-                        .add(("Content-Security-Policy", CONTENT_SECURITY_POLICY)),
-                )
-                .app_data(state.clone())
-                .app_data(web::FormConfig::default().limit(64 * 1024))
-                .configure(routes)
-        })
-        .workers(2)
-        .listen(listener)?
-        .run();
-        Ok(Self { port, server })
-    }
-
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    pub async fn run_until_stopped(self) -> Result<()> {
-        self.server.await.map_err(Error::from)
-    }
 }

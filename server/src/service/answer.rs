@@ -10,7 +10,44 @@ use std::collections::{BTreeSet, HashMap};
 
 use serde::Serialize;
 
-use crate::ask::Passage;
+use indexer::RetrievedHit;
+
+use crate::store::StoredChunk;
+
+/// A passage returned to the actor, with its rank and score.
+#[derive(Debug, Clone)]
+pub struct Passage {
+    pub rank: usize,
+    /// Rank and score of the passage in each retrieval stage.
+    pub scores: RetrievedHit,
+    pub chunk: StoredChunk,
+}
+
+impl Passage {
+    /// The passage as the JSON API and `lexgate search --json` give it. Field names are stable.
+    pub fn to_json(&self) -> serde_json::Value {
+        let stage = |s: Option<indexer::StageScore>| s.map(|s| serde_json::json!({ "rank": s.rank, "score": s.score }));
+        serde_json::json!({
+            "rank": self.rank,
+            "chunk_id": self.chunk.id,
+            "document_id": self.chunk.document_id,
+            "title": self.chunk.title,
+            "version": self.chunk.version,
+            "page": self.chunk.page,
+            "char_start": self.chunk.char_start,
+            "char_end": self.chunk.char_end,
+            "heading_path": self.chunk.heading_path,
+            "text": self.chunk.text,
+            "scores": {
+                "bm25": stage(self.scores.bm25),
+                "dense": stage(self.scores.dense),
+                "fused": self.scores.fused,
+                "rerank": stage(self.scores.rerank),
+            },
+        })
+    }
+}
+
 
 /// How answers are composed.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -26,7 +63,7 @@ pub struct AnswerConfig {
 
 impl Default for AnswerConfig {
     fn default() -> Self {
-        Self { min_coverage: 0.5, max_sentences: 3, passages_considered: 3 }
+        Self { min_coverage: crate::settings::DEFAULT_ANSWER_MIN_COVERAGE, max_sentences: 3, passages_considered: 3 }
     }
 }
 

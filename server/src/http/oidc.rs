@@ -28,60 +28,14 @@ use serde_json::Value;
 
 use crate::domain::Role;
 use crate::error::{Error, Result};
-use crate::settings::Secret;
-use crate::storage::PrincipalSeed;
+use crate::settings::OidcSettings;
+use crate::domain::PrincipalSeed;
 
 /// Tolerated clock difference between lexgate and the provider, in seconds.
 pub const CLOCK_SKEW_SECS: i64 = 60;
 
 /// How long a sign-in may take at the provider before it has to start again, in seconds.
 pub const PENDING_LOGIN_SECS: i64 = 10 * 60;
-
-/// The provider and how its claims map to lexgate's access attributes.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OidcSettings {
-    /// The issuer URL; its discovery document is at `{issuer}/.well-known/openid-configuration`.
-    pub issuer: String,
-    pub client_id: String,
-    pub client_secret: Secret,
-    /// Where the provider sends the browser back: `https://lexgate.example/signin/callback`.
-    pub redirect_url: String,
-    #[serde(default = "default_scopes")]
-    pub scopes: Vec<String>,
-    #[serde(default)]
-    pub claims: ClaimNames,
-}
-
-pub fn default_scopes() -> Vec<String> {
-    vec!["profile".to_owned()]
-}
-
-/// Names of the ID-token claims that carry lexgate's access attributes.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ClaimNames {
-    pub tenant: String,
-    /// A list of group names (a single string is accepted as one group).
-    pub groups: String,
-    /// public, internal, confidential or restricted; `public` when absent.
-    pub clearance: String,
-    /// analyst, admin or reviewer; `analyst` when absent.
-    pub role: String,
-    pub name: String,
-}
-
-impl Default for ClaimNames {
-    fn default() -> Self {
-        Self {
-            tenant: "tenant".to_owned(),
-            groups: "groups".to_owned(),
-            clearance: "clearance".to_owned(),
-            role: "lexgate_role".to_owned(),
-            name: "name".to_owned(),
-        }
-    }
-}
 
 /// The token response's `id_token`.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use crate::domain::Role;
 use crate::error::{Error, Result};
-use crate::storage::PrincipalSeed;
+use crate::domain::PrincipalSeed;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -11,9 +11,10 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::domain::{Actor, Permission, Role};
-use crate::entities::service_token;
+use crate::store::entities::service_token;
 use crate::error::{Error, Result};
-use crate::storage::{AuditRecord, PrincipalSeed, Storage};
+use crate::domain::PrincipalSeed;
+use crate::store::{AuditRecord, Storage};
 
 /// Principal ids of service principals start with this.
 pub const SERVICE_PREFIX: &str = "svc:";
@@ -127,10 +128,10 @@ pub async fn issue(storage: &Storage, admin: &Actor, request: &TokenRequest) -> 
             clearance: request.clearance,
         })
         .await?;
-    let token = format!("{TOKEN_PREFIX}{}", crate::session::random_hex(32)?);
+    let token = format!("{TOKEN_PREFIX}{}", crate::domain::random_hex(32)?);
     let now = Utc::now();
     let row = service_token::Model {
-        id: crate::session::random_hex(8)?,
+        id: crate::domain::random_hex(8)?,
         token_sha256: token_hash(&token),
         principal_id: principal_id.clone(),
         tenant_id: tenant.clone(),

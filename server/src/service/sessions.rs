@@ -9,9 +9,9 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::domain::{Actor, Permission};
-use crate::entities::session;
+use crate::store::entities::session;
 use crate::error::{Error, Result};
-use crate::storage::{AuditRecord, Storage};
+use crate::store::{AuditRecord, Storage};
 
 /// How long sessions last.
 #[derive(Debug, Clone, Copy)]
@@ -71,8 +71,8 @@ pub async fn start(
     {
         storage.end_session(&old.id, &old.tenant_id, &actor.principal_id, "replaced_at_sign_in").await?;
     }
-    let token = crate::session::random_hex(32)?;
-    let id = crate::session::random_hex(8)?;
+    let token = crate::domain::random_hex(32)?;
+    let id = crate::domain::random_hex(8)?;
     let now = Utc::now();
     storage
         .insert_session(session::Model {
@@ -188,7 +188,7 @@ pub async fn end(storage: &Storage, actor: &Actor, id: &str) -> Result<()> {
 /// cannot flood the audit log; a failure to record is logged and does not change the refusal.
 pub async fn audit_refusal(
     storage: &Storage,
-    limiter: &crate::limits::RateLimiter,
+    limiter: &crate::service::limits::RateLimiter,
     reason: &str,
     method: &str,
     path: &str,

@@ -11,9 +11,9 @@ use serde::Deserialize;
 
 use crate::domain::Permission;
 use crate::error::Error;
-use crate::session::{self, SignedIn};
-use crate::web::{AppState, WebResult, web_err};
-use crate::web_documents::{parse_groups, require_admin};
+use crate::http::session::{self, SignedIn};
+use crate::http::{AppState, WebResult, web_err};
+use crate::http::documents::{parse_groups, require_admin};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/v1/openapi.json", web::get().to(openapi_get))
@@ -59,7 +59,7 @@ async fn document_get(
         let acl = state.storage.version_acl(&id, v.version).await.map_err(&err)?;
         versions.push(serde_json::json!({
             "version": v.version, "pages": v.pages, "chunks": v.chunks, "file_bytes": v.bytes,
-            "access": acl.as_ref().map(crate::documents::acl_json),
+            "access": acl.as_ref().map(crate::service::documents::acl_json),
         }));
     }
     Ok(HttpResponse::Ok().json(serde_json::json!({ "id": id.as_str(), "title": preview.title, "versions": versions })))
@@ -142,8 +142,8 @@ async fn documents_post(
     let err = web_err(&req);
     require_admin(&state, &actor).await.map_err(&err)?;
     session::verify_api_csrf(&req, &state).await.map_err(&err)?;
-    let (fields, files) = crate::web_documents::read_form(form, state.settings.upload_max_bytes).await.map_err(&err)?;
-    let jobs = crate::web_documents::start_uploads(&state, &actor, &fields, files).await.map_err(&err)?;
+    let (fields, files) = crate::http::documents::read_form(form, state.settings.upload_max_bytes).await.map_err(&err)?;
+    let jobs = crate::http::documents::start_uploads(&state, &actor, &fields, files).await.map_err(&err)?;
     let links: Vec<String> = jobs.iter().map(|j| format!("/api/v1/jobs/{j}")).collect();
     Ok(HttpResponse::Accepted().json(serde_json::json!({ "jobs": jobs, "links": links })))
 }
@@ -165,7 +165,7 @@ async fn job_get(
 
 async fn tokens_get(req: HttpRequest, state: web::Data<AppState>, SignedIn(actor): SignedIn) -> WebResult {
     let err = web_err(&req);
-    let tokens = crate::tokens::list(&state.storage, &actor).await.map_err(&err)?;
+    let tokens = crate::service::tokens::list(&state.storage, &actor).await.map_err(&err)?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "tokens": tokens })))
 }
 
@@ -192,14 +192,14 @@ async fn tokens_post(
 ) -> WebResult {
     let err = web_err(&req);
     session::verify_api_csrf(&req, &state).await.map_err(&err)?;
-    let request = crate::tokens::TokenRequest {
+    let request = crate::service::tokens::TokenRequest {
         name: body.name.clone(),
         scopes: body.scopes.iter().map(|s| Permission::from_scope(s)).collect::<Result<_, _>>().map_err(&err)?,
         groups: parse_groups(body.groups.iter().map(String::as_str)).map_err(&err)?,
         clearance: body.clearance,
         valid_days: body.valid_days,
     };
-    let (token, info) = crate::tokens::issue(&state.storage, &actor, &request).await.map_err(&err)?;
+    let (token, info) = crate::service::tokens::issue(&state.storage, &actor, &request).await.map_err(&err)?;
     Ok(HttpResponse::Created().json(serde_json::json!({
         "token": token,
         "note": "Store this token now: lexgate keeps only its hash and cannot show it again.",
@@ -215,7 +215,7 @@ async fn token_delete(
 ) -> WebResult {
     let err = web_err(&req);
     session::verify_api_csrf(&req, &state).await.map_err(&err)?;
-    crate::tokens::revoke(&state.storage, &actor, &id).await.map_err(&err)?;
+    crate::service::tokens::revoke(&state.storage, &actor, &id).await.map_err(&err)?;
     Ok(HttpResponse::NoContent().finish())
 }
 

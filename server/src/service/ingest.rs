@@ -9,8 +9,8 @@ use indexer::{Bm25Index, Chunk, DenseIndex, DenseItem, Embedder, IndexedChunk};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::manifest::{DocumentEntry, Manifest};
-use crate::storage::{AuditRecord, NewVersion, Storage, text_sha256};
+use crate::service::manifest::{DocumentEntry, Manifest};
+use crate::store::{AuditRecord, NewVersion, Storage, text_sha256};
 
 /// A document version that has been read and chunked but not yet stored.
 #[derive(Debug)]
@@ -22,7 +22,7 @@ struct Prepared<'m> {
     chunks: Vec<Chunk>,
     /// Already stored with the same content: nothing to do.
     unchanged: bool,
-    scan: crate::storage::VersionScan,
+    scan: crate::store::VersionScan,
     embeddings: Vec<Vec<f32>>,
 }
 
@@ -89,7 +89,7 @@ fn prepare_bytes<'m>(entry: &'m DocumentEntry, bytes: Vec<u8>, extractor: &index
     if chunks.is_empty() {
         return Err(Error::user(format!("document '{}': no passages could be formed from its text", entry.id)));
     }
-    let mut scan = crate::storage::VersionScan::default();
+    let mut scan = crate::store::VersionScan::default();
     for page in &pages {
         scan.pii.add(&indexer::pii::scan(&page.text));
         if page.text.trim().is_empty() {
@@ -338,7 +338,7 @@ impl Ingestor {
         let staged = self.files_dir.join(&e.id).join(format!(
             "v{}.pdf.{}{PARTIAL_SUFFIX}",
             e.version,
-            crate::session::random_hex(6)?
+            crate::domain::random_hex(6)?
         ));
         write_atomically(&staged, &p.bytes)?;
         let version = NewVersion {
@@ -442,7 +442,7 @@ impl Ingestor {
         {
             return Err(Error::user(format!("document id '{}' is taken; choose another id", upload.document_id)));
         }
-        if crate::manifest::document_id_tenant(&upload.document_id).is_some_and(|t| t != upload.acl.tenant.as_str()) {
+        if crate::service::manifest::document_id_tenant(&upload.document_id).is_some_and(|t| t != upload.acl.tenant.as_str()) {
             return Err(Error::user(format!("document id '{}' names another tenant", upload.document_id)));
         }
         if self.storage.version_checksum(&upload.document_id, upload.version).await?.is_some() {
@@ -528,7 +528,7 @@ struct Owned {
     sha256: String,
     page_count: u32,
     chunks: Vec<Chunk>,
-    scan: crate::storage::VersionScan,
+    scan: crate::store::VersionScan,
 }
 
 fn to_u32(n: usize) -> u32 {

@@ -1,6 +1,13 @@
 //! HTTP: routes, thin handlers, views and the one place errors become responses. Handlers parse
 //! input, make one service call and render; authorization happens in the services.
 
+pub mod api;
+pub mod app;
+pub mod bench;
+pub mod documents;
+pub mod oidc;
+pub mod session;
+
 use std::sync::Arc;
 
 use actix_web::cookie::Key;
@@ -10,11 +17,11 @@ use askama::Template;
 use chrono::NaiveDate;
 use serde::Deserialize;
 
-use crate::ask::{AskOutcome, AskRequest, AskService};
+use crate::service::ask::{AskOutcome, AskRequest, AskService};
 use crate::domain::{Actor, Permission};
 use crate::error::Error;
-use crate::session::{self, SignedIn};
-use crate::storage::Storage;
+use crate::http::session::SignedIn;
+use crate::store::Storage;
 
 /// Refused requests (no session, a wrong CSRF token) audited per client address and minute.
 const REFUSALS_AUDITED_PER_MINUTE: u32 = 20;
@@ -28,21 +35,21 @@ pub struct AppState {
     pub session_minutes: i64,
     pub session_idle_minutes: i64,
     /// How many refused requests per client address a minute are audited.
-    pub refusals: crate::limits::RateLimiter,
+    pub refusals: crate::service::limits::RateLimiter,
     pub secure_cookies: bool,
     /// The OpenID provider users sign in with; the development sign-in is refused when set.
-    pub oidc: Option<Arc<crate::oidc::OidcClient>>,
+    pub oidc: Option<Arc<crate::http::oidc::OidcClient>>,
     pub passages_per_answer: usize,
     /// For the governance pages (governance folder, gate setting).
     pub settings: Arc<crate::settings::Settings>,
-    pub documents: crate::documents::DocumentAdmin,
-    pub ingestor: crate::ingest::Ingestor,
-    pub jobs: crate::web_documents::Jobs,
+    pub documents: crate::service::documents::DocumentAdmin,
+    pub ingestor: crate::service::ingest::Ingestor,
+    pub jobs: crate::http::documents::Jobs,
 }
 
 impl AppState {
-    pub fn session_policy(&self) -> crate::sessions::SessionPolicy {
-        crate::sessions::SessionPolicy {
+    pub fn session_policy(&self) -> crate::service::sessions::SessionPolicy {
+        crate::service::sessions::SessionPolicy {
             absolute_minutes: self.session_minutes,
             idle_minutes: self.session_idle_minutes,
         }
@@ -78,8 +85,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/governance/data-cards", web::get().to(api_data_cards_get))
         .route("/api/governance/risk", web::get().to(api_risk_get))
         .route("/static/{name}", web::get().to(static_get))
-        .configure(crate::web_documents::routes)
-        .configure(crate::api::routes);
+        .configure(crate::http::documents::routes)
+        .configure(crate::http::api::routes);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -97,7 +104,7 @@ pub struct WebError {
 
 impl WebError {
     pub fn new(error: Error, html: bool, htmx: bool) -> Self {
-        let request_id = session::random_hex(8).unwrap_or_else(|_| "unknown".to_owned());
+        let request_id = crate::domain::random_hex(8).unwrap_or_else(|_| "unknown".to_owned());
         Self { error, html, htmx, request_id }
     }
 
@@ -356,7 +363,7 @@ pub(crate) fn redirect(to: &str) -> HttpResponse {
 
 async fn index_get(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let open = match session::session_token(&req, &state) {
-        Some(token) => crate::sessions::authenticate(&state.storage, &token, state.session_policy()).await.is_ok(),
+        Some(token) => crate::service::sessions::authenticate(&state.storage, &token, state.session_policy()).await.is_ok(),
         None => false,
     };
     if open { redirect("/ask") } else { redirect("/signin") }
@@ -438,7 +445,7 @@ async fn signin_dev_post(req: HttpRequest, state: web::Data<AppState>, form: web
         return Err(err(Error::user("Unknown user.")));
     };
     let previous = session::session_token(&req, &state);
-    let token = crate::sessions::start(
+    let token = crate::service::sessions::start(
         &state.storage,
         &actor,
         "development",
@@ -513,7 +520,7 @@ async fn signin_callback_get(
             };
             state
                 .storage
-                .append_audit(crate::storage::AuditRecord {
+                .append_audit(crate::store::AuditRecord {
                     actor: "anonymous".to_owned(),
                     tenant: None,
                     action: "sign_in".to_owned(),
@@ -535,7 +542,7 @@ async fn signin_callback_get(
         .map_err(&err)?
         .ok_or_else(|| err(Error::Internal("a principal just recorded is missing".into())))?;
     let previous = session::session_token(&req, &state);
-    let token = crate::sessions::start(
+    let token = crate::service::sessions::start(
         &state.storage,
         &actor,
         "oidc",
@@ -563,7 +570,7 @@ struct CsrfForm {
 async fn signout_post(req: HttpRequest, state: web::Data<AppState>, form: web::Form<CsrfForm>) -> WebResult {
     session::verify_csrf(&req, &state, &form.csrf).await.map_err(web_err(&req))?;
     if let Some(token) = session::session_token(&req, &state) {
-        crate::sessions::sign_out(&state.storage, &token).await.map_err(web_err(&req))?;
+        crate::service::sessions::sign_out(&state.storage, &token).await.map_err(web_err(&req))?;
     }
     Ok(HttpResponse::SeeOther()
         .insert_header((header::LOCATION, "/signin"))
@@ -596,13 +603,13 @@ async fn sessions_get(req: HttpRequest, state: web::Data<AppState>, SignedIn(act
     let err = web_err(&req);
     let csrf = session::csrf_for(&req, &state).map_err(&err)?;
     let current = match session::session_token(&req, &state) {
-        Some(token) => crate::sessions::authenticate(&state.storage, &token, state.session_policy())
+        Some(token) => crate::service::sessions::authenticate(&state.storage, &token, state.session_policy())
             .await
             .map(|a| a.session_id)
             .unwrap_or_default(),
         None => String::new(),
     };
-    let sessions = crate::sessions::list(&state.storage, &actor, &current).await.map_err(&err)?;
+    let sessions = crate::service::sessions::list(&state.storage, &actor, &current).await.map_err(&err)?;
     let minute = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%d %H:%M UTC").to_string();
     let view = SessionsView {
         user: user_view(&actor, csrf.token),
@@ -635,7 +642,7 @@ async fn session_end_post(
 ) -> WebResult {
     let err = web_err(&req);
     session::verify_csrf(&req, &state, &form.csrf).await.map_err(&err)?;
-    crate::sessions::end(&state.storage, &actor, &path.into_inner()).await.map_err(&err)?;
+    crate::service::sessions::end(&state.storage, &actor, &path.into_inner()).await.map_err(&err)?;
     Ok(redirect("/sessions"))
 }
 
@@ -706,7 +713,7 @@ async fn api_ask_get(
     let err = web_err(&req);
     let request = query.request(state.passages_per_answer).map_err(&err)?;
     let outcome = state.ask.ask(&actor, &request).await.map_err(&err)?;
-    let passages: Vec<_> = outcome.passages.iter().map(crate::ask::Passage::to_json).collect();
+    let passages: Vec<_> = outcome.passages.iter().map(crate::service::answer::Passage::to_json).collect();
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "as_of": outcome.as_of.to_string(),
         "method": outcome.method.as_str(),
@@ -763,8 +770,8 @@ async fn passage_get(
     let as_of = AskQuery { q: String::new(), as_of: query.as_of.clone() }
         .parse_as_of()
         .map_err(&err)?
-        .unwrap_or_else(crate::storage::Storage::today);
-    let crate::ask::PassageInContext { before, passage: chunk, after } =
+        .unwrap_or_else(crate::store::Storage::today);
+    let crate::service::ask::PassageInContext { before, passage: chunk, after } =
         state.ask.open_passage(&actor, &chunk_id, as_of).await.map_err(&err)?;
     let text = chunk.text.as_str();
     let span = match (query.start, query.end) {
@@ -774,7 +781,7 @@ async fn passage_get(
     };
     let verified = span.is_some() || (query.start.is_none() && query.end.is_none());
     let (s, e) = span.unwrap_or((0, 0));
-    let readable = |cs: Vec<crate::storage::StoredChunk>| cs.into_iter().map(|c| c.text).collect::<Vec<_>>();
+    let readable = |cs: Vec<crate::store::StoredChunk>| cs.into_iter().map(|c| c.text).collect::<Vec<_>>();
     let view = PassageContextView {
         user: user_view(&actor, csrf.token),
         chunk_id: chunk.id.clone(),
@@ -828,7 +835,7 @@ async fn governance_get(req: HttpRequest, state: web::Data<AppState>, SignedIn(a
     let err = web_err(&req);
     require_reviewer(&state, &actor).await.map_err(&err)?;
     let csrf = session::csrf_for(&req, &state).map_err(&err)?;
-    let risk = crate::governance::risk_classification(&state.storage, &state.settings).await.map_err(&err)?;
+    let risk = crate::service::governance::risk_classification(&state.storage, &state.settings).await.map_err(&err)?;
     let audit = &risk.audit;
     let cards = state.storage.data_cards().await.map_err(&err)?;
     let models = state.storage.inventory().await.map_err(&err)?;
@@ -952,7 +959,7 @@ async fn api_models_get(req: HttpRequest, state: web::Data<AppState>, SignedIn(a
     require_reviewer_or_admin(&state, &actor).await.map_err(&err)?;
     let models = state.storage.inventory().await.map_err(&err)?;
     let records = state.storage.change_records().await.map_err(&err)?;
-    let records: Vec<serde_json::Value> = records.iter().map(crate::governance::change_record_json).collect();
+    let records: Vec<serde_json::Value> = records.iter().map(crate::service::governance::change_record_json).collect();
     Ok(HttpResponse::Ok().json(serde_json::json!({ "models": models, "change_records": records })))
 }
 
@@ -970,7 +977,7 @@ async fn api_data_cards_get(req: HttpRequest, state: web::Data<AppState>, Signed
 async fn api_risk_get(req: HttpRequest, state: web::Data<AppState>, SignedIn(actor): SignedIn) -> WebResult {
     let err = web_err(&req);
     require_reviewer(&state, &actor).await.map_err(&err)?;
-    let risk = crate::governance::risk_classification(&state.storage, &state.settings).await.map_err(&err)?;
+    let risk = crate::service::governance::risk_classification(&state.storage, &state.settings).await.map_err(&err)?;
     Ok(HttpResponse::Ok().json(risk))
 }
 
@@ -987,9 +994,9 @@ fn urlencoding_lite(v: &str) -> String {
 async fn governance_packet_get(req: HttpRequest, state: web::Data<AppState>, SignedIn(actor): SignedIn) -> WebResult {
     let err = web_err(&req);
     require_reviewer(&state, &actor).await.map_err(&err)?;
-    let files = crate::packet::build(&state.storage, &state.settings).await.map_err(&err)?;
-    let bytes = crate::packet::zip(&files);
-    crate::packet::record_export(
+    let files = crate::service::packet::build(&state.storage, &state.settings).await.map_err(&err)?;
+    let bytes = crate::service::packet::zip(&files);
+    crate::service::packet::record_export(
         &state.storage,
         &actor.principal_id,
         Some(actor.tenant.to_string()),
@@ -1006,8 +1013,8 @@ async fn governance_packet_get(req: HttpRequest, state: web::Data<AppState>, Sig
 
 /// Static assets are compiled into the binary so the server has no runtime file dependencies.
 const STATIC_FILES: [(&str, &str, &[u8]); 2] = [
-    ("htmx.min.js", "text/javascript; charset=utf-8", include_bytes!("../../web/static/htmx.min.js")),
-    ("style.css", "text/css; charset=utf-8", include_bytes!("../../web/static/style.css")),
+    ("htmx.min.js", "text/javascript; charset=utf-8", include_bytes!("../../../web/static/htmx.min.js")),
+    ("style.css", "text/css; charset=utf-8", include_bytes!("../../../web/static/style.css")),
 ];
 
 async fn static_get(name: web::Path<String>) -> HttpResponse {
@@ -1022,10 +1029,10 @@ async fn static_get(name: web::Path<String>) -> HttpResponse {
 
 /// Builds the state shared by all workers.
 pub fn app_state(
-    platform: &crate::app::Platform,
+    platform: &crate::service::platform::Platform,
     key: Key,
     audit_hash_key: Arc<[u8]>,
-    oidc: Option<Arc<crate::oidc::OidcClient>>,
+    oidc: Option<Arc<crate::http::oidc::OidcClient>>,
 ) -> AppState {
     let settings = &platform.settings;
     let storage = platform.storage.clone();
@@ -1035,19 +1042,19 @@ pub fn app_state(
             retriever: platform.retriever(),
             audit_hash_key,
             data_card_gate: settings.data_card_gate,
-            answer: crate::answer::AnswerConfig { min_coverage: settings.answer_min_coverage, ..Default::default() },
-            admission: crate::ask::Admission::new(settings.ask_concurrency, settings.ask_queue),
-            rate: crate::limits::RateLimiter::new(settings.ask_per_minute, settings.ask_burst),
+            answer: crate::service::answer::AnswerConfig { min_coverage: settings.answer_min_coverage, ..Default::default() },
+            admission: crate::service::ask::Admission::new(settings.ask_concurrency, settings.ask_queue),
+            rate: crate::service::limits::RateLimiter::new(settings.ask_per_minute, settings.ask_burst),
         },
         settings: Arc::clone(settings),
         documents: platform.documents(),
         ingestor: platform.ingestor(),
-        jobs: crate::web_documents::Jobs::default(),
+        jobs: crate::http::documents::Jobs::default(),
         storage,
         key,
         session_minutes: settings.session_minutes,
         session_idle_minutes: settings.session_idle_minutes,
-        refusals: crate::limits::RateLimiter::new(REFUSALS_AUDITED_PER_MINUTE, REFUSALS_AUDITED_PER_MINUTE),
+        refusals: crate::service::limits::RateLimiter::new(REFUSALS_AUDITED_PER_MINUTE, REFUSALS_AUDITED_PER_MINUTE),
         secure_cookies: settings.secure_cookies,
         oidc,
         passages_per_answer: settings.passages_per_answer,

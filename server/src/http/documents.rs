@@ -15,13 +15,13 @@ use futures_util::StreamExt;
 use indexer::{ChunkAcl, Classification, GroupName, SourceStatus};
 use serde::Deserialize;
 
-use crate::documents::{DeletionPreview, DeletionReceipt};
+use crate::service::documents::{DeletionPreview, DeletionReceipt};
 use crate::domain::Actor;
 use crate::error::Error;
-use crate::ingest::{Upload, UploadStatus};
-use crate::session::{self, SignedIn};
-use crate::storage::AuditRecord;
-use crate::web::{AppState, UserView, WebResult, html, is_htmx, redirect, user_view, web_err};
+use crate::service::ingest::{Upload, UploadStatus};
+use crate::http::session::{self, SignedIn};
+use crate::store::AuditRecord;
+use crate::http::{AppState, UserView, WebResult, html, is_htmx, redirect, user_view, web_err};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/documents", web::get().to(list_get))
@@ -241,7 +241,7 @@ async fn list_get(
         q: query.q.clone(),
         status: query.status.clone(),
         classification: query.classification.clone(),
-        today: crate::storage::Storage::today().to_string(),
+        today: crate::store::Storage::today().to_string(),
         max_mb: state.settings.upload_max_bytes / (1024 * 1024),
         max_pages: state.settings.upload_max_pages,
     };
@@ -339,7 +339,7 @@ fn acl_from_form(actor: &Actor, f: &HashMap<String, String>) -> Result<ChunkAcl,
     let status: SourceStatus =
         get("status").parse().map_err(|_| Error::user("Choose a status: draft, approved or withdrawn."))?;
     let effective_from =
-        parse_date("The effective date", &get("effective_from"))?.unwrap_or_else(crate::storage::Storage::today);
+        parse_date("The effective date", &get("effective_from"))?.unwrap_or_else(crate::store::Storage::today);
     let expires_at = parse_date("The expiry date", &get("expires_at"))?;
     if expires_at.is_some_and(|e| e <= effective_from) {
         return Err(Error::user("The expiry date must come after the effective date."));
@@ -400,7 +400,7 @@ pub(crate) async fn start_uploads(
                 };
                 // Uploaded ids live in the tenant's own namespace: another tenant's ids are
                 // never reachable from here, so this check cannot reveal them.
-                let id = crate::manifest::tenant_document_id(&actor.tenant, &requested)?;
+                let id = crate::service::manifest::tenant_document_id(&actor.tenant, &requested)?;
                 if state.storage.document(&id).await?.is_some() {
                     return Err(Error::user(format!(
                         "A document with id '{id}' exists already; upload the file as a new version of it."
@@ -436,7 +436,7 @@ pub(crate) async fn start_uploads(
     }
     let mut job_ids = Vec::new();
     for upload in uploads {
-        let job_id = session::random_hex(8)?;
+        let job_id = crate::domain::random_hex(8)?;
         state.jobs.insert(Job {
             id: job_id.clone(),
             tenant: actor.tenant.to_string(),
@@ -449,7 +449,7 @@ pub(crate) async fn start_uploads(
         actix_web::rt::spawn(async move {
             let report_jobs = jobs.clone();
             let report_id = id.clone();
-            let report: crate::ingest::StatusReporter = Arc::new(move |f| report_jobs.update(&report_id, f));
+            let report: crate::service::ingest::StatusReporter = Arc::new(move |f| report_jobs.update(&report_id, f));
             let (document_id, version, superseding) = (upload.document_id.clone(), upload.version, upload.version > 1);
             let turn = Arc::clone(&jobs.running).acquire_owned().await;
             let result = match turn {

@@ -10,9 +10,9 @@ use sea_orm::ActiveValue::Set;
 use sea_orm::{EntityTrait, QueryOrder, TransactionTrait};
 use serde::{Deserialize, Serialize};
 
-use crate::entities::{model_change_record, model_inventory};
+use crate::store::entities::{model_change_record, model_inventory};
 use crate::error::{Error, Result};
-use crate::storage::Storage;
+use crate::store::Storage;
 
 /// The inventory file in the governance folder.
 pub const INVENTORY_FILE: &str = "model-inventory.toml";
@@ -233,7 +233,7 @@ impl Storage {
         .exec_with_returning(&txn)
         .await?;
         txn.commit().await?;
-        self.append_audit(crate::storage::AuditRecord {
+        self.append_audit(crate::store::AuditRecord {
             actor: request.recorded_by.clone(),
             tenant: None,
             action: "change_model_inventory".to_owned(),
@@ -345,7 +345,7 @@ pub struct CardView {
 impl Storage {
     /// Adds cards for sets the database does not have yet.
     pub async fn seed_data_cards(&self, cards: &[DataCard]) -> Result<usize> {
-        use crate::entities::data_card;
+        use crate::store::entities::data_card;
         let mut added = 0;
         for c in cards {
             if data_card::Entity::find_by_id(c.set.clone()).one(self.connection()).await?.is_some() {
@@ -367,7 +367,7 @@ impl Storage {
 
     /// Whether the set's card is approved (a set without a card is not).
     pub async fn data_card_approved(&self, set: &str) -> Result<bool> {
-        use crate::entities::data_card;
+        use crate::store::entities::data_card;
         Ok(data_card::Entity::find_by_id(set.to_owned())
             .one(self.connection())
             .await?
@@ -376,7 +376,7 @@ impl Storage {
 
     /// Sets a card's status and audits it.
     pub async fn set_data_card_status(&self, set: &str, status: &str, by: &str) -> Result<()> {
-        use crate::entities::data_card;
+        use crate::store::entities::data_card;
         if !CARD_STATUSES.contains(&status) {
             return Err(Error::user(format!("unknown status '{status}' (expected approved, draft or rejected)")));
         }
@@ -397,7 +397,7 @@ impl Storage {
         })
         .exec(self.connection())
         .await?;
-        self.append_audit(crate::storage::AuditRecord {
+        self.append_audit(crate::store::AuditRecord {
             actor: by.to_owned(),
             tenant: Some(set.to_owned()),
             action: "set_data_card_status".to_owned(),
@@ -409,7 +409,7 @@ impl Storage {
 
     /// Every card with its measured fields.
     pub async fn data_cards(&self) -> Result<Vec<CardView>> {
-        use crate::entities::data_card;
+        use crate::store::entities::data_card;
         let mut out = Vec::new();
         for row in data_card::Entity::find().order_by_asc(data_card::Column::SetId).all(self.connection()).await? {
             let card: DataCard =
@@ -499,7 +499,7 @@ pub struct RiskClassification {
     pub controls: Vec<ControlStatus>,
     /// The audit-chain verification the controls were checked against (pages and the packet
     /// show it rather than walking the chain again).
-    pub audit: crate::audit::Verification,
+    pub audit: crate::store::audit::Verification,
 }
 
 /// Reads the questionnaire and scores it. An answer that is not one of its question's options is
@@ -542,7 +542,7 @@ pub async fn risk_classification(
     storage: &Storage,
     settings: &crate::settings::Settings,
 ) -> Result<RiskClassification> {
-    use crate::entities::deletion_receipt;
+    use crate::store::entities::deletion_receipt;
     use sea_orm::{ColumnTrait, PaginatorTrait, QueryFilter};
     let Scored { answers, question_tiers, tier } = classify(&settings.governance_dir)?;
     let audit = storage.verify_audit().await?;

@@ -15,9 +15,9 @@ use indexer::{Bm25Index, Classification, DenseIndex, IndexedChunk, Method, Reade
 use serde::Serialize;
 
 use crate::domain::{Actor, Permission};
-use crate::entities::{deletion_receipt, document_version};
+use crate::store::entities::{deletion_receipt, document_version};
 use crate::error::{Error, Result};
-use crate::storage::{AuditRecord, DatabaseRemoval, Storage};
+use crate::store::{AuditRecord, DatabaseRemoval, Storage};
 
 /// Chunks whose text is searched again after a deletion to prove it is gone.
 const PROBES_PER_VERSION: usize = 3;
@@ -378,7 +378,7 @@ impl DocumentAdmin {
         post_check.files_with_deleted_text = erasure.byte_scan.found_in.len();
         post_check.passed &= post_check.files_with_deleted_text == 0;
         let receipt = DeletionReceipt {
-            id: format!("del-{}-{}", Utc::now().format("%Y%m%dT%H%M%S%.6fZ"), crate::session::random_hex(4)?),
+            id: format!("del-{}-{}", Utc::now().format("%Y%m%dT%H%M%S%.6fZ"), crate::domain::random_hex(4)?),
             tenant: actor.tenant.to_string(),
             document_id: document_id.to_owned(),
             title,
@@ -560,7 +560,7 @@ impl DocumentAdmin {
     /// (`TENANT.name`), so an uploader can name their document by the name they chose. Another
     /// tenant's plain id resolves into the actor's own namespace and tells nothing about it.
     pub async fn resolve_id(&self, actor: &Actor, id: &str) -> Result<String> {
-        if crate::manifest::document_id_tenant(id).is_some() {
+        if crate::service::manifest::document_id_tenant(id).is_some() {
             return Ok(id.to_owned());
         }
         match self.storage.document(id).await? {

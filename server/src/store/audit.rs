@@ -6,7 +6,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::entities::audit_event;
+use crate::store::entities::audit_event;
 
 /// The link of the first event.
 pub use migrations::AUDIT_GENESIS as GENESIS;

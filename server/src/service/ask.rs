@@ -6,13 +6,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::NaiveDate;
-use indexer::{Method, RetrievedHit, Retriever};
+use indexer::{Method, Retriever};
 use sha2::{Digest, Sha256};
 
-use crate::answer::{Answer, AnswerConfig};
+use crate::service::answer::{Answer, AnswerConfig, Passage};
 use crate::domain::{Actor, Permission};
 use crate::error::{Error, Result};
-use crate::storage::{AuditRecord, Storage, StoredChunk};
+use crate::store::{AuditRecord, Storage, StoredChunk};
 
 /// Shown when the governance gate withholds a document set.
 pub const DATA_CARD_BLOCKED: &str = "Answers from your organisation's documents are withheld: their data card is not approved. \
@@ -28,40 +28,6 @@ pub struct AskRequest {
     /// Answer from documents in force on this date; today when absent.
     pub as_of: Option<NaiveDate>,
     pub limit: usize,
-}
-
-/// A passage returned to the actor, with its rank and score.
-#[derive(Debug, Clone)]
-pub struct Passage {
-    pub rank: usize,
-    /// Rank and score of the passage in each retrieval stage.
-    pub scores: RetrievedHit,
-    pub chunk: StoredChunk,
-}
-
-impl Passage {
-    /// The passage as the JSON API and `lexgate search --json` give it. Field names are stable.
-    pub fn to_json(&self) -> serde_json::Value {
-        let stage = |s: Option<indexer::StageScore>| s.map(|s| serde_json::json!({ "rank": s.rank, "score": s.score }));
-        serde_json::json!({
-            "rank": self.rank,
-            "chunk_id": self.chunk.id,
-            "document_id": self.chunk.document_id,
-            "title": self.chunk.title,
-            "version": self.chunk.version,
-            "page": self.chunk.page,
-            "char_start": self.chunk.char_start,
-            "char_end": self.chunk.char_end,
-            "heading_path": self.chunk.heading_path,
-            "text": self.chunk.text,
-            "scores": {
-                "bm25": stage(self.scores.bm25),
-                "dense": stage(self.scores.dense),
-                "fused": self.scores.fused,
-                "rerank": stage(self.scores.rerank),
-            },
-        })
-    }
 }
 
 /// The result of an ask.
@@ -207,7 +173,7 @@ pub struct AskService {
     /// How many asks run and wait at once.
     pub admission: Admission,
     /// How fast one principal may ask.
-    pub rate: crate::limits::RateLimiter,
+    pub rate: crate::service::limits::RateLimiter,
 }
 
 impl AskService {
@@ -246,7 +212,7 @@ impl AskService {
         };
 
         let method = if self.retriever.has_dense() { Method::Hybrid } else { Method::Bm25 };
-        let request_id = crate::session::random_hex(8)?;
+        let request_id = crate::domain::random_hex(8)?;
         let checked = match retrieve_checked(
             &self.storage,
             &self.retriever,
@@ -273,7 +239,7 @@ impl AskService {
         };
         let (passages, withheld) = (checked.passages, checked.withheld);
         let composing = Instant::now();
-        let answer = crate::answer::compose(question, &passages, &self.answer);
+        let answer = crate::service::answer::compose(question, &passages, &self.answer);
         let compose_us = composing.elapsed().as_micros() as u64;
         if answer.unverified_dropped > 0 {
             tracing::warn!(dropped = answer.unverified_dropped, "citations failed verification and were dropped");

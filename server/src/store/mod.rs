@@ -2,10 +2,13 @@
 //! This is the source of truth for documents, chunks and their access metadata; the indexes are
 //! derived from it. Rows are turned into indexer types here, at the edge.
 
+pub mod audit;
+pub mod entities;
+
 use std::collections::BTreeSet;
 
 use chrono::{NaiveDate, Utc};
-use indexer::{ChunkAcl, Classification, GroupName, SourceStatus, TenantId};
+use indexer::{ChunkAcl, GroupName, SourceStatus, TenantId};
 use migrations::{Migrator, MigratorTrait};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
@@ -13,8 +16,8 @@ use sea_orm::{
     QueryOrder, TransactionTrait,
 };
 
-use crate::domain::{Actor, Role};
-use crate::entities::{
+use crate::domain::{Actor, PrincipalSeed};
+use crate::store::entities::{
     audit_event, audit_head, chunk, chunk_embedding, deletion_receipt, document, document_version, ingestion_job,
     principal, principal_group, release_gate, service_token, session, tenant,
 };
@@ -26,16 +29,6 @@ pub struct Storage {
     db: DatabaseConnection,
 }
 
-/// A principal to create or update (demo users, or users provisioned from an identity provider).
-#[derive(Debug, Clone)]
-pub struct PrincipalSeed {
-    pub id: String,
-    pub display_name: String,
-    pub tenant: TenantId,
-    pub role: Role,
-    pub groups: BTreeSet<GroupName>,
-    pub clearance: Classification,
-}
 
 /// One document version with its chunks, written in a single transaction.
 #[derive(Debug, Clone)]
@@ -567,7 +560,7 @@ impl Storage {
             .all(&self.db)
             .await?;
         let mut out = Vec::with_capacity(rows.len());
-        for row in rows.into_iter().filter(|r| !r.id.starts_with(crate::tokens::SERVICE_PREFIX)) {
+        for row in rows.into_iter().filter(|r| !r.id.starts_with(crate::service::tokens::SERVICE_PREFIX)) {
             if let Some(actor) = self.actor(&row.id).await? {
                 out.push(actor);
             }
@@ -1161,7 +1154,7 @@ impl Storage {
         // Microseconds: what PostgreSQL keeps, so the hash of the stored value is the one computed.
         let at = chrono::SubsecRound::trunc_subsecs(Utc::now(), 6);
         let detail = e.detail.to_string();
-        let hash = crate::audit::event_hash(
+        let hash = crate::store::audit::event_hash(
             &at,
             &e.actor,
             e.tenant.as_deref(),
@@ -1207,7 +1200,7 @@ impl Storage {
         let count = unsealed.len() as u64;
         for e in unsealed {
             let at = chrono::SubsecRound::trunc_subsecs(e.at, 6);
-            let hash = crate::audit::event_hash(
+            let hash = crate::store::audit::event_hash(
                 &at,
                 &e.actor,
                 e.tenant_id.as_deref(),
@@ -1235,7 +1228,7 @@ impl Storage {
     }
 
     /// Walks the whole audit chain; the result names the first edited, removed or moved event.
-    pub async fn verify_audit(&self) -> Result<crate::audit::Verification> {
+    pub async fn verify_audit(&self) -> Result<crate::store::audit::Verification> {
         use sea_orm::PaginatorTrait;
         let head = audit_head::Entity::find_by_id(1)
             .one(&self.db)
@@ -1246,7 +1239,7 @@ impl Storage {
         while let Some(page) = pages.fetch_and_next().await? {
             events.extend(page);
         }
-        Ok(crate::audit::verify(&events, head.last_id, &head.last_hash))
+        Ok(crate::store::audit::verify(&events, head.last_id, &head.last_hash))
     }
 
     /// One page (from 0) of audit events, newest first, optionally filtered by action and

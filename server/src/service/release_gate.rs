@@ -17,9 +17,9 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::answer::AnswerConfig;
-use crate::app::Platform;
-use crate::ask::{AskRequest, AskService};
+use crate::service::answer::AnswerConfig;
+use crate::service::platform::Platform;
+use crate::service::ask::{AskRequest, AskService};
 use crate::domain::Actor;
 use crate::error::{Error, Result};
 
@@ -482,17 +482,17 @@ async fn run_case(platform: &Platform, service: &AskService, case: &Case) -> Res
             let decision = if o.answer.abstained.is_some() { "not_found" } else { "answered" };
             (decision, o.passages, Some(o.answer), stages)
         }
-        Err(Error::User(msg)) if msg == crate::ask::DATA_CARD_BLOCKED => {
+        Err(Error::User(msg)) if msg == crate::service::ask::DATA_CARD_BLOCKED => {
             ("refused", Vec::new(), None, StageMicros { total, ..Default::default() })
         }
         Err(e) => return Err(e),
     };
-    let reader = who.reader(case.as_of.unwrap_or_else(crate::storage::Storage::today));
+    let reader = who.reader(case.as_of.unwrap_or_else(crate::store::Storage::today));
     // Independent checks, from the database.
     let ids: Vec<String> = passages.iter().map(|p| p.chunk.id.clone()).collect();
     let cited_ids: Vec<String> = answer.iter().flat_map(|a| a.citations.iter().map(|c| c.chunk_id.clone())).collect();
     let all_ids: Vec<String> = ids.iter().chain(&cited_ids).cloned().collect::<HashSet<_>>().into_iter().collect();
-    let stored: BTreeMap<String, crate::storage::StoredChunk> =
+    let stored: BTreeMap<String, crate::store::StoredChunk> =
         platform.storage.chunks_by_ids(&all_ids).await?.into_iter().map(|c| (c.id.clone(), c)).collect();
     let permitted = |id: &str| stored.get(id).is_some_and(|c| c.acl.permits(&reader) && c.acl.tenant == who.tenant);
     let mut leaked = ids.iter().filter(|id| !permitted(id)).count();
@@ -667,7 +667,7 @@ async fn prepare_deletion(
         .iter()
         .map(|g| indexer::GroupName::parse(g).map_err(Error::from))
         .collect::<Result<std::collections::BTreeSet<_>>>()?;
-    let upload = crate::ingest::Upload {
+    let upload = crate::service::ingest::Upload {
         document_id: doc.id.clone(),
         title: doc.title.clone(),
         version: 1,
@@ -812,12 +812,12 @@ pub async fn run(platform: &Platform, cases: &Cases, thresholds: &Thresholds, op
     let service = AskService {
         storage: platform.storage.clone(),
         retriever: platform.retriever(),
-        audit_hash_key: crate::session::random_hex(32)?.into_bytes().into(),
+        audit_hash_key: crate::domain::random_hex(32)?.into_bytes().into(),
         data_card_gate: platform.settings.data_card_gate,
         answer: options.answer,
-        admission: crate::ask::Admission::new(platform.settings.ask_concurrency, platform.settings.ask_queue),
+        admission: crate::service::ask::Admission::new(platform.settings.ask_concurrency, platform.settings.ask_queue),
         // The gate's cases are the platform's own evaluation, not a principal's traffic.
-        rate: crate::limits::RateLimiter::new(0, 1),
+        rate: crate::service::limits::RateLimiter::new(0, 1),
     };
     let configuration = format!(
         "{} retrieval, fusion {}, reranker {}, answer_min_coverage {}",
@@ -856,7 +856,7 @@ pub async fn run(platform: &Platform, cases: &Cases, thresholds: &Thresholds, op
     let json = serde_json::to_string_pretty(&report).map_err(|e| Error::internal("report", e))?;
     platform
         .storage
-        .insert_release_gate(crate::entities::release_gate::Model {
+        .insert_release_gate(crate::store::entities::release_gate::Model {
             id: report.id.clone(),
             created_at: report.created_at,
             decision: decision.as_str().to_owned(),
@@ -868,7 +868,7 @@ pub async fn run(platform: &Platform, cases: &Cases, thresholds: &Thresholds, op
         .await?;
     platform
         .storage
-        .append_audit(crate::storage::AuditRecord {
+        .append_audit(crate::store::AuditRecord {
             actor: "lexgate eval run".to_owned(),
             tenant: None,
             action: "release_gate".to_owned(),

@@ -1,0 +1,347 @@
+//! `lexgate` commands: Retrieval and release-gate evaluations.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Subcommand;
+
+use crate::service::Platform;
+use crate::settings::Settings;
+
+#[derive(Debug, Subcommand)]
+pub enum EvalCommand {
+    /// Run the evaluation cases through the ask path as each case's principal, judge them against
+    /// the thresholds, store the release-gate report and write it as Markdown and JSON. Exits
+    /// with an error when the decision is "block".
+    Run {
+        #[arg(long, default_value = "governance/eval/cases.toml")]
+        cases: PathBuf,
+        #[arg(long, default_value = "governance/eval/thresholds.toml")]
+        thresholds: PathBuf,
+        /// Folder for release-gate.md and release-gate.json.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Skip the BM25-only comparison run.
+        #[arg(long)]
+        no_baseline: bool,
+    },
+    /// Filtered dense-search recall@k against exact search at selectivities 50%, 10%, 1% and 0.1%
+    /// of the ObliQA passage vectors, with the default planner and with graph search forced.
+    Filtered {
+        /// Folder of passage files (StructuredRegulatoryDocuments).
+        #[arg(long)]
+        corpus: PathBuf,
+        /// Questions file; the first `--queries` questions are the query vectors.
+        #[arg(long)]
+        questions: PathBuf,
+        #[arg(long, default_value_t = 200)]
+        queries: usize,
+        #[arg(long, default_value_t = 10)]
+        k: usize,
+        /// File caching the passage vectors between runs (shared with `eval obliqa`).
+        #[arg(long)]
+        vector_cache: Option<PathBuf>,
+        /// Fail when the default planner's recall falls below this at any selectivity.
+        #[arg(long)]
+        min_recall: Option<f64>,
+    },
+    /// Ingest ObliQA passages into in-memory indexes and report Recall, MAP, nDCG and MRR at k
+    /// for BM25, dense and hybrid retrieval.
+    Obliqa {
+        /// Folder of passage files (StructuredRegulatoryDocuments).
+        #[arg(long)]
+        corpus: PathBuf,
+        /// Questions file (ObliQA JSON).
+        #[arg(long)]
+        questions: PathBuf,
+        /// TREC qrels giving the relevant passage uuids (multi-passage variant).
+        #[arg(long)]
+        qrels: Option<PathBuf>,
+        #[arg(long, default_value_t = 10)]
+        k: usize,
+        /// Evaluate only the first N questions (a fixed sample).
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Which of the reranker's locked question splits to evaluate: all, train or validation
+        /// (a fixed hash of the question id; see `indexer::eval::Split`).
+        #[arg(long, default_value = "all")]
+        split: indexer::eval::Split,
+        /// Write each question's first-stage hybrid candidates (no reranking) as JSON lines here:
+        /// the hard negatives the reranker's training script mines.
+        #[arg(long)]
+        candidates_out: Option<PathBuf>,
+        /// How many candidates per question `--candidates-out` writes.
+        #[arg(long, default_value_t = 50)]
+        candidates_depth: usize,
+        /// Comma-separated methods.
+        #[arg(long, default_value = "bm25,dense,hybrid")]
+        methods: String,
+        /// Fusion settings to evaluate hybrid with, each a row of its own: `rrf` or `convex`
+        /// followed by `:name=value` settings (k, bm25, dense, candidates), e.g.
+        /// `rrf:k=60:bm25=1:dense=0.5`. Separate several with spaces. Default: the platform's.
+        #[arg(long, value_delimiter = ' ')]
+        fusion: Vec<String>,
+        /// File caching the passage vectors between runs (keyed by model and passage texts).
+        #[arg(long)]
+        vector_cache: Option<PathBuf>,
+        /// Fail when a method's Recall@k falls below a floor, e.g. `hybrid=0.77` (repeatable):
+        /// CI uses it to catch retrieval regressions.
+        #[arg(long)]
+        min_recall: Vec<String>,
+        /// Write the figures as JSON here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+/// What `eval obliqa` runs.
+pub struct EvalOptions<'a> {
+    k: usize,
+    limit: Option<usize>,
+    split: indexer::eval::Split,
+    /// Where to write first-stage candidates, and how many per question.
+    candidates: Option<(&'a std::path::Path, usize)>,
+    methods: Vec<indexer::Method>,
+    /// Hybrid is evaluated once per fusion setting.
+    fusions: Vec<indexer::FusionConfig>,
+    vector_cache: Option<&'a std::path::Path>,
+    /// Recall@k floors per method.
+    floors: Vec<(indexer::Method, f64)>,
+    /// When set, hybrid is evaluated once more with the reranker stage, for the first fusion
+    /// setting.
+    reranker: Option<indexer::RerankerConfig>,
+    rerank_top: usize,
+}
+
+pub fn eval_obliqa(
+    corpus: &std::path::Path,
+    questions: &std::path::Path,
+    qrels: Option<&std::path::Path>,
+    options: &EvalOptions<'_>,
+    embedder: Option<std::sync::Arc<indexer::Embedder>>,
+    out: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    use indexer::eval;
+    let k = options.k;
+    let started = std::time::Instant::now();
+    let passages = eval::load_passages(corpus)?;
+    let mut qs = eval::load_questions(questions, &passages, qrels)?;
+    qs.retain(|q| options.split.contains(&q.id));
+    if let Some(n) = options.limit {
+        qs.truncate(n);
+    }
+    eprintln!("eval: {} passages, {} questions with relevant passages", passages.len(), qs.len());
+    let mut last_report = std::time::Instant::now();
+    let reranker: Option<std::sync::Arc<dyn indexer::Reranker>> = match &options.reranker {
+        Some(config) => Some(std::sync::Arc::new(indexer::CrossEncoder::load(config).context("loading the reranker")?)),
+        None => None,
+    };
+    let mut retriever =
+        eval::build_obliqa_retriever(&passages, embedder, options.vector_cache, &mut |stage, done, total| {
+            if done == total || last_report.elapsed().as_secs() >= 10 {
+                eprintln!("eval: {stage} {done}/{total} ({:.0}s)", started.elapsed().as_secs_f64());
+                last_report = std::time::Instant::now();
+            }
+        })?;
+    retriever.rerank_top = options.rerank_top;
+    let ingest_seconds = started.elapsed().as_secs_f64();
+    if let Some((path, depth)) = options.candidates {
+        let first_stage = indexer::Retriever {
+            fusion: options.fusions.first().copied().unwrap_or(retriever.fusion),
+            reranker: None,
+            ..retriever.clone()
+        };
+        let lines = eval::first_stage_candidates(&first_stage, &qs, indexer::Method::Hybrid, depth)?;
+        std::fs::write(path, lines).with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("eval: wrote {depth} hybrid candidates for each of {} questions to {}", qs.len(), path.display());
+    }
+    let mut reports = Vec::new();
+    for m in &options.methods {
+        if *m == indexer::Method::Hybrid {
+            for (i, fusion) in options.fusions.iter().enumerate() {
+                let variant = indexer::Retriever { fusion: *fusion, reranker: None, ..retriever.clone() };
+                reports.push(eval::evaluate(&variant, &passages, &qs, *m, k)?);
+                // The reranker runs over the first fusion setting (the platform's by default).
+                if let Some(reranker) = reranker.as_ref().filter(|_| i == 0) {
+                    let reranked = indexer::Retriever { reranker: Some(std::sync::Arc::clone(reranker)), ..variant };
+                    reports.push(eval::evaluate(&reranked, &passages, &qs, *m, k)?);
+                }
+            }
+        } else {
+            reports.push(eval::evaluate(&retriever, &passages, &qs, *m, k)?);
+        }
+    }
+    println!(
+        "ObliQA retrieval, {} questions, {} passages, k = {k} (index build {ingest_seconds:.1}s)",
+        qs.len(),
+        passages.len()
+    );
+    println!("| method | Recall@{k} | MAP@{k} | nDCG@{k} | MRR@{k} | p50 ms | p95 ms |");
+    println!("|---|---|---|---|---|---|---|");
+    for r in &reports {
+        println!(
+            "| {} | {:.4} | {:.4} | {:.4} | {:.4} | {:.1} | {:.1} |",
+            r.method,
+            r.mean.recall,
+            r.mean.average_precision,
+            r.mean.ndcg,
+            r.mean.reciprocal_rank,
+            r.latency_p50_ms,
+            r.latency_p95_ms
+        );
+    }
+    if let Some(path) = out {
+        let json = serde_json::json!({
+            "benchmark": "obliqa",
+            "questions_file": questions.display().to_string(),
+            "questions": qs.len(),
+            "passages": passages.len(),
+            "k": k,
+            "index_build_seconds": ingest_seconds,
+            "methods": reports,
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&json)?)?;
+    }
+    for (method, floor) in &options.floors {
+        for r in reports.iter().filter(|r| r.method.split(' ').next() == Some(method.as_str())) {
+            anyhow::ensure!(
+                r.mean.recall >= *floor,
+                "{}: Recall@{k} {:.4} is below the floor {floor}",
+                r.method,
+                r.mean.recall
+            );
+        }
+    }
+    Ok(())
+}
+
+pub async fn run(command: &EvalCommand, settings: Settings) -> anyhow::Result<()> {
+    match command {
+        EvalCommand::Run { cases, thresholds, out, no_baseline } => {
+            let cases = crate::service::release_gate::Cases::load(cases)?;
+            let thresholds = crate::service::release_gate::Thresholds::load(thresholds)?;
+            let platform = Platform::open(settings).await?;
+            let options = crate::service::release_gate::RunOptions {
+                baseline: !no_baseline,
+                answer: crate::service::answer::AnswerConfig {
+                    min_coverage: platform.settings.answer_min_coverage,
+                    ..Default::default()
+                },
+            };
+            let report = crate::service::release_gate::run(&platform, &cases, &thresholds, &options).await?;
+            let md = crate::service::release_gate::markdown(&report);
+            println!("{md}");
+            if let Some(dir) = out {
+                std::fs::create_dir_all(dir)?;
+                std::fs::write(dir.join("release-gate.md"), &md)?;
+                std::fs::write(dir.join("release-gate.json"), serde_json::to_string_pretty(&report)?)?;
+            }
+            anyhow::ensure!(
+                report.decision != crate::service::release_gate::Decision::Block,
+                "the release gate blocks: {}",
+                report.reasons.join("; ")
+            );
+        }
+        EvalCommand::Filtered { corpus, questions, queries, k, vector_cache, min_recall } => {
+            let config = indexer::EmbedderConfig::new(settings.onnx_runtime_library(), settings.embedding_model_dir());
+            let embedder = indexer::Embedder::load(&config).context("loading the embedding model")?;
+            let passages = indexer::eval::load_passages(corpus)?;
+            let qs = indexer::eval::load_questions(questions, &passages, None)?;
+            let texts: Vec<&str> = qs.iter().take(*queries).map(|q| q.question.as_str()).collect();
+            let query_vectors = embedder.embed_many(&texts, 32, &mut |_| {})?;
+            let vectors = indexer::eval::obliqa_vectors(&passages, &embedder, vector_cache.as_deref(), &mut |_| {})?;
+            // The passages as they are, then with as many near-duplicate filler vectors added.
+            let mut with_filler = vectors.clone();
+            with_filler.extend(indexer::scale::near_duplicates(&vectors, vectors.len()));
+            for (label, vectors) in [("", &vectors), (" with as many near-duplicates of 16 passages", &with_filler)] {
+                let rows = indexer::eval::filtered_recall(vectors, &query_vectors, &[500, 100, 10, 1], *k)?;
+                println!(
+                    "Filtered dense search, {} vectors{label}, {} queries, k = {k}",
+                    vectors.len(),
+                    query_vectors.len()
+                );
+                println!(
+                    "| selectivity | visible | plan | Recall@{k} | p50 ms | graph-only Recall@{k} | graph-only p50 ms |"
+                );
+                println!("|---|---|---|---|---|---|---|");
+                for r in &rows {
+                    println!(
+                        "| {:.1}% | {} | {} | {:.4} | {:.2} | {:.4} | {:.2} |",
+                        r.selectivity * 100.0,
+                        r.visible,
+                        r.plan,
+                        r.recall,
+                        r.p50_ms,
+                        r.graph_recall,
+                        r.graph_p50_ms
+                    );
+                }
+                if let Some(floor) = min_recall {
+                    for r in &rows {
+                        anyhow::ensure!(
+                            r.recall >= *floor,
+                            "filtered Recall@{k} {:.4} at selectivity {:.1}%{label} is below the floor {floor}",
+                            r.recall,
+                            r.selectivity * 100.0
+                        );
+                    }
+                }
+            }
+        }
+        EvalCommand::Obliqa {
+            corpus,
+            questions,
+            qrels,
+            k,
+            limit,
+            split,
+            candidates_out,
+            candidates_depth,
+            methods,
+            fusion,
+            vector_cache,
+            min_recall,
+            out,
+        } => {
+            let methods: Vec<indexer::Method> =
+                methods.split(',').map(|m| m.trim().parse()).collect::<Result<_, _>>()?;
+            let embedder = if methods.iter().any(|m| *m != indexer::Method::Bm25) {
+                let config =
+                    indexer::EmbedderConfig::new(settings.onnx_runtime_library(), settings.embedding_model_dir());
+                Some(std::sync::Arc::new(indexer::Embedder::load(&config).context("loading the embedding model")?))
+            } else {
+                None
+            };
+            let fusions = if fusion.is_empty() {
+                vec![settings.fusion]
+            } else {
+                fusion.iter().filter(|f| !f.is_empty()).map(|f| f.parse()).collect::<Result<_, _>>()?
+            };
+            let floors = min_recall
+                .iter()
+                .map(|f| {
+                    let (method, value) = f
+                        .split_once('=')
+                        .ok_or_else(|| anyhow::anyhow!("--min-recall takes METHOD=VALUE, not '{f}'"))?;
+                    let method: indexer::Method = method.parse()?;
+                    let value: f64 = value.parse().map_err(|_| anyhow::anyhow!("'{value}' is not a number"))?;
+                    Ok((method, value))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let options = EvalOptions {
+                k: *k,
+                limit: *limit,
+                split: *split,
+                candidates: candidates_out.as_deref().map(|p| (p, *candidates_depth)),
+                methods,
+                fusions,
+                vector_cache: vector_cache.as_deref(),
+                floors,
+                reranker: settings.reranker_config(),
+                rerank_top: settings.rerank_top,
+            };
+            eval_obliqa(corpus, questions, qrels.as_deref(), &options, embedder, out.as_deref())?;
+        }
+    }
+    Ok(())
+}
