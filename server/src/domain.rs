@@ -6,7 +6,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use chrono::NaiveDate;
-use indexer::{Classification, GroupName, Reader, TenantId};
+use indexer::Reader;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
@@ -139,3 +139,14 @@ pub fn random_hex(bytes: usize) -> Result<String, Error> {
         .map_err(|e| Error::internal("reading random bytes", e))?;
     Ok(hex::encode(buf))
 }
+
+/// Principal ids of service principals start with this.
+pub const SERVICE_PREFIX: &str = "svc:";
+
+/// Today's date (UTC), the default "as of" date of every read.
+pub fn today() -> NaiveDate {
+    chrono::Utc::now().date_naive()
+}
+
+/// The indexer's access and status vocabulary, which requests are parsed into.
+pub use indexer::{ChunkAcl, Classification, GroupName, RetrievedHit, SourceStatus, StageScore, TenantId};

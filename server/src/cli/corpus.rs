@@ -154,7 +154,7 @@ pub async fn run(command: &CorpusCommand, settings: Settings) -> anyhow::Result<
         }
         CorpusCommand::Migrate => {
             let platform = Platform::open(settings).await?;
-            println!("database schema is up to date ({})", platform.storage.backend_name());
+            println!("database schema is up to date ({})", platform.backend_name());
         }
     }
     Ok(())

@@ -63,7 +63,6 @@ pub enum DocumentsCommand {
 /// The principal a command-line action runs as; it must exist.
 pub async fn cli_actor(platform: &Platform, principal: &str) -> anyhow::Result<crate::domain::Actor> {
     platform
-        .storage
         .actor(principal)
         .await?
         .ok_or_else(|| anyhow::anyhow!("no principal '{principal}' (ids look like adam@acme-bank)"))
@@ -126,7 +125,7 @@ pub async fn run(command: &DocumentsCommand, mut settings: Settings) -> anyhow::
                 tenant: indexer::TenantId::parse(tenant)?,
                 groups: groups.iter().map(|g| indexer::GroupName::parse(g.trim())).collect::<Result<_, _>>()?,
                 clearance: clearance.parse()?,
-                as_of: as_of.unwrap_or_else(crate::store::Storage::today),
+                as_of: as_of.unwrap_or_else(crate::domain::today),
             };
             let method: indexer::Method = method.parse()?;
             anyhow::ensure!((1..=100).contains(limit), "--limit must be between 1 and 100");
@@ -134,16 +133,7 @@ pub async fn run(command: &DocumentsCommand, mut settings: Settings) -> anyhow::
                 settings.dense_retrieval = false;
             }
             let platform = Platform::open(settings).await?;
-            let checked = crate::service::ask::retrieve_checked(
-                &platform.storage,
-                &platform.retriever(),
-                &reader,
-                question,
-                method,
-                *limit,
-                platform.settings.data_card_gate,
-            )
-            .await?;
+            let checked = platform.search(&reader, question, method, *limit).await?;
             print_search(&reader, method, &checked, *json)?;
         }
         DocumentsCommand::Delete { document, version, principal, reason } => {

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Subcommand;
 
+use crate::service::governance::Governance;
 use crate::settings::Settings;
 
 /// Governance records.
@@ -88,13 +89,13 @@ pub enum AuditCommand {
 }
 
 pub async fn run(command: &GovernanceCommand, settings: Settings) -> anyhow::Result<()> {
+    let governance = Governance::connect(settings).await?;
     match command {
         GovernanceCommand::Models(ModelsCommand::List) => {
-            let storage = crate::store::Storage::connect(&settings.database_url()).await?;
-            storage.seed_inventory(&crate::service::governance::read_inventory_file(&settings.governance_dir)?).await?;
+            let inventory = governance.operator_inventory().await?;
             let records: Vec<serde_json::Value> =
-                storage.change_records().await?.iter().map(crate::service::governance::change_record_json).collect();
-            let value = serde_json::json!({ "models": storage.inventory().await?, "change_records": records });
+                inventory.change_records.iter().map(crate::service::governance::change_record_json).collect();
+            let value = serde_json::json!({ "models": inventory.models, "change_records": records });
             println!("{}", serde_json::to_string_pretty(&value)?);
         }
         GovernanceCommand::Models(ModelsCommand::Change {
@@ -107,8 +108,6 @@ pub async fn run(command: &GovernanceCommand, settings: Settings) -> anyhow::Res
             rollback,
             approver,
         }) => {
-            let storage = crate::store::Storage::connect(&settings.database_url()).await?;
-            storage.seed_inventory(&crate::service::governance::read_inventory_file(&settings.governance_dir)?).await?;
             let set = set
                 .iter()
                 .map(|kv| {
@@ -117,8 +116,8 @@ pub async fn run(command: &GovernanceCommand, settings: Settings) -> anyhow::Res
                         .ok_or_else(|| anyhow::anyhow!("--set takes field=value, not '{kv}'"))
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
-            let record = storage
-                .change_inventory(&crate::service::governance::ChangeRequest {
+            let record = governance
+                .operator_change_inventory(&crate::service::governance::ChangeRequest {
                     role: role.clone(),
                     set,
                     why: why.clone(),
@@ -133,20 +132,15 @@ pub async fn run(command: &GovernanceCommand, settings: Settings) -> anyhow::Res
             println!("change record {} written for the {role} entry: {}", record.id, record.changes);
         }
         GovernanceCommand::Packet(PacketCommand::Export { out }) => {
-            let storage = crate::store::Storage::connect(&settings.database_url()).await?;
-            let files = crate::service::packet::build(&storage, &settings).await?;
-            let bytes = crate::service::packet::zip(&files);
+            let (files, bytes) = governance.operator_packet().await?;
             let tmp = out.with_extension("partial");
             std::fs::write(&tmp, &bytes)
                 .and_then(|()| std::fs::rename(&tmp, out))
                 .with_context(|| format!("writing {}", out.display()))?;
-            crate::service::packet::record_export(&storage, "cli", None, files.len(), bytes.len()).await?;
-            println!("wrote {} ({} files, {} bytes)", out.display(), files.len(), bytes.len());
+            println!("wrote {} ({} files, {} bytes)", out.display(), files, bytes.len());
         }
         GovernanceCommand::Risk { json } => {
-            let storage = crate::store::Storage::connect(&settings.database_url()).await?;
-            crate::service::governance::seed_inventory_and_cards(&storage, &settings.governance_dir).await?;
-            let risk = crate::service::governance::risk_classification(&storage, &settings).await?;
+            let risk = governance.operator_risk().await?;
             if *json {
                 println!("{}", serde_json::to_string_pretty(&risk)?);
             } else {
@@ -167,19 +161,16 @@ pub async fn run(command: &GovernanceCommand, settings: Settings) -> anyhow::Res
             }
         }
         GovernanceCommand::DataCards(command) => {
-            let storage = crate::store::Storage::connect(&settings.database_url()).await?;
-            crate::service::governance::seed_data_cards(&storage, &settings.governance_dir).await?;
             match command {
-                DataCardsCommand::List => println!("{}", serde_json::to_string_pretty(&storage.data_cards().await?)?),
+                DataCardsCommand::List => println!("{}", serde_json::to_string_pretty(&governance.operator_data_cards().await?)?),
                 DataCardsCommand::SetStatus { set, status, by } => {
-                    storage.set_data_card_status(set, status, by).await?;
+                    governance.operator_set_data_card_status(set, status, by).await?;
                     println!("data card of '{set}' is now {status}");
                 }
             }
         }
         GovernanceCommand::Audit(AuditCommand::Verify) => {
-            let storage = crate::store::Storage::connect(&settings.database_url()).await?;
-            let v = storage.verify_audit().await?;
+            let v = governance.operator_verify_audit().await?;
             match &v.problem {
                 None => println!("audit chain intact: {} events, head {}", v.events, v.head),
                 Some(problem) => anyhow::bail!("audit chain broken: {problem} ({} events checked)", v.events),

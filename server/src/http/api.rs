@@ -6,7 +6,7 @@
 use actix_multipart::Multipart;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::NaiveDate;
-use indexer::{ChunkAcl, Classification, SourceStatus};
+use crate::domain::{ChunkAcl, Classification, SourceStatus};
 use serde::Deserialize;
 
 use crate::domain::Permission;
@@ -30,8 +30,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 async fn documents_get(req: HttpRequest, state: web::Data<AppState>, SignedIn(actor): SignedIn) -> WebResult {
     let err = web_err(&req);
-    require_admin(&state, &actor).await.map_err(&err)?;
-    let docs = state.storage.list_documents(&actor.tenant).await.map_err(&err)?;
+    let docs = state.documents.list(&actor).await.map_err(&err)?;
     let docs: Vec<_> = docs
         .into_iter()
         .map(|d| {
@@ -51,12 +50,10 @@ async fn document_get(
     id: web::Path<String>,
 ) -> WebResult {
     let err = web_err(&req);
-    let id = state.documents.resolve_id(&actor, &id).await.map_err(&err)?;
-    require_admin(&state, &actor).await.map_err(&err)?;
-    let preview = state.documents.deletion_preview(&actor, &id).await.map_err(&err)?;
+    let detail = state.documents.detail(&actor, &id).await.map_err(&err)?;
+    let (id, preview) = (detail.id, detail.preview);
     let mut versions = Vec::new();
-    for v in &preview.versions {
-        let acl = state.storage.version_acl(&id, v.version).await.map_err(&err)?;
+    for (v, (_, acl)) in preview.versions.iter().zip(detail.acls) {
         versions.push(serde_json::json!({
             "version": v.version, "pages": v.pages, "chunks": v.chunks, "file_bytes": v.bytes,
             "access": acl.as_ref().map(crate::service::documents::acl_json),
@@ -143,7 +140,8 @@ async fn documents_post(
     require_admin(&state, &actor).await.map_err(&err)?;
     session::verify_api_csrf(&req, &state).await.map_err(&err)?;
     let (fields, files) = crate::http::documents::read_form(form, state.settings.upload_max_bytes).await.map_err(&err)?;
-    let jobs = crate::http::documents::start_uploads(&state, &actor, &fields, files).await.map_err(&err)?;
+    let request = crate::http::documents::upload_request(&actor, &fields, files).map_err(&err)?;
+    let jobs = state.uploads.start(&actor, request).await.map_err(&err)?;
     let links: Vec<String> = jobs.iter().map(|j| format!("/api/v1/jobs/{j}")).collect();
     Ok(HttpResponse::Accepted().json(serde_json::json!({ "jobs": jobs, "links": links })))
 }
@@ -155,8 +153,7 @@ async fn job_get(
     id: web::Path<String>,
 ) -> WebResult {
     let err = web_err(&req);
-    require_admin(&state, &actor).await.map_err(&err)?;
-    let job = state.jobs.get(&id).filter(|j| j.tenant == actor.tenant.as_str()).ok_or_else(|| err(Error::NotFound))?;
+    let job = state.uploads.job(&actor, &id).await.map_err(&err)?;
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "id": job.id, "document_id": job.document_id, "version": job.version, "file_name": job.file_name,
         "status": job.status,
@@ -165,7 +162,7 @@ async fn job_get(
 
 async fn tokens_get(req: HttpRequest, state: web::Data<AppState>, SignedIn(actor): SignedIn) -> WebResult {
     let err = web_err(&req);
-    let tokens = crate::service::tokens::list(&state.storage, &actor).await.map_err(&err)?;
+    let tokens = state.tokens.list(&actor).await.map_err(&err)?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "tokens": tokens })))
 }
 
@@ -199,7 +196,7 @@ async fn tokens_post(
         clearance: body.clearance,
         valid_days: body.valid_days,
     };
-    let (token, info) = crate::service::tokens::issue(&state.storage, &actor, &request).await.map_err(&err)?;
+    let (token, info) = state.tokens.issue(&actor, &request).await.map_err(&err)?;
     Ok(HttpResponse::Created().json(serde_json::json!({
         "token": token,
         "note": "Store this token now: lexgate keeps only its hash and cannot show it again.",
@@ -215,7 +212,7 @@ async fn token_delete(
 ) -> WebResult {
     let err = web_err(&req);
     session::verify_api_csrf(&req, &state).await.map_err(&err)?;
-    crate::service::tokens::revoke(&state.storage, &actor, &id).await.map_err(&err)?;
+    state.tokens.revoke(&actor, &id).await.map_err(&err)?;
     Ok(HttpResponse::NoContent().finish())
 }
 

@@ -43,7 +43,7 @@ pub struct BenchReport {
 }
 
 fn triple(v: Vec<f64>) -> (f64, f64, f64) {
-    let l = indexer::scale::Latency::of(v);
+    let l = crate::service::Latency::of(v);
     (l.p50, l.p95, l.p99)
 }
 
@@ -60,7 +60,6 @@ pub async fn ask(
         return Err(Error::user("no questions to ask"));
     }
     let admin = platform
-        .storage
         .actor(admin_id)
         .await?
         .ok_or_else(|| Error::user(format!("unknown principal '{admin_id}'")))?;
@@ -72,7 +71,7 @@ pub async fn ask(
         clearance: admin.clearance,
         valid_days: 1,
     };
-    let (token, info) = crate::service::tokens::issue(&platform.storage, &admin, &request).await?;
+    let (token, info) = platform.tokens().issue(&admin, &request).await?;
     let mut settings = (*platform.settings).clone();
     settings.bind = "127.0.0.1:0".to_owned();
     // One token asks for everyone here: the per-principal limit would measure itself.
@@ -91,7 +90,7 @@ pub async fn ask(
         rows.push(row);
     }
     server.abort();
-    crate::service::tokens::revoke(&platform.storage, &admin, &info.id).await?;
+    platform.tokens().revoke(&admin, &info.id).await?;
     let retriever = platform.retriever();
     Ok(BenchReport {
         corpus_passages: platform.bm25.count_all(),

@@ -4,7 +4,6 @@
 //! call and render.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
 
 use actix_multipart::Multipart;
 use actix_web::http::header;
@@ -12,15 +11,15 @@ use actix_web::{HttpRequest, web};
 use askama::Template;
 use chrono::NaiveDate;
 use futures_util::StreamExt;
-use indexer::{ChunkAcl, Classification, GroupName, SourceStatus};
+use crate::domain::{ChunkAcl, Classification, GroupName, SourceStatus};
 use serde::Deserialize;
 
 use crate::service::documents::{DeletionPreview, DeletionReceipt};
 use crate::domain::Actor;
 use crate::error::Error;
-use crate::service::ingest::{Upload, UploadStatus};
+use crate::service::ingest::UploadStatus;
 use crate::http::session::{self, SignedIn};
-use crate::store::AuditRecord;
+use crate::service::uploads::{UploadRequest, UploadedFile};
 use crate::http::{AppState, UserView, WebResult, html, is_htmx, redirect, user_view, web_err};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -32,60 +31,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/documents/{id}/status", web::post().to(status_post))
         .route("/documents/{id}/delete", web::get().to(delete_get))
         .route("/documents/{id}/delete", web::post().to(delete_post));
-}
-
-// ---------------------------------------------------------------------------------------------
-// Upload jobs
-
-/// One upload being ingested.
-#[derive(Debug, Clone)]
-pub struct Job {
-    pub id: String,
-    pub tenant: String,
-    pub document_id: String,
-    pub version: u32,
-    pub file_name: String,
-    pub status: UploadStatus,
-}
-
-/// Upload jobs of this process, for the progress pages. The outcome also goes to the audit log.
-/// One job ingests at a time (embedding already uses every core); the others wait, queued.
-#[derive(Debug, Clone)]
-pub struct Jobs {
-    jobs: Arc<Mutex<HashMap<String, Job>>>,
-    /// One permit: the job holding it ingests.
-    running: Arc<tokio::sync::Semaphore>,
-}
-
-impl Default for Jobs {
-    fn default() -> Self {
-        Self { jobs: Arc::default(), running: Arc::new(tokio::sync::Semaphore::new(1)) }
-    }
-}
-
-impl Jobs {
-    /// Jobs queued or running.
-    fn unfinished(&self) -> usize {
-        self.jobs.lock().map_or(0, |jobs| jobs.values().filter(|j| !j.status.finished).count())
-    }
-
-    fn insert(&self, job: Job) {
-        if let Ok(mut jobs) = self.jobs.lock() {
-            jobs.insert(job.id.clone(), job);
-        }
-    }
-
-    fn update(&self, id: &str, f: &dyn Fn(&mut UploadStatus)) {
-        if let Ok(mut jobs) = self.jobs.lock()
-            && let Some(job) = jobs.get_mut(id)
-        {
-            f(&mut job.status);
-        }
-    }
-
-    pub fn get(&self, id: &str) -> Option<Job> {
-        self.jobs.lock().ok().and_then(|jobs| jobs.get(id).cloned())
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -192,8 +137,9 @@ struct ReceiptView {
 // ---------------------------------------------------------------------------------------------
 // Handlers
 
+/// Admins only; checked before an upload is read at all (see [`crate::service::uploads::Uploads::authorize`]).
 pub(crate) async fn require_admin(state: &AppState, actor: &Actor) -> Result<(), Error> {
-    state.documents.authorize_upload(actor).await
+    state.uploads.authorize(actor).await
 }
 
 #[derive(Deserialize)]
@@ -213,14 +159,10 @@ async fn list_get(
     query: web::Query<ListQuery>,
 ) -> WebResult {
     let err = web_err(&req);
-    require_admin(&state, &actor).await.map_err(&err)?;
+    let documents = state.documents.list(&actor).await.map_err(&err)?;
     let csrf = session::csrf_for(&req, &state).map_err(&err)?;
     let needle = query.q.trim().to_lowercase();
-    let rows = state
-        .storage
-        .list_documents(&actor.tenant)
-        .await
-        .map_err(&err)?
+    let rows = documents
         .into_iter()
         .filter(|d| needle.is_empty() || d.title.to_lowercase().contains(&needle) || d.id.contains(&needle))
         .filter(|d| query.status.is_empty() || d.status == query.status)
@@ -241,17 +183,11 @@ async fn list_get(
         q: query.q.clone(),
         status: query.status.clone(),
         classification: query.classification.clone(),
-        today: crate::store::Storage::today().to_string(),
+        today: crate::domain::today().to_string(),
         max_mb: state.settings.upload_max_bytes / (1024 * 1024),
         max_pages: state.settings.upload_max_pages,
     };
     html(view.render(), csrf.new_cookie)
-}
-
-/// A file part of the upload form.
-pub(crate) struct UploadedFile {
-    name: String,
-    bytes: Vec<u8>,
 }
 
 /// Reads the multipart form: text fields (small) and PDF files, refusing anything over the
@@ -294,20 +230,6 @@ pub(crate) async fn read_form(
     Ok((fields, files))
 }
 
-/// A document id from a file name: "DORA final (2022).pdf" -> "dora-final-2022".
-fn id_from_file_name(name: &str) -> String {
-    let stem = name.rsplit_once('.').map_or(name, |(s, _)| s);
-    let mut id = String::new();
-    for c in stem.chars() {
-        if c.is_ascii_alphanumeric() {
-            id.push(c.to_ascii_lowercase());
-        } else if !id.ends_with('-') && !id.is_empty() {
-            id.push('-');
-        }
-    }
-    id.trim_end_matches('-').chars().take(100).collect()
-}
-
 fn parse_date(field: &str, value: &str) -> Result<Option<NaiveDate>, Error> {
     let value = value.trim();
     if value.is_empty() {
@@ -339,7 +261,7 @@ fn acl_from_form(actor: &Actor, f: &HashMap<String, String>) -> Result<ChunkAcl,
     let status: SourceStatus =
         get("status").parse().map_err(|_| Error::user("Choose a status: draft, approved or withdrawn."))?;
     let effective_from =
-        parse_date("The effective date", &get("effective_from"))?.unwrap_or_else(crate::store::Storage::today);
+        parse_date("The effective date", &get("effective_from"))?.unwrap_or_else(crate::domain::today);
     let expires_at = parse_date("The expiry date", &get("expires_at"))?;
     if expires_at.is_some_and(|e| e <= effective_from) {
         return Err(Error::user("The expiry date must come after the effective date."));
@@ -361,127 +283,20 @@ fn acl_from_form(actor: &Actor, f: &HashMap<String, String>) -> Result<ChunkAcl,
     })
 }
 
-/// Checks every file, then starts one ingestion job per file; returns the job ids. Shared by the
-/// upload form and the JSON API.
-pub(crate) async fn start_uploads(
-    state: &web::Data<AppState>,
+/// The upload form's fields and files as an upload request.
+pub(crate) fn upload_request(
     actor: &Actor,
     fields: &HashMap<String, String>,
     files: Vec<UploadedFile>,
-) -> Result<Vec<String>, Error> {
-    if files.is_empty() {
-        return Err(Error::user("Choose at least one PDF file to upload."));
-    }
-    // Every file is checked before any ingestion starts.
-    for f in &files {
-        if !f.bytes.starts_with(b"%PDF-") {
-            return Err(Error::user(format!("'{}' is not a PDF file.", f.name)));
-        }
-    }
-    let version_of = fields.get("version_of").map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
-    let title_field = fields.get("title").map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
-    let id_field = fields.get("document_id").map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
-    let acl = acl_from_form(actor, fields)?;
-    if version_of.is_some() && files.len() > 1 {
-        return Err(Error::user("Upload one file at a time as a new version."));
-    }
-    let mut uploads: Vec<Upload> = Vec::new();
-    for f in files {
-        let (document_id, version, title) = match &version_of {
-            Some(id) => {
-                let id = state.documents.resolve_id(actor, id).await?;
-                let (next, title, _) = state.documents.next_version(actor, &id).await?;
-                (id, next, title_field.clone().unwrap_or(title))
-            }
-            None => {
-                let requested = match (&id_field, uploads.is_empty()) {
-                    (Some(id), true) => id.clone(),
-                    _ => id_from_file_name(&f.name),
-                };
-                // Uploaded ids live in the tenant's own namespace: another tenant's ids are
-                // never reachable from here, so this check cannot reveal them.
-                let id = crate::service::manifest::tenant_document_id(&actor.tenant, &requested)?;
-                if state.storage.document(&id).await?.is_some() {
-                    return Err(Error::user(format!(
-                        "A document with id '{id}' exists already; upload the file as a new version of it."
-                    )));
-                }
-                let title = match &title_field {
-                    Some(t) if uploads.is_empty() => t.clone(),
-                    _ => f.name.rsplit_once('.').map_or(f.name.as_str(), |(s, _)| s).to_owned(),
-                };
-                (id, 1, title)
-            }
-        };
-        if uploads.iter().any(|u| u.document_id == document_id) {
-            return Err(Error::user(format!(
-                "Two files of this upload would both become document '{document_id}'; rename one or upload it separately."
-            )));
-        }
-        uploads.push(Upload {
-            document_id,
-            title,
-            version,
-            file_name: f.name,
-            bytes: f.bytes,
-            acl: acl.clone(),
-            max_pages: state.settings.upload_max_pages,
-        });
-    }
-    let unfinished = state.jobs.unfinished();
-    if unfinished + uploads.len() > state.settings.upload_jobs_max {
-        let detail = serde_json::json!({ "files": uploads.len(), "unfinished_jobs": unfinished });
-        state.storage.append_audit(AuditRecord::by(actor, "upload_document", "shed", detail)).await?;
-        return Err(Error::Overloaded);
-    }
-    let mut job_ids = Vec::new();
-    for upload in uploads {
-        let job_id = crate::domain::random_hex(8)?;
-        state.jobs.insert(Job {
-            id: job_id.clone(),
-            tenant: actor.tenant.to_string(),
-            document_id: upload.document_id.clone(),
-            version: upload.version,
-            file_name: upload.file_name.clone(),
-            status: UploadStatus { stage: "queued", ..Default::default() },
-        });
-        let (jobs, id, st, who) = (state.jobs.clone(), job_id.clone(), state.clone(), actor.clone());
-        actix_web::rt::spawn(async move {
-            let report_jobs = jobs.clone();
-            let report_id = id.clone();
-            let report: crate::service::ingest::StatusReporter = Arc::new(move |f| report_jobs.update(&report_id, f));
-            let (document_id, version, superseding) = (upload.document_id.clone(), upload.version, upload.version > 1);
-            let turn = Arc::clone(&jobs.running).acquire_owned().await;
-            let result = match turn {
-                Ok(_running) => st.ingestor.ingest_upload(upload, &who.principal_id, report).await,
-                Err(e) => Err(Error::internal("upload queue", e)),
-            };
-            let result = match result {
-                Ok(_) if superseding => st.documents.supersede(&who, &document_id, version).await.map(|_| ()),
-                Ok(_) => Ok(()),
-                Err(e) => Err(e),
-            };
-            let message = match &result {
-                Ok(()) => None,
-                Err(Error::User(m)) => Some(m.clone()),
-                Err(e) => {
-                    tracing::error!(job = %id, error = %e, "upload failed");
-                    Some("The document could not be ingested; nothing was kept. Try again or contact support.".into())
-                }
-            };
-            if let Some(m) = &message {
-                let detail = serde_json::json!({ "document": document_id, "version": version, "reason": m });
-                let _ = st.storage.append_audit(AuditRecord::by(&who, "upload_document", "failed", detail)).await;
-            }
-            jobs.update(&id, &|s| {
-                s.finished = true;
-                s.stage = if message.is_some() { "failed" } else { "done" };
-                s.error = message.clone();
-            });
-        });
-        job_ids.push(job_id);
-    }
-    Ok(job_ids)
+) -> Result<UploadRequest, Error> {
+    let field = |name: &str| fields.get(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+    Ok(UploadRequest {
+        version_of: field("version_of"),
+        title: field("title"),
+        document_id: field("document_id"),
+        acl: acl_from_form(actor, fields)?,
+        files,
+    })
 }
 
 async fn upload_post(
@@ -494,7 +309,8 @@ async fn upload_post(
     require_admin(&state, &actor).await.map_err(&err)?;
     let (fields, files) = read_form(form, state.settings.upload_max_bytes).await.map_err(&err)?;
     session::verify_csrf(&req, &state, fields.get("csrf").map_or("", String::as_str)).await.map_err(&err)?;
-    let job_ids = start_uploads(&state, &actor, &fields, files).await.map_err(&err)?;
+    let request = upload_request(&actor, &fields, files).map_err(&err)?;
+    let job_ids = state.uploads.start(&actor, request).await.map_err(&err)?;
     // One file: its progress page. Several: the first, which links back to the list.
     Ok(redirect(&format!("/documents/jobs/{}", job_ids[0])))
 }
@@ -506,8 +322,7 @@ async fn job_get(
     job: web::Path<String>,
 ) -> WebResult {
     let err = web_err(&req);
-    require_admin(&state, &actor).await.map_err(&err)?;
-    let job = state.jobs.get(&job).filter(|j| j.tenant == actor.tenant.as_str()).ok_or_else(|| err(Error::NotFound))?;
+    let job = state.uploads.job(&actor, &job).await.map_err(&err)?;
     let fragment = JobFragment {
         id: job.id,
         document_id: job.document_id,
@@ -535,14 +350,10 @@ async fn detail_get(
     id: web::Path<String>,
 ) -> WebResult {
     let err = web_err(&req);
-    let id = state.documents.resolve_id(&actor, &id).await.map_err(&err)?;
-    require_admin(&state, &actor).await.map_err(&err)?;
+    let detail = state.documents.detail(&actor, &id).await.map_err(&err)?;
     let csrf = session::csrf_for(&req, &state).map_err(&err)?;
-    let preview = state.documents.deletion_preview(&actor, &id).await.map_err(&err)?;
-    let versions_rows = state.storage.versions(&id).await.map_err(&err)?;
-    let latest = preview.versions.iter().map(|v| v.version).max().ok_or_else(|| err(Error::NotFound))?;
-    let acl = state.storage.version_acl(&id, latest).await.map_err(&err)?.ok_or_else(|| err(Error::NotFound))?;
-    let chunks = state.storage.version_chunks(&id, latest).await.map_err(&err)?;
+    let crate::service::documents::DocumentDetail { id, preview, versions: versions_rows, acls, latest, chunks } = detail;
+    let acl = acls.into_iter().find(|(v, _)| *v == latest).and_then(|(_, a)| a).ok_or_else(|| err(Error::NotFound))?;
     let view = DetailView {
         user: user_view(&actor, csrf.token.clone()),
         csrf: csrf.token,
@@ -661,15 +472,4 @@ async fn delete_post(
     let json = serde_json::to_string_pretty(&receipt).map_err(|e| err(Error::internal("receipt", e)))?;
     let view = ReceiptView { user: user_view(&actor, csrf.token), receipt, json };
     html(view.render(), csrf.new_cookie)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn document_ids_come_from_file_names() {
-        assert_eq!(id_from_file_name("DORA final (2022).pdf"), "dora-final-2022");
-        assert_eq!(id_from_file_name("--x.PDF"), "x");
-    }
 }

@@ -21,39 +21,26 @@ use crate::service::ask::{AskOutcome, AskRequest, AskService};
 use crate::domain::{Actor, Permission};
 use crate::error::Error;
 use crate::http::session::SignedIn;
-use crate::store::Storage;
 
 /// Refused requests (no session, a wrong CSRF token) audited per client address and minute.
 const REFUSALS_AUDITED_PER_MINUTE: u32 = 20;
 
-/// Shared state of the web application.
+/// Shared state of the web application: the services, and what only the web layer needs.
 #[derive(Clone)]
 pub struct AppState {
-    pub storage: Storage,
     pub ask: AskService,
+    pub documents: crate::service::documents::DocumentAdmin,
+    pub uploads: crate::service::uploads::Uploads,
+    pub sessions: crate::service::sessions::Sessions,
+    pub tokens: crate::service::tokens::Tokens,
+    pub governance: crate::service::governance::Governance,
     pub key: Key,
-    pub session_minutes: i64,
-    pub session_idle_minutes: i64,
-    /// How many refused requests per client address a minute are audited.
-    pub refusals: crate::service::limits::RateLimiter,
     pub secure_cookies: bool,
     /// The OpenID provider users sign in with; the development sign-in is refused when set.
     pub oidc: Option<Arc<crate::http::oidc::OidcClient>>,
     pub passages_per_answer: usize,
-    /// For the governance pages (governance folder, gate setting).
+    /// For the pages (upload limits, gate setting).
     pub settings: Arc<crate::settings::Settings>,
-    pub documents: crate::service::documents::DocumentAdmin,
-    pub ingestor: crate::service::ingest::Ingestor,
-    pub jobs: crate::http::documents::Jobs,
-}
-
-impl AppState {
-    pub fn session_policy(&self) -> crate::service::sessions::SessionPolicy {
-        crate::service::sessions::SessionPolicy {
-            absolute_minutes: self.session_minutes,
-            idle_minutes: self.session_idle_minutes,
-        }
-    }
 }
 
 impl std::fmt::Debug for AppState {
@@ -329,7 +316,7 @@ fn results_view(outcome: &AskOutcome, reranker: String) -> ResultsView {
 }
 
 /// "BM25 #2 (13.92) · dense #1 (0.71) · fused 0.0325": each stage's rank and score.
-fn score_text(h: &indexer::RetrievedHit) -> String {
+fn score_text(h: &crate::domain::RetrievedHit) -> String {
     let mut parts = Vec::new();
     if let Some(s) = h.bm25 {
         parts.push(format!("BM25 #{} ({:.2})", s.rank, s.score));
@@ -363,7 +350,7 @@ pub(crate) fn redirect(to: &str) -> HttpResponse {
 
 async fn index_get(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let open = match session::session_token(&req, &state) {
-        Some(token) => crate::service::sessions::authenticate(&state.storage, &token, state.session_policy()).await.is_ok(),
+        Some(token) => state.sessions.authenticate(&token).await.is_ok(),
         None => false,
     };
     if open { redirect("/ask") } else { redirect("/signin") }
@@ -377,30 +364,18 @@ async fn health_get() -> HttpResponse {
 /// Readiness: the database answers, the indexes are loaded and the models the settings ask for
 /// are loaded. 503 with the failing checks otherwise.
 async fn ready_get(state: web::Data<AppState>) -> HttpResponse {
-    let database = match state.storage.check_readable().await {
-        Ok(()) => true,
-        Err(e) => {
-            tracing::warn!(error = %e, "readiness: the database does not answer");
-            false
-        }
-    };
-    let retriever = &state.ask.retriever;
-    // The BM25 index is opened before the server starts; its passage count shows it is loaded.
-    let bm25_passages = retriever.bm25.count_all();
-    let dense_wanted = state.settings.dense_retrieval;
-    let dense = !dense_wanted || (retriever.has_dense() && retriever.embedder.is_some());
-    let reranker = state.settings.reranker_model_dir().is_none() || retriever.reranker.is_some();
-    let ready = database && dense && reranker;
+    let r = state.ask.readiness().await;
+    let check = |v: Option<bool>| v.map_or_else(|| serde_json::json!("off"), |ok| serde_json::json!(ok));
     let body = serde_json::json!({
-        "status": if ready { "ready" } else { "not ready" },
+        "status": if r.ready() { "ready" } else { "not ready" },
         "checks": {
-            "database": database,
-            "bm25_passages": bm25_passages,
-            "dense_index_and_embedding_model": if dense_wanted { serde_json::json!(dense) } else { serde_json::json!("off") },
-            "reranker": if state.settings.reranker_model_dir().is_some() { serde_json::json!(reranker) } else { serde_json::json!("off") },
+            "database": r.database,
+            "bm25_passages": r.bm25_passages,
+            "dense_index_and_embedding_model": check(r.dense),
+            "reranker": check(r.reranker),
         },
     });
-    if ready { HttpResponse::Ok().json(body) } else { HttpResponse::ServiceUnavailable().json(body) }
+    if r.ready() { HttpResponse::Ok().json(body) } else { HttpResponse::ServiceUnavailable().json(body) }
 }
 
 async fn signin_get(req: HttpRequest, state: web::Data<AppState>) -> WebResult {
@@ -410,8 +385,8 @@ async fn signin_get(req: HttpRequest, state: web::Data<AppState>) -> WebResult {
         Vec::new()
     } else {
         state
-            .storage
-            .list_actors()
+            .ask
+            .development_users()
             .await
             .map_err(&err)?
             .into_iter()
@@ -440,21 +415,8 @@ async fn signin_dev_post(req: HttpRequest, state: web::Data<AppState>, form: web
         return Err(err(Error::user("The development sign-in is disabled because an OpenID provider is configured.")));
     }
     session::verify_csrf(&req, &state, &form.csrf).await.map_err(&err)?;
-    let actor = state.storage.actor(&form.principal_id).await.map_err(&err)?;
-    let Some(actor) = actor else {
-        return Err(err(Error::user("Unknown user.")));
-    };
     let previous = session::session_token(&req, &state);
-    let token = crate::service::sessions::start(
-        &state.storage,
-        &actor,
-        "development",
-        previous.as_deref(),
-        state.session_policy(),
-        serde_json::json!({}),
-    )
-    .await
-    .map_err(&err)?;
+    let token = state.sessions.sign_in_development(&form.principal_id, previous.as_deref()).await.map_err(&err)?;
     Ok(HttpResponse::SeeOther()
         .insert_header((header::LOCATION, "/ask"))
         .cookie(session::session_cookie(&state, &token))
@@ -505,56 +467,28 @@ async fn signin_callback_get(
                 .and_then(|r| r)
         }
     };
-    let outcome = match outcome {
-        Ok(identity) if !state.storage.tenant_exists(&identity.tenant).await.map_err(&err)? => {
-            Err(Error::user("Your organisation is not set up on lexgate. Contact your administrator."))
-        }
-        other => other,
-    };
     let identity = match outcome {
         Ok(identity) => identity,
         Err(e) => {
-            let reason = match &e {
-                Error::User(m) => m.clone(),
-                other => other.to_string(),
-            };
-            state
-                .storage
-                .append_audit(crate::store::AuditRecord {
-                    actor: "anonymous".to_owned(),
-                    tenant: None,
-                    action: "sign_in".to_owned(),
-                    outcome: "rejected".to_owned(),
-                    detail: serde_json::json!({ "method": "oidc", "reason": reason }),
-                })
-                .await
-                .map_err(&err)?;
+            state.sessions.sign_in_rejected("oidc", &e).await.map_err(&err)?;
             let mut resp = err(e).error_response();
             let _ = resp.add_removal_cookie(&session::clear_pending_login_cookie());
             return Ok(resp);
         }
     };
-    state.storage.upsert_principal(&identity.principal_seed()).await.map_err(&err)?;
-    let actor = state
-        .storage
-        .actor(&identity.principal_id())
-        .await
-        .map_err(&err)?
-        .ok_or_else(|| err(Error::Internal("a principal just recorded is missing".into())))?;
     let previous = session::session_token(&req, &state);
-    let token = crate::service::sessions::start(
-        &state.storage,
-        &actor,
-        "oidc",
-        previous.as_deref(),
-        state.session_policy(),
-        serde_json::json!({
-            "issuer": state.oidc.as_ref().map(|o| o.issuer().to_owned()),
-            "role": identity.role.as_str(),
-        }),
-    )
-    .await
-    .map_err(&err)?;
+    let detail = serde_json::json!({
+        "issuer": state.oidc.as_ref().map(|o| o.issuer().to_owned()),
+        "role": identity.role.as_str(),
+    });
+    let token = match state.sessions.sign_in_identity(&identity.principal_seed(), previous.as_deref(), detail).await {
+        Ok(token) => token,
+        Err(e) => {
+            let mut resp = err(e).error_response();
+            let _ = resp.add_removal_cookie(&session::clear_pending_login_cookie());
+            return Ok(resp);
+        }
+    };
     Ok(HttpResponse::SeeOther()
         .insert_header((header::LOCATION, "/ask"))
         .cookie(session::session_cookie(&state, &token))
@@ -570,7 +504,7 @@ struct CsrfForm {
 async fn signout_post(req: HttpRequest, state: web::Data<AppState>, form: web::Form<CsrfForm>) -> WebResult {
     session::verify_csrf(&req, &state, &form.csrf).await.map_err(web_err(&req))?;
     if let Some(token) = session::session_token(&req, &state) {
-        crate::service::sessions::sign_out(&state.storage, &token).await.map_err(web_err(&req))?;
+        state.sessions.sign_out(&token).await.map_err(web_err(&req))?;
     }
     Ok(HttpResponse::SeeOther()
         .insert_header((header::LOCATION, "/signin"))
@@ -603,19 +537,19 @@ async fn sessions_get(req: HttpRequest, state: web::Data<AppState>, SignedIn(act
     let err = web_err(&req);
     let csrf = session::csrf_for(&req, &state).map_err(&err)?;
     let current = match session::session_token(&req, &state) {
-        Some(token) => crate::service::sessions::authenticate(&state.storage, &token, state.session_policy())
+        Some(token) => state.sessions.authenticate(&token)
             .await
             .map(|a| a.session_id)
             .unwrap_or_default(),
         None => String::new(),
     };
-    let sessions = crate::service::sessions::list(&state.storage, &actor, &current).await.map_err(&err)?;
+    let sessions = state.sessions.list(&actor, &current).await.map_err(&err)?;
     let minute = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%d %H:%M UTC").to_string();
     let view = SessionsView {
         user: user_view(&actor, csrf.token),
         admin: actor.may(Permission::ManageDocuments),
-        idle_minutes: state.session_idle_minutes,
-        absolute_minutes: state.session_minutes,
+        idle_minutes: state.sessions.policy.idle_minutes,
+        absolute_minutes: state.sessions.policy.absolute_minutes,
         sessions: sessions
             .into_iter()
             .map(|s| SessionRow {
@@ -642,7 +576,7 @@ async fn session_end_post(
 ) -> WebResult {
     let err = web_err(&req);
     session::verify_csrf(&req, &state, &form.csrf).await.map_err(&err)?;
-    crate::service::sessions::end(&state.storage, &actor, &path.into_inner()).await.map_err(&err)?;
+    state.sessions.end(&actor, &path.into_inner()).await.map_err(&err)?;
     Ok(redirect("/sessions"))
 }
 
@@ -770,7 +704,7 @@ async fn passage_get(
     let as_of = AskQuery { q: String::new(), as_of: query.as_of.clone() }
         .parse_as_of()
         .map_err(&err)?
-        .unwrap_or_else(crate::store::Storage::today);
+        .unwrap_or_else(crate::domain::today);
     let crate::service::ask::PassageInContext { before, passage: chunk, after } =
         state.ask.open_passage(&actor, &chunk_id, as_of).await.map_err(&err)?;
     let text = chunk.text.as_str();
@@ -781,7 +715,7 @@ async fn passage_get(
     };
     let verified = span.is_some() || (query.start.is_none() && query.end.is_none());
     let (s, e) = span.unwrap_or((0, 0));
-    let readable = |cs: Vec<crate::store::StoredChunk>| cs.into_iter().map(|c| c.text).collect::<Vec<_>>();
+    let readable = |cs: Vec<crate::service::answer::StoredChunk>| cs.into_iter().map(|c| c.text).collect::<Vec<_>>();
     let view = PassageContextView {
         user: user_view(&actor, csrf.token),
         chunk_id: chunk.id.clone(),
@@ -802,15 +736,6 @@ async fn passage_get(
 
 // ---------------------------------------------------------------------------------------------
 // Governance (reviewers)
-
-/// Lets reviewers through; anyone else is refused and the refusal audited.
-async fn require_reviewer(state: &AppState, actor: &Actor) -> Result<(), Error> {
-    if actor.may(Permission::ReadGovernance) {
-        return Ok(());
-    }
-    state.ask.audit_denial(actor, Permission::ReadGovernance).await?;
-    Err(Error::Forbidden)
-}
 
 struct ControlView {
     control: String,
@@ -833,12 +758,10 @@ struct GovernanceView {
 
 async fn governance_get(req: HttpRequest, state: web::Data<AppState>, SignedIn(actor): SignedIn) -> WebResult {
     let err = web_err(&req);
-    require_reviewer(&state, &actor).await.map_err(&err)?;
+    let crate::service::governance::Overview { risk, cards, models } =
+        state.governance.overview(&actor).await.map_err(&err)?;
     let csrf = session::csrf_for(&req, &state).map_err(&err)?;
-    let risk = crate::service::governance::risk_classification(&state.storage, &state.settings).await.map_err(&err)?;
     let audit = &risk.audit;
-    let cards = state.storage.data_cards().await.map_err(&err)?;
-    let models = state.storage.inventory().await.map_err(&err)?;
     let view = GovernanceView {
         user: user_view(&actor, csrf.token),
         tier: risk.tier,
@@ -902,16 +825,15 @@ async fn governance_audit_get(
     query: web::Query<AuditQuery>,
 ) -> WebResult {
     let err = web_err(&req);
-    require_reviewer(&state, &actor).await.map_err(&err)?;
-    let csrf = session::csrf_for(&req, &state).map_err(&err)?;
     let page = query.page.unwrap_or(1).max(1);
     let filter = |v: &str| Some(v.trim().to_owned()).filter(|v| !v.is_empty());
     let (action, outcome) = (filter(&query.action), filter(&query.outcome));
-    let (rows, total) = state
-        .storage
-        .audit_page(page - 1, AUDIT_PAGE_SIZE, action.as_deref(), outcome.as_deref())
+    let crate::service::governance::AuditPage { events: rows, total } = state
+        .governance
+        .audit_page(&actor, page - 1, AUDIT_PAGE_SIZE, action.as_deref(), outcome.as_deref())
         .await
         .map_err(&err)?;
+    let csrf = session::csrf_for(&req, &state).map_err(&err)?;
     let pages = total.div_ceil(AUDIT_PAGE_SIZE).max(1);
     let link = |p: u64| {
         format!(
@@ -945,39 +867,23 @@ async fn governance_audit_get(
     html(view.render(), csrf.new_cookie)
 }
 
-/// Reviewers, and admins for their own tenant's records, may read the inventory and data cards.
-async fn require_reviewer_or_admin(state: &AppState, actor: &Actor) -> Result<(), Error> {
-    if actor.may(Permission::ReadGovernance) || actor.may(Permission::ManageDocuments) {
-        return Ok(());
-    }
-    state.ask.audit_denial(actor, Permission::ReadGovernance).await?;
-    Err(Error::Forbidden)
-}
-
 async fn api_models_get(req: HttpRequest, state: web::Data<AppState>, SignedIn(actor): SignedIn) -> WebResult {
     let err = web_err(&req);
-    require_reviewer_or_admin(&state, &actor).await.map_err(&err)?;
-    let models = state.storage.inventory().await.map_err(&err)?;
-    let records = state.storage.change_records().await.map_err(&err)?;
-    let records: Vec<serde_json::Value> = records.iter().map(crate::service::governance::change_record_json).collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "models": models, "change_records": records })))
+    let inventory = state.governance.inventory(&actor).await.map_err(&err)?;
+    let records: Vec<serde_json::Value> =
+        inventory.change_records.iter().map(crate::service::governance::change_record_json).collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "models": inventory.models, "change_records": records })))
 }
 
 async fn api_data_cards_get(req: HttpRequest, state: web::Data<AppState>, SignedIn(actor): SignedIn) -> WebResult {
     let err = web_err(&req);
-    require_reviewer_or_admin(&state, &actor).await.map_err(&err)?;
-    let mut cards = state.storage.data_cards().await.map_err(&err)?;
-    if !actor.may(Permission::ReadGovernance) {
-        // Admins see their own tenant's card only.
-        cards.retain(|c| c.card.set == actor.tenant.as_str());
-    }
+    let cards = state.governance.data_cards(&actor).await.map_err(&err)?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "data_cards": cards })))
 }
 
 async fn api_risk_get(req: HttpRequest, state: web::Data<AppState>, SignedIn(actor): SignedIn) -> WebResult {
     let err = web_err(&req);
-    require_reviewer(&state, &actor).await.map_err(&err)?;
-    let risk = crate::service::governance::risk_classification(&state.storage, &state.settings).await.map_err(&err)?;
+    let risk = state.governance.risk(&actor).await.map_err(&err)?;
     Ok(HttpResponse::Ok().json(risk))
 }
 
@@ -993,18 +899,7 @@ fn urlencoding_lite(v: &str) -> String {
 
 async fn governance_packet_get(req: HttpRequest, state: web::Data<AppState>, SignedIn(actor): SignedIn) -> WebResult {
     let err = web_err(&req);
-    require_reviewer(&state, &actor).await.map_err(&err)?;
-    let files = crate::service::packet::build(&state.storage, &state.settings).await.map_err(&err)?;
-    let bytes = crate::service::packet::zip(&files);
-    crate::service::packet::record_export(
-        &state.storage,
-        &actor.principal_id,
-        Some(actor.tenant.to_string()),
-        files.len(),
-        bytes.len(),
-    )
-    .await
-    .map_err(&err)?;
+    let bytes = state.governance.packet(&actor).await.map_err(&err)?;
     Ok(HttpResponse::Ok()
         .content_type("application/zip")
         .insert_header((header::CONTENT_DISPOSITION, "attachment; filename=\"lexgate-governance-packet.zip\""))
@@ -1029,32 +924,21 @@ async fn static_get(name: web::Path<String>) -> HttpResponse {
 
 /// Builds the state shared by all workers.
 pub fn app_state(
-    platform: &crate::service::platform::Platform,
+    platform: &crate::service::Platform,
     key: Key,
     audit_hash_key: Arc<[u8]>,
     oidc: Option<Arc<crate::http::oidc::OidcClient>>,
 ) -> AppState {
     let settings = &platform.settings;
-    let storage = platform.storage.clone();
     AppState {
-        ask: AskService {
-            storage: storage.clone(),
-            retriever: platform.retriever(),
-            audit_hash_key,
-            data_card_gate: settings.data_card_gate,
-            answer: crate::service::answer::AnswerConfig { min_coverage: settings.answer_min_coverage, ..Default::default() },
-            admission: crate::service::ask::Admission::new(settings.ask_concurrency, settings.ask_queue),
-            rate: crate::service::limits::RateLimiter::new(settings.ask_per_minute, settings.ask_burst),
-        },
-        settings: Arc::clone(settings),
+        ask: platform.ask_service(audit_hash_key),
         documents: platform.documents(),
-        ingestor: platform.ingestor(),
-        jobs: crate::http::documents::Jobs::default(),
-        storage,
+        uploads: platform.uploads(),
+        sessions: platform.sessions(REFUSALS_AUDITED_PER_MINUTE),
+        tokens: platform.tokens(),
+        governance: platform.governance(),
+        settings: Arc::clone(settings),
         key,
-        session_minutes: settings.session_minutes,
-        session_idle_minutes: settings.session_idle_minutes,
-        refusals: crate::service::limits::RateLimiter::new(REFUSALS_AUDITED_PER_MINUTE, REFUSALS_AUDITED_PER_MINUTE),
         secure_cookies: settings.secure_cookies,
         oidc,
         passages_per_answer: settings.passages_per_answer,

@@ -13,7 +13,7 @@ use std::sync::RwLock;
 use std::time::Duration;
 
 use chrono::Utc;
-use indexer::{Classification, GroupName, TenantId};
+use crate::domain::{Classification, GroupName, TenantId};
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use oauth2::basic::{

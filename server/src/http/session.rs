@@ -54,7 +54,7 @@ fn read_signed(req: &HttpRequest, key: &Key, name: &str) -> Option<String> {
 
 /// A cookie that carries a session's token until the session's absolute end.
 pub fn session_cookie(state: &AppState, token: &str) -> Cookie<'static> {
-    signed_cookie(&state.key, SESSION_COOKIE, token.to_owned(), state.session_minutes, state.secure_cookies)
+    signed_cookie(&state.key, SESSION_COOKIE, token.to_owned(), state.sessions.policy.absolute_minutes, state.secure_cookies)
 }
 
 /// A cookie that ends the session.
@@ -132,15 +132,7 @@ pub async fn verify_csrf(req: &HttpRequest, state: &AppState, submitted: &str) -
 /// Audits a refused request through the service, with the client's address.
 async fn audit_refusal(req: &HttpRequest, state: &AppState, reason: &str) {
     let client = req.peer_addr().map(|a| a.ip().to_string());
-    crate::service::sessions::audit_refusal(
-        &state.storage,
-        &state.refusals,
-        reason,
-        req.method().as_str(),
-        req.path(),
-        client.as_deref(),
-    )
-    .await;
+    state.sessions.audit_refusal(reason, req.method().as_str(), req.path(), client.as_deref()).await;
 }
 
 /// The bearer token of an API request, if it carries one.
@@ -181,12 +173,10 @@ impl FromRequest for SignedIn {
                 .ok_or_else(|| fail(Error::Internal("application state missing".into())))?;
             // API clients may present a service token instead of a session.
             let signed_in = if let Some(token) = bearer_token(&req) {
-                crate::service::tokens::authenticate(&state.storage, token).await
+                state.sessions.authenticate_bearer(token).await
             } else {
                 match session_token(&req, &state) {
-                    Some(token) => crate::service::sessions::authenticate(&state.storage, &token, state.session_policy())
-                        .await
-                        .map(|a| a.actor),
+                    Some(token) => state.sessions.authenticate(&token).await.map(|a| a.actor),
                     None => Err(Error::Unauthenticated),
                 }
             };

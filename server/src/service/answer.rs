@@ -12,7 +12,8 @@ use serde::Serialize;
 
 use indexer::RetrievedHit;
 
-use crate::store::StoredChunk;
+/// A stored passage, as answers and passages carry it.
+pub use crate::store::StoredChunk;
 
 /// A passage returned to the actor, with its rank and score.
 #[derive(Debug, Clone)]

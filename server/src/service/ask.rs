@@ -30,6 +30,21 @@ pub struct AskRequest {
     pub limit: usize,
 }
 
+/// What readiness checks found; `None` for a stage the settings turn off.
+#[derive(Debug, Clone, Copy)]
+pub struct Readiness {
+    pub database: bool,
+    pub bm25_passages: usize,
+    pub dense: Option<bool>,
+    pub reranker: Option<bool>,
+}
+
+impl Readiness {
+    pub fn ready(&self) -> bool {
+        self.database && self.dense != Some(false) && self.reranker != Some(false)
+    }
+}
+
 /// The result of an ask.
 #[derive(Debug, Clone)]
 pub struct AskOutcome {
@@ -174,6 +189,9 @@ pub struct AskService {
     pub admission: Admission,
     /// How fast one principal may ask.
     pub rate: crate::service::limits::RateLimiter,
+    /// Whether the settings ask for dense retrieval and a reranker (for readiness).
+    pub dense_wanted: bool,
+    pub reranker_wanted: bool,
 }
 
 impl AskService {
@@ -309,6 +327,30 @@ impl AskService {
     }
 
     /// Records that `actor` was refused `permission`.
+    /// Whether the platform can answer: the database answers, the BM25 index is loaded, and
+    /// the models the settings ask for are loaded.
+    pub async fn readiness(&self) -> Readiness {
+        let database = match self.storage.check_readable().await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "readiness: the database does not answer");
+                false
+            }
+        };
+        let r = &self.retriever;
+        Readiness {
+            database,
+            bm25_passages: r.bm25.count_all(),
+            dense: self.dense_wanted.then(|| r.has_dense() && r.embedder.is_some()),
+            reranker: self.reranker_wanted.then(|| r.reranker.is_some()),
+        }
+    }
+
+    /// The principals anyone may sign in as with the development sign-in (no identity provider).
+    pub async fn development_users(&self) -> Result<Vec<Actor>> {
+        self.storage.list_actors().await
+    }
+
     pub async fn audit_denial(&self, actor: &Actor, permission: Permission) -> Result<()> {
         self.storage
             .append_audit(AuditRecord {

@@ -11,11 +11,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use indexer::{Bm25Index, Classification, DenseIndex, IndexedChunk, Method, Reader, Retriever, SourceStatus};
+use indexer::{Bm25Index, ChunkAcl, Classification, DenseIndex, IndexedChunk, Method, Reader, Retriever, SourceStatus};
 use serde::Serialize;
 
 use crate::domain::{Actor, Permission};
-use crate::store::entities::{deletion_receipt, document_version};
 use crate::error::{Error, Result};
 use crate::store::{AuditRecord, DatabaseRemoval, Storage};
 
@@ -211,6 +210,21 @@ pub struct PreviewVersion {
     pub bytes: u64,
 }
 
+/// A document as its detail page and the API show it.
+#[derive(Debug, Clone)]
+pub struct DocumentDetail {
+    /// The stored id (`TENANT.name`).
+    pub id: String,
+    pub preview: DeletionPreview,
+    /// Every version's row, oldest first.
+    pub versions: Vec<crate::store::DocumentVersionRow>,
+    /// Every version's access metadata, by version number.
+    pub acls: Vec<(u32, Option<ChunkAcl>)>,
+    pub latest: u32,
+    /// The latest version's passages.
+    pub chunks: Vec<crate::store::StoredChunk>,
+}
+
 /// The result of a status change.
 #[derive(Debug, Clone, Serialize)]
 pub struct StatusChange {
@@ -233,7 +247,7 @@ pub fn acl_json(acl: &indexer::ChunkAcl) -> serde_json::Value {
     })
 }
 
-fn version_number(v: &document_version::Model) -> u32 {
+fn version_number(v: &crate::store::DocumentVersionRow) -> u32 {
     u32::try_from(v.version).unwrap_or(0)
 }
 
@@ -246,7 +260,7 @@ impl DocumentAdmin {
         action: &str,
         document_id: &str,
         version: Option<u32>,
-    ) -> Result<(String, Vec<document_version::Model>)> {
+    ) -> Result<(String, Vec<crate::store::DocumentVersionRow>)> {
         if !actor.may(Permission::ManageDocuments) {
             self.audit(actor, action, "denied", serde_json::json!({ "document": document_id, "role": actor.role }))
                 .await?;
@@ -392,7 +406,7 @@ impl DocumentAdmin {
         };
         let json = serde_json::to_string(&receipt).map_err(|e| Error::internal("serialising the receipt", e))?;
         self.storage
-            .insert_receipt(deletion_receipt::Model {
+            .insert_receipt(crate::store::DeletionReceiptRow {
                 id: receipt.id.clone(),
                 tenant_id: receipt.tenant.clone(),
                 document_id: receipt.document_id.clone(),
@@ -552,6 +566,28 @@ impl DocumentAdmin {
             });
         }
         Ok(preview)
+    }
+
+    /// The latest version of each document of the actor's tenant (admins).
+    pub async fn list(&self, actor: &Actor) -> Result<Vec<crate::store::DocumentSummary>> {
+        self.authorize_upload(actor).await?;
+        self.storage.list_documents(&actor.tenant).await
+    }
+
+    /// A document of the actor's tenant by the id a request names (see [`Self::resolve_id`]):
+    /// its versions with their access metadata and the latest version's passages (admins).
+    pub async fn detail(&self, actor: &Actor, id: &str) -> Result<DocumentDetail> {
+        let id = self.resolve_id(actor, id).await?;
+        self.authorize_upload(actor).await?;
+        let preview = self.deletion_preview(actor, &id).await?;
+        let versions = self.storage.versions(&id).await?;
+        let latest = preview.versions.iter().map(|v| v.version).max().ok_or(Error::NotFound)?;
+        let mut acls = Vec::new();
+        for v in &preview.versions {
+            acls.push((v.version, self.storage.version_acl(&id, v.version).await?));
+        }
+        let chunks = self.storage.version_chunks(&id, latest).await?;
+        Ok(DocumentDetail { id, preview, versions, acls, latest, chunks })
     }
 
     /// Checks that `actor` may upload into their tenant: admins only, audited when refused.

@@ -14,5 +14,8 @@ pub mod platform;
 pub mod release_gate;
 pub mod sessions;
 pub mod tokens;
+pub mod uploads;
 
+/// Latency percentiles, for the benchmarks.
+pub use indexer::scale::Latency;
 pub use platform::Platform;

@@ -5,10 +5,8 @@
 use std::fmt::Write as _;
 
 use chrono::Utc;
-use sea_orm::{EntityTrait, QueryOrder};
 use serde_json::{Value, json};
 
-use crate::store::entities::deletion_receipt;
 use crate::error::{Error, Result};
 use crate::service::governance::risk_classification;
 use crate::settings::Settings;
@@ -44,10 +42,7 @@ pub async fn build(storage: &Storage, settings: &Settings) -> Result<Vec<PacketF
     let inventory = storage.inventory().await?;
     let changes = storage.change_records().await?;
     let audit = risk.audit.clone();
-    let receipts = deletion_receipt::Entity::find()
-        .order_by_asc(deletion_receipt::Column::DeletedAt)
-        .all(storage.connection())
-        .await?;
+    let receipts = storage.deletion_receipts().await?;
     let counts = storage.audit_counts().await?;
 
     let mut files = Vec::new();

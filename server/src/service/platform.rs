@@ -261,6 +261,85 @@ impl Platform {
     }
 
     /// Document administration (status changes and deletion) over this platform's stores.
+    /// The ask service, with the key that makes audit references to askers.
+    pub fn ask_service(&self, audit_hash_key: Arc<[u8]>) -> crate::service::ask::AskService {
+        let settings = &self.settings;
+        crate::service::ask::AskService {
+            storage: self.storage.clone(),
+            retriever: self.retriever(),
+            audit_hash_key,
+            data_card_gate: settings.data_card_gate,
+            answer: crate::service::answer::AnswerConfig {
+                min_coverage: settings.answer_min_coverage,
+                ..Default::default()
+            },
+            admission: crate::service::ask::Admission::new(settings.ask_concurrency, settings.ask_queue),
+            rate: crate::service::limits::RateLimiter::new(settings.ask_per_minute, settings.ask_burst),
+            dense_wanted: settings.dense_retrieval,
+            reranker_wanted: settings.reranker_model_dir().is_some(),
+        }
+    }
+
+    /// Uploads through the page and the API, one ingesting at a time.
+    pub fn uploads(&self) -> crate::service::uploads::Uploads {
+        crate::service::uploads::Uploads::new(
+            self.storage.clone(),
+            self.documents(),
+            self.ingestor(),
+            self.settings.upload_max_pages,
+            self.settings.upload_jobs_max,
+        )
+    }
+
+    /// Sign-in, sessions and bearer tokens; `refusals_per_minute` refused requests per client
+    /// address are audited.
+    pub fn sessions(&self, refusals_per_minute: u32) -> crate::service::sessions::Sessions {
+        crate::service::sessions::Sessions::new(
+            self.storage.clone(),
+            crate::service::sessions::SessionPolicy {
+                absolute_minutes: self.settings.session_minutes,
+                idle_minutes: self.settings.session_idle_minutes,
+            },
+            crate::service::limits::RateLimiter::new(refusals_per_minute, refusals_per_minute),
+        )
+    }
+
+    /// Service tokens, for admins.
+    pub fn tokens(&self) -> crate::service::tokens::Tokens {
+        crate::service::tokens::Tokens::new(self.storage.clone())
+    }
+
+    /// Governance records, for reviewers and admins.
+    pub fn governance(&self) -> crate::service::governance::Governance {
+        crate::service::governance::Governance::new(self.storage.clone(), Arc::clone(&self.settings))
+    }
+
+    /// A principal by id, for commands run by the operator on someone's authority.
+    pub async fn actor(&self, principal_id: &str) -> Result<Option<crate::domain::Actor>> {
+        self.storage.actor(principal_id).await
+    }
+
+    /// Searches as `reader`: ranked, filtered and re-checked against the database, as the ask
+    /// flow does (the operator's `lexgate search`).
+    pub async fn search(
+        &self,
+        reader: &indexer::Reader,
+        question: &str,
+        method: indexer::Method,
+        limit: usize,
+    ) -> Result<crate::service::ask::CheckedRetrieval> {
+        crate::service::ask::retrieve_checked(
+            &self.storage,
+            &self.retriever(),
+            reader,
+            question,
+            method,
+            limit,
+            self.settings.data_card_gate,
+        )
+        .await
+    }
+
     pub fn documents(&self) -> DocumentAdmin {
         DocumentAdmin {
             storage: self.storage.clone(),

@@ -487,7 +487,7 @@ async fn run_case(platform: &Platform, service: &AskService, case: &Case) -> Res
         }
         Err(e) => return Err(e),
     };
-    let reader = who.reader(case.as_of.unwrap_or_else(crate::store::Storage::today));
+    let reader = who.reader(case.as_of.unwrap_or_else(crate::domain::today));
     // Independent checks, from the database.
     let ids: Vec<String> = passages.iter().map(|p| p.chunk.id.clone()).collect();
     let cited_ids: Vec<String> = answer.iter().flat_map(|a| a.citations.iter().map(|c| c.chunk_id.clone())).collect();
@@ -810,14 +810,10 @@ fn judge(
 pub async fn run(platform: &Platform, cases: &Cases, thresholds: &Thresholds, options: &RunOptions) -> Result<Report> {
     thresholds.check()?;
     let service = AskService {
-        storage: platform.storage.clone(),
-        retriever: platform.retriever(),
-        audit_hash_key: crate::domain::random_hex(32)?.into_bytes().into(),
-        data_card_gate: platform.settings.data_card_gate,
         answer: options.answer,
-        admission: crate::service::ask::Admission::new(platform.settings.ask_concurrency, platform.settings.ask_queue),
         // The gate's cases are the platform's own evaluation, not a principal's traffic.
         rate: crate::service::limits::RateLimiter::new(0, 1),
+        ..platform.ask_service(crate::domain::random_hex(32)?.into_bytes().into())
     };
     let configuration = format!(
         "{} retrieval, fusion {}, reranker {}, answer_min_coverage {}",
@@ -856,7 +852,7 @@ pub async fn run(platform: &Platform, cases: &Cases, thresholds: &Thresholds, op
     let json = serde_json::to_string_pretty(&report).map_err(|e| Error::internal("report", e))?;
     platform
         .storage
-        .insert_release_gate(crate::store::entities::release_gate::Model {
+        .insert_release_gate(crate::store::ReleaseGateRow {
             id: report.id.clone(),
             created_at: report.created_at,
             decision: decision.as_str().to_owned(),

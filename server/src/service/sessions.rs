@@ -8,8 +8,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::domain::{Actor, Permission};
-use crate::store::entities::session;
+use crate::domain::{Actor, Permission, PrincipalSeed};
 use crate::error::{Error, Result};
 use crate::store::{AuditRecord, Storage};
 
@@ -75,7 +74,7 @@ pub async fn start(
     let id = crate::domain::random_hex(8)?;
     let now = Utc::now();
     storage
-        .insert_session(session::Model {
+        .insert_session(crate::store::SessionRow {
             id: id.clone(),
             token_sha256: token_hash(&token),
             principal_id: actor.principal_id.clone(),
@@ -208,5 +207,96 @@ pub async fn audit_refusal(
     };
     if let Err(e) = storage.append_audit(record).await {
         tracing::warn!(error = %e, "could not record a refused request");
+    }
+}
+
+/// Signing in and out, and the sessions and service tokens requests carry, for the web layer.
+#[derive(Debug, Clone)]
+pub struct Sessions {
+    storage: Storage,
+    pub policy: SessionPolicy,
+    /// How many refused requests per client address a minute are audited.
+    pub refusals: crate::service::limits::RateLimiter,
+}
+
+impl Sessions {
+    pub fn new(storage: Storage, policy: SessionPolicy, refusals: crate::service::limits::RateLimiter) -> Self {
+        Self { storage, policy, refusals }
+    }
+
+    /// The actor of an open session (see [`authenticate`]).
+    pub async fn authenticate(&self, token: &str) -> Result<Authenticated> {
+        authenticate(&self.storage, token, self.policy).await
+    }
+
+    /// The actor a service token stands for (see [`crate::service::tokens::authenticate`]).
+    pub async fn authenticate_bearer(&self, token: &str) -> Result<Actor> {
+        crate::service::tokens::authenticate(&self.storage, token).await
+    }
+
+    /// The development sign-in: any recorded principal, by id. Returns the session token.
+    pub async fn sign_in_development(&self, principal_id: &str, previous_token: Option<&str>) -> Result<String> {
+        let actor = self.storage.actor(principal_id).await?.ok_or_else(|| Error::user("Unknown user."))?;
+        start(&self.storage, &actor, "development", previous_token, self.policy, serde_json::json!({})).await
+    }
+
+    /// A sign-in proven by an identity provider: the tenant must be set up on the platform; the
+    /// principal is recorded with the provider's access attributes and a session starts. A
+    /// refusal is audited. Returns the session token.
+    pub async fn sign_in_identity(
+        &self,
+        seed: &PrincipalSeed,
+        previous_token: Option<&str>,
+        detail: serde_json::Value,
+    ) -> Result<String> {
+        if !self.storage.tenant_exists(&seed.tenant).await? {
+            let e = Error::user("Your organisation is not set up on lexgate. Contact your administrator.");
+            self.sign_in_rejected("oidc", &e).await?;
+            return Err(e);
+        }
+        self.storage.upsert_principal(seed).await?;
+        let actor = self
+            .storage
+            .actor(&seed.id)
+            .await?
+            .ok_or_else(|| Error::Internal("a principal just recorded is missing".into()))?;
+        start(&self.storage, &actor, "oidc", previous_token, self.policy, detail).await
+    }
+
+    /// Audits a sign-in the identity provider did not complete.
+    pub async fn sign_in_rejected(&self, method: &str, why: &Error) -> Result<()> {
+        let reason = match why {
+            Error::User(m) => m.clone(),
+            other => other.to_string(),
+        };
+        self.storage
+            .append_audit(AuditRecord {
+                actor: "anonymous".to_owned(),
+                tenant: None,
+                action: "sign_in".to_owned(),
+                outcome: "rejected".to_owned(),
+                detail: serde_json::json!({ "method": method, "reason": reason }),
+            })
+            .await
+    }
+
+    /// See [`sign_out`].
+    pub async fn sign_out(&self, token: &str) -> Result<()> {
+        sign_out(&self.storage, token).await
+    }
+
+    /// See [`list`].
+    pub async fn list(&self, actor: &Actor, current: &str) -> Result<Vec<SessionInfo>> {
+        list(&self.storage, actor, current).await
+    }
+
+    /// See [`end`].
+    pub async fn end(&self, actor: &Actor, id: &str) -> Result<()> {
+        end(&self.storage, actor, id).await
+    }
+
+    /// See [`audit_refusal`].
+    pub async fn audit_refusal(&self, reason: &str, method: &str, path: &str, client: Option<&str>) {
+        audit_refusal(&self.storage, &self.refusals, reason, method, path, client).await;
     }
 }

@@ -11,13 +11,11 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::domain::{Actor, Permission, Role};
-use crate::store::entities::service_token;
 use crate::error::{Error, Result};
 use crate::domain::PrincipalSeed;
 use crate::store::{AuditRecord, Storage};
 
-/// Principal ids of service principals start with this.
-pub const SERVICE_PREFIX: &str = "svc:";
+pub use crate::domain::SERVICE_PREFIX;
 
 /// Tokens start with this, so a leaked one is easy to recognise and scan for.
 pub const TOKEN_PREFIX: &str = "lxg_";
@@ -46,8 +44,8 @@ pub struct TokenInfo {
     pub revoked_at: Option<DateTime<Utc>>,
 }
 
-impl From<service_token::Model> for TokenInfo {
-    fn from(t: service_token::Model) -> Self {
+impl From<crate::store::ServiceTokenRow> for TokenInfo {
+    fn from(t: crate::store::ServiceTokenRow) -> Self {
         Self {
             scopes: t.scopes.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
             id: t.id,
@@ -130,7 +128,7 @@ pub async fn issue(storage: &Storage, admin: &Actor, request: &TokenRequest) -> 
         .await?;
     let token = format!("{TOKEN_PREFIX}{}", crate::domain::random_hex(32)?);
     let now = Utc::now();
-    let row = service_token::Model {
+    let row = crate::store::ServiceTokenRow {
         id: crate::domain::random_hex(8)?,
         token_sha256: token_hash(&token),
         principal_id: principal_id.clone(),
@@ -210,4 +208,31 @@ pub async fn authenticate(storage: &Storage, token: &str) -> Result<Actor> {
     let mut actor = storage.actor(&row.principal_id).await?.ok_or_else(|| refuse("This token is not valid."))?;
     actor.token_scopes = Some(row.scopes.split(',').filter_map(|s| Permission::from_scope(s).ok()).collect());
     Ok(actor)
+}
+
+/// Service tokens of a tenant, for its admins.
+#[derive(Debug, Clone)]
+pub struct Tokens {
+    storage: Storage,
+}
+
+impl Tokens {
+    pub fn new(storage: Storage) -> Self {
+        Self { storage }
+    }
+
+    /// See [`list`].
+    pub async fn list(&self, admin: &Actor) -> Result<Vec<TokenInfo>> {
+        list(&self.storage, admin).await
+    }
+
+    /// See [`issue`].
+    pub async fn issue(&self, admin: &Actor, request: &TokenRequest) -> Result<(String, TokenInfo)> {
+        issue(&self.storage, admin, request).await
+    }
+
+    /// See [`revoke`].
+    pub async fn revoke(&self, admin: &Actor, id: &str) -> Result<()> {
+        revoke(&self.storage, admin, id).await
+    }
 }

@@ -4,6 +4,16 @@
 
 pub mod audit;
 pub mod entities;
+pub mod governance;
+
+/// The records the store hands to the layers above: plain rows, no query API.
+pub use entities::audit_event::Model as AuditEventRow;
+pub use entities::deletion_receipt::Model as DeletionReceiptRow;
+pub use entities::document_version::Model as DocumentVersionRow;
+pub use entities::model_change_record::Model as ChangeRecord;
+pub use entities::release_gate::Model as ReleaseGateRow;
+pub use entities::service_token::Model as ServiceTokenRow;
+pub use entities::session::Model as SessionRow;
 
 use std::collections::BTreeSet;
 
@@ -560,7 +570,7 @@ impl Storage {
             .all(&self.db)
             .await?;
         let mut out = Vec::with_capacity(rows.len());
-        for row in rows.into_iter().filter(|r| !r.id.starts_with(crate::service::tokens::SERVICE_PREFIX)) {
+        for row in rows.into_iter().filter(|r| !r.id.starts_with(crate::domain::SERVICE_PREFIX)) {
             if let Some(actor) = self.actor(&row.id).await? {
                 out.push(actor);
             }
