@@ -19,8 +19,16 @@ const CANARY_TEXT: &str = "kestrel nests are counted by the compliance office";
 /// server's source: adding a route without adding it below fails this test.
 fn registered_routes() -> BTreeSet<String> {
     let mut routes = BTreeSet::new();
-    for entry in std::fs::read_dir(repo_root().join("server/src")).unwrap() {
-        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap_or_default();
+    let mut dirs = vec![repo_root().join("server/src")];
+    let mut files = Vec::new();
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() { dirs.push(path) } else { files.push(path) }
+        }
+    }
+    for file in files {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
         for part in text.split(".route(\"").skip(1) {
             let (path, rest) = part.split_once('"').unwrap();
             let method = rest.split("web::").nth(1).and_then(|m| m.split('(').next()).unwrap();

@@ -74,7 +74,6 @@ impl Application {
                         .add(("Content-Security-Policy", CONTENT_SECURITY_POLICY)),
                 )
                 .app_data(state.clone())
-                .app_data(web::FormConfig::default().limit(64 * 1024))
                 .configure(routes)
         })
         .workers(2)

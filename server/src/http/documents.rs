@@ -7,12 +7,13 @@ use std::collections::{BTreeSet, HashMap};
 
 use actix_multipart::Multipart;
 use actix_web::http::header;
-use actix_web::{HttpRequest, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use chrono::NaiveDate;
 use futures_util::StreamExt;
 use crate::domain::{ChunkAcl, Classification, GroupName, SourceStatus};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::service::documents::{DeletionPreview, DeletionReceipt};
 use crate::domain::Actor;
@@ -20,6 +21,7 @@ use crate::error::Error;
 use crate::service::ingest::UploadStatus;
 use crate::http::session::{self, SignedIn};
 use crate::service::uploads::{UploadRequest, UploadedFile};
+use crate::http::error::ErrorBody;
 use crate::http::{AppState, UserView, WebResult, html, is_htmx, redirect, user_view, web_err};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -30,7 +32,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/documents/{id}/metadata", web::post().to(metadata_post))
         .route("/documents/{id}/status", web::post().to(status_post))
         .route("/documents/{id}/delete", web::get().to(delete_get))
-        .route("/documents/{id}/delete", web::post().to(delete_post));
+        .route("/documents/{id}/delete", web::post().to(delete_post))
+        .route("/api/v1/documents", web::get().to(api_documents_get))
+        .route("/api/v1/documents", web::post().to(api_documents_post))
+        .route("/api/v1/documents/{id}", web::get().to(api_document_get))
+        .route("/api/v1/documents/{id}", web::delete().to(api_document_delete))
+        .route("/api/v1/documents/{id}/versions/{version}/access", web::put().to(api_access_put))
+        .route("/api/v1/jobs/{id}", web::get().to(api_job_get));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -472,4 +480,291 @@ async fn delete_post(
     let json = serde_json::to_string_pretty(&receipt).map_err(|e| err(Error::internal("receipt", e)))?;
     let view = ReceiptView { user: user_view(&actor, csrf.token), receipt, json };
     html(view.render(), csrf.new_cookie)
+}
+
+// ---------------------------------------------------------------------------------------------
+// JSON API: /api/v1/documents and /api/v1/jobs
+
+/// A document as the list gives it: its latest version.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DocumentItem {
+    pub id: String,
+    pub title: String,
+    pub latest_version: u32,
+    pub status: String,
+    pub classification: String,
+    pub chunks: usize,
+}
+
+/// The documents of the caller's tenant.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DocumentList {
+    pub documents: Vec<DocumentItem>,
+}
+
+/// A version's access metadata. The tenant is always the document's own, so it is not shown.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccessView {
+    pub owner: String,
+    #[schema(value_type = String, example = "internal")]
+    pub classification: Classification,
+    pub groups: Vec<String>,
+    #[schema(value_type = String, example = "approved")]
+    pub status: SourceStatus,
+    pub effective_from: NaiveDate,
+    pub expires_at: Option<NaiveDate>,
+    pub retention: String,
+}
+
+impl From<&ChunkAcl> for AccessView {
+    fn from(acl: &ChunkAcl) -> Self {
+        Self {
+            owner: acl.owner.clone(),
+            classification: acl.classification,
+            groups: acl.allowed_groups.iter().map(|g| g.as_str().to_owned()).collect(),
+            status: acl.status,
+            effective_from: acl.effective_from,
+            expires_at: acl.expires_at,
+            retention: acl.retention_class.clone(),
+        }
+    }
+}
+
+/// One version of a document.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VersionView {
+    pub version: u32,
+    pub pages: i32,
+    pub chunks: usize,
+    pub file_bytes: u64,
+    pub access: Option<AccessView>,
+}
+
+/// A document with its versions.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DocumentView {
+    pub id: String,
+    pub title: String,
+    pub versions: Vec<VersionView>,
+}
+
+/// Access metadata as the API takes it; the tenant is always the caller's.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AccessBody {
+    pub owner: String,
+    #[schema(value_type = String, example = "internal")]
+    pub classification: Classification,
+    /// Groups that may read the version; at least one.
+    pub groups: Vec<String>,
+    #[schema(value_type = String, example = "approved")]
+    pub status: SourceStatus,
+    pub effective_from: NaiveDate,
+    #[serde(default)]
+    pub expires_at: Option<NaiveDate>,
+    /// `standard` when absent.
+    #[serde(default = "standard")]
+    pub retention: String,
+}
+
+fn standard() -> String {
+    "standard".to_owned()
+}
+
+/// What changing a version's access did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccessUpdated {
+    pub id: String,
+    pub version: u32,
+    pub chunks_reindexed: u64,
+}
+
+/// Why a document is deleted; kept on the receipt.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct DeleteBody {
+    pub reason: String,
+}
+
+/// Upload jobs started, with where to follow them.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UploadAccepted {
+    pub jobs: Vec<String>,
+    pub links: Vec<String>,
+}
+
+/// An upload job and where its ingestion stands.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobBody {
+    pub id: String,
+    pub document_id: String,
+    pub version: u32,
+    pub file_name: String,
+    pub status: UploadStatus,
+}
+
+/// A document id as the caller names it: its plain name in the caller's tenant, or `TENANT.name`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(crate) struct DocumentPath {
+    /// The document's id.
+    id: String,
+}
+
+/// The documents of the caller's tenant, latest version each (admins).
+#[utoipa::path(get, path = "/api/v1/documents", tag = "documents",
+    responses(
+        (status = 200, body = DocumentList),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub(crate) async fn api_documents_get(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    SignedIn(actor): SignedIn,
+) -> WebResult {
+    let documents = state.documents.list(&actor).await.map_err(web_err(&req))?;
+    let documents = documents
+        .into_iter()
+        .map(|d| DocumentItem {
+            id: d.id,
+            title: d.title,
+            latest_version: d.version,
+            status: d.status,
+            classification: d.classification,
+            chunks: d.chunk_count,
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(DocumentList { documents }))
+}
+
+/// A document of the caller's tenant with every version and its access metadata (admins).
+#[utoipa::path(get, path = "/api/v1/documents/{id}", tag = "documents", params(DocumentPath),
+    responses(
+        (status = 200, body = DocumentView),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(crate) async fn api_document_get(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    SignedIn(actor): SignedIn,
+    path: web::Path<DocumentPath>,
+) -> WebResult {
+    let detail = state.documents.detail(&actor, &path.id).await.map_err(web_err(&req))?;
+    let versions = detail
+        .preview
+        .versions
+        .iter()
+        .zip(&detail.acls)
+        .map(|(v, (_, acl))| VersionView {
+            version: v.version,
+            pages: v.pages,
+            chunks: v.chunks,
+            file_bytes: v.bytes,
+            access: acl.as_ref().map(AccessView::from),
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(DocumentView { id: detail.id, title: detail.preview.title, versions }))
+}
+
+/// Sets the access metadata of one version and re-indexes its passages (admins; CSRF header
+/// with a session).
+#[utoipa::path(put, path = "/api/v1/documents/{id}/versions/{version}/access", tag = "documents",
+    params(("id" = String, Path, description = "The document's id"), ("version" = u32, Path, description = "The version")),
+    request_body = AccessBody,
+    responses(
+        (status = 200, body = AccessUpdated),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+pub(crate) async fn api_access_put(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    SignedIn(actor): SignedIn,
+    path: web::Path<(String, u32)>,
+    body: web::Json<AccessBody>,
+) -> WebResult {
+    let err = web_err(&req);
+    session::verify_api_csrf(&req, &state).await.map_err(&err)?;
+    let (id, version) = path.into_inner();
+    let id = state.documents.resolve_id(&actor, &id).await.map_err(&err)?;
+    let groups = parse_groups(body.groups.iter().map(String::as_str)).map_err(&err)?;
+    if groups.is_empty() {
+        return Err(err(Error::user("Name at least one group that may read the document.")));
+    }
+    let acl = ChunkAcl {
+        tenant: actor.tenant.clone(),
+        owner: body.owner.trim().to_owned(),
+        classification: body.classification,
+        allowed_groups: groups,
+        status: body.status,
+        effective_from: body.effective_from,
+        expires_at: body.expires_at,
+        retention_class: body.retention.clone(),
+    };
+    let chunks = state.documents.update_acl(&actor, &id, version, acl).await.map_err(&err)?;
+    Ok(HttpResponse::Ok().json(AccessUpdated { id, version, chunks_reindexed: chunks }))
+}
+
+/// Deletes a document (every version) from every store and answers the deletion receipt
+/// (admins; CSRF header with a session).
+#[utoipa::path(delete, path = "/api/v1/documents/{id}", tag = "documents", params(DocumentPath),
+    request_body = DeleteBody,
+    responses(
+        (status = 200, body = DeletionReceipt),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+pub(crate) async fn api_document_delete(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    SignedIn(actor): SignedIn,
+    path: web::Path<DocumentPath>,
+    body: web::Json<DeleteBody>,
+) -> WebResult {
+    let err = web_err(&req);
+    let id = state.documents.resolve_id(&actor, &path.id).await.map_err(&err)?;
+    session::verify_api_csrf(&req, &state).await.map_err(&err)?;
+    let receipt = state.documents.delete(&actor, &id, None, &body.reason).await.map_err(&err)?;
+    Ok(HttpResponse::Ok().json(receipt))
+}
+
+/// Uploads PDFs: the same multipart form as the page (fields and `files`). Answers 202 with the
+/// jobs (admins; CSRF header with a session).
+#[utoipa::path(post, path = "/api/v1/documents", tag = "documents",
+    request_body(content_type = "multipart/form-data", description = "`files` (PDFs), `classification`, `groups`, `owner`, `effective_from`, and optionally `title`, `document_id`, `version_of`, `expires_at`, `retention`"),
+    responses(
+        (status = 202, body = UploadAccepted),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 429, body = ErrorBody)))]
+pub(crate) async fn api_documents_post(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    SignedIn(actor): SignedIn,
+    form: Multipart,
+) -> WebResult {
+    let err = web_err(&req);
+    require_admin(&state, &actor).await.map_err(&err)?;
+    session::verify_api_csrf(&req, &state).await.map_err(&err)?;
+    let (fields, files) = read_form(form, state.settings.upload_max_bytes).await.map_err(&err)?;
+    let request = upload_request(&actor, &fields, files).map_err(&err)?;
+    let jobs = state.uploads.start(&actor, request).await.map_err(&err)?;
+    let links = jobs.iter().map(|j| format!("/api/v1/jobs/{j}")).collect();
+    Ok(HttpResponse::Accepted().json(UploadAccepted { jobs, links }))
+}
+
+/// An upload job of the caller's tenant (admins).
+#[utoipa::path(get, path = "/api/v1/jobs/{id}", tag = "documents",
+    params(("id" = String, Path, description = "The job's id")),
+    responses(
+        (status = 200, body = JobBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(crate) async fn api_job_get(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    SignedIn(actor): SignedIn,
+    id: web::Path<String>,
+) -> WebResult {
+    let job = state.uploads.job(&actor, &id).await.map_err(web_err(&req))?;
+    Ok(HttpResponse::Ok().json(JobBody {
+        id: job.id,
+        document_id: job.document_id,
+        version: job.version,
+        file_name: job.file_name,
+        status: job.status,
+    }))
 }

@@ -9,6 +9,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use indexer::RetrievedHit;
 
@@ -26,27 +27,67 @@ pub struct Passage {
 
 impl Passage {
     /// The passage as the JSON API and `lexgate search --json` give it. Field names are stable.
-    pub fn to_json(&self) -> serde_json::Value {
-        let stage = |s: Option<indexer::StageScore>| s.map(|s| serde_json::json!({ "rank": s.rank, "score": s.score }));
-        serde_json::json!({
-            "rank": self.rank,
-            "chunk_id": self.chunk.id,
-            "document_id": self.chunk.document_id,
-            "title": self.chunk.title,
-            "version": self.chunk.version,
-            "page": self.chunk.page,
-            "char_start": self.chunk.char_start,
-            "char_end": self.chunk.char_end,
-            "heading_path": self.chunk.heading_path,
-            "text": self.chunk.text,
-            "scores": {
-                "bm25": stage(self.scores.bm25),
-                "dense": stage(self.scores.dense),
-                "fused": self.scores.fused,
-                "rerank": stage(self.scores.rerank),
+    pub fn body(&self) -> PassageBody {
+        let stage = |s: Option<indexer::StageScore>| s.map(|s| StageBody { rank: s.rank, score: s.score });
+        PassageBody {
+            rank: self.rank,
+            chunk_id: self.chunk.id.clone(),
+            document_id: self.chunk.document_id.clone(),
+            title: self.chunk.title.clone(),
+            version: self.chunk.version,
+            page: self.chunk.page,
+            char_start: self.chunk.char_start,
+            char_end: self.chunk.char_end,
+            heading_path: self.chunk.heading_path.clone(),
+            text: self.chunk.text.clone(),
+            scores: PassageScores {
+                bm25: stage(self.scores.bm25),
+                dense: stage(self.scores.dense),
+                fused: self.scores.fused,
+                rerank: stage(self.scores.rerank),
             },
-        })
+        }
     }
+
+    /// [`Self::body`] as a JSON value.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self.body()).unwrap_or_default()
+    }
+}
+
+/// A retrieved passage as the API gives it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PassageBody {
+    /// Position in the ranking, from 1.
+    pub rank: usize,
+    pub chunk_id: String,
+    pub document_id: String,
+    pub title: String,
+    pub version: u32,
+    pub page: u32,
+    /// Character offsets of the passage in its page's text.
+    pub char_start: u32,
+    pub char_end: u32,
+    pub heading_path: String,
+    pub text: String,
+    pub scores: PassageScores,
+}
+
+/// Rank and score of a passage in each retrieval stage that saw it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PassageScores {
+    pub bm25: Option<StageBody>,
+    pub dense: Option<StageBody>,
+    /// The fused score of the first stages.
+    pub fused: f32,
+    pub rerank: Option<StageBody>,
+}
+
+/// A passage's rank (from 1) and score in one stage.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+pub struct StageBody {
+    pub rank: usize,
+    pub score: f32,
 }
 
 
@@ -69,7 +110,7 @@ impl Default for AnswerConfig {
 }
 
 /// Where a sentence of the answer comes from: a span of a stored chunk.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct Citation {
     /// The number shown after the sentence, from 1.
     pub marker: usize,
@@ -86,7 +127,7 @@ pub struct Citation {
 }
 
 /// The composed answer.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct Answer {
     /// Sentences in reading order; each is the quote of the citation with the same marker.
     pub citations: Vec<Citation>,

@@ -39,7 +39,7 @@ pub struct DocumentAdmin {
 }
 
 /// What a deletion removed from each store and how the removal was checked.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DeletionReceipt {
     pub id: String,
     pub tenant: String,
@@ -56,7 +56,7 @@ pub struct DeletionReceipt {
 }
 
 /// The physical side of a deletion.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct Erasure {
     /// Deleted chunks purged from the BM25 segment files by rewriting the segments that held them.
     pub bm25_chunks_purged: u64,
@@ -72,7 +72,7 @@ pub struct Erasure {
 
 /// A search of the raw bytes of every file under the data folder for distinctive strings of the
 /// deleted text (strings that occur in no remaining passage).
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct ByteScan {
     /// Windows of the deleted text considered.
     pub windows: usize,
@@ -85,7 +85,7 @@ pub struct ByteScan {
 }
 
 /// Counts removed, per store.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct Removed {
     pub database: DatabaseRemoval,
     pub bm25_chunks: usize,
@@ -99,7 +99,7 @@ pub struct Removed {
 
 /// The check run after the removal: nothing left in any store, and searches with the document's
 /// own text, by a reader allowed everything the document allowed, return none of its chunks.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct PostCheck {
     pub passed: bool,
     pub database_chunks_left: u64,

@@ -419,7 +419,7 @@ pub struct Upload {
 pub type StatusReporter = Arc<dyn Fn(&dyn Fn(&mut UploadStatus)) + Send + Sync>;
 
 /// Where an upload's ingestion stands; shown live on the job page.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, utoipa::ToSchema)]
 pub struct UploadStatus {
     pub stage: &'static str,
     pub pages: usize,

@@ -32,7 +32,7 @@ pub struct TokenRequest {
 }
 
 /// A token as listed: never the secret.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TokenInfo {
     pub id: String,
     pub name: String,

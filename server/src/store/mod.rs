@@ -204,7 +204,7 @@ pub struct Compaction {
 }
 
 /// What a deletion removed from the database.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct DatabaseRemoval {
     pub versions: u64,
     pub chunks: u64,
