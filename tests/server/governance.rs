@@ -1,8 +1,8 @@
 //! The model inventory: seeded from the governance folder, checked against the artifacts the
 //! platform loads (a mismatch stops the start), and every edit writes a change record.
 
-use server::service::Platform;
 use server::error::Error;
+use server::service::Platform;
 use server::service::governance::ChangeRequest;
 
 use crate::on_both_backends;

@@ -5,8 +5,8 @@
 use std::collections::BTreeSet;
 
 use indexer::{Classification, GroupName, Method, Reader, SourceStatus, TenantId};
-use server::service::Platform;
 use server::error::Error;
+use server::service::Platform;
 use server::store::Storage;
 
 use crate::on_both_backends;

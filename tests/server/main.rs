@@ -4,6 +4,7 @@
 // Tests state their expectations with expect/panic; that is what a failing test is.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod api;
 mod audit;
 mod browser;
 mod cli;

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use server::http::app::Application;
-use server::service::Platform;
 use server::http::oidc::OidcClient;
+use server::service::Platform;
 use server::settings::OidcSettings;
 use server::settings::Secret;
 
@@ -217,7 +217,9 @@ async fn a_wrong_state_a_missing_tenant_or_an_unknown_tenant_is_rejected_and_no_
     against_app(&p, move || {
         let callback_prefix = format!("{base}/signin/callback");
         let session_cookie = |a: &ureq::Agent| {
-            a.cookie_jar_lock().iter().any(|c| c.name() == server::http::session::SESSION_COOKIE && !c.value().is_empty())
+            a.cookie_jar_lock()
+                .iter()
+                .any(|c| c.name() == server::http::session::SESSION_COOKIE && !c.value().is_empty())
         };
         // State altered on the way back.
         let a = agent();

@@ -34,6 +34,11 @@ async fn the_shipped_cases_pass_the_gate_with_no_leak_no_obeyed_injection_and_no
     assert_eq!(m.out_of_scope_abstention, 1.0);
     assert_ne!(report.decision, Decision::Block, "{:?}", report.reasons);
     assert!(report.baseline.is_some(), "the BM25-only baseline ran in the same invocation");
+    // The report's public shape (what the packet and `eval run --out` write) is pinned.
+    insta::assert_json_snapshot!(
+        "release_gate_report_shape",
+        crate::api::shape(&serde_json::to_value(&report).unwrap())
+    );
     // Every kind of case ran, including the deletion case, which found its document first.
     let deletion = report.cases.iter().find(|c| c.id == "deletion-heron-sightings").unwrap();
     assert!(deletion.failures.is_empty(), "{:?}", deletion.failures);

@@ -6,9 +6,9 @@ use std::collections::BTreeSet;
 use actix_web::http::StatusCode;
 use actix_web::test;
 use indexer::{Classification, GroupName, TenantId};
+use server::domain::PrincipalSeed;
 use server::domain::Role;
 use server::service::sessions::{self, SessionPolicy};
-use server::domain::PrincipalSeed;
 
 use crate::on_both_backends;
 use crate::support::{Backend, platform};

@@ -4,8 +4,8 @@ use std::collections::BTreeSet;
 
 use chrono::NaiveDate;
 use indexer::{ChunkAcl, Classification, GroupName, PageText, SourceStatus, TenantId};
-use server::domain::Role;
 use server::domain::PrincipalSeed;
+use server::domain::Role;
 use server::store::{AuditRecord, NewVersion};
 
 use crate::on_both_backends;

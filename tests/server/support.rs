@@ -67,9 +67,14 @@ pub async fn fresh_database_url(backend: Backend, dir: &TempDir) -> String {
 
 /// Settings for a platform on a temporary data folder.
 pub async fn settings(backend: Backend, dir: &TempDir) -> Settings {
+    settings_on(dir, fresh_database_url(backend, dir).await)
+}
+
+/// Settings for a platform on a temporary data folder and the database at `url`.
+fn settings_on(dir: &TempDir, url: String) -> Settings {
     Settings {
         data_dir: dir.path().join("data"),
-        database_url: Some(Secret::new(fresh_database_url(backend, dir).await)),
+        database_url: Some(Secret::new(url)),
         bind: "127.0.0.1:0".into(),
         session_key: Some(Secret::new("k".repeat(64))),
         models_dir: models_dir(),
@@ -112,9 +117,85 @@ pub async fn platform(backend: Backend) -> (TempDir, Platform) {
     (dir, platform)
 }
 
-/// A platform with the shipped corpus ingested.
+/// The shipped corpus ingested once per backend and test binary: its folder (data folder and,
+/// on SQLite, the database file) and, on PostgreSQL, the database to clone.
+#[derive(Debug)]
+struct CorpusTemplate {
+    dir: TempDir,
+    postgres_database: Option<String>,
+}
+
+/// Ingests the corpus into a template, on a runtime of its own (each test has its own runtime,
+/// and the template outlives all of them). The template's storage is closed before it is used.
+fn corpus_template(backend: Backend) -> &'static CorpusTemplate {
+    static SQLITE: OnceLock<CorpusTemplate> = OnceLock::new();
+    static POSTGRES: OnceLock<CorpusTemplate> = OnceLock::new();
+    let cell = match backend {
+        Backend::Sqlite => &SQLITE,
+        Backend::Postgres => &POSTGRES,
+    };
+    cell.get_or_init(|| {
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            runtime.block_on(async {
+                let dir = tempfile::tempdir().expect("tempdir");
+                let settings = settings(backend, &dir).await;
+                let url = settings.database_url.as_ref().map(|s| s.expose().to_owned()).unwrap_or_default();
+                let platform = Platform::open_with(settings, Some(shared_embedder())).await.expect("open platform");
+                platform.ingestor().ingest_manifest(&corpus_manifest(), "test", &mut |_| {}).await.expect("ingest");
+                platform.storage.close().await.expect("close the template's database");
+                drop(platform);
+                let postgres_database = match backend {
+                    Backend::Sqlite => None,
+                    Backend::Postgres => url.rsplit_once('/').map(|(_, name)| name.to_owned()),
+                };
+                CorpusTemplate { dir, postgres_database }
+            })
+        })
+        .join()
+        .expect("the corpus template was built")
+    })
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("create folder");
+    for entry in std::fs::read_dir(from).expect("read folder") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("file type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy file");
+        }
+    }
+}
+
+/// A copy of the template database under a new name (PostgreSQL clones it server-side). A clone
+/// fails while another is being made from the same template, so clones are retried.
+async fn clone_postgres_database(template: &str) -> String {
+    let base = std::env::var("LEXGATE_TEST_POSTGRES").expect("LEXGATE_TEST_POSTGRES");
+    let admin = Database::connect(format!("{base}/postgres")).await.expect("connect to the test PostgreSQL server");
+    let name = format!("lexgate_test_{}", random_suffix());
+    let mut attempt = 0;
+    while let Err(e) = admin.execute_unprepared(&format!("CREATE DATABASE {name} TEMPLATE {template}")).await {
+        attempt += 1;
+        assert!(attempt < 200, "cloning the corpus database: {e}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    admin.close().await.ok();
+    format!("{base}/{name}")
+}
+
+/// A platform with the shipped corpus ingested: a copy of the corpus template, so every test
+/// starts from exactly what an ingestion of the corpus gives, without ingesting it again.
 pub async fn corpus_platform(backend: Backend) -> (TempDir, Platform) {
-    let (dir, platform) = platform(backend).await;
-    platform.ingestor().ingest_manifest(&corpus_manifest(), "test", &mut |_| {}).await.expect("ingest the corpus");
+    let template = corpus_template(backend);
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_dir(template.dir.path(), dir.path());
+    let url = match &template.postgres_database {
+        None => format!("sqlite://{}?mode=rwc", dir.path().join("test.db").display()),
+        Some(name) => clone_postgres_database(name).await,
+    };
+    let platform = Platform::open_with(settings_on(&dir, url), Some(shared_embedder())).await.expect("open platform");
     (dir, platform)
 }

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use actix_web::dev::{Service, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::{App, test, web};
-use server::service::Platform;
 use server::http::routes;
+use server::service::Platform;
 
 use crate::support::{Backend, corpus_platform};
 
@@ -288,7 +288,7 @@ async fn another_tenant_asking_the_same_question_gets_not_found_and_cannot_open_
 }
 
 /// A multipart/form-data body with text fields and PDF files.
-fn multipart(fields: &[(&str, &str)], files: &[(&str, &[u8])]) -> (String, Vec<u8>) {
+pub(crate) fn multipart(fields: &[(&str, &str)], files: &[(&str, &[u8])]) -> (String, Vec<u8>) {
     let boundary = "lexgate-test-boundary-7d93";
     let mut body = Vec::new();
     for (name, value) in fields {

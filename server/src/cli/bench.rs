@@ -182,11 +182,7 @@ pub fn peak_rss_bytes() -> u64 {
 
 /// Measures ingestion of `pdfs` into a fresh platform under `dir` (SQLite), after timing each
 /// stage on its own and the embedding model alone on the same texts.
-pub async fn ingest(
-    settings: &Settings,
-    pdfs: &[std::path::PathBuf],
-    dir: &std::path::Path,
-) -> Result<IngestReport> {
+pub async fn ingest(settings: &Settings, pdfs: &[std::path::PathBuf], dir: &std::path::Path) -> Result<IngestReport> {
     use crate::service::manifest::{DocumentEntry, Manifest, TenantEntry};
     let config = indexer::EmbedderConfig::new(settings.onnx_runtime_library(), settings.embedding_model_dir());
     let embedder = Arc::new(indexer::Embedder::load(&config).map_err(Error::from)?);

@@ -1,6 +1,5 @@
 //! `lexgate` commands: Searching as a given reader, deleting and retiring documents.
 
-
 use clap::Subcommand;
 
 use crate::service::Platform;

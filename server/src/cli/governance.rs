@@ -160,15 +160,15 @@ pub async fn run(command: &GovernanceCommand, settings: Settings) -> anyhow::Res
                 }
             }
         }
-        GovernanceCommand::DataCards(command) => {
-            match command {
-                DataCardsCommand::List => println!("{}", serde_json::to_string_pretty(&governance.operator_data_cards().await?)?),
-                DataCardsCommand::SetStatus { set, status, by } => {
-                    governance.operator_set_data_card_status(set, status, by).await?;
-                    println!("data card of '{set}' is now {status}");
-                }
+        GovernanceCommand::DataCards(command) => match command {
+            DataCardsCommand::List => {
+                println!("{}", serde_json::to_string_pretty(&governance.operator_data_cards().await?)?)
             }
-        }
+            DataCardsCommand::SetStatus { set, status, by } => {
+                governance.operator_set_data_card_status(set, status, by).await?;
+                println!("data card of '{set}' is now {status}");
+            }
+        },
         GovernanceCommand::Audit(AuditCommand::Verify) => {
             let v = governance.operator_verify_audit().await?;
             match &v.problem {

@@ -1,6 +1,5 @@
 //! Asking: the ask page, `/api/v1/ask`, and a cited passage in its context.
 
-
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use chrono::NaiveDate;
@@ -8,12 +7,12 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::error::Error;
-use crate::http::session::{self, SignedIn};
 use crate::http::error::{ErrorBody, WebResult, web_err};
+use crate::http::is_htmx;
+use crate::http::session::{self, SignedIn};
+use crate::http::{AppState, UserView, html, user_view};
 use crate::service::answer::{Answer, Passage, PassageBody};
 use crate::service::ask::{AskOutcome, AskRequest};
-use crate::http::is_htmx;
-use crate::http::{AppState, UserView, html, user_view};
 
 pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/ask", web::get().to(ask_get))
@@ -64,7 +63,6 @@ struct ResultsView {
     /// "on: ..." or "off: ..." so the ranking explanation says whether a reranker ran.
     reranker: String,
 }
-
 
 fn results_view(outcome: &AskOutcome, reranker: String) -> ResultsView {
     let as_of = outcome.as_of.to_string();
@@ -120,15 +118,17 @@ fn score_text(h: &crate::domain::RetrievedHit) -> String {
     parts.join(" · ")
 }
 
-
 /// A question, as the ask page and `/api/v1/ask` take it.
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct AskQuery {
     /// The question (up to 2,000 characters).
     #[serde(default)]
+    #[param(required = true)]
     q: String,
-    /// Answer from documents in force on this date, `YYYY-MM-DD`; today when empty.
+    /// Answer from documents in force on this date, `YYYY-MM-DD`; today when absent.
     #[serde(default)]
+    #[param(required = false, format = Date)]
     as_of: String,
 }
 
@@ -212,9 +212,9 @@ pub struct AskResponse {
 /// passages it was built from, all readable by the caller.
 #[utoipa::path(get, path = "/api/v1/ask", tag = "ask", params(AskQuery),
     responses(
-        (status = 200, body = AskResponse),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody),
-        (status = 503, body = ErrorBody)))]
+        (status = 200, description = "The answer and its passages", body = AskResponse),
+        (status = 400, description = "Invalid input; the message says what to change", body = ErrorBody), (status = 401, description = "No open session and no valid service token", body = ErrorBody), (status = 429, description = "Too many requests; retry after the Retry-After seconds", body = ErrorBody),
+        (status = 503, description = "The document store cannot be reached; nothing was answered", body = ErrorBody)))]
 pub(crate) async fn api_ask_get(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -314,4 +314,3 @@ async fn passage_get(
     };
     html(view.render(), csrf.new_cookie)
 }
-

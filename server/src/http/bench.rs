@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::http::app::Application;
-use crate::service::Platform;
 use crate::domain::Permission;
 use crate::error::{Error, Result};
+use crate::http::app::Application;
+use crate::service::Platform;
 use crate::service::tokens::TokenRequest;
 
 /// Stages as the API reports them (microseconds).
@@ -59,10 +59,8 @@ pub async fn ask(
     if questions.is_empty() {
         return Err(Error::user("no questions to ask"));
     }
-    let admin = platform
-        .actor(admin_id)
-        .await?
-        .ok_or_else(|| Error::user(format!("unknown principal '{admin_id}'")))?;
+    let admin =
+        platform.actor(admin_id).await?.ok_or_else(|| Error::user(format!("unknown principal '{admin_id}'")))?;
     let name = format!("bench-{}", crate::domain::random_hex(4)?);
     let request = TokenRequest {
         name,
@@ -255,4 +253,3 @@ pub async fn ask_command(
     }
     Ok(())
 }
-

@@ -5,24 +5,24 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use crate::domain::{ChunkAcl, Classification, GroupName, SourceStatus};
 use actix_multipart::Multipart;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use chrono::NaiveDate;
 use futures_util::StreamExt;
-use crate::domain::{ChunkAcl, Classification, GroupName, SourceStatus};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::service::documents::{DeletionPreview, DeletionReceipt};
 use crate::domain::Actor;
 use crate::error::Error;
-use crate::service::ingest::UploadStatus;
-use crate::http::session::{self, SignedIn};
-use crate::service::uploads::{UploadRequest, UploadedFile};
 use crate::http::error::ErrorBody;
+use crate::http::session::{self, SignedIn};
 use crate::http::{AppState, UserView, WebResult, html, is_htmx, redirect, user_view, web_err};
+use crate::service::documents::{DeletionPreview, DeletionReceipt};
+use crate::service::ingest::UploadStatus;
+use crate::service::uploads::{UploadRequest, UploadedFile};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/documents", web::get().to(list_get))
@@ -268,8 +268,7 @@ fn acl_from_form(actor: &Actor, f: &HashMap<String, String>) -> Result<ChunkAcl,
         .map_err(|_| Error::user("Choose a classification: public, internal, confidential or restricted."))?;
     let status: SourceStatus =
         get("status").parse().map_err(|_| Error::user("Choose a status: draft, approved or withdrawn."))?;
-    let effective_from =
-        parse_date("The effective date", &get("effective_from"))?.unwrap_or_else(crate::domain::today);
+    let effective_from = parse_date("The effective date", &get("effective_from"))?.unwrap_or_else(crate::domain::today);
     let expires_at = parse_date("The expiry date", &get("expires_at"))?;
     if expires_at.is_some_and(|e| e <= effective_from) {
         return Err(Error::user("The expiry date must come after the effective date."));
@@ -360,7 +359,8 @@ async fn detail_get(
     let err = web_err(&req);
     let detail = state.documents.detail(&actor, &id).await.map_err(&err)?;
     let csrf = session::csrf_for(&req, &state).map_err(&err)?;
-    let crate::service::documents::DocumentDetail { id, preview, versions: versions_rows, acls, latest, chunks } = detail;
+    let crate::service::documents::DocumentDetail { id, preview, versions: versions_rows, acls, latest, chunks } =
+        detail;
     let acl = acls.into_iter().find(|(v, _)| *v == latest).and_then(|(_, a)| a).ok_or_else(|| err(Error::NotFound))?;
     let view = DetailView {
         user: user_view(&actor, csrf.token.clone()),
@@ -613,8 +613,8 @@ pub(crate) struct DocumentPath {
 /// The documents of the caller's tenant, latest version each (admins).
 #[utoipa::path(get, path = "/api/v1/documents", tag = "documents",
     responses(
-        (status = 200, body = DocumentList),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+        (status = 200, description = "The documents", body = DocumentList),
+        (status = 401, description = "No open session and no valid service token", body = ErrorBody), (status = 403, description = "Not allowed; the attempt is audited", body = ErrorBody)))]
 pub(crate) async fn api_documents_get(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -638,8 +638,8 @@ pub(crate) async fn api_documents_get(
 /// A document of the caller's tenant with every version and its access metadata (admins).
 #[utoipa::path(get, path = "/api/v1/documents/{id}", tag = "documents", params(DocumentPath),
     responses(
-        (status = 200, body = DocumentView),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+        (status = 200, description = "The document and its versions", body = DocumentView),
+        (status = 401, description = "No open session and no valid service token", body = ErrorBody), (status = 403, description = "Not allowed; the attempt is audited", body = ErrorBody), (status = 404, description = "No such thing among what the caller may see", body = ErrorBody)))]
 pub(crate) async fn api_document_get(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -669,9 +669,9 @@ pub(crate) async fn api_document_get(
     params(("id" = String, Path, description = "The document's id"), ("version" = u32, Path, description = "The version")),
     request_body = AccessBody,
     responses(
-        (status = 200, body = AccessUpdated),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody)))]
+        (status = 200, description = "Access changed and the passages re-indexed", body = AccessUpdated),
+        (status = 400, description = "Invalid input; the message says what to change", body = ErrorBody), (status = 401, description = "No open session and no valid service token", body = ErrorBody), (status = 403, description = "Not allowed; the attempt is audited", body = ErrorBody),
+        (status = 404, description = "No such thing among what the caller may see", body = ErrorBody)))]
 pub(crate) async fn api_access_put(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -706,9 +706,9 @@ pub(crate) async fn api_access_put(
 #[utoipa::path(delete, path = "/api/v1/documents/{id}", tag = "documents", params(DocumentPath),
     request_body = DeleteBody,
     responses(
-        (status = 200, body = DeletionReceipt),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody)))]
+        (status = 200, description = "The deletion receipt", body = DeletionReceipt),
+        (status = 400, description = "Invalid input; the message says what to change", body = ErrorBody), (status = 401, description = "No open session and no valid service token", body = ErrorBody), (status = 403, description = "Not allowed; the attempt is audited", body = ErrorBody),
+        (status = 404, description = "No such thing among what the caller may see", body = ErrorBody)))]
 pub(crate) async fn api_document_delete(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -728,9 +728,9 @@ pub(crate) async fn api_document_delete(
 #[utoipa::path(post, path = "/api/v1/documents", tag = "documents",
     request_body(content_type = "multipart/form-data", description = "`files` (PDFs), `classification`, `groups`, `owner`, `effective_from`, and optionally `title`, `document_id`, `version_of`, `expires_at`, `retention`"),
     responses(
-        (status = 202, body = UploadAccepted),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 429, body = ErrorBody)))]
+        (status = 202, description = "The upload jobs started", body = UploadAccepted),
+        (status = 400, description = "Invalid input; the message says what to change", body = ErrorBody), (status = 401, description = "No open session and no valid service token", body = ErrorBody), (status = 403, description = "Not allowed; the attempt is audited", body = ErrorBody),
+        (status = 429, description = "Too many requests; retry after the Retry-After seconds", body = ErrorBody)))]
 pub(crate) async fn api_documents_post(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -751,8 +751,8 @@ pub(crate) async fn api_documents_post(
 #[utoipa::path(get, path = "/api/v1/jobs/{id}", tag = "documents",
     params(("id" = String, Path, description = "The job's id")),
     responses(
-        (status = 200, body = JobBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+        (status = 200, description = "The job", body = JobBody),
+        (status = 401, description = "No open session and no valid service token", body = ErrorBody), (status = 403, description = "Not allowed; the attempt is audited", body = ErrorBody), (status = 404, description = "No such thing among what the caller may see", body = ErrorBody)))]
 pub(crate) async fn api_job_get(
     req: HttpRequest,
     state: web::Data<AppState>,

@@ -1,13 +1,12 @@
 //! Governance for reviewers: the overview, the audit log, the packet, and the governance JSON.
 
-
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
 
-use crate::http::session::{self, SignedIn};
 use crate::http::error::{WebResult, web_err};
+use crate::http::session::{self, SignedIn};
 use crate::http::{AppState, UserView, html, user_view};
 
 pub(crate) fn routes(cfg: &mut web::ServiceConfig) {

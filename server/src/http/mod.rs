@@ -22,9 +22,9 @@ use actix_web::cookie::Key;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use crate::service::ask::AskService;
 use crate::domain::Actor;
 use crate::error::Error;
+use crate::service::ask::AskService;
 
 /// Refused requests (no session, a wrong CSRF token) audited per client address and minute.
 const REFUSALS_AUDITED_PER_MINUTE: u32 = 20;
@@ -80,7 +80,6 @@ pub(crate) struct UserView {
     pub(crate) role: &'static str,
     pub(crate) csrf: String,
 }
-
 
 pub(crate) fn user_view(actor: &Actor, csrf: String) -> UserView {
     UserView { name: actor.display_name.clone(), tenant: actor.tenant.to_string(), role: actor.role.as_str(), csrf }

@@ -12,8 +12,8 @@ use std::collections::BTreeSet;
 use std::sync::RwLock;
 use std::time::Duration;
 
-use chrono::Utc;
 use crate::domain::{Classification, GroupName, TenantId};
+use chrono::Utc;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use oauth2::basic::{
@@ -26,10 +26,10 @@ use oauth2::{
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::domain::PrincipalSeed;
 use crate::domain::Role;
 use crate::error::{Error, Result};
 use crate::settings::OidcSettings;
-use crate::domain::PrincipalSeed;
 
 /// Tolerated clock difference between lexgate and the provider, in seconds.
 pub const CLOCK_SKEW_SECS: i64 = 60;

@@ -20,7 +20,6 @@ pub const CSRF_COOKIE: &str = "lexgate_csrf";
 /// Holds an OpenID sign-in in progress (state, nonce, PKCE verifier), encrypted.
 pub const OIDC_COOKIE: &str = "lexgate_oidc";
 
-
 /// The platform's cookie attributes: HttpOnly, SameSite=Lax, the path, Secure when served over
 /// HTTPS, and an expiry.
 fn with_attributes(
@@ -54,7 +53,13 @@ fn read_signed(req: &HttpRequest, key: &Key, name: &str) -> Option<String> {
 
 /// A cookie that carries a session's token until the session's absolute end.
 pub fn session_cookie(state: &AppState, token: &str) -> Cookie<'static> {
-    signed_cookie(&state.key, SESSION_COOKIE, token.to_owned(), state.sessions.policy.absolute_minutes, state.secure_cookies)
+    signed_cookie(
+        &state.key,
+        SESSION_COOKIE,
+        token.to_owned(),
+        state.sessions.policy.absolute_minutes,
+        state.secure_cookies,
+    )
 }
 
 /// A cookie that ends the session.
@@ -67,7 +72,10 @@ pub fn clear_session_cookie() -> Cookie<'static> {
 
 /// An encrypted cookie holding a sign-in in progress. SameSite=Lax so that it comes back with the
 /// provider's top-level redirect to the callback.
-pub fn pending_login_cookie(state: &AppState, pending: &crate::http::oidc::PendingLogin) -> Result<Cookie<'static>, Error> {
+pub fn pending_login_cookie(
+    state: &AppState,
+    pending: &crate::http::oidc::PendingLogin,
+) -> Result<Cookie<'static>, Error> {
     let value = serde_json::to_string(pending).map_err(|e| Error::internal("pending sign-in", e))?;
     let mut jar = CookieJar::new();
     jar.private_mut(&state.key).add(Cookie::new(OIDC_COOKIE, value));

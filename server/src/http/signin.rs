@@ -1,6 +1,5 @@
 //! Signing in (development users or an OpenID provider), signing out, and the sessions page.
 
-
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use askama::Template;
@@ -8,8 +7,8 @@ use serde::Deserialize;
 
 use crate::domain::Permission;
 use crate::error::Error;
-use crate::http::session::{self, SignedIn};
 use crate::http::error::{WebResult, web_err};
+use crate::http::session::{self, SignedIn};
 use crate::http::{AppState, UserView, html, redirect, user_view};
 
 pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
@@ -198,10 +197,7 @@ async fn sessions_get(req: HttpRequest, state: web::Data<AppState>, SignedIn(act
     let err = web_err(&req);
     let csrf = session::csrf_for(&req, &state).map_err(&err)?;
     let current = match session::session_token(&req, &state) {
-        Some(token) => state.sessions.authenticate(&token)
-            .await
-            .map(|a| a.session_id)
-            .unwrap_or_default(),
+        Some(token) => state.sessions.authenticate(&token).await.map(|a| a.session_id).unwrap_or_default(),
         None => String::new(),
     };
     let sessions = state.sessions.list(&actor, &current).await.map_err(&err)?;
@@ -240,4 +236,3 @@ async fn session_end_post(
     state.sessions.end(&actor, &path.into_inner()).await.map_err(&err)?;
     Ok(redirect("/sessions"))
 }
-

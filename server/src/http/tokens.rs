@@ -6,10 +6,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::domain::{Classification, Permission};
+use crate::http::AppState;
 use crate::http::documents::parse_groups;
 use crate::http::error::{ErrorBody, WebResult, web_err};
 use crate::http::session::{self, SignedIn};
-use crate::http::AppState;
 use crate::service::tokens::TokenInfo;
 
 pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
@@ -53,7 +53,7 @@ pub struct IssuedToken {
 }
 
 #[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens",
-    responses((status = 200, body = TokenList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses((status = 200, description = "The tokens", body = TokenList), (status = 401, description = "No open session and no valid service token", body = ErrorBody), (status = 403, description = "Not allowed; the attempt is audited", body = ErrorBody)))]
 pub(crate) async fn tokens_get(req: HttpRequest, state: web::Data<AppState>, SignedIn(actor): SignedIn) -> WebResult {
     let tokens = state.tokens.list(&actor).await.map_err(web_err(&req))?;
     Ok(HttpResponse::Ok().json(TokenList { tokens }))
@@ -62,8 +62,8 @@ pub(crate) async fn tokens_get(req: HttpRequest, state: web::Data<AppState>, Sig
 /// Issues a token (admins; CSRF header with a session).
 #[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens", request_body = TokenBody,
     responses(
-        (status = 201, body = IssuedToken),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+        (status = 201, description = "The token, shown this once", body = IssuedToken),
+        (status = 400, description = "Invalid input; the message says what to change", body = ErrorBody), (status = 401, description = "No open session and no valid service token", body = ErrorBody), (status = 403, description = "Not allowed; the attempt is audited", body = ErrorBody)))]
 pub(crate) async fn tokens_post(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -92,7 +92,7 @@ pub(crate) async fn tokens_post(
     params(("id" = String, Path, description = "The token's id")),
     responses(
         (status = 204, description = "Revoked"),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+        (status = 401, description = "No open session and no valid service token", body = ErrorBody), (status = 403, description = "Not allowed; the attempt is audited", body = ErrorBody), (status = 404, description = "No such thing among what the caller may see", body = ErrorBody)))]
 pub(crate) async fn token_delete(
     req: HttpRequest,
     state: web::Data<AppState>,

@@ -90,7 +90,6 @@ pub struct StageBody {
     pub score: f32,
 }
 
-
 /// How answers are composed.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AnswerConfig {

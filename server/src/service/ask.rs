@@ -9,9 +9,9 @@ use chrono::NaiveDate;
 use indexer::{Method, Retriever};
 use sha2::{Digest, Sha256};
 
-use crate::service::answer::{Answer, AnswerConfig, Passage};
 use crate::domain::{Actor, Permission};
 use crate::error::{Error, Result};
+use crate::service::answer::{Answer, AnswerConfig, Passage};
 use crate::store::{AuditRecord, Storage, StoredChunk};
 
 /// Shown when the governance gate withholds a document set.

@@ -15,8 +15,6 @@ use crate::store::{ChangeRecord, Storage};
 /// The inventory file in the governance folder.
 pub const INVENTORY_FILE: &str = "model-inventory.toml";
 
-
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct InventoryFile {
@@ -60,9 +58,6 @@ pub fn read_inventory_file(governance_dir: &Path) -> Result<Vec<ModelEntry>> {
     Ok(file.models)
 }
 
-
-
-
 /// Seeds the inventory from the governance folder, then checks that every artifact the platform
 /// loaded (role, sha256) is the one its entry names. A mismatch stops the start.
 pub async fn check_inventory(storage: &Storage, governance_dir: &Path, loaded: &[(&str, &str)]) -> Result<()> {
@@ -93,8 +88,6 @@ pub async fn check_inventory(storage: &Storage, governance_dir: &Path, loaded: &
 /// The data-card file in the governance folder.
 pub const DATA_CARDS_FILE: &str = "data-cards.toml";
 
-
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DataCardFile {
@@ -120,8 +113,6 @@ pub fn read_data_cards_file(governance_dir: &Path) -> Result<Vec<DataCard>> {
     }
     Ok(file.cards)
 }
-
-
 
 /// Seeds both the model inventory and the data cards (commands that run without the platform).
 pub async fn seed_inventory_and_cards(storage: &Storage, governance_dir: &Path) -> Result<()> {

@@ -442,7 +442,9 @@ impl Ingestor {
         {
             return Err(Error::user(format!("document id '{}' is taken; choose another id", upload.document_id)));
         }
-        if crate::service::manifest::document_id_tenant(&upload.document_id).is_some_and(|t| t != upload.acl.tenant.as_str()) {
+        if crate::service::manifest::document_id_tenant(&upload.document_id)
+            .is_some_and(|t| t != upload.acl.tenant.as_str())
+        {
             return Err(Error::user(format!("document id '{}' names another tenant", upload.document_id)));
         }
         if self.storage.version_checksum(&upload.document_id, upload.version).await?.is_some() {

@@ -8,9 +8,9 @@ use chrono::NaiveDate;
 use indexer::{ChunkAcl, Classification, GroupName, SourceStatus, TenantId};
 use serde::Deserialize;
 
+use crate::domain::PrincipalSeed;
 use crate::domain::Role;
 use crate::error::{Error, Result};
-use crate::domain::PrincipalSeed;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -6,8 +6,8 @@ use indexer::{
     Bm25Index, CrossEncoder, DenseIndex, DenseItem, Embedder, EmbedderConfig, IndexedChunk, Reranker, Retriever,
 };
 
-use crate::service::documents::DocumentAdmin;
 use crate::error::{Error, Result};
+use crate::service::documents::DocumentAdmin;
 use crate::service::ingest::Ingestor;
 use crate::settings::Settings;
 use crate::store::Storage;

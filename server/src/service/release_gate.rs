@@ -17,11 +17,11 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::service::answer::AnswerConfig;
-use crate::service::platform::Platform;
-use crate::service::ask::{AskRequest, AskService};
 use crate::domain::Actor;
 use crate::error::{Error, Result};
+use crate::service::answer::AnswerConfig;
+use crate::service::ask::{AskRequest, AskService};
+use crate::service::platform::Platform;
 
 // ---------------------------------------------------------------------------------------------
 // Cases

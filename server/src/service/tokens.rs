@@ -10,9 +10,9 @@ use indexer::{Classification, GroupName};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::domain::PrincipalSeed;
 use crate::domain::{Actor, Permission, Role};
 use crate::error::{Error, Result};
-use crate::domain::PrincipalSeed;
 use crate::store::{AuditRecord, Storage};
 
 pub use crate::domain::SERVICE_PREFIX;

@@ -94,7 +94,13 @@ pub struct Uploads {
 }
 
 impl Uploads {
-    pub fn new(storage: Storage, documents: DocumentAdmin, ingestor: Ingestor, max_pages: usize, jobs_max: usize) -> Self {
+    pub fn new(
+        storage: Storage,
+        documents: DocumentAdmin,
+        ingestor: Ingestor,
+        max_pages: usize,
+        jobs_max: usize,
+    ) -> Self {
         Self { storage, documents, ingestor, jobs: Jobs::default(), max_pages, jobs_max }
     }
 
@@ -190,8 +196,10 @@ impl Uploads {
             tokio::spawn(async move {
                 let report_jobs = jobs.clone();
                 let report_id = id.clone();
-                let report: crate::service::ingest::StatusReporter = Arc::new(move |f| report_jobs.update(&report_id, f));
-                let (document_id, version, superseding) = (upload.document_id.clone(), upload.version, upload.version > 1);
+                let report: crate::service::ingest::StatusReporter =
+                    Arc::new(move |f| report_jobs.update(&report_id, f));
+                let (document_id, version, superseding) =
+                    (upload.document_id.clone(), upload.version, upload.version > 1);
                 let turn = Arc::clone(&jobs.running).acquire_owned().await;
                 let result = match turn {
                     Ok(_running) => st.ingestor.ingest_upload(upload, &who.principal_id, report).await,
@@ -207,7 +215,10 @@ impl Uploads {
                     Err(Error::User(m)) => Some(m.clone()),
                     Err(e) => {
                         tracing::error!(job = %id, error = %e, "upload failed");
-                        Some("The document could not be ingested; nothing was kept. Try again or contact support.".into())
+                        Some(
+                            "The document could not be ingested; nothing was kept. Try again or contact support."
+                                .into(),
+                        )
                     }
                 };
                 if let Some(m) = &message {

@@ -7,8 +7,8 @@ use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::store::entities::{deletion_receipt, model_change_record, model_inventory};
 use crate::store::Storage;
+use crate::store::entities::{deletion_receipt, model_change_record, model_inventory};
 
 /// One model's inventory entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

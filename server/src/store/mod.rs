@@ -27,18 +27,17 @@ use sea_orm::{
 };
 
 use crate::domain::{Actor, PrincipalSeed};
+use crate::error::{Error, Result};
 use crate::store::entities::{
     audit_event, audit_head, chunk, chunk_embedding, deletion_receipt, document, document_version, ingestion_job,
     principal, principal_group, release_gate, service_token, session, tenant,
 };
-use crate::error::{Error, Result};
 
 /// A handle on the database. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Storage {
     db: DatabaseConnection,
 }
-
 
 /// One document version with its chunks, written in a single transaction.
 #[derive(Debug, Clone)]
