@@ -115,10 +115,11 @@ impl Uploads {
         self.jobs.get(id).filter(|j| j.tenant == actor.tenant.as_str()).ok_or(Error::NotFound)
     }
 
-    /// Checks every file, then starts one ingestion job per file; returns the job ids. Shared by the
-    /// upload form and the JSON API. Files are checked, ids resolved in the actor's namespace and the
-    /// queue bound checked before any job starts.
+    /// Starts one ingestion job per file and returns the job ids (admins). Every file is checked,
+    /// every id resolved in the actor's namespace and the queue bound checked before any job
+    /// starts. Shared by the upload form and the JSON API.
     pub async fn start(&self, actor: &Actor, request: UploadRequest) -> Result<Vec<String>> {
+        self.authorize(actor).await?;
         let UploadRequest { version_of, title: title_field, document_id: id_field, acl, files } = request;
         if files.is_empty() {
             return Err(Error::user("Choose at least one PDF file to upload."));
