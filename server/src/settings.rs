@@ -69,6 +69,9 @@ pub struct Settings {
     pub reranker_dir: Option<PathBuf>,
     /// How many fused passages the reranker scores.
     pub rerank_top: usize,
+    /// Threads each ONNX Runtime session (embedding model, reranker) computes with; every core
+    /// when absent.
+    pub onnx_threads: Option<usize>,
     /// Folder with the platform's governance records (model inventory, data cards).
     pub governance_dir: PathBuf,
     /// Documents of a set whose data card is not approved are not retrievable.
@@ -113,6 +116,7 @@ impl Default for Settings {
             reranker: true,
             reranker_dir: None,
             rerank_top: indexer::retrieve::DEFAULT_RERANK_TOP,
+            onnx_threads: None,
             governance_dir: PathBuf::from("governance"),
             data_card_gate: true,
             answer_min_coverage: DEFAULT_ANSWER_MIN_COVERAGE,
@@ -147,6 +151,7 @@ pub struct SettingsFile {
     pub reranker: Option<bool>,
     pub reranker_dir: Option<PathBuf>,
     pub rerank_top: Option<usize>,
+    pub onnx_threads: Option<usize>,
     pub governance_dir: Option<PathBuf>,
     pub data_card_gate: Option<bool>,
     pub answer_min_coverage: Option<f32>,
@@ -195,6 +200,9 @@ impl Settings {
             ask_burst,
             upload_jobs_max
         );
+        if file.onnx_threads.is_some() {
+            self.onnx_threads = file.onnx_threads;
+        }
         if let Some(fusion) = &file.fusion {
             self.fusion = fusion.parse().map_err(|e| Error::user(format!("settings: {}", Error::from(e))))?;
         }
@@ -271,7 +279,18 @@ impl Settings {
 
     /// How to load the reranker stage's model, or `None` when the stage is off.
     pub fn reranker_config(&self) -> Option<indexer::RerankerConfig> {
-        self.reranker_model_dir().map(|dir| indexer::RerankerConfig::new(self.onnx_runtime_library(), dir))
+        self.reranker_model_dir().map(|dir| indexer::RerankerConfig {
+            threads: self.onnx_threads,
+            ..indexer::RerankerConfig::new(self.onnx_runtime_library(), dir)
+        })
+    }
+
+    /// The embedding model's settings.
+    pub fn embedder_config(&self) -> indexer::EmbedderConfig {
+        indexer::EmbedderConfig {
+            threads: self.onnx_threads,
+            ..indexer::EmbedderConfig::new(self.onnx_runtime_library(), self.embedding_model_dir())
+        }
     }
 
     /// Rejects settings that cannot work together.
@@ -304,6 +323,9 @@ impl Settings {
         }
         if !(0.0..=1.0).contains(&self.answer_min_coverage) {
             return Err(Error::user("answer_min_coverage must be between 0 and 1"));
+        }
+        if self.onnx_threads.is_some_and(|t| t == 0 || t > 256) {
+            return Err(Error::user("onnx_threads must be between 1 and 256"));
         }
         if self.rerank_top == 0 || self.rerank_top > 200 {
             return Err(Error::user("rerank_top must be between 1 and 200"));

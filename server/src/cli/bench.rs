@@ -83,7 +83,7 @@ pub async fn run(command: &BenchCommand, settings: Settings) -> anyhow::Result<(
             let _ = std::fs::remove_dir_all(&dir);
         }
         BenchCommand::Scale { corpus, questions, vector_cache, sizes, queries, json } => {
-            let config = indexer::EmbedderConfig::new(settings.onnx_runtime_library(), settings.embedding_model_dir());
+            let config = settings.embedder_config();
             let embedder =
                 std::sync::Arc::new(indexer::Embedder::load(&config).context("loading the embedding model")?);
             let passages = indexer::eval::load_passages(corpus)?;
@@ -184,7 +184,7 @@ pub fn peak_rss_bytes() -> u64 {
 /// stage on its own and the embedding model alone on the same texts.
 pub async fn ingest(settings: &Settings, pdfs: &[std::path::PathBuf], dir: &std::path::Path) -> Result<IngestReport> {
     use crate::service::manifest::{DocumentEntry, Manifest, TenantEntry};
-    let config = indexer::EmbedderConfig::new(settings.onnx_runtime_library(), settings.embedding_model_dir());
+    let config = settings.embedder_config();
     let embedder = Arc::new(indexer::Embedder::load(&config).map_err(Error::from)?);
     let mut bytes = Vec::new();
     for p in pdfs {

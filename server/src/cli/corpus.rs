@@ -122,7 +122,7 @@ pub async fn run(command: &CorpusCommand, settings: Settings) -> anyhow::Result<
             println!("wrote {} PDFs", written.len());
         }
         CorpusCommand::CheckModels => {
-            let config = indexer::EmbedderConfig::new(settings.onnx_runtime_library(), settings.embedding_model_dir());
+            let config = settings.embedder_config();
             let embedder = indexer::Embedder::load(&config).context("loading the embedding model")?;
             let v = embedder.embed(&["lexgate model check"])?;
             println!(

@@ -243,7 +243,7 @@ pub async fn run(command: &EvalCommand, settings: Settings) -> anyhow::Result<()
             );
         }
         EvalCommand::Filtered { corpus, questions, queries, k, vector_cache, min_recall } => {
-            let config = indexer::EmbedderConfig::new(settings.onnx_runtime_library(), settings.embedding_model_dir());
+            let config = settings.embedder_config();
             let embedder = indexer::Embedder::load(&config).context("loading the embedding model")?;
             let passages = indexer::eval::load_passages(corpus)?;
             let qs = indexer::eval::load_questions(questions, &passages, None)?;
@@ -306,8 +306,7 @@ pub async fn run(command: &EvalCommand, settings: Settings) -> anyhow::Result<()
             let methods: Vec<indexer::Method> =
                 methods.split(',').map(|m| m.trim().parse()).collect::<Result<_, _>>()?;
             let embedder = if methods.iter().any(|m| *m != indexer::Method::Bm25) {
-                let config =
-                    indexer::EmbedderConfig::new(settings.onnx_runtime_library(), settings.embedding_model_dir());
+                let config = settings.embedder_config();
                 Some(std::sync::Arc::new(indexer::Embedder::load(&config).context("loading the embedding model")?))
             } else {
                 None

@@ -41,6 +41,10 @@ pub struct Cli {
     /// How BM25 and dense results are fused, e.g. `rrf:k=60` or `convex:bm25=0.5:dense=0.5`.
     #[arg(long = "fusion-setting", env = "LEXGATE_FUSION", global = true)]
     pub fusion_setting: Option<String>,
+    /// Threads each ONNX Runtime session (embedding model, reranker) computes with; every core
+    /// when absent.
+    #[arg(long, env = "LEXGATE_ONNX_THREADS", global = true)]
+    pub onnx_threads: Option<usize>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -104,6 +108,9 @@ pub fn settings_from(cli: &Cli) -> anyhow::Result<Settings> {
     }
     if cli.no_reranker {
         settings.reranker = false;
+    }
+    if let Some(v) = cli.onnx_threads {
+        settings.onnx_threads = Some(v);
     }
     if let Some(v) = &cli.fusion_setting {
         settings.fusion = v.parse()?;

@@ -2,9 +2,7 @@
 
 use std::sync::Arc;
 
-use indexer::{
-    Bm25Index, CrossEncoder, DenseIndex, DenseItem, Embedder, EmbedderConfig, IndexedChunk, Reranker, Retriever,
-};
+use indexer::{Bm25Index, CrossEncoder, DenseIndex, DenseItem, Embedder, IndexedChunk, Reranker, Retriever};
 
 use crate::error::{Error, Result};
 use crate::service::documents::DocumentAdmin;
@@ -34,7 +32,7 @@ impl Platform {
     /// Opens storage and indexes, loading the embedding model when dense retrieval is on.
     pub async fn open(settings: Settings) -> Result<Self> {
         let embedder = if settings.dense_retrieval {
-            let config = EmbedderConfig::new(settings.onnx_runtime_library(), settings.embedding_model_dir());
+            let config = settings.embedder_config();
             Some(Arc::new(
                 tokio::task::spawn_blocking(move || Embedder::load(&config))
                     .await
