@@ -21,6 +21,10 @@ pub struct EmbedderConfig {
     pub max_length: usize,
     /// Intra-op threads; `None` lets ONNX Runtime use every core.
     pub threads: Option<usize>,
+    /// Sessions of the model loaded side by side. [`Embedder::embed_many`] spreads its batches
+    /// over them, one thread each; with one-thread sessions on every core that gets through more
+    /// work than one session using every core (ONNX Runtime's own threads scale sub-linearly).
+    pub sessions: usize,
 }
 
 impl EmbedderConfig {
@@ -30,6 +34,7 @@ impl EmbedderConfig {
             model_dir: model_dir.into(),
             max_length: 256,
             threads: None,
+            sessions: 1,
         }
     }
 }
@@ -108,7 +113,8 @@ pub(crate) fn gpu_execution_providers() -> Vec<ort::ep::ExecutionProviderDispatc
 
 /// A sentence embedder producing L2-normalised vectors.
 pub struct Embedder {
-    model: Mutex<TextEmbedding>,
+    /// The first session serves [`Embedder::embed`]; `embed_many` uses them all.
+    models: Vec<Mutex<TextEmbedding>>,
     dimension: usize,
     model_sha256: String,
 }
@@ -122,23 +128,32 @@ impl std::fmt::Debug for Embedder {
 impl Embedder {
     /// Loads the runtime and the model. Every missing file is named in the error.
     pub fn load(config: &EmbedderConfig) -> Result<Self> {
-        let ModelFolder { onnx, sha256: model_sha256, tokenizer_files } =
-            read_model_folder(&config.model_dir, SETUP_HINT)?;
         init_onnx_runtime(&config.onnx_runtime_library)?;
-        let model = UserDefinedEmbeddingModel::new(onnx, tokenizer_files).with_pooling(Pooling::Mean);
-        let mut options = InitOptionsUserDefined::new().with_max_length(config.max_length);
-        if let Some(threads) = config.threads {
-            options = options.with_intra_threads(threads);
+        let mut models = Vec::new();
+        let mut model_sha256 = String::new();
+        for _ in 0..config.sessions.max(1) {
+            let ModelFolder { onnx, sha256, tokenizer_files } = read_model_folder(&config.model_dir, SETUP_HINT)?;
+            model_sha256 = sha256;
+            let model = UserDefinedEmbeddingModel::new(onnx, tokenizer_files).with_pooling(Pooling::Mean);
+            let mut options = InitOptionsUserDefined::new().with_max_length(config.max_length);
+            if let Some(threads) = config.threads {
+                options = options.with_intra_threads(threads);
+            }
+            #[cfg(feature = "cuda")]
+            {
+                options = options.with_execution_providers(gpu_execution_providers());
+            }
+            let model = TextEmbedding::try_new_from_user_defined(model, options)
+                .map_err(|e| Error::internal("loading the embedding model", e))?;
+            models.push(Mutex::new(model));
         }
-        #[cfg(feature = "cuda")]
-        {
-            options = options.with_execution_providers(gpu_execution_providers());
-        }
-        let mut model = TextEmbedding::try_new_from_user_defined(model, options)
-            .map_err(|e| Error::internal("loading the embedding model", e))?;
-        let probe = model.embed(["dimension probe"], None).map_err(|e| Error::internal("embedding", e))?;
+        let probe = models[0]
+            .get_mut()
+            .map_err(|_| Error::Internal("embedding model lock poisoned".into()))?
+            .embed(["dimension probe"], None)
+            .map_err(|e| Error::internal("embedding", e))?;
         let dimension = probe.first().map_or(0, Vec::len);
-        Ok(Self { model: Mutex::new(model), dimension, model_sha256 })
+        Ok(Self { models, dimension, model_sha256 })
     }
 
     /// sha256 of the ONNX graph in use: identifies the model in stored embeddings and inventories.
@@ -153,7 +168,13 @@ impl Embedder {
 
     /// Embeds `texts` in batches; vectors are unit length so a dot product is the cosine.
     pub fn embed<S: AsRef<str> + Send + Sync>(&self, texts: &[S]) -> Result<Vec<Vec<f32>>> {
-        let mut model = self.model.lock().map_err(|_| Error::Internal("embedding model lock poisoned".into()))?;
+        self.embed_on(0, texts)
+    }
+
+    /// Embeds `texts` on session `session`.
+    fn embed_on<S: AsRef<str> + Send + Sync>(&self, session: usize, texts: &[S]) -> Result<Vec<Vec<f32>>> {
+        let model = self.models.get(session).unwrap_or(&self.models[0]);
+        let mut model = model.lock().map_err(|_| Error::Internal("embedding model lock poisoned".into()))?;
         let mut vectors = model.embed(texts, Some(32)).map_err(|e| Error::internal("embedding", e))?;
         for v in &mut vectors {
             normalize(v);
@@ -173,16 +194,39 @@ impl Embedder {
     ) -> Result<Vec<Vec<f32>>> {
         let mut order: Vec<usize> = (0..texts.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(texts[i].as_ref().len()));
+        let groups: Vec<&[usize]> = order.chunks(batch.max(1)).collect();
         let mut out: Vec<Vec<f32>> = vec![Vec::new(); texts.len()];
-        let mut done = 0;
-        for group in order.chunks(batch.max(1)) {
-            let batch_texts: Vec<&str> = group.iter().map(|&i| texts[i].as_ref()).collect();
-            for (&i, v) in group.iter().zip(self.embed(&batch_texts)?) {
-                out[i] = v;
+        // Each session takes the next batch when it is free, so sessions finish together.
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let (sender, receiver) = std::sync::mpsc::channel::<Result<(usize, Vec<Vec<f32>>)>>();
+        std::thread::scope(|scope| {
+            for session in 0..self.models.len() {
+                let (sender, next, groups) = (sender.clone(), &next, &groups);
+                scope.spawn(move || {
+                    loop {
+                        let g = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(group) = groups.get(g) else { break };
+                        let batch_texts: Vec<&str> = group.iter().map(|&i| texts[i].as_ref()).collect();
+                        let result = self.embed_on(session, &batch_texts).map(|v| (g, v));
+                        let failed = result.is_err();
+                        if sender.send(result).is_err() || failed {
+                            break;
+                        }
+                    }
+                });
             }
-            done += group.len();
-            progress(done);
-        }
+            drop(sender);
+            let mut done = 0;
+            for result in receiver {
+                let (g, vectors) = result?;
+                for (&i, v) in groups[g].iter().zip(vectors) {
+                    out[i] = v;
+                }
+                done += groups[g].len();
+                progress(done);
+            }
+            Ok::<(), Error>(())
+        })?;
         Ok(out)
     }
 }

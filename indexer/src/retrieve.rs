@@ -237,6 +237,19 @@ impl Retriever {
         self.search_inner(reader, query, Method::Hybrid, k, Some(vector))
     }
 
+    /// A search with the query's vector already computed, by any method (evaluations embed each
+    /// question once and reuse its vector across methods).
+    pub fn search_with_query_vector(
+        &self,
+        reader: &Reader,
+        query: &str,
+        method: Method,
+        vector: &[f32],
+        k: usize,
+    ) -> Result<Retrieval> {
+        self.search_inner(reader, query, method, k, Some(vector))
+    }
+
     /// The dense side of a search: the query's vector (`given`, or embedded) and the filtered
     /// graph search, with their timings and plan recorded in `out`.
     fn dense_side(

@@ -286,9 +286,12 @@ impl Settings {
     }
 
     /// The embedding model's settings.
+    /// With `onnx_threads` set, as many sessions as fit the cores at that many threads each.
     pub fn embedder_config(&self) -> indexer::EmbedderConfig {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
         indexer::EmbedderConfig {
             threads: self.onnx_threads,
+            sessions: self.onnx_threads.map_or(1, |t| (cores / t.max(1)).max(1)),
             ..indexer::EmbedderConfig::new(self.onnx_runtime_library(), self.embedding_model_dir())
         }
     }

@@ -60,3 +60,21 @@ fn a_file_that_is_not_a_runtime_library_is_a_clear_error_not_a_panic() {
     let err = indexer::embed::init_onnx_runtime(&fake).expect_err("bad library");
     assert!(matches!(err, Error::User(UserError::OnnxRuntime(_))), "{err:?}");
 }
+
+#[test]
+fn sessions_side_by_side_embed_exactly_what_one_session_does_in_the_same_order() {
+    let texts: Vec<String> = (0..37)
+        .map(|i| format!("Passage {i}: {}", "the financial entity reports major incidents ".repeat(1 + i % 7)))
+        .collect();
+    let one = Embedder::load(&EmbedderConfig { threads: Some(1), ..config() }).expect("one session");
+    let two = Embedder::load(&EmbedderConfig { threads: Some(1), sessions: 2, ..config() }).expect("two sessions");
+    let mut reported = Vec::new();
+    let a = one.embed_many(&texts, 4, &mut |_| {}).expect("one session embeds");
+    let b = two.embed_many(&texts, 4, &mut |done| reported.push(done)).expect("two sessions embed");
+    assert_eq!(a.len(), texts.len());
+    for (x, y) in a.iter().zip(&b) {
+        assert!(dot(x, y) > 0.9999, "every text keeps its own vector");
+    }
+    assert_eq!(reported.last(), Some(&texts.len()), "progress reaches every text");
+    assert!(reported.windows(2).all(|w| w[0] < w[1]), "progress only grows: {reported:?}");
+}

@@ -156,19 +156,20 @@ pub fn eval_obliqa(
         eprintln!("eval: wrote {depth} hybrid candidates for each of {} questions to {}", qs.len(), path.display());
     }
     let mut reports = Vec::new();
+    let query_vectors = eval::QueryVectors::default();
     for m in &options.methods {
         if *m == indexer::Method::Hybrid {
             for (i, fusion) in options.fusions.iter().enumerate() {
                 let variant = indexer::Retriever { fusion: *fusion, reranker: None, ..retriever.clone() };
-                reports.push(eval::evaluate(&variant, &passages, &qs, *m, k)?);
+                reports.push(eval::evaluate(&variant, &passages, &qs, *m, k, &query_vectors)?);
                 // The reranker runs over the first fusion setting (the platform's by default).
                 if let Some(reranker) = reranker.as_ref().filter(|_| i == 0) {
                     let reranked = indexer::Retriever { reranker: Some(std::sync::Arc::clone(reranker)), ..variant };
-                    reports.push(eval::evaluate(&reranked, &passages, &qs, *m, k)?);
+                    reports.push(eval::evaluate(&reranked, &passages, &qs, *m, k, &query_vectors)?);
                 }
             }
         } else {
-            reports.push(eval::evaluate(&retriever, &passages, &qs, *m, k)?);
+            reports.push(eval::evaluate(&retriever, &passages, &qs, *m, k, &query_vectors)?);
         }
     }
     println!(
