@@ -481,28 +481,22 @@ pub fn evaluate(
     let mut per_question = Vec::with_capacity(questions.len());
     let mut latencies = Vec::with_capacity(questions.len());
     for q in questions {
-        let started = std::time::Instant::now();
-        let (mut hits, embedding_ms) = match (method, &retriever.embedder) {
+        // Dense and hybrid reuse the question's vector (embedded once per run, when a method first
+        // needs it); their latency is the search with it plus the time that embedding took.
+        let embedded = match (method, &retriever.embedder) {
             (crate::Method::Dense | crate::Method::Hybrid, Some(embedder)) if !q.question.trim().is_empty() => {
-                let (vector, embed_ms) = query_vectors.get(embedder, &q.question)?;
-                let r = retriever.search_with_query_vector(
-                    &reader,
-                    &q.question,
-                    method,
-                    &vector,
-                    retriever.depth_for(k),
-                )?;
-                // The latency of a search that embeds its question: dense waits for the
-                // embedding; hybrid embeds beside BM25, so only the part of the embedding and
-                // graph search that outlasts BM25 adds to it.
-                let (bm25, dense) = (r.timings.bm25_us as f64 / 1000.0, r.timings.dense_us as f64 / 1000.0);
-                let added = match method {
-                    crate::Method::Hybrid => (embed_ms + dense - bm25.max(dense)).max(0.0),
-                    _ => embed_ms,
-                };
-                (r.hits, added)
+                Some(query_vectors.get(embedder, &q.question)?)
             }
-            _ => (search_or_nothing(retriever, &reader, &q.question, method, retriever.depth_for(k))?, 0.0),
+            _ => None,
+        };
+        let started = std::time::Instant::now();
+        let (mut hits, embedding_ms) = match &embedded {
+            Some((vector, embed_ms)) => {
+                let r =
+                    retriever.search_with_query_vector(&reader, &q.question, method, vector, retriever.depth_for(k))?;
+                (r.hits, *embed_ms)
+            }
+            None => (search_or_nothing(retriever, &reader, &q.question, method, retriever.depth_for(k))?, 0.0),
         };
         retriever.rerank(&q.question, &mut hits, |id| texts.get(id).copied())?;
         let ranked: Vec<String> = hits.into_iter().take(k).map(|h| h.chunk_id).collect();
