@@ -406,7 +406,6 @@ async fn metadata_post(
     form: web::Form<HashMap<String, String>>,
 ) -> WebResult {
     let err = web_err(&req);
-    let id = state.documents.resolve_id(&actor, &id).await.map_err(&err)?;
     session::verify_csrf(&req, &state, form.get("csrf").map_or("", String::as_str)).await.map_err(&err)?;
     let version: u32 = form
         .get("version")
@@ -433,7 +432,6 @@ async fn status_post(
     form: web::Form<StatusForm>,
 ) -> WebResult {
     let err = web_err(&req);
-    let id = state.documents.resolve_id(&actor, &id).await.map_err(&err)?;
     session::verify_csrf(&req, &state, &form.csrf).await.map_err(&err)?;
     let status: SourceStatus =
         form.status.parse().map_err(|_| err(Error::user("Choose a status: draft, approved or withdrawn.")))?;
@@ -473,7 +471,6 @@ async fn delete_post(
     form: web::Form<DeleteForm>,
 ) -> WebResult {
     let err = web_err(&req);
-    let id = state.documents.resolve_id(&actor, &id).await.map_err(&err)?;
     session::verify_csrf(&req, &state, &form.csrf).await.map_err(&err)?;
     let receipt = state.documents.delete(&actor, &id, None, &form.reason).await.map_err(&err)?;
     let csrf = session::csrf_for(&req, &state).map_err(&err)?;
@@ -717,9 +714,8 @@ pub(crate) async fn api_document_delete(
     body: web::Json<DeleteBody>,
 ) -> WebResult {
     let err = web_err(&req);
-    let id = state.documents.resolve_id(&actor, &path.id).await.map_err(&err)?;
     session::verify_api_csrf(&req, &state).await.map_err(&err)?;
-    let receipt = state.documents.delete(&actor, &id, None, &body.reason).await.map_err(&err)?;
+    let receipt = state.documents.delete(&actor, &path.id, None, &body.reason).await.map_err(&err)?;
     Ok(HttpResponse::Ok().json(receipt))
 }
 

@@ -295,6 +295,7 @@ impl DocumentAdmin {
         version: Option<u32>,
         reason: &str,
     ) -> Result<DeletionReceipt> {
+        let document_id = &self.resolve_id(actor, document_id).await?;
         let reason = reason.trim();
         if reason.is_empty() {
             return Err(Error::user("Give a reason for the deletion; it is kept on the receipt."));
@@ -489,6 +490,7 @@ impl DocumentAdmin {
         version: Option<u32>,
         status: SourceStatus,
     ) -> Result<StatusChange> {
+        let document_id = &self.resolve_id(actor, document_id).await?;
         let (_, versions) = self.authorize(actor, "set_document_status", document_id, version).await?;
         let numbers: Vec<u32> = versions.iter().map(version_number).collect();
         let mut chunks = 0;
@@ -522,6 +524,7 @@ impl DocumentAdmin {
         version: u32,
         acl: indexer::ChunkAcl,
     ) -> Result<u64> {
+        let document_id = &self.resolve_id(actor, document_id).await?;
         let (_, _) = self.authorize(actor, "edit_document_metadata", document_id, Some(version)).await?;
         if acl.tenant != actor.tenant {
             return Err(Error::user("A document stays in its tenant."));
@@ -550,6 +553,7 @@ impl DocumentAdmin {
 
     /// What deleting the document (every version) would remove, for the confirmation page.
     pub async fn deletion_preview(&self, actor: &Actor, document_id: &str) -> Result<DeletionPreview> {
+        let document_id = &self.resolve_id(actor, document_id).await?;
         let (title, versions) = self.authorize(actor, "delete_document", document_id, None).await?;
         let mut preview = DeletionPreview { title, ..Default::default() };
         for v in &versions {
