@@ -116,19 +116,47 @@ fn validate(method: &str, path: &str, status: StatusCode, body: &str) -> Value {
     value
 }
 
-/// The shape of a JSON value: keys kept, leaves replaced by their type, arrays by the shape of
-/// their first element. Data that differs between machines (scores, times, ids) drops out, and
-/// what stays is the public contract.
+/// The shape of a JSON value: keys kept, leaves replaced by their type. A list of objects becomes
+/// one object, the union of its elements' shapes; a list of plain values (or an empty list) is
+/// `"<list>"`. Data that differs between machines or runs (scores, times, ids, which cases fail)
+/// drops out, and what stays is the public contract.
 pub(crate) fn shape(value: &Value) -> Value {
     match value {
         Value::Null => Value::Null,
         Value::Bool(_) => "<bool>".into(),
         Value::Number(_) => "<number>".into(),
         Value::String(_) => "<string>".into(),
-        Value::Array(items) => Value::Array(items.first().map(shape).into_iter().collect()),
+        Value::Array(items) if items.iter().any(Value::is_object) => {
+            let merged = items.iter().filter(|i| i.is_object()).map(shape).reduce(merge).unwrap_or(Value::Null);
+            Value::Array(vec![merged])
+        }
+        Value::Array(_) => "<list>".into(),
         Value::Object(fields) => {
             Value::Object(fields.iter().map(|(k, v)| (k.clone(), shape(v))).collect::<Map<_, _>>())
         }
+    }
+}
+
+/// Two shapes as one: objects take the union of their keys; a null gives way to a value.
+fn merge(a: Value, b: Value) -> Value {
+    match (a, b) {
+        (Value::Object(mut x), Value::Object(y)) => {
+            for (k, v) in y {
+                let merged = match x.remove(&k) {
+                    Some(old) => merge(old, v),
+                    None => v,
+                };
+                x.insert(k, merged);
+            }
+            Value::Object(x)
+        }
+        (Value::Null, other) | (other, Value::Null) => other,
+        (Value::Array(x), Value::Array(y)) => match (x.into_iter().next(), y.into_iter().next()) {
+            (Some(p), Some(q)) => Value::Array(vec![merge(p, q)]),
+            (Some(p), None) | (None, Some(p)) => Value::Array(vec![p]),
+            (None, None) => Value::Array(Vec::new()),
+        },
+        (a, _) => a,
     }
 }
 
