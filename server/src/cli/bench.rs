@@ -151,6 +151,7 @@ pub async fn run(command: &BenchCommand, settings: Settings) -> anyhow::Result<(
     Ok(())
 }
 
+/// Ingestion throughput on real PDFs, stage by stage, against the model's raw throughput.
 #[derive(Debug, Clone, Serialize)]
 pub struct IngestReport {
     pub files: usize,

@@ -228,11 +228,6 @@ pub fn markdown(r: &BenchReport) -> String {
     md
 }
 
-// ---------------------------------------------------------------------------------------------
-// Ingestion
-
-/// Ingestion throughput on real PDFs, stage by stage, against the model's raw throughput.
-
 /// `lexgate bench ask`: the ask-path benchmark with the questions of an evaluation case file.
 pub async fn ask_command(
     settings: crate::settings::Settings,

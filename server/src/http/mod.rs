@@ -57,10 +57,10 @@ impl std::fmt::Debug for AppState {
 pub fn routes(cfg: &mut web::ServiceConfig) {
     // Input the extractors cannot parse answers like any other bad input: a page, or the API's
     // one JSON error shape.
-    cfg.app_data(web::JsonConfig::default().limit(64 * 1024).error_handler(|e, req| bad_input(e, req)))
-        .app_data(web::QueryConfig::default().error_handler(|e, req| bad_input(e, req)))
-        .app_data(web::PathConfig::default().error_handler(|e, req| bad_input(e, req)))
-        .app_data(web::FormConfig::default().limit(64 * 1024).error_handler(|e, req| bad_input(e, req)));
+    cfg.app_data(web::JsonConfig::default().limit(64 * 1024).error_handler(bad_input))
+        .app_data(web::QueryConfig::default().error_handler(bad_input))
+        .app_data(web::PathConfig::default().error_handler(bad_input))
+        .app_data(web::FormConfig::default().limit(64 * 1024).error_handler(bad_input));
     cfg.route("/", web::get().to(index_get))
         .route("/healthz", web::get().to(health_get))
         .route("/readyz", web::get().to(ready_get))
