@@ -128,13 +128,14 @@ impl std::fmt::Debug for Embedder {
 impl Embedder {
     /// Loads the runtime and the model. Every missing file is named in the error.
     pub fn load(config: &EmbedderConfig) -> Result<Self> {
+        let ModelFolder { onnx, sha256: model_sha256, tokenizer_files } =
+            read_model_folder(&config.model_dir, SETUP_HINT)?;
         init_onnx_runtime(&config.onnx_runtime_library)?;
         let mut models = Vec::new();
-        let mut model_sha256 = String::new();
+        // The folder is read and hashed once; each session gets its own copy of the bytes.
         for _ in 0..config.sessions.max(1) {
-            let ModelFolder { onnx, sha256, tokenizer_files } = read_model_folder(&config.model_dir, SETUP_HINT)?;
-            model_sha256 = sha256;
-            let model = UserDefinedEmbeddingModel::new(onnx, tokenizer_files).with_pooling(Pooling::Mean);
+            let model =
+                UserDefinedEmbeddingModel::new(onnx.clone(), tokenizer_files.clone()).with_pooling(Pooling::Mean);
             let mut options = InitOptionsUserDefined::new().with_max_length(config.max_length);
             if let Some(threads) = config.threads {
                 options = options.with_intra_threads(threads);

@@ -21,7 +21,7 @@ fn all_seeing(tenant: &str) -> Reader {
         tenant: TenantId::parse(tenant).unwrap(),
         groups: groups.iter().map(|g| GroupName::parse(g).unwrap()).collect(),
         clearance: Classification::Restricted,
-        as_of: Storage::today(),
+        as_of: server::domain::today(),
     }
 }
 

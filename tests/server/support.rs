@@ -47,22 +47,36 @@ fn random_suffix() -> String {
 pub async fn fresh_database_url(backend: Backend, dir: &TempDir) -> String {
     match backend {
         Backend::Sqlite => format!("sqlite://{}?mode=rwc", dir.path().join("test.db").display()),
-        Backend::Postgres => {
-            let base = std::env::var("LEXGATE_TEST_POSTGRES").ok().filter(|s| !s.is_empty()).unwrap_or_else(|| {
-                panic!(
-                    "LEXGATE_TEST_POSTGRES is not set. Run the suite with scripts/test.sh, which installs PostgreSQL \
-                     (Debian package postgresql) and starts a throwaway server, or point it at a server you started: \
-                     LEXGATE_TEST_POSTGRES=postgres://USER@127.0.0.1:PORT"
-                )
-            });
-            let admin =
-                Database::connect(format!("{base}/postgres")).await.expect("connect to the test PostgreSQL server");
-            let name = format!("lexgate_test_{}", random_suffix());
-            admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("create test database");
-            admin.close().await.ok();
-            format!("{base}/{name}")
-        }
+        Backend::Postgres => create_postgres_database("").await,
     }
+}
+
+/// The test PostgreSQL server's base URL (`scripts/test.sh` starts one).
+fn postgres_base() -> String {
+    std::env::var("LEXGATE_TEST_POSTGRES").ok().filter(|s| !s.is_empty()).unwrap_or_else(|| {
+        panic!(
+            "LEXGATE_TEST_POSTGRES is not set. Run the suite with scripts/test.sh, which installs PostgreSQL \
+             (Debian package postgresql) and starts a throwaway server, or point it at a server you started: \
+             LEXGATE_TEST_POSTGRES=postgres://USER@127.0.0.1:PORT"
+        )
+    })
+}
+
+/// Creates a database under a fresh name (with `TEMPLATE x` in `template_clause`, a copy of x) and
+/// returns its URL. Cloning fails while another clone of the same template is being made, so a
+/// failed creation is retried.
+async fn create_postgres_database(template_clause: &str) -> String {
+    let base = postgres_base();
+    let admin = Database::connect(format!("{base}/postgres")).await.expect("connect to the test PostgreSQL server");
+    let name = format!("lexgate_test_{}", random_suffix());
+    let mut attempt = 0;
+    while let Err(e) = admin.execute_unprepared(&format!("CREATE DATABASE {name}{template_clause}")).await {
+        attempt += 1;
+        assert!(attempt < 200, "creating test database {name}: {e}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    admin.close().await.ok();
+    format!("{base}/{name}")
 }
 
 /// Settings for a platform on a temporary data folder.
@@ -170,22 +184,6 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     }
 }
 
-/// A copy of the template database under a new name (PostgreSQL clones it server-side). A clone
-/// fails while another is being made from the same template, so clones are retried.
-async fn clone_postgres_database(template: &str) -> String {
-    let base = std::env::var("LEXGATE_TEST_POSTGRES").expect("LEXGATE_TEST_POSTGRES");
-    let admin = Database::connect(format!("{base}/postgres")).await.expect("connect to the test PostgreSQL server");
-    let name = format!("lexgate_test_{}", random_suffix());
-    let mut attempt = 0;
-    while let Err(e) = admin.execute_unprepared(&format!("CREATE DATABASE {name} TEMPLATE {template}")).await {
-        attempt += 1;
-        assert!(attempt < 200, "cloning the corpus database: {e}");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    admin.close().await.ok();
-    format!("{base}/{name}")
-}
-
 /// A platform with the shipped corpus ingested: a copy of the corpus template, so every test
 /// starts from exactly what an ingestion of the corpus gives, without ingesting it again.
 pub async fn corpus_platform(backend: Backend) -> (TempDir, Platform) {
@@ -194,7 +192,7 @@ pub async fn corpus_platform(backend: Backend) -> (TempDir, Platform) {
     copy_dir(template.dir.path(), dir.path());
     let url = match &template.postgres_database {
         None => format!("sqlite://{}?mode=rwc", dir.path().join("test.db").display()),
-        Some(name) => clone_postgres_database(name).await,
+        Some(name) => create_postgres_database(&format!(" TEMPLATE {name}")).await,
     };
     let platform = Platform::open_with(settings_on(&dir, url), Some(shared_embedder())).await.expect("open platform");
     (dir, platform)

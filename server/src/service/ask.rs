@@ -210,7 +210,7 @@ impl AskService {
         if question.chars().count() > MAX_QUESTION_CHARS {
             return Err(Error::user(format!("Questions are limited to {MAX_QUESTION_CHARS} characters.")));
         }
-        let as_of = request.as_of.unwrap_or_else(Storage::today);
+        let as_of = request.as_of.unwrap_or_else(crate::domain::today);
         let reader = actor.reader(as_of);
         let limit = request.limit.clamp(1, 50);
         if let Err(wait) = self.rate.check(&actor.principal_id) {

@@ -22,7 +22,7 @@ pub use entities::session::Model as SessionRow;
 
 use std::collections::BTreeSet;
 
-use chrono::{NaiveDate, Utc};
+use chrono::Utc;
 use indexer::{ChunkAcl, GroupName, SourceStatus, TenantId};
 use migrations::{Migrator, MigratorTrait};
 use sea_orm::sea_query::OnConflict;
@@ -356,10 +356,5 @@ impl Storage {
             .ok_or_else(|| Error::Internal("the audit chain head is missing".into()))?;
         chunk::Entity::find().limit(1).all(&self.db).await?;
         Ok(())
-    }
-
-    /// Today's date in UTC, the default "as of" date.
-    pub fn today() -> NaiveDate {
-        Utc::now().date_naive()
     }
 }
