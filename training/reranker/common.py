@@ -66,10 +66,22 @@ class CrossEncoder(nn.Module):
         return self.head(pooled)
 
 
-def new_model() -> CrossEncoder:
+def new_model(layers: int | None = None) -> CrossEncoder:
+    """The base encoder with a fresh head; with `layers`, only its first `layers` transformer
+    layers (a smaller, faster student that keeps the embeddings and the lower layers' weights)."""
     from transformers import AutoModel
 
-    return CrossEncoder(AutoModel.from_pretrained(str(base_model_dir())))
+    encoder = AutoModel.from_pretrained(str(base_model_dir()))
+    if layers is not None and layers < encoder.config.num_hidden_layers:
+        encoder.encoder.layer = encoder.encoder.layer[:layers]
+        encoder.config.num_hidden_layers = layers
+    return CrossEncoder(encoder)
+
+
+def layers_of(run: Path) -> int | None:
+    """The layer count a training run used (absent in runs made before the option existed)."""
+    hyper = run / "hyperparameters.json"
+    return json.loads(hyper.read_text()).get("layers") if hyper.exists() else None
 
 
 def tokenizer():

@@ -94,6 +94,8 @@ def metrics(scored, depth, weight):
     `indexer::rerank::rerank_hits`); weight 1 is the reranker alone."""
     rec = ap = 0.0
     for r, head, scores, fused in scored:
+        # Scored at the deepest depth; a shallower one reorders only its own top.
+        head, scores, fused = head[:depth], scores[:depth], fused[:depth]
         if head:
             combined = [weight * a + (1 - weight) * b for a, b in zip(minmax(scores), minmax(fused))]
             order = sorted(range(len(head)), key=lambda i: -combined[i])
@@ -128,7 +130,7 @@ def main():
     common.set_threads()
     args.out.mkdir(parents=True, exist_ok=True)
     tok = common.tokenizer()
-    model = common.new_model()
+    model = common.new_model(common.layers_of(args.run))
     if (args.run / "model.pt").exists():
         model.load_state_dict(torch.load(args.run / "model.pt"))
     else:  # a run still in progress: its last checkpoint
@@ -199,6 +201,7 @@ def main():
         report["validation"][name] = {
             "reranker_alone": metrics(scored, args.depth, 1.0),
             f"blend_{weight}": metrics(scored, args.depth, weight),
+            "blend_by_depth": {d: metrics(scored, d, weight) for d in (10, 15, 20, 30) if d <= args.depth},
             **latency(lat),
         }
         print(name, json.dumps(report["validation"][name]), flush=True)

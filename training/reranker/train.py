@@ -40,6 +40,8 @@ def parse_args():
     p.add_argument("--eval-every", type=int, default=200)
     p.add_argument("--eval-questions", type=int, default=120)
     p.add_argument("--checkpoint-every", type=int, default=50)
+    p.add_argument("--no-bf16", action="store_true", help="compute in fp32 (bf16 autocast is slower on CPUs without bf16 units)")
+    p.add_argument("--layers", type=int, help="keep only the first N encoder layers (a faster student)")
     p.add_argument("--overfit", action="store_true", help="sanity check: train on one fixed batch")
     return p.parse_args()
 
@@ -92,7 +94,7 @@ def main():
     print(f"train questions {len(train_rows)}, groups {len(groups)}, validation sample {len(val_rows)}", flush=True)
 
     tok = common.tokenizer()
-    model = common.new_model()
+    model = common.new_model(args.layers)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
 
     def lr_at(step):
@@ -136,7 +138,7 @@ def main():
                 texts.append(passages[pid])
         enc = tok(questions, texts, truncation="only_second", max_length=args.max_length, padding=True, return_tensors="pt")
         model.train()
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=not args.no_bf16):
             logits = model(**enc).squeeze(-1).float()
         logits = logits.view(len(batch), args.negatives + 1)
         loss = torch.nn.functional.cross_entropy(logits, torch.zeros(len(batch), dtype=torch.long))
