@@ -32,6 +32,37 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// The embedding models lexgate can run. Each has its own folder under `models_dir` (set up by
+/// scripts/setup-models.sh) and its own model inventory entry, so switching between them is one
+/// setting and the inventory still approves whatever is loaded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum EmbeddingModel {
+    /// lexgate's own, all-MiniLM-L6-v2 fine-tuned on regulatory questions (training/embedder/).
+    #[default]
+    LexgateRegulatory,
+    /// all-MiniLM-L6-v2 as the registry ships it: the rollback.
+    AllMinilmL6V2,
+}
+
+impl EmbeddingModel {
+    /// Its folder under `models_dir`.
+    pub fn folder(self) -> &'static str {
+        match self {
+            Self::LexgateRegulatory => "embed-regulatory",
+            Self::AllMinilmL6V2 => "embed",
+        }
+    }
+
+    /// Its role in the model inventory.
+    pub fn inventory_role(self) -> &'static str {
+        match self {
+            Self::LexgateRegulatory => "embedding",
+            Self::AllMinilmL6V2 => "embedding-rollback",
+        }
+    }
+}
+
 /// Everything the platform can be configured with.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -59,6 +90,9 @@ pub struct Settings {
     pub secure_cookies: bool,
     /// Load the embedding model and search the dense index beside BM25.
     pub dense_retrieval: bool,
+    /// Which embedding model: lexgate's own, tuned on regulatory text (the default), or the
+    /// registry model it was tuned from (the rollback). Changing it needs `lexgate reindex`.
+    pub embedding_model: EmbeddingModel,
     /// How BM25 and dense results are fused (`rrf:...` or `convex:...`, see `FusionConfig`).
     pub fusion: indexer::FusionConfig,
     /// Run the reranker stage when its model is present (turning it off is the rollback of the
@@ -112,6 +146,7 @@ impl Default for Settings {
             passages_per_answer: 5,
             secure_cookies: false,
             dense_retrieval: true,
+            embedding_model: EmbeddingModel::default(),
             fusion: indexer::FusionConfig::default(),
             reranker: true,
             reranker_dir: None,
@@ -147,6 +182,7 @@ pub struct SettingsFile {
     pub passages_per_answer: Option<usize>,
     pub secure_cookies: Option<bool>,
     pub dense_retrieval: Option<bool>,
+    pub embedding_model: Option<EmbeddingModel>,
     pub fusion: Option<String>,
     pub reranker: Option<bool>,
     pub reranker_dir: Option<PathBuf>,
@@ -187,6 +223,7 @@ impl Settings {
             passages_per_answer,
             secure_cookies,
             dense_retrieval,
+            embedding_model,
             reranker,
             rerank_top,
             governance_dir,
@@ -258,7 +295,7 @@ impl Settings {
     }
 
     pub fn embedding_model_dir(&self) -> PathBuf {
-        self.models_dir.join("embed")
+        self.models_dir.join(self.embedding_model.folder())
     }
 
     /// The cross-encoder folder the reranker stage runs, or `None` when the stage is off: turned

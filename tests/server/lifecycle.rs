@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use indexer::{Classification, GroupName, Method, Reader, SourceStatus, TenantId};
 use server::error::Error;
 use server::service::Platform;
+use server::settings::EmbeddingModel;
 use server::store::Storage;
 
 use crate::on_both_backends;
@@ -358,4 +359,39 @@ async fn the_reranker_stage_reorders_permitted_passages_and_says_it_ran() {
     off.reranker = false;
     let plain = Platform::open_with(off, Some(shared_embedder())).await.unwrap();
     assert_eq!(plain.retriever().reranker_status(), "off: turned off, or no reranker model is set up");
+}
+
+#[tokio::test]
+async fn the_embedding_model_rolls_back_by_one_setting_and_is_never_mixed_with_another() {
+    let (_dir, p) = corpus_platform(Backend::Sqlite).await;
+    // By default lexgate's tuned model runs, and every stored vector is its own.
+    assert_eq!(p.settings.embedding_model, EmbeddingModel::LexgateRegulatory);
+    let tuned = p.dense.as_ref().unwrap().0.model_sha256().to_owned();
+    p.require_complete_vectors().await.unwrap();
+    let inventory = p.storage.inventory().await.unwrap();
+    let approved = |role: &str| inventory.iter().find(|e| e.role == role).unwrap().artifact_sha256.clone();
+    assert_eq!(approved("embedding"), tuned);
+
+    // The rollback is one setting: the registry model, approved by its own inventory entry.
+    let mut settings = (*p.settings).clone();
+    drop(p);
+    settings.embedding_model = EmbeddingModel::AllMinilmL6V2;
+    let p = Platform::open(settings).await.expect("the rollback model is approved");
+    let registry = p.dense.as_ref().unwrap().0.model_sha256().to_owned();
+    assert_ne!(registry, tuned);
+    assert_eq!(approved("embedding-rollback"), registry);
+    // The stored vectors are the other model's: the dense index holds none of them, and
+    // nothing answers until they are replaced.
+    assert_eq!(p.dense.as_ref().unwrap().1.len(), 0);
+    let refused = p.require_complete_vectors().await.unwrap_err().to_string();
+    assert!(refused.contains("lexgate reindex") && refused.contains(&registry), "{refused}");
+    assert!(server::http::app::shared_state(&p).await.is_err(), "the server refuses to start");
+
+    let mut seen = 0;
+    let report = p.reindex(&mut |done, _| seen = done).await.unwrap();
+    assert!(report.consistent);
+    assert_eq!(report.embedded, report.bm25_chunks, "every passage re-embedded");
+    assert_eq!((seen, report.vectors), (report.embedded, report.embedded));
+    p.require_complete_vectors().await.unwrap();
+    assert!(!index_hits(&p, &all_seeing("acme-bank"), "erasure request deadline", Method::Dense).is_empty());
 }

@@ -9,7 +9,7 @@ use indexer::{Embedder, EmbedderConfig};
 use sea_orm::{ConnectionTrait, Database};
 use server::service::Platform;
 use server::service::manifest::Manifest;
-use server::settings::{Secret, Settings};
+use server::settings::{EmbeddingModel, Secret, Settings};
 use tempfile::TempDir;
 
 #[derive(Debug, Clone, Copy)]
@@ -106,7 +106,7 @@ pub fn models_dir() -> PathBuf {
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or_else(|| repo_root().join(".lexgate/models"));
     assert!(
-        dir.join("embed/model.onnx").is_file(),
+        dir.join(EmbeddingModel::default().folder()).join("model.onnx").is_file(),
         "model files missing in {}: run scripts/setup-models.sh (scripts/test.sh runs it)",
         dir.display()
     );
@@ -118,7 +118,8 @@ pub fn shared_embedder() -> Arc<Embedder> {
     static EMBEDDER: OnceLock<Arc<Embedder>> = OnceLock::new();
     Arc::clone(EMBEDDER.get_or_init(|| {
         let dir = models_dir();
-        let config = EmbedderConfig::new(dir.join("lib/libonnxruntime.so.1.32.0"), dir.join("embed"));
+        let config =
+            EmbedderConfig::new(dir.join("lib/libonnxruntime.so.1.32.0"), dir.join(EmbeddingModel::default().folder()));
         Arc::new(Embedder::load(&config).expect("load the embedding model"))
     }))
 }

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "reranker"))
+sys.path.append(str(Path(__file__).resolve().parent.parent / "reranker"))
 import common  # noqa: E402
 import train  # noqa: E402
 

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 # The locked split, passage loading and ranking metrics are the reranker's; one copy of each rule.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "reranker"))
+sys.path.append(str(Path(__file__).resolve().parent.parent / "reranker"))
 import common  # noqa: E402
 
 

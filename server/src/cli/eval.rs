@@ -84,14 +84,56 @@ pub enum EvalCommand {
         /// File caching the passage vectors between runs (keyed by model and passage texts).
         #[arg(long)]
         vector_cache: Option<PathBuf>,
-        /// Fail when a method's Recall@k falls below a floor, e.g. `hybrid=0.77` (repeatable):
-        /// CI uses it to catch retrieval regressions.
+        /// Fail when a row's Recall@k falls below a floor, e.g. `hybrid=0.77` (repeatable). The
+        /// row is `bm25`, `dense`, `hybrid` (every fusion setting, without the reranker) or
+        /// `rerank` (hybrid + rerank). CI uses it to catch retrieval regressions.
         #[arg(long)]
         min_recall: Vec<String>,
+        /// Fail when a row's MAP@k falls below a floor, e.g. `rerank=0.70` (repeatable).
+        #[arg(long)]
+        min_map: Vec<String>,
         /// Write the figures as JSON here.
         #[arg(long)]
         out: Option<PathBuf>,
     },
+}
+
+/// Which rows a floor applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Row {
+    Method(indexer::Method),
+    Reranked,
+}
+
+/// A metric a row must reach.
+#[derive(Debug, Clone, Copy)]
+struct Floor {
+    row: Row,
+    map: bool,
+    value: f64,
+}
+
+impl Floor {
+    /// `ROW=VALUE`, ROW one of bm25, dense, hybrid, rerank.
+    fn parse(text: &str, map: bool) -> anyhow::Result<Self> {
+        let flag = if map { "--min-map" } else { "--min-recall" };
+        let (row, value) =
+            text.split_once('=').ok_or_else(|| anyhow::anyhow!("{flag} takes ROW=VALUE, not '{text}'"))?;
+        let row = match row.trim() {
+            "rerank" => Row::Reranked,
+            method => Row::Method(method.parse()?),
+        };
+        let value: f64 = value.trim().parse().map_err(|_| anyhow::anyhow!("{flag}: '{value}' is not a number"))?;
+        Ok(Self { row, map, value })
+    }
+
+    fn applies_to(&self, label: &str) -> bool {
+        let reranked = label.contains("+ rerank");
+        match self.row {
+            Row::Reranked => reranked,
+            Row::Method(m) => !reranked && label.split(' ').next() == Some(m.as_str()),
+        }
+    }
 }
 
 /// What `eval obliqa` runs.
@@ -105,8 +147,8 @@ pub struct EvalOptions<'a> {
     /// Hybrid is evaluated once per fusion setting.
     fusions: Vec<indexer::FusionConfig>,
     vector_cache: Option<&'a std::path::Path>,
-    /// Recall@k floors per method.
-    floors: Vec<(indexer::Method, f64)>,
+    /// Recall@k and MAP@k floors per row.
+    floors: Vec<Floor>,
     /// When set, hybrid is evaluated once more with the reranker stage, for the first fusion
     /// setting.
     reranker: Option<indexer::RerankerConfig>,
@@ -203,14 +245,12 @@ pub fn eval_obliqa(
         });
         std::fs::write(path, serde_json::to_string_pretty(&json)?)?;
     }
-    for (method, floor) in &options.floors {
-        for r in reports.iter().filter(|r| r.method.split(' ').next() == Some(method.as_str())) {
-            anyhow::ensure!(
-                r.mean.recall >= *floor,
-                "{}: Recall@{k} {:.4} is below the floor {floor}",
-                r.method,
-                r.mean.recall
-            );
+    for floor in &options.floors {
+        let rows: Vec<_> = reports.iter().filter(|r| floor.applies_to(&r.method)).collect();
+        anyhow::ensure!(!rows.is_empty(), "a floor names {:?}, which this run did not evaluate", floor.row);
+        for r in rows {
+            let (name, got) = if floor.map { ("MAP", r.mean.average_precision) } else { ("Recall", r.mean.recall) };
+            anyhow::ensure!(got >= floor.value, "{}: {name}@{k} {got:.4} is below the floor {}", r.method, floor.value);
         }
     }
     Ok(())
@@ -302,6 +342,7 @@ pub async fn run(command: &EvalCommand, settings: Settings) -> anyhow::Result<()
             fusion,
             vector_cache,
             min_recall,
+            min_map,
             out,
         } => {
             let methods: Vec<indexer::Method> =
@@ -319,14 +360,8 @@ pub async fn run(command: &EvalCommand, settings: Settings) -> anyhow::Result<()
             };
             let floors = min_recall
                 .iter()
-                .map(|f| {
-                    let (method, value) = f
-                        .split_once('=')
-                        .ok_or_else(|| anyhow::anyhow!("--min-recall takes METHOD=VALUE, not '{f}'"))?;
-                    let method: indexer::Method = method.parse()?;
-                    let value: f64 = value.parse().map_err(|_| anyhow::anyhow!("'{value}' is not a number"))?;
-                    Ok((method, value))
-                })
+                .map(|f| Floor::parse(f, false))
+                .chain(min_map.iter().map(|f| Floor::parse(f, true)))
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let options = EvalOptions {
                 k: *k,

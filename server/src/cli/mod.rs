@@ -38,6 +38,10 @@ pub struct Cli {
     /// Turn the reranker stage off (the rollback of the trained reranker).
     #[arg(long, global = true)]
     pub no_reranker: bool,
+    /// The embedding model: lexgate's tuned one (default) or the registry model it was tuned
+    /// from (the rollback). Stored vectors of another model are replaced by `lexgate reindex`.
+    #[arg(long, env = "LEXGATE_EMBEDDING_MODEL", global = true, value_enum)]
+    pub embedding_model: Option<crate::settings::EmbeddingModel>,
     /// How BM25 and dense results are fused, e.g. `rrf:k=60` or `convex:bm25=0.5:dense=0.5`.
     #[arg(long = "fusion-setting", env = "LEXGATE_FUSION", global = true)]
     pub fusion_setting: Option<String>,
@@ -108,6 +112,9 @@ pub fn settings_from(cli: &Cli) -> anyhow::Result<Settings> {
     }
     if cli.no_reranker {
         settings.reranker = false;
+    }
+    if let Some(v) = cli.embedding_model {
+        settings.embedding_model = v;
     }
     if let Some(v) = cli.onnx_threads {
         settings.onnx_threads = Some(v);

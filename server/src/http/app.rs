@@ -11,9 +11,11 @@ use crate::error::{Error, Result};
 use crate::http::{AppState, app_state, routes};
 use crate::service::Platform;
 
-/// The web application's state. With an OpenID provider configured, its discovery document
+/// The web application's state. A dense index missing passages (the embedding model changed
+/// without a reindex) stops the start. With an OpenID provider configured, its discovery document
 /// and keys are fetched first, and a provider that cannot be reached stops the start.
 pub async fn shared_state(platform: &Platform) -> Result<AppState> {
+    platform.require_complete_vectors().await?;
     let oidc = match &platform.settings.oidc {
         Some(settings) => {
             let settings = settings.clone();

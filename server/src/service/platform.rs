@@ -73,7 +73,7 @@ impl Platform {
         // index is built, so a refused start does no further work.
         let mut loaded: Vec<(&str, &str)> = Vec::new();
         if let Some(embedder) = &embedder {
-            loaded.push(("embedding", embedder.model_sha256()));
+            loaded.push((settings.embedding_model.inventory_role(), embedder.model_sha256()));
         }
         if let Some(reranker) = &reranker {
             loaded.push(("reranker", reranker.model_id()));
@@ -219,6 +219,23 @@ impl Platform {
         report.consistent = self.bm25_difference().await?.is_none();
         report.seconds = started.elapsed().as_secs_f64();
         Ok(report)
+    }
+
+    /// Refuses to answer from a dense index that lacks passages: after the embedding model
+    /// changes, the stored vectors are another model's until `lexgate reindex` replaces them, and
+    /// vectors of two models are never searched together.
+    pub async fn require_complete_vectors(&self) -> Result<()> {
+        let Some((embedder, _)) = &self.dense else { return Ok(()) };
+        let missing = self.storage.count_chunks_missing_vectors(embedder.model_sha256()).await?;
+        if missing > 0 {
+            return Err(Error::user(format!(
+                "{missing} stored passages have no vector from the embedding model loaded ({}, sha256 {}); \
+                 run `lexgate reindex` to embed them with it, or start with the model they were embedded with",
+                self.settings.embedding_model.inventory_role(),
+                embedder.model_sha256()
+            )));
+        }
+        Ok(())
     }
 
     /// Builds the dense index from the vectors stored for the loaded model, restoring the graph

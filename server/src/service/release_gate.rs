@@ -809,6 +809,7 @@ fn judge(
 /// stores the report and returns it.
 pub async fn run(platform: &Platform, cases: &Cases, thresholds: &Thresholds, options: &RunOptions) -> Result<Report> {
     thresholds.check()?;
+    platform.require_complete_vectors().await?;
     let service = AskService {
         answer: options.answer,
         // The gate's cases are the platform's own evaluation, not a principal's traffic.

@@ -424,18 +424,24 @@ impl Storage {
 
     /// Chunks with no vector from `model` (none yet, or one from another model).
     pub async fn chunks_missing_vectors(&self, model: &str) -> Result<Vec<IndexableChunk>> {
+        let rows = Self::missing_vectors_query(model).order_by_asc(chunk::Column::Id).all(&self.db).await?;
+        rows.into_iter().map(indexable).collect()
+    }
+
+    /// How many chunks have no vector from `model`.
+    pub async fn count_chunks_missing_vectors(&self, model: &str) -> Result<u64> {
+        use sea_orm::PaginatorTrait;
+        Ok(Self::missing_vectors_query(model).count(&self.db).await?)
+    }
+
+    fn missing_vectors_query(model: &str) -> sea_orm::Select<chunk::Entity> {
         use sea_orm::sea_query::Query;
         let with_vector = Query::select()
             .column(chunk_embedding::Column::ChunkId)
             .from(chunk_embedding::Entity)
             .and_where(chunk_embedding::Column::Model.eq(model.to_owned()))
             .to_owned();
-        let rows = chunk::Entity::find()
-            .filter(chunk::Column::Id.not_in_subquery(with_vector))
-            .order_by_asc(chunk::Column::Id)
-            .all(&self.db)
-            .await?;
-        rows.into_iter().map(indexable).collect()
+        chunk::Entity::find().filter(chunk::Column::Id.not_in_subquery(with_vector))
     }
 
     /// Stores vectors of `model` for chunks, replacing any older vector of those chunks.
