@@ -36,12 +36,15 @@ impl fmt::Debug for Secret {
 /// scripts/setup-models.sh) and its own model inventory entry, so switching between them is one
 /// setting and the inventory still approves whatever is loaded.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
 pub enum EmbeddingModel {
     /// lexgate's own, all-MiniLM-L6-v2 fine-tuned on regulatory questions (training/embedder/).
     #[default]
+    #[value(name = "lexgate-regulatory")]
+    #[serde(rename = "lexgate-regulatory")]
     LexgateRegulatory,
     /// all-MiniLM-L6-v2 as the registry ships it: the rollback.
+    #[value(name = "all-minilm-l6-v2")]
+    #[serde(rename = "all-minilm-l6-v2")]
     AllMinilmL6V2,
 }
 

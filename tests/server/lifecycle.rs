@@ -363,7 +363,7 @@ async fn the_reranker_stage_reorders_permitted_passages_and_says_it_ran() {
 
 #[tokio::test]
 async fn the_embedding_model_rolls_back_by_one_setting_and_is_never_mixed_with_another() {
-    let (_dir, p) = corpus_platform(Backend::Sqlite).await;
+    let (dir, p) = corpus_platform(Backend::Sqlite).await;
     // By default lexgate's tuned model runs, and every stored vector is its own.
     assert_eq!(p.settings.embedding_model, EmbeddingModel::LexgateRegulatory);
     let tuned = p.dense.as_ref().unwrap().0.model_sha256().to_owned();
@@ -372,10 +372,20 @@ async fn the_embedding_model_rolls_back_by_one_setting_and_is_never_mixed_with_a
     let approved = |role: &str| inventory.iter().find(|e| e.role == role).unwrap().artifact_sha256.clone();
     assert_eq!(approved("embedding"), tuned);
 
-    // The rollback is one setting: the registry model, approved by its own inventory entry.
+    // The rollback is one setting, spelled the same in the settings file, the variable and the
+    // flag: the registry model, approved by its own inventory entry.
+    let file = dir.path().join("rollback.toml");
+    std::fs::write(&file, "embedding_model = \"all-minilm-l6-v2\"\n").unwrap();
+    let from_file =
+        server::settings::Settings::default().overlay(server::settings::SettingsFile::read(&file).unwrap()).unwrap();
+    use clap::Parser;
+    let cli = server::cli::Cli::parse_from(["lexgate", "--embedding-model", "all-minilm-l6-v2", "check-models"]);
+    let from_flag = server::cli::settings_from(&cli).unwrap();
+    assert_eq!(from_file.embedding_model, EmbeddingModel::AllMinilmL6V2);
+    assert_eq!(from_flag.embedding_model, EmbeddingModel::AllMinilmL6V2);
     let mut settings = (*p.settings).clone();
     drop(p);
-    settings.embedding_model = EmbeddingModel::AllMinilmL6V2;
+    settings.embedding_model = from_file.embedding_model;
     let p = Platform::open(settings).await.expect("the rollback model is approved");
     let registry = p.dense.as_ref().unwrap().0.model_sha256().to_owned();
     assert_ne!(registry, tuned);
