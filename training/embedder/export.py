@@ -103,21 +103,7 @@ def main():
 
     fp32 = args.run / "model-fp32.onnx"
     sample = tok(["What must a firm disclose?", "Short."], padding=True, return_tensors="pt")
-    torch.onnx.export(
-        Graph(model.encoder),
-        (sample["input_ids"], sample["attention_mask"], sample["token_type_ids"]),
-        str(fp32),
-        input_names=["input_ids", "attention_mask", "token_type_ids"],
-        output_names=["last_hidden_state"],
-        dynamic_axes={
-            "input_ids": {0: "batch", 1: "sequence"},
-            "attention_mask": {0: "batch", 1: "sequence"},
-            "token_type_ids": {0: "batch", 1: "sequence"},
-            "last_hidden_state": {0: "batch", 1: "sequence"},
-        },
-        opset_version=17,
-        dynamo=False,
-    )
+    common.export_onnx(Graph(model.encoder), sample, fp32, "last_hidden_state", {0: "batch", 1: "sequence"})
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     int8 = args.run / "model-int8.onnx"

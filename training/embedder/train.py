@@ -190,24 +190,16 @@ def main():
     checkpoint = args.out / "checkpoint.pt"
     step, order = 0, list(range(len(pairs)))
     rng.shuffle(order)
-    if checkpoint.exists():
-        state = torch.load(checkpoint, weights_only=False)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        step, order = state["step"], state["order"]
-        rng.setstate(state["rng"])
-        torch.set_rng_state(state["torch_rng"])
-        print(f"resumed at step {step}", flush=True)
+    resumed = common.resume(checkpoint, model, optimizer, scheduler, rng)
+    if resumed:
+        step, order = resumed
     else:
         (args.out / "hyperparameters.json").write_text(
             json.dumps({**vars(args), "steps_total": total, "pairs": len(pairs)}, default=str, indent=2)
         )
-        entry = {"step": 0, "validation": validate(model, tok, val_rows, passages, args)}
-        print(json.dumps(entry), flush=True)
-        (args.out / "train-log.jsonl").open("a").write(json.dumps(entry) + "\n")
-
     log = (args.out / "train-log.jsonl").open("a")
+    if not resumed:
+        common.log_entry(log, {"step": 0, "validation": validate(model, tok, val_rows, passages, args)})
     losses, started = [], time.time()
     while step < total:
         if args.overfit:
@@ -250,26 +242,12 @@ def main():
                 "seconds": round(time.time() - started, 1),
                 "epoch": round(step / per_epoch, 3),
             }
-            print(json.dumps(entry), flush=True)
-            log.write(json.dumps(entry) + "\n")
-            log.flush()
+            common.log_entry(log, entry)
         if step % args.eval_every == 0 or step == total:
             entry = {"step": step, "validation": validate(model, tok, val_rows, passages, args)}
-            print(json.dumps(entry), flush=True)
-            log.write(json.dumps(entry) + "\n")
-            log.flush()
+            common.log_entry(log, entry)
         if step % args.checkpoint_every == 0 or step == total:
-            state = {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "step": step,
-                "order": order,
-                "rng": rng.getstate(),
-                "torch_rng": torch.get_rng_state(),
-            }
-            torch.save(state, checkpoint.with_suffix(".partial"))
-            checkpoint.with_suffix(".partial").replace(checkpoint)
+            common.save_checkpoint(checkpoint, model, optimizer, scheduler, step, order, rng)
     torch.save(model.state_dict(), args.out / "model.pt")
     print(f"done: {step} steps in {time.time() - started:.0f}s", flush=True)
 

@@ -127,3 +127,57 @@ def ranking_metrics(ranked: list[str], relevant: set[str], k: int = 10) -> tuple
 def set_threads() -> None:
     threads = int(os.environ.get("TRAIN_THREADS", "2"))
     torch.set_num_threads(threads)
+
+
+def save_checkpoint(path: Path, model, optimizer, scheduler, step: int, order: list[int], rng) -> None:
+    """Everything a run needs to resume, written beside `path` and moved into place, so an
+    interrupted save never leaves a half-written checkpoint."""
+    state = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "step": step,
+        "order": order,
+        "rng": rng.getstate(),
+        "torch_rng": torch.get_rng_state(),
+    }
+    torch.save(state, path.with_suffix(".partial"))
+    path.with_suffix(".partial").replace(path)
+
+
+def resume(path: Path, model, optimizer, scheduler, rng) -> tuple[int, list[int]] | None:
+    """Restores a checkpoint written by `save_checkpoint`: the step and data order it stopped at,
+    or None when there is none."""
+    if not path.exists():
+        return None
+    state = torch.load(path, weights_only=False)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    rng.setstate(state["rng"])
+    torch.set_rng_state(state["torch_rng"])
+    print(f"resumed at step {state['step']}", flush=True)
+    return state["step"], state["order"]
+
+
+def log_entry(log, entry: dict) -> None:
+    """One line of the run log, also printed."""
+    print(json.dumps(entry), flush=True)
+    log.write(json.dumps(entry) + "\n")
+    log.flush()
+
+
+def export_onnx(module, sample, path: Path, output: str, output_axes: dict[int, str]) -> None:
+    """Exports `module` taking input_ids, attention_mask and token_type_ids (dynamic batch and
+    sequence axes) and returning `output`, at opset 17, as lexgate's Rust side loads it."""
+    text_axes = {0: "batch", 1: "sequence"}
+    torch.onnx.export(
+        module,
+        (sample["input_ids"], sample["attention_mask"], sample["token_type_ids"]),
+        str(path),
+        input_names=["input_ids", "attention_mask", "token_type_ids"],
+        output_names=[output],
+        dynamic_axes={"input_ids": text_axes, "attention_mask": text_axes, "token_type_ids": text_axes, output: output_axes},
+        opset_version=17,
+        dynamo=False,
+    )

@@ -139,21 +139,7 @@ def main():
 
     fp32 = args.out / "model-fp32.onnx"
     sample = common.encode(tok, "What must a firm disclose?", ["A firm must disclose its fees.", "Short."], 64)
-    torch.onnx.export(
-        model,
-        (sample["input_ids"], sample["attention_mask"], sample["token_type_ids"]),
-        str(fp32),
-        input_names=["input_ids", "attention_mask", "token_type_ids"],
-        output_names=["logits"],
-        dynamic_axes={
-            "input_ids": {0: "batch", 1: "sequence"},
-            "attention_mask": {0: "batch", 1: "sequence"},
-            "token_type_ids": {0: "batch", 1: "sequence"},
-            "logits": {0: "batch"},
-        },
-        opset_version=17,
-        dynamo=False,
-    )
+    common.export_onnx(model, sample, fp32, "logits", {0: "batch"})
 
     from onnxruntime.quantization import QuantType, quantize_dynamic
 

@@ -105,15 +105,9 @@ def main():
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
     checkpoint = args.out / "checkpoint.pt"
     step, order = 0, list(range(len(groups)))
-    if checkpoint.exists():
-        state = torch.load(checkpoint, weights_only=False)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        step, order = state["step"], state["order"]
-        rng.setstate(state["rng"])
-        torch.set_rng_state(state["torch_rng"])
-        print(f"resumed at step {step}", flush=True)
+    resumed = common.resume(checkpoint, model, optimizer, scheduler, rng)
+    if resumed:
+        step, order = resumed
     else:
         (args.out / "hyperparameters.json").write_text(json.dumps(vars(args), default=str, indent=2))
 
@@ -159,27 +153,13 @@ def main():
                 "seconds": round(time.time() - started, 1),
                 "epoch": round(step / per_epoch, 3),
             }
-            print(json.dumps(entry), flush=True)
-            log.write(json.dumps(entry) + "\n")
-            log.flush()
+            common.log_entry(log, entry)
         if step % args.eval_every == 0 or step == args.steps:
             metrics = validate(model, tok, val_rows, passages, args.max_length)
             entry = {"step": step, "validation": metrics}
-            print(json.dumps(entry), flush=True)
-            log.write(json.dumps(entry) + "\n")
-            log.flush()
+            common.log_entry(log, entry)
         if step % args.checkpoint_every == 0 or step == args.steps:
-            state = {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "step": step,
-                "order": order,
-                "rng": rng.getstate(),
-                "torch_rng": torch.get_rng_state(),
-            }
-            torch.save(state, checkpoint.with_suffix(".partial"))
-            checkpoint.with_suffix(".partial").replace(checkpoint)
+            common.save_checkpoint(checkpoint, model, optimizer, scheduler, step, order, rng)
     torch.save(model.state_dict(), args.out / "model.pt")
     print(f"done: {step} steps in {time.time() - started:.0f}s", flush=True)
 
