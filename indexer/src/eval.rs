@@ -1,7 +1,7 @@
 //! Retrieval evaluation: ranking metrics and the ObliQA benchmark loader. The evaluation runs
 //! questions through the same [`Retriever`] the application uses.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -68,6 +68,13 @@ pub struct ObliqaPassage {
     pub passage_id: String,
     #[serde(rename = "Passage")]
     pub text: String,
+    /// The texts of the passage's heading ancestors, outermost first (`INTRODUCTION >
+    /// Jurisdiction`), from the numbering of `passage_id`.
+    #[serde(skip)]
+    pub heading_path: String,
+    /// The document's names from the corpus's `DocumentMap.rtf`, when it is there.
+    #[serde(skip)]
+    pub title: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -126,7 +133,65 @@ pub fn load_passages(dir: &Path) -> Result<Vec<ObliqaPassage>> {
             UserError::InvalidValue { field: "corpus", reason: format!("no passages in {}", dir.display()) }.into()
         );
     }
+    let titles = match dir.parent().map(|d| d.join("DocumentMap.rtf")) {
+        Some(map) if map.is_file() => {
+            document_titles(&std::fs::read_to_string(&map).map_err(|e| Error::internal("reading DocumentMap.rtf", e))?)
+        }
+        _ => BTreeMap::new(),
+    };
+    add_context(&mut out, &titles);
     Ok(out)
+}
+
+/// Headings longer than this are lead-in paragraphs, not headings.
+const MAX_HEADING_CHARS: usize = 100;
+
+/// Fills each passage's heading path from its ancestors by numbering (`1.1.1.(1)` has the
+/// ancestors `1`, `1.1` and `1.1.1`, each also written with a trailing dot) and its title.
+fn add_context(passages: &mut [ObliqaPassage], titles: &BTreeMap<i64, String>) {
+    let texts: HashMap<(i64, String), String> = passages
+        .iter()
+        .map(|p| ((p.document_id, p.passage_id.trim_end_matches('.').to_owned()), p.text.trim().to_owned()))
+        .collect();
+    for p in passages.iter_mut() {
+        let parts: Vec<&str> = p.passage_id.split('.').filter(|s| !s.is_empty()).collect();
+        let headings: Vec<&str> = (1..parts.len())
+            .filter_map(|n| texts.get(&(p.document_id, parts[..n].join("."))))
+            .map(String::as_str)
+            .filter(|t| !t.is_empty() && !t.contains('\n') && t.chars().count() <= MAX_HEADING_CHARS)
+            .collect();
+        p.heading_path = headings.join(" > ");
+        p.title = titles.get(&p.document_id).cloned().unwrap_or_default();
+    }
+}
+
+/// Document id -> names, from ObliQA's `DocumentMap.rtf`: a Python dict literal inside RTF,
+/// `1: ["AML_VER09.211223", "AML", "Anti-Money Laundering ..."]`. The first name is a file
+/// version and is left out; repeated names (ignoring case) are kept once.
+fn document_titles(rtf: &str) -> BTreeMap<i64, String> {
+    let mut out = BTreeMap::new();
+    let mut current: Option<(i64, Vec<String>)> = None;
+    for line in rtf.lines() {
+        let line = line.trim().trim_end_matches('\\').trim();
+        if let Some(id) = line.strip_suffix(": [").and_then(|n| n.trim().parse::<i64>().ok()) {
+            current = Some((id, Vec::new()));
+        } else if let Some((_, names)) = current.as_mut()
+            && let Some(name) = line.trim_end_matches(',').strip_prefix('"').and_then(|n| n.strip_suffix('"'))
+        {
+            names.push(name.to_owned());
+        } else if line.starts_with(']')
+            && let Some((id, names)) = current.take()
+        {
+            let mut kept: Vec<String> = Vec::new();
+            for name in names.into_iter().skip(1) {
+                if !kept.iter().any(|k| k.eq_ignore_ascii_case(&name)) {
+                    kept.push(name);
+                }
+            }
+            out.insert(id, kept.join(" / "));
+        }
+    }
+    out
 }
 
 /// Reads questions. Relevance comes from TREC qrels when given, else from each question's gold
@@ -282,6 +347,36 @@ mod tests {
     }
 
     #[test]
+    fn passages_get_their_heading_ancestors_and_document_title() {
+        let rtf = "{\\rtf1\\ansi\n\\f0 DOCUMENT_ID_MAP = \\{\\\n    1: [\\\n        \"AML_VER09.211223\",\\\n        \"AML\",\\\n        \"aml\",\\\n        \"Anti-Money Laundering Rules\"\\\n    ],\\\n}";
+        let titles = document_titles(rtf);
+        assert_eq!(titles.get(&1).map(String::as_str), Some("AML / Anti-Money Laundering Rules"));
+        let passage = |id: &str, text: &str| ObliqaPassage {
+            id: id.into(),
+            document_id: 1,
+            passage_id: id.into(),
+            text: text.into(),
+            heading_path: String::new(),
+            title: String::new(),
+        };
+        let mut passages = vec![
+            passage("1.", "INTRODUCTION"),
+            passage("1.1", "Jurisdiction"),
+            passage("1.1.1", ""),
+            passage("1.1.1.(1)", "The AML Rulebook is made in recognition of the Federal AML Legislation."),
+            passage("1.1.1.(1).(a)", "every Relevant Person."),
+        ];
+        add_context(&mut passages, &titles);
+        assert_eq!(passages[3].heading_path, "INTRODUCTION > Jurisdiction", "an empty ancestor is skipped");
+        assert_eq!(
+            passages[4].heading_path,
+            "INTRODUCTION > Jurisdiction > The AML Rulebook is made in recognition of the Federal AML Legislation."
+        );
+        assert_eq!(passages[0].heading_path, "");
+        assert_eq!(passages[4].title, "AML / Anti-Money Laundering Rules");
+    }
+
+    #[test]
     fn the_split_is_fixed_and_about_a_fifth() {
         // Pinned values: changing the rule would silently move questions between the splits.
         assert!(Split::Validation.contains("q-3"));
@@ -370,7 +465,7 @@ pub fn build_obliqa_retriever(
             page: 1,
             char_start: 0,
             char_end: u32::try_from(p.text.chars().count()).unwrap_or(u32::MAX),
-            heading_path: p.passage_id.clone(),
+            heading_path: p.heading_path.clone(),
             text: p.text.clone(),
         })
         .collect();
@@ -379,7 +474,8 @@ pub fn build_obliqa_retriever(
     let items: Vec<crate::IndexedChunk<'_>> = chunks
         .iter()
         .zip(&doc_ids)
-        .map(|(c, d)| crate::IndexedChunk { chunk: c, document_id: d, version: 1, acl: &acl })
+        .zip(&kept)
+        .map(|((c, d), p)| crate::IndexedChunk { chunk: c, document_id: d, title: &p.title, version: 1, acl: &acl })
         .collect();
     bm25.add(&items)?;
     progress("bm25", chunks.len(), chunks.len());

@@ -334,7 +334,7 @@ pub fn measure(
             .enumerate()
             .map(|(j, c)| {
                 let k = i * 50_000 + j;
-                IndexedChunk { chunk: c, document_id: &docs[k], version: 1, acl: &acls[k % BUCKETS] }
+                IndexedChunk { chunk: c, document_id: &docs[k], title: "", version: 1, acl: &acls[k % BUCKETS] }
             })
             .collect();
         bm25.add(&items)?;

@@ -22,7 +22,7 @@ fn index(docs: &[Doc]) -> Bm25Index {
         let items: Vec<_> = d
             .chunks
             .iter()
-            .map(|c| IndexedChunk { chunk: c, document_id: d.id, version: d.version, acl: &d.acl })
+            .map(|c| IndexedChunk { chunk: c, document_id: d.id, title: "", version: d.version, acl: &d.acl })
             .collect();
         index.add(&items).expect("add");
     }
@@ -163,13 +163,71 @@ fn the_index_persists_on_disk_and_reopens() {
     {
         let index = Bm25Index::open_or_create(dir.path()).expect("create");
         let d = &docs[0];
-        let items: Vec<_> =
-            d.chunks.iter().map(|c| IndexedChunk { chunk: c, document_id: d.id, version: 1, acl: &d.acl }).collect();
+        let items: Vec<_> = d
+            .chunks
+            .iter()
+            .map(|c| IndexedChunk { chunk: c, document_id: d.id, title: "", version: 1, acl: &d.acl })
+            .collect();
         index.add(&items).expect("add");
     }
     let reopened = Bm25Index::open_or_create(dir.path()).expect("reopen");
     let staff = reader("acme", &["staff"], Classification::Internal, "2026-01-01");
     assert_eq!(reopened.count_visible(&staff).expect("count"), docs[0].chunks.len());
+}
+
+#[test]
+fn an_index_written_with_other_fields_is_recreated_empty_for_a_rebuild() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        // An index as an earlier release could have left it: other fields, one document.
+        let mut schema = tantivy::schema::Schema::builder();
+        let id = schema.add_text_field("chunk_id", tantivy::schema::STRING | tantivy::schema::STORED);
+        let old = tantivy::Index::create_in_dir(dir.path(), schema.build()).expect("old index");
+        let mut writer: tantivy::IndexWriter = old.writer_with_num_threads(1, 15_000_000).expect("writer");
+        writer.add_document(tantivy::doc!(id => "old-chunk")).expect("add");
+        writer.commit().expect("commit");
+    }
+    let index = Bm25Index::open_or_create(dir.path()).expect("an old index must not stop the platform");
+    assert_eq!(index.count_all(), 0, "recreated empty, for the start-up check to rebuild from the database");
+    let d = &corpus()[0];
+    let items: Vec<_> = d
+        .chunks
+        .iter()
+        .map(|c| IndexedChunk { chunk: c, document_id: d.id, title: "", version: 1, acl: &d.acl })
+        .collect();
+    index.add(&items).expect("add");
+    let staff = reader("acme", &["staff"], Classification::Internal, "2026-01-01");
+    assert_eq!(index.search(&staff, "erasure", 10).expect("search").len(), d.chunks.len());
+}
+
+#[test]
+fn a_question_naming_a_document_ranks_that_documents_passage_first() {
+    // The same answer in two companies' policies; only the title says whose each is.
+    let staff = acl("acme", &["staff"], Classification::Internal);
+    let body = "We do not sell or rent your personal information to third parties.";
+    let docs = [
+        ("groupon", "Groupon Privacy Policy", doc("groupon", 1, body, staff.clone())),
+        ("hooli", "Hooli Privacy Policy", doc("hooli", 1, body, staff.clone())),
+    ];
+    let index = Bm25Index::in_memory().expect("index");
+    for (id, title, d) in &docs {
+        let items: Vec<_> = d
+            .chunks
+            .iter()
+            .map(|c| IndexedChunk { chunk: c, document_id: id, title, version: 1, acl: &d.acl })
+            .collect();
+        index.add(&items).expect("add");
+    }
+    let reader = reader("acme", &["staff"], Classification::Internal, "2026-01-01");
+    for (id, _, d) in &docs {
+        let hits = index.search(&reader, &format!("Does {id} sell my personal information?"), 10).expect("search");
+        assert_eq!(hits.len(), 2, "both policies answer");
+        assert_eq!(hits[0].chunk_id, d.chunks[0].id, "the policy the question names comes first");
+    }
+    // Without a name, title words alone do not decide: the two still tie.
+    let hits = index.search(&reader, "Do you sell my personal information?", 10).expect("search");
+    assert_eq!(hits.len(), 2);
+    assert!((hits[0].score - hits[1].score).abs() < 1e-6);
 }
 
 #[test]

@@ -9,6 +9,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -110,6 +111,31 @@ def score(model, tok, question: str, passages: list[str], max_length: int, batch
         enc = encode(tok, question, passages[i : i + batch], max_length)
         out.extend(model(**enc).squeeze(-1).float().tolist())
     return out
+
+
+class OrtScorer:
+    """Scores pairs through ONNX Runtime the way lexgate does: passages sorted by length, batches
+    padded to their longest pair."""
+
+    def __init__(self, path: Path, tok, max_length: int, batch: int):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 2
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.tok, self.max_length, self.batch = tok, max_length, batch
+
+    def __call__(self, question: str, passages: list[str]) -> list[float]:
+        order = sorted(range(len(passages)), key=lambda i: len(passages[i]))
+        scores = [0.0] * len(passages)
+        for at in range(0, len(order), self.batch):
+            idx = order[at : at + self.batch]
+            enc = encode(self.tok, question, [passages[i] for i in idx], self.max_length)
+            feeds = {k: v.numpy().astype(np.int64) for k, v in enc.items()}
+            logits = self.session.run(["logits"], feeds)[0]
+            for i, s in zip(idx, logits[:, 0].tolist()):
+                scores[i] = s
+        return scores
 
 
 def ranking_metrics(ranked: list[str], relevant: set[str], k: int = 10) -> tuple[float, float]:

@@ -18,7 +18,6 @@ import statistics
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 import common
@@ -43,31 +42,6 @@ def parse_args():
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-class OrtScorer:
-    """Scores pairs through ONNX Runtime the way lexgate does: passages sorted by length, batches
-    padded to their longest pair."""
-
-    def __init__(self, path: Path, tok, max_length: int, batch: int):
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 2
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.tok, self.max_length, self.batch = tok, max_length, batch
-
-    def __call__(self, question: str, passages: list[str]) -> list[float]:
-        order = sorted(range(len(passages)), key=lambda i: len(passages[i]))
-        scores = [0.0] * len(passages)
-        for at in range(0, len(order), self.batch):
-            idx = order[at : at + self.batch]
-            enc = common.encode(self.tok, question, [passages[i] for i in idx], self.max_length)
-            feeds = {k: v.numpy().astype(np.int64) for k, v in enc.items()}
-            logits = self.session.run(["logits"], feeds)[0]
-            for i, s in zip(idx, logits[:, 0].tolist()):
-                scores[i] = s
-        return scores
 
 
 def score_rows(scorer, rows, passages, depth):
@@ -152,7 +126,7 @@ def main():
 
     # Parity: the ONNX graph must score like PyTorch on real pairs.
     probe = validation[:8]
-    onnx_fp32 = OrtScorer(fp32, tok, args.max_length, args.batch)
+    onnx_fp32 = common.OrtScorer(fp32, tok, args.max_length, args.batch)
     worst = 0.0
     for r in probe:
         texts = [passages[c] for c in r["candidates"][:8] if c in passages]
@@ -166,7 +140,7 @@ def main():
     # The blend weight is chosen on train questions (never on validation): the value in 0..1
     # with the best MAP@10 there.
     train = [r for r in rows if common.split_of(r["id"]) == "train"][: args.tune_questions]
-    int8_scorer = OrtScorer(int8, tok, args.max_length, args.batch)
+    int8_scorer = common.OrtScorer(int8, tok, args.max_length, args.batch)
     tuned, _ = score_rows(int8_scorer, train, passages, args.depth)
     grid = [round(0.1 * i, 1) for i in range(11)]
     by_weight = {w: metrics(tuned, args.depth, w) for w in grid}
@@ -183,7 +157,7 @@ def main():
         "validation": {"questions": len(validation), "hybrid": baseline(validation)},
     }
     for name, path in (("fp32", fp32), ("int8", int8)):
-        scored, lat = score_rows(OrtScorer(path, tok, args.max_length, args.batch), validation, passages, args.depth)
+        scored, lat = score_rows(common.OrtScorer(path, tok, args.max_length, args.batch), validation, passages, args.depth)
         report["validation"][name] = {
             "reranker_alone": metrics(scored, args.depth, 1.0),
             f"blend_{weight}": metrics(scored, args.depth, weight),

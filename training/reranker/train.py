@@ -42,6 +42,11 @@ def parse_args():
     p.add_argument("--checkpoint-every", type=int, default=50)
     p.add_argument("--no-bf16", action="store_true", help="compute in fp32 (bf16 autocast is slower on CPUs without bf16 units)")
     p.add_argument("--layers", type=int, help="keep only the first N encoder layers (a faster student)")
+    p.add_argument(
+        "--teacher", type=Path,
+        help="a shipped reranker folder (model.onnx, reranker.json): the student also learns its score distribution",
+    )
+    p.add_argument("--distill", type=float, default=0.5, help="weight of the teacher's loss against the labels' (with --teacher)")
     p.add_argument("--overfit", action="store_true", help="sanity check: train on one fixed batch")
     return p.parse_args()
 
@@ -95,6 +100,10 @@ def main():
 
     tok = common.tokenizer()
     model = common.new_model(args.layers)
+    teacher = None
+    if args.teacher:
+        settings = json.loads((args.teacher / "reranker.json").read_text())
+        teacher = common.OrtScorer(args.teacher / "model.onnx", tok, settings.get("max_length", 128), 8)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
 
     def lr_at(step):
@@ -136,18 +145,27 @@ def main():
             logits = model(**enc).squeeze(-1).float()
         logits = logits.view(len(batch), args.negatives + 1)
         loss = torch.nn.functional.cross_entropy(logits, torch.zeros(len(batch), dtype=torch.long))
+        losses.append(loss.item())
+        if teacher is not None:
+            # Listwise distillation: the student's softmax over each group is pulled toward the
+            # teacher's (which ranks the negatives too, not only the positive first).
+            group = args.negatives + 1
+            targets = torch.tensor(
+                [teacher(questions[i], texts[i : i + group]) for i in range(0, len(texts), group)]
+            ).softmax(-1)
+            kl = torch.nn.functional.kl_div(logits.log_softmax(-1), targets, reduction="batchmean")
+            loss = (1 - args.distill) * loss + args.distill * kl
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         scheduler.step()
         step += 1
-        losses.append(loss.item())
         if step % 10 == 0:
             recent = losses[-50:]
             entry = {
                 "step": step,
-                "loss": sum(recent) / len(recent),
+                "loss": sum(recent) / len(recent),  # the labels' cross-entropy alone
                 "chance": math.log(args.negatives + 1),
                 "lr": scheduler.get_last_lr()[0],
                 "seconds": round(time.time() - started, 1),

@@ -655,7 +655,13 @@ impl DocumentAdmin {
         let rows = self.storage.indexable_chunks(Some((document_id, version))).await?;
         let indexed: Vec<IndexedChunk<'_>> = rows
             .iter()
-            .map(|r| IndexedChunk { chunk: &r.chunk, document_id: &r.document_id, version: r.version, acl: &r.acl })
+            .map(|r| IndexedChunk {
+                chunk: &r.chunk,
+                document_id: &r.document_id,
+                title: &r.title,
+                version: r.version,
+                acl: &r.acl,
+            })
             .collect();
         self.bm25.replace_version(document_id, version, &indexed)?;
         Ok(())

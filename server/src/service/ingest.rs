@@ -381,7 +381,7 @@ impl Ingestor {
         let indexed: Vec<IndexedChunk<'_>> = p
             .chunks
             .iter()
-            .map(|c| IndexedChunk { chunk: c, document_id: &e.id, version: e.version, acl: &e.acl })
+            .map(|c| IndexedChunk { chunk: c, document_id: &e.id, title: &e.title, version: e.version, acl: &e.acl })
             .collect();
         self.bm25.add(&indexed)?;
         if let Some((_, dense)) = &self.dense {

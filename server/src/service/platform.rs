@@ -158,7 +158,13 @@ impl Platform {
         tokio::task::spawn_blocking(move || {
             let indexed: Vec<IndexedChunk<'_>> = rows
                 .iter()
-                .map(|r| IndexedChunk { chunk: &r.chunk, document_id: &r.document_id, version: r.version, acl: &r.acl })
+                .map(|r| IndexedChunk {
+                    chunk: &r.chunk,
+                    document_id: &r.document_id,
+                    title: &r.title,
+                    version: r.version,
+                    acl: &r.acl,
+                })
                 .collect();
             bm25.replace_all(&indexed).map(|()| indexed.len())
         })

@@ -391,7 +391,24 @@ impl Storage {
             query = query.filter(chunk::Column::VersionId.eq(version_row_id(document_id, version)));
         }
         let rows = query.all(&self.db).await?;
-        rows.into_iter().map(indexable).collect()
+        let titles = self.version_titles(&rows).await?;
+        rows.into_iter().map(|r| indexable(r, &titles)).collect()
+    }
+
+    /// The title of each version the chunks belong to, by version row id.
+    async fn version_titles(&self, rows: &[chunk::Model]) -> Result<std::collections::HashMap<String, String>> {
+        let version_ids: BTreeSet<&str> = rows.iter().map(|r| r.version_id.as_str()).collect();
+        let ids: Vec<&str> = version_ids.into_iter().collect();
+        let mut titles = std::collections::HashMap::new();
+        // In slices, so that no statement exceeds a backend's limit on bound parameters.
+        for slice in ids.chunks(500) {
+            let found = document_version::Entity::find()
+                .filter(document_version::Column::Id.is_in(slice.iter().map(|id| (*id).to_owned())))
+                .all(&self.db)
+                .await?;
+            titles.extend(found.into_iter().map(|v| (v.id, v.title)));
+        }
+        Ok(titles)
     }
 
     /// Per stored version: how many chunks, and how many of them approved. The start-up check
@@ -425,7 +442,8 @@ impl Storage {
     /// Chunks with no vector from `model` (none yet, or one from another model).
     pub async fn chunks_missing_vectors(&self, model: &str) -> Result<Vec<IndexableChunk>> {
         let rows = Self::missing_vectors_query(model).order_by_asc(chunk::Column::Id).all(&self.db).await?;
-        rows.into_iter().map(indexable).collect()
+        let titles = self.version_titles(&rows).await?;
+        rows.into_iter().map(|r| indexable(r, &titles)).collect()
     }
 
     /// How many chunks have no vector from `model`.
@@ -468,14 +486,7 @@ impl Storage {
         let rows = chunk::Entity::find().filter(chunk::Column::Id.is_in(ids.to_vec())).all(&self.db).await?;
         // Each chunk carries the title of its own version: a reader permitted this chunk may
         // read this version, and no other version's title comes with it.
-        let version_ids: BTreeSet<String> = rows.iter().map(|r| r.version_id.clone()).collect();
-        let titles: std::collections::HashMap<String, String> = document_version::Entity::find()
-            .filter(document_version::Column::Id.is_in(version_ids))
-            .all(&self.db)
-            .await?
-            .into_iter()
-            .map(|v| (v.id, v.title))
-            .collect();
+        let titles = self.version_titles(&rows).await?;
         let mut by_id: std::collections::HashMap<String, chunk::Model> =
             rows.into_iter().map(|r| (r.id.clone(), r)).collect();
         let mut out = Vec::with_capacity(ids.len());

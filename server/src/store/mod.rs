@@ -196,6 +196,8 @@ pub struct DatabaseRemoval {
 #[derive(Debug, Clone)]
 pub struct IndexableChunk {
     pub document_id: String,
+    /// The title of the chunk's version, which BM25 searches as a field of its own.
+    pub title: String,
     pub version: u32,
     pub acl: ChunkAcl,
     pub chunk: indexer::Chunk,
@@ -260,9 +262,10 @@ fn acl_of(r: &chunk::Model) -> Result<ChunkAcl> {
     })
 }
 
-fn indexable(r: chunk::Model) -> Result<IndexableChunk> {
+fn indexable(r: chunk::Model, titles: &std::collections::HashMap<String, String>) -> Result<IndexableChunk> {
     Ok(IndexableChunk {
         acl: acl_of(&r)?,
+        title: titles.get(&r.version_id).cloned().unwrap_or_default(),
         document_id: r.document_id,
         version: to_u32(r.version),
         chunk: indexer::Chunk {
