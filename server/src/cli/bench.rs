@@ -322,7 +322,8 @@ pub fn scale_markdown(rows: &[indexer::scale::ScaleRow]) -> String {
     let _ = writeln!(md, "\nLatency in ms (p50 / p95 / p99), reader sees every chunk, k = 10:\n");
     let _ = writeln!(
         md,
-        "| chunks | queries | BM25 | query embedding | HNSW | retrieval only (BM25 + HNSW + fusion) | hybrid (with embedding) | hybrid + rerank top 30 |\n|---|---|---|---|---|---|---|---|"
+        "| chunks | queries | BM25 | query embedding | HNSW | retrieval only (BM25 + HNSW + fusion) | hybrid (with embedding) | hybrid + rerank top {} |\n|---|---|---|---|---|---|---|---|",
+        indexer::retrieve::DEFAULT_RERANK_TOP
     );
     let l = |x: &indexer::scale::Latency| format!("{:.2} / {:.2} / {:.2}", x.p50, x.p95, x.p99);
     for r in rows {

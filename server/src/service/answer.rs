@@ -350,8 +350,11 @@ pub fn compose(question: &str, passages: &[Passage], config: &AnswerConfig) -> A
     ranked.sort_by(|a, b| b.0.total_cmp(&a.0));
     // Every quoted sentence must answer the question on its own: enough of its words, and a
     // score near the best one's. A weakly related sentence would be a citation to the wrong place.
+    // The best is taken among the sentences that answer: a high-scoring sentence that does not
+    // must not push one that does under the floor (the answer would abstain with it in hand).
+    ranked.retain(|(_, c)| c.covered >= config.min_coverage);
     let best = ranked.first().map_or(0.0, |r| r.0);
-    ranked.retain(|(score, c)| c.covered >= config.min_coverage && *score >= RELATIVE_SCORE_FLOOR * best);
+    ranked.retain(|(score, _)| *score >= RELATIVE_SCORE_FLOOR * best);
     let mut chosen: Vec<&Candidate> = Vec::new();
     let mut per_passage: HashMap<usize, usize> = HashMap::new();
     for (_, c) in ranked {
@@ -439,6 +442,56 @@ mod tests {
                 ("Write to the desk.", false),
             ]
         );
+    }
+
+    fn passage(rank: usize, text: &str) -> Passage {
+        let id = format!("c{rank}");
+        Passage {
+            rank,
+            scores: RetrievedHit { chunk_id: id.clone(), bm25: None, dense: None, fused: 1.0, rerank: None },
+            chunk: StoredChunk {
+                id,
+                document_id: "d".into(),
+                title: "Policy".into(),
+                version: 1,
+                page: 1,
+                char_start: 0,
+                char_end: u32::try_from(text.chars().count()).unwrap_or(u32::MAX),
+                heading_path: String::new(),
+                text: text.into(),
+                acl: indexer::ChunkAcl {
+                    tenant: indexer::TenantId::parse("acme").unwrap(),
+                    owner: "o".into(),
+                    classification: indexer::Classification::Internal,
+                    allowed_groups: [indexer::GroupName::parse("staff").unwrap()].into(),
+                    status: indexer::SourceStatus::Approved,
+                    effective_from: chrono::NaiveDate::default(),
+                    expires_at: None,
+                    retention_class: "standard".into(),
+                },
+            },
+        }
+    }
+
+    #[test]
+    fn a_sentence_that_answers_is_kept_when_a_better_scoring_one_does_not_answer() {
+        // "Alpha" is rare among the candidate sentences, so the short sentence holding it scores
+        // highest, but it covers a quarter of the question; the long sentence covers half (the
+        // floor) with common words and scores under half of it. The score floor must be taken
+        // among sentences that answer, or the answer abstains with the answer in hand.
+        let answer = "Bravo and charlie checks are repeated for each supplier file at least once a year by the \
+                      second line team, with the results recorded in the register kept by the operations office \
+                      together with the reviewer's name, the date of the review, the evidence examined, the \
+                      findings raised, remediation deadlines agreed, and escalations made to senior management.";
+        let passages = [
+            passage(1, "Alpha rules apply here now."),
+            passage(2, "Bravo items are listed here. Charlie items are listed here. Bravo lists are kept here."),
+            passage(3, answer),
+        ];
+        let got = compose("alpha bravo charlie delta", &passages, &AnswerConfig::default());
+        assert_eq!(got.abstained, None, "{got:?}");
+        assert_eq!(got.citations.len(), 1);
+        assert_eq!(got.citations[0].quote, answer);
     }
 
     #[test]
