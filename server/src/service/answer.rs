@@ -444,9 +444,9 @@ mod tests {
         );
     }
 
-    fn passage(rank: usize, text: &str) -> Passage {
+    fn passage(rank: usize, text: &str) -> Result<Passage, Box<dyn std::error::Error>> {
         let id = format!("c{rank}");
-        Passage {
+        Ok(Passage {
             rank,
             scores: RetrievedHit { chunk_id: id.clone(), bm25: None, dense: None, fused: 1.0, rerank: None },
             chunk: StoredChunk {
@@ -460,21 +460,22 @@ mod tests {
                 heading_path: String::new(),
                 text: text.into(),
                 acl: indexer::ChunkAcl {
-                    tenant: indexer::TenantId::parse("acme").unwrap(),
+                    tenant: indexer::TenantId::parse("acme")?,
                     owner: "o".into(),
                     classification: indexer::Classification::Internal,
-                    allowed_groups: [indexer::GroupName::parse("staff").unwrap()].into(),
+                    allowed_groups: [indexer::GroupName::parse("staff")?].into(),
                     status: indexer::SourceStatus::Approved,
                     effective_from: chrono::NaiveDate::default(),
                     expires_at: None,
                     retention_class: "standard".into(),
                 },
             },
-        }
+        })
     }
 
     #[test]
-    fn a_sentence_that_answers_is_kept_when_a_better_scoring_one_does_not_answer() {
+    fn a_sentence_that_answers_is_kept_when_a_better_scoring_one_does_not_answer()
+    -> Result<(), Box<dyn std::error::Error>> {
         // "Alpha" is rare among the candidate sentences, so the short sentence holding it scores
         // highest, but it covers a quarter of the question; the long sentence covers half (the
         // floor) with common words and scores under half of it. The score floor must be taken
@@ -484,14 +485,15 @@ mod tests {
                       together with the reviewer's name, the date of the review, the evidence examined, the \
                       findings raised, remediation deadlines agreed, and escalations made to senior management.";
         let passages = [
-            passage(1, "Alpha rules apply here now."),
-            passage(2, "Bravo items are listed here. Charlie items are listed here. Bravo lists are kept here."),
-            passage(3, answer),
+            passage(1, "Alpha rules apply here now.")?,
+            passage(2, "Bravo items are listed here. Charlie items are listed here. Bravo lists are kept here.")?,
+            passage(3, answer)?,
         ];
         let got = compose("alpha bravo charlie delta", &passages, &AnswerConfig::default());
         assert_eq!(got.abstained, None, "{got:?}");
         assert_eq!(got.citations.len(), 1);
         assert_eq!(got.citations[0].quote, answer);
+        Ok(())
     }
 
     #[test]
