@@ -19,14 +19,19 @@ fn doc(id: &'static str, version: u32, text: &str, acl: ChunkAcl) -> Doc {
 fn index(docs: &[Doc]) -> Bm25Index {
     let index = Bm25Index::in_memory().expect("index");
     for d in docs {
-        let items: Vec<_> = d
-            .chunks
-            .iter()
-            .map(|c| IndexedChunk { chunk: c, document_id: d.id, title: "", version: d.version, acl: &d.acl })
-            .collect();
-        index.add(&items).expect("add");
+        add(&index, d);
     }
     index
+}
+
+/// Adds every chunk of `d`, untitled.
+fn add(index: &Bm25Index, d: &Doc) {
+    let items: Vec<_> = d
+        .chunks
+        .iter()
+        .map(|c| IndexedChunk { chunk: c, document_id: d.id, title: "", version: d.version, acl: &d.acl })
+        .collect();
+    index.add(&items).expect("add");
 }
 
 const ERASURE: &str = "Customers may ask the bank to delete their customer data; erasure follows within one month.";
@@ -162,13 +167,7 @@ fn the_index_persists_on_disk_and_reopens() {
     let docs = corpus();
     {
         let index = Bm25Index::open_or_create(dir.path()).expect("create");
-        let d = &docs[0];
-        let items: Vec<_> = d
-            .chunks
-            .iter()
-            .map(|c| IndexedChunk { chunk: c, document_id: d.id, title: "", version: 1, acl: &d.acl })
-            .collect();
-        index.add(&items).expect("add");
+        add(&index, &docs[0]);
     }
     let reopened = Bm25Index::open_or_create(dir.path()).expect("reopen");
     let staff = reader("acme", &["staff"], Classification::Internal, "2026-01-01");
@@ -190,12 +189,7 @@ fn an_index_written_with_other_fields_is_recreated_empty_for_a_rebuild() {
     let index = Bm25Index::open_or_create(dir.path()).expect("an old index must not stop the platform");
     assert_eq!(index.count_all(), 0, "recreated empty, for the start-up check to rebuild from the database");
     let d = &corpus()[0];
-    let items: Vec<_> = d
-        .chunks
-        .iter()
-        .map(|c| IndexedChunk { chunk: c, document_id: d.id, title: "", version: 1, acl: &d.acl })
-        .collect();
-    index.add(&items).expect("add");
+    add(&index, d);
     let staff = reader("acme", &["staff"], Classification::Internal, "2026-01-01");
     assert_eq!(index.search(&staff, "erasure", 10).expect("search").len(), d.chunks.len());
 }

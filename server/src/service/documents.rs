@@ -653,16 +653,7 @@ impl DocumentAdmin {
     /// Rewrites a version's BM25 entries from the database, after its access metadata changed.
     async fn reindex_bm25(&self, document_id: &str, version: u32) -> Result<()> {
         let rows = self.storage.indexable_chunks(Some((document_id, version))).await?;
-        let indexed: Vec<IndexedChunk<'_>> = rows
-            .iter()
-            .map(|r| IndexedChunk {
-                chunk: &r.chunk,
-                document_id: &r.document_id,
-                title: &r.title,
-                version: r.version,
-                acl: &r.acl,
-            })
-            .collect();
+        let indexed: Vec<IndexedChunk<'_>> = rows.iter().map(crate::store::IndexableChunk::indexed).collect();
         self.bm25.replace_version(document_id, version, &indexed)?;
         Ok(())
     }

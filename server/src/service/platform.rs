@@ -156,16 +156,7 @@ impl Platform {
         let rows = self.storage.indexable_chunks(None).await?;
         let bm25 = Arc::clone(&self.bm25);
         tokio::task::spawn_blocking(move || {
-            let indexed: Vec<IndexedChunk<'_>> = rows
-                .iter()
-                .map(|r| IndexedChunk {
-                    chunk: &r.chunk,
-                    document_id: &r.document_id,
-                    title: &r.title,
-                    version: r.version,
-                    acl: &r.acl,
-                })
-                .collect();
+            let indexed: Vec<IndexedChunk<'_>> = rows.iter().map(crate::store::IndexableChunk::indexed).collect();
             bm25.replace_all(&indexed).map(|()| indexed.len())
         })
         .await

@@ -203,6 +203,19 @@ pub struct IndexableChunk {
     pub chunk: indexer::Chunk,
 }
 
+impl IndexableChunk {
+    /// The chunk as the BM25 index takes it.
+    pub fn indexed(&self) -> indexer::IndexedChunk<'_> {
+        indexer::IndexedChunk {
+            chunk: &self.chunk,
+            document_id: &self.document_id,
+            title: &self.title,
+            version: self.version,
+            acl: &self.acl,
+        }
+    }
+}
+
 /// A row of the documents list.
 #[derive(Debug, Clone)]
 pub struct DocumentSummary {
