@@ -290,8 +290,9 @@ impl Bm25Index {
     }
 
     /// The query text becomes a disjunction of analysed terms over the text, the heading path and
-    /// the title, each field scored by BM25 on its own and weighted by [`HEADING_WEIGHT`] and [`TITLE_WEIGHT`]. The query
-    /// language is deliberately not exposed: a user cannot name fields such as `tenant:`.
+    /// the title, each field scored by BM25 on its own and weighted by [`HEADING_WEIGHT`] and
+    /// [`TITLE_WEIGHT`]. The query language is deliberately not exposed: a user cannot name fields
+    /// such as `tenant:`.
     fn text_query(&self, query: &str) -> Result<Box<dyn Query>> {
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         let fields =

@@ -348,7 +348,16 @@ mod tests {
 
     #[test]
     fn passages_get_their_heading_ancestors_and_document_title() {
-        let rtf = "{\\rtf1\\ansi\n\\f0 DOCUMENT_ID_MAP = \\{\\\n    1: [\\\n        \"AML_VER09.211223\",\\\n        \"AML\",\\\n        \"aml\",\\\n        \"Anti-Money Laundering Rules\"\\\n    ],\\\n}";
+        let rtf = concat!(
+            "{\\rtf1\\ansi\n\\f0 DOCUMENT_ID_MAP = \\{\\\n",
+            "    1: [\\\n",
+            "        \"AML_VER09.211223\",\\\n",
+            "        \"AML\",\\\n",
+            "        \"aml\",\\\n",
+            "        \"Anti-Money Laundering Rules\"\\\n",
+            "    ],\\\n",
+            "}"
+        );
         let titles = document_titles(rtf);
         assert_eq!(titles.get(&1).map(String::as_str), Some("AML / Anti-Money Laundering Rules"));
         let passage = |id: &str, text: &str| ObliqaPassage {
