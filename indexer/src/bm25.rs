@@ -116,17 +116,20 @@ impl Bm25Index {
         std::fs::create_dir_all(dir).map_err(|e| Error::internal("creating the BM25 index directory", e))?;
         let (schema, fields) = schema();
         let open = || MmapDirectory::open(dir).map_err(|e| Error::internal("opening the BM25 index", e));
-        let mut directory = open()?;
-        let exists = Index::exists(&directory).map_err(|e| Error::internal("opening the BM25 index", e))?;
-        if exists && Index::open(directory.clone())?.schema() != schema {
+        let directory = open()?;
+        if Index::exists(&directory).map_err(|e| Error::internal("opening the BM25 index", e))? {
+            let index = Index::open(directory)?;
+            if index.schema() == schema {
+                return Self::from_index(index, fields);
+            }
             // Written by a release with other fields. The database is the truth: the index is
             // recreated empty, and the platform's start-up check finds it short and rebuilds it.
+            drop(index);
             tracing::warn!("the BM25 index has another schema; recreating it");
             std::fs::remove_dir_all(dir).map_err(|e| Error::internal("removing the old BM25 index", e))?;
             std::fs::create_dir_all(dir).map_err(|e| Error::internal("creating the BM25 index directory", e))?;
-            directory = open()?;
         }
-        Self::from_index(Index::open_or_create(directory, schema)?, fields)
+        Self::from_index(Index::create(open()?, schema, tantivy::IndexSettings::default())?, fields)
     }
 
     /// An index held in memory, for tests and one-off tools.

@@ -102,8 +102,11 @@ def main():
     model = common.new_model(args.layers)
     teacher = None
     if args.teacher:
-        settings = json.loads((args.teacher / "reranker.json").read_text())
-        teacher = common.OrtScorer(args.teacher / "model.onnx", tok, settings.get("max_length", 128), 8)
+        # The window lexgate runs the teacher with: its folder's reranker.json, else lexgate's
+        # default (indexer::rerank::DEFAULT_MAX_LENGTH).
+        folder = args.teacher / "reranker.json"
+        settings = json.loads(folder.read_text()) if folder.exists() else {}
+        teacher = common.OrtScorer(args.teacher / "model.onnx", tok, settings.get("max_length", 192), 8)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
 
     def lr_at(step):
