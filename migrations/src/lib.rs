@@ -14,6 +14,7 @@ mod m20261128_000008_service_tokens;
 mod m20261128_000009_release_gates;
 mod m20261201_000010_version_titles;
 mod m20261201_000011_sessions;
+mod m20261202_000012_obligations;
 
 pub use m20261128_000004_audit_chain::GENESIS as AUDIT_GENESIS;
 
@@ -36,6 +37,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000009_release_gates::Migration),
             Box::new(m20261201_000010_version_titles::Migration),
             Box::new(m20261201_000011_sessions::Migration),
+            Box::new(m20261202_000012_obligations::Migration),
         ]
     }
 }

@@ -150,3 +150,38 @@ pub fn today() -> NaiveDate {
 
 /// The indexer's access and status vocabulary, which requests are parsed into.
 pub use indexer::{ChunkAcl, Classification, GroupName, RetrievedHit, SourceStatus, StageScore, TenantId};
+
+/// What a document is, for the obligation register: obligations are extracted from regulations,
+/// and controls that meet them are suggested from policies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DocumentKind {
+    /// A law, regulation, standard or supervisory text that places obligations on the firm.
+    Regulation,
+    /// The firm's own policy, standard or procedure: where its controls are written.
+    Policy,
+    #[default]
+    Other,
+}
+
+impl DocumentKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DocumentKind::Regulation => "regulation",
+            DocumentKind::Policy => "policy",
+            DocumentKind::Other => "other",
+        }
+    }
+}
+
+impl FromStr for DocumentKind {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s.trim() {
+            "regulation" => Ok(DocumentKind::Regulation),
+            "policy" => Ok(DocumentKind::Policy),
+            "other" | "" => Ok(DocumentKind::Other),
+            other => Err(Error::user(format!("unknown document kind '{other}' (expected regulation, policy or other)"))),
+        }
+    }
+}

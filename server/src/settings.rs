@@ -106,6 +106,10 @@ pub struct Settings {
     pub reranker_dir: Option<PathBuf>,
     /// How many fused passages the reranker scores.
     pub rerank_top: usize,
+    /// Detect obligations with the trained classifier under `models_dir/obligations` when it is
+    /// set up; `false` uses the cue-word rules (the rollback, see
+    /// governance/models/obligation-classifier-minilm.md).
+    pub obligation_model: bool,
     /// Threads each ONNX Runtime session (embedding model, reranker) computes with; every core
     /// when absent.
     pub onnx_threads: Option<usize>,
@@ -154,6 +158,7 @@ impl Default for Settings {
             reranker: true,
             reranker_dir: None,
             rerank_top: indexer::retrieve::DEFAULT_RERANK_TOP,
+            obligation_model: true,
             onnx_threads: None,
             governance_dir: PathBuf::from("governance"),
             data_card_gate: true,
@@ -190,6 +195,7 @@ pub struct SettingsFile {
     pub reranker: Option<bool>,
     pub reranker_dir: Option<PathBuf>,
     pub rerank_top: Option<usize>,
+    pub obligation_model: Option<bool>,
     pub onnx_threads: Option<usize>,
     pub governance_dir: Option<PathBuf>,
     pub data_card_gate: Option<bool>,
@@ -229,6 +235,7 @@ impl Settings {
             embedding_model,
             reranker,
             rerank_top,
+            obligation_model,
             governance_dir,
             data_card_gate,
             answer_min_coverage,
@@ -322,6 +329,23 @@ impl Settings {
         self.reranker_model_dir().map(|dir| indexer::RerankerConfig {
             threads: self.onnx_threads,
             ..indexer::RerankerConfig::new(self.onnx_runtime_library(), dir)
+        })
+    }
+
+    /// The obligation classifier's folder, or `None` for the cue-word rules: turned off, or not
+    /// set up under `models_dir`.
+    pub fn obligation_model_dir(&self) -> Option<PathBuf> {
+        let dir = self.models_dir.join("obligations");
+        (self.obligation_model && dir.join("model.onnx").is_file()).then_some(dir)
+    }
+
+    /// The obligation detector the settings choose: the trained classifier, or the rules.
+    pub fn obligation_detector(&self) -> Result<std::sync::Arc<dyn indexer::ObligationDetector>> {
+        Ok(match self.obligation_model_dir() {
+            Some(dir) => std::sync::Arc::new(
+                indexer::ObligationModel::load(&self.onnx_runtime_library(), &dir, self.onnx_threads)?,
+            ),
+            None => std::sync::Arc::new(indexer::RuleDetector),
         })
     }
 

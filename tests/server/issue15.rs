@@ -41,6 +41,7 @@ fn upload(document_id: &str, title: &str, version: u32, acl: indexer::ChunkAcl, 
         bytes,
         acl,
         max_pages: 2000,
+        kind: Default::default(),
     }
 }
 

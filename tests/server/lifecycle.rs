@@ -277,6 +277,8 @@ async fn reindex_and_crash_recovery_reproduce_the_same_results(backend: Backend)
             embeddings: Vec::new(),
             embedding_model: String::new(),
             scan: Default::default(),
+            kind: Default::default(),
+            obligations: Vec::new(),
         })
         .await
         .unwrap();

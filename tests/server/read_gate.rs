@@ -64,6 +64,7 @@ async fn every_route_refuses_the_canary_to_every_reader_who_may_not_see_it() {
         bytes: pdf,
         acl,
         max_pages: 10,
+        kind: Default::default(),
     };
     p.ingestor().ingest_upload(upload, "adam@acme-bank", Arc::new(|_: &dyn Fn(&mut UploadStatus)| {})).await.unwrap();
     let chunk = p.storage.version_chunks("acme-bank.kestrel", 1).await.unwrap().remove(0);

@@ -68,6 +68,8 @@ async fn documents_chunks_and_principals_round_trip(backend: Backend) {
         embeddings: Vec::new(),
         embedding_model: String::new(),
         scan: Default::default(),
+        kind: Default::default(),
+        obligations: Vec::new(),
     };
     s.insert_version(&version).await.expect("insert");
     assert!(s.insert_version(&version).await.is_err(), "the same version cannot be written twice");

@@ -246,6 +246,7 @@ pub async fn ingest(settings: &Settings, pdfs: &[std::path::PathBuf], dir: &std:
                 file: p.clone(),
                 source: None,
                 acl: acl.clone(),
+                kind: crate::domain::DocumentKind::Other,
             })
             .collect(),
     };

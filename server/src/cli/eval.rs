@@ -45,6 +45,22 @@ pub enum EvalCommand {
         #[arg(long)]
         min_recall: Option<f64>,
     },
+    /// Obligation detection on labelled sentences (`[{"Text": ..., "Obligation": true}]`):
+    /// precision, recall, F1 and accuracy of the trained classifier and of the cue-word rules.
+    Obligations {
+        #[arg(long)]
+        sentences: PathBuf,
+        /// all, or the classifier's own held-out side of the file (`validation`) or its training
+        /// side (`train`), fixed by a hash of the text (see `indexer::obligation`).
+        #[arg(long, default_value = "all")]
+        split: String,
+        /// Write the figures as JSON here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Fail when the classifier's F1 falls below this.
+        #[arg(long)]
+        min_f1: Option<f64>,
+    },
     /// Ingest ObliQA passages into in-memory indexes and report Recall, MAP, nDCG and MRR at k
     /// for BM25, dense and hybrid retrieval.
     Obliqa {
@@ -283,6 +299,9 @@ pub async fn run(command: &EvalCommand, settings: Settings) -> anyhow::Result<()
                 report.reasons.join("; ")
             );
         }
+        EvalCommand::Obligations { sentences, split, out, min_f1 } => {
+            eval_obligations(&settings, sentences, split, out.as_deref(), *min_f1)?;
+        }
         EvalCommand::Filtered { corpus, questions, queries, k, vector_cache, min_recall } => {
             let config = settings.embedder_config();
             let embedder = indexer::Embedder::load(&config).context("loading the embedding model")?;
@@ -377,6 +396,53 @@ pub async fn run(command: &EvalCommand, settings: Settings) -> anyhow::Result<()
             };
             eval_obliqa(corpus, questions, qrels.as_deref(), &options, embedder, out.as_deref())?;
         }
+    }
+    Ok(())
+}
+
+/// `eval obligations`: the classifier against the rules on one labelled file, as a table.
+fn eval_obligations(
+    settings: &Settings,
+    path: &std::path::Path,
+    split: &str,
+    out: Option<&std::path::Path>,
+    min_f1: Option<f64>,
+) -> anyhow::Result<()> {
+    use indexer::obligation::{Classification, ObligationDetector, RuleDetector, in_validation_split, read_labelled};
+    let keep: fn(&str) -> bool = match split {
+        "all" => |_| true,
+        "validation" => in_validation_split,
+        "train" => |t| !in_validation_split(t),
+        other => anyhow::bail!("--split '{other}': expected all, train or validation"),
+    };
+    let rows: Vec<_> = read_labelled(path)?.into_iter().filter(|r| keep(&r.text)).collect();
+    anyhow::ensure!(!rows.is_empty(), "{} has no sentences in split '{split}'", path.display());
+    let dir = settings
+        .obligation_model_dir()
+        .context("the obligation classifier is not set up (run scripts/setup-models.sh) or turned off")?;
+    let model = indexer::ObligationModel::load(&settings.onnx_runtime_library(), &dir, settings.onnx_threads)
+        .context("loading the obligation classifier")?;
+    let texts: Vec<&str> = rows.iter().map(|r| r.text.as_str()).collect();
+    let gold: Vec<bool> = rows.iter().map(|r| r.obligation).collect();
+    let started = std::time::Instant::now();
+    let by_model = Classification::of(&model.detect(&texts)?, &gold);
+    let model_ms = started.elapsed().as_secs_f64() * 1000.0 / texts.len() as f64;
+    let by_rules = Classification::of(&RuleDetector.detect(&texts)?, &gold);
+    println!("Obligation detection, {} sentences of {} (split {split})\n", rows.len(), path.display());
+    println!("| detector | precision | recall | F1 | accuracy |");
+    println!("|---|---|---|---|---|");
+    for (name, m) in [(format!("classifier ({model_ms:.1} ms per sentence)"), by_model), ("cue-word rules".into(), by_rules)] {
+        println!("| {name} | {:.4} | {:.4} | {:.4} | {:.4} |", m.precision, m.recall, m.f1, m.accuracy);
+    }
+    if let Some(out) = out {
+        let json = serde_json::json!({
+            "sentences": rows.len(), "split": split, "model": model.model_id(),
+            "classifier": by_model, "rules": by_rules, "classifier_ms_per_sentence": model_ms,
+        });
+        std::fs::write(out, serde_json::to_string_pretty(&json)?).with_context(|| format!("writing {}", out.display()))?;
+    }
+    if let Some(floor) = min_f1 {
+        anyhow::ensure!(by_model.f1 >= floor, "the classifier's F1 {:.4} is below the floor {floor}", by_model.f1);
     }
     Ok(())
 }

@@ -303,6 +303,7 @@ pub(crate) fn upload_request(
         document_id: field("document_id"),
         acl: acl_from_form(actor, fields)?,
         files,
+        kind: field("kind").map(|k| k.parse()).transpose()?,
     })
 }
 

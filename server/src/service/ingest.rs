@@ -66,6 +66,8 @@ pub struct Ingestor {
     pub dense: Option<(Arc<Embedder>, Arc<DenseIndex>)>,
     /// How PDFs are read: in a worker process under limits, in the server.
     pub extractor: indexer::Extractor,
+    /// Finds the obligations of a document ingested as a regulation.
+    pub obligations: Arc<dyn indexer::ObligationDetector>,
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -340,6 +342,7 @@ impl Ingestor {
             e.version,
             crate::domain::random_hex(6)?
         ));
+        let obligations = self.find_obligations(p).await?;
         write_atomically(&staged, &p.bytes)?;
         let version = NewVersion {
             document_id: e.id.clone(),
@@ -353,6 +356,8 @@ impl Ingestor {
             embeddings: p.embeddings.clone(),
             embedding_model: self.dense.as_ref().map(|(m, _)| m.model_sha256().to_owned()).unwrap_or_default(),
             scan: p.scan,
+            kind: e.kind,
+            obligations,
         };
         if let Err(err) = self.storage.insert_version(&version).await {
             let _ = std::fs::remove_file(&staged);
@@ -374,6 +379,27 @@ impl Ingestor {
             return Err(err);
         }
         Ok(Outcome::Ingested { chunks: p.chunks.len() })
+    }
+
+    /// The obligations of a version ingested as a regulation (none for other documents),
+    /// compared with those of the latest earlier version.
+    async fn find_obligations(&self, p: &Prepared<'_>) -> Result<Vec<crate::store::NewObligation>> {
+        if p.entry.kind != crate::domain::DocumentKind::Regulation {
+            return Ok(Vec::new());
+        }
+        let previous = self.storage.previous_obligations(&p.entry.id, p.entry.version).await?;
+        let (document_id, chunks, detector) = (p.entry.id.clone(), p.chunks.clone(), Arc::clone(&self.obligations));
+        let started = std::time::Instant::now();
+        let found = tokio::task::spawn_blocking(move || {
+            crate::service::obligations::extract(&document_id, &chunks, detector.as_ref(), &previous)
+        })
+        .await
+        .map_err(|e| Error::internal("obligation extraction task", e))??;
+        tracing::info!(
+            document = %p.entry.id, version = p.entry.version, obligations = found.len(),
+            ms = started.elapsed().as_millis() as u64, "obligations extracted"
+        );
+        Ok(found)
     }
 
     fn index_version(&self, p: &Prepared<'_>) -> Result<()> {
@@ -413,6 +439,7 @@ pub struct Upload {
     pub bytes: Vec<u8>,
     pub acl: indexer::ChunkAcl,
     pub max_pages: usize,
+    pub kind: crate::domain::DocumentKind,
 }
 
 /// Receives updates of an upload's status as ingestion goes.
@@ -461,6 +488,7 @@ impl Ingestor {
             file: PathBuf::from(&upload.file_name),
             source: None,
             acl: upload.acl.clone(),
+            kind: upload.kind,
         };
         let extractor = self.extractor.with_max_pages(upload.max_pages);
         let (entry, prepared) = tokio::task::spawn_blocking(move || {

@@ -58,6 +58,9 @@ struct RawDocument {
     effective_from: String,
     expires_at: Option<String>,
     retention: String,
+    /// regulation, policy or other (the default).
+    #[serde(default)]
+    kind: crate::domain::DocumentKind,
 }
 
 /// A tenant to create.
@@ -77,6 +80,7 @@ pub struct DocumentEntry {
     pub file: PathBuf,
     pub source: Option<PathBuf>,
     pub acl: ChunkAcl,
+    pub kind: crate::domain::DocumentKind,
 }
 
 /// A validated manifest.
@@ -212,6 +216,7 @@ impl Manifest {
                 id: d.id,
                 title: d.title,
                 version: d.version,
+                kind: d.kind,
             });
         }
         Ok(Self {

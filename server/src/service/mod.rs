@@ -9,6 +9,7 @@ pub mod governance;
 pub mod ingest;
 pub mod limits;
 pub mod manifest;
+pub mod obligations;
 pub mod packet;
 pub mod platform;
 pub mod release_gate;

@@ -20,6 +20,8 @@ pub struct Platform {
     pub dense: Option<(Arc<Embedder>, Arc<DenseIndex>)>,
     /// The cross-encoder of the reranker stage, when one is configured.
     pub reranker: Option<Arc<dyn Reranker>>,
+    /// Finds obligations in regulations: the trained classifier, or the cue-word rules.
+    pub obligations: Arc<dyn indexer::ObligationDetector>,
     pub settings: Arc<Settings>,
 }
 
@@ -69,6 +71,12 @@ impl Platform {
                 None
             }
         };
+        let obligations = {
+            let settings = settings.clone();
+            tokio::task::spawn_blocking(move || settings.obligation_detector())
+                .await
+                .map_err(|e| Error::internal("loading the obligation classifier", e))??
+        };
         // The models loaded must be the ones the inventory approves; checked before the dense
         // index is built, so a refused start does no further work.
         let mut loaded: Vec<(&str, &str)> = Vec::new();
@@ -77,6 +85,9 @@ impl Platform {
         }
         if let Some(reranker) = &reranker {
             loaded.push(("reranker", reranker.model_id()));
+        }
+        if obligations.model_id() != indexer::RuleDetector::ID {
+            loaded.push(("obligation-classifier", obligations.model_id()));
         }
         crate::service::governance::check_inventory(&storage, &settings.governance_dir, &loaded).await?;
         crate::service::governance::seed_data_cards(&storage, &settings.governance_dir).await?;
@@ -87,7 +98,7 @@ impl Platform {
             }
             None => None,
         };
-        let platform = Self { storage, bm25, dense, reranker, settings: Arc::new(settings) };
+        let platform = Self { storage, bm25, dense, reranker, obligations, settings: Arc::new(settings) };
         platform.recover_after_crash().await?;
         if let Some(difference) = platform.bm25_difference().await? {
             // A crash between a database write and the index commit that follows it leaves them
@@ -371,6 +382,7 @@ impl Platform {
             files_dir: self.settings.files_dir(),
             dense: self.dense.clone(),
             extractor: self.settings.extractor(),
+            obligations: Arc::clone(&self.obligations),
         }
     }
 }

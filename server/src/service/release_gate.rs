@@ -673,6 +673,7 @@ async fn prepare_deletion(
         version: 1,
         file_name: format!("{}.pdf", doc.id),
         bytes: pdf,
+        kind: crate::domain::DocumentKind::Other,
         acl: indexer::ChunkAcl {
             tenant: admin.tenant.clone(),
             owner: "evaluation".into(),

@@ -80,6 +80,8 @@ pub struct UploadRequest {
     pub document_id: Option<String>,
     pub acl: ChunkAcl,
     pub files: Vec<UploadedFile>,
+    /// regulation, policy or other; a new version keeps its document's kind when absent.
+    pub kind: Option<crate::domain::DocumentKind>,
 }
 
 /// Starts and tracks upload jobs.
@@ -120,7 +122,7 @@ impl Uploads {
     /// starts. Shared by the upload form and the JSON API.
     pub async fn start(&self, actor: &Actor, request: UploadRequest) -> Result<Vec<String>> {
         self.authorize(actor).await?;
-        let UploadRequest { version_of, title: title_field, document_id: id_field, acl, files } = request;
+        let UploadRequest { version_of, title: title_field, document_id: id_field, acl, files, kind } = request;
         if files.is_empty() {
             return Err(Error::user("Choose at least one PDF file to upload."));
         }
@@ -135,11 +137,15 @@ impl Uploads {
         }
         let mut uploads: Vec<Upload> = Vec::new();
         for f in files {
-            let (document_id, version, title) = match &version_of {
+            let (document_id, version, title, kind) = match &version_of {
                 Some(id) => {
                     let id = self.documents.resolve_id(actor, id).await?;
                     let (next, title, _) = self.documents.next_version(actor, &id).await?;
-                    (id, next, title_field.clone().unwrap_or(title))
+                    let stored = match kind {
+                        Some(k) => k,
+                        None => self.storage.document(&id).await?.map(|d| d.kind.parse()).transpose()?.unwrap_or_default(),
+                    };
+                    (id, next, title_field.clone().unwrap_or(title), stored)
                 }
                 None => {
                     let requested = match (&id_field, uploads.is_empty()) {
@@ -158,7 +164,7 @@ impl Uploads {
                         Some(t) if uploads.is_empty() => t.clone(),
                         _ => f.name.rsplit_once('.').map_or(f.name.as_str(), |(s, _)| s).to_owned(),
                     };
-                    (id, 1, title)
+                    (id, 1, title, kind.unwrap_or_default())
                 }
             };
             if uploads.iter().any(|u| u.document_id == document_id) {
@@ -174,6 +180,7 @@ impl Uploads {
                 bytes: f.bytes,
                 acl: acl.clone(),
                 max_pages: self.max_pages,
+                kind,
             });
         }
         let unfinished = self.jobs.unfinished();

@@ -8,33 +8,7 @@ impl Storage {
     /// any number of processes form one chain.
     pub async fn append_audit(&self, e: AuditRecord) -> Result<()> {
         let txn = self.db.begin().await?;
-        let head = lock_audit_head(&txn).await?;
-        // Microseconds: what PostgreSQL keeps, so the hash of the stored value is the one computed.
-        let at = chrono::SubsecRound::trunc_subsecs(Utc::now(), 6);
-        let detail = e.detail.to_string();
-        let hash = crate::store::audit::event_hash(
-            &at,
-            &e.actor,
-            e.tenant.as_deref(),
-            &e.action,
-            &e.outcome,
-            &detail,
-            &head.last_hash,
-        );
-        let inserted = audit_event::Entity::insert(audit_event::ActiveModel {
-            at: Set(at),
-            actor: Set(e.actor),
-            tenant_id: Set(e.tenant),
-            action: Set(e.action),
-            outcome: Set(e.outcome),
-            detail: Set(detail),
-            prev_hash: Set(Some(head.last_hash)),
-            hash: Set(Some(hash.clone())),
-            ..Default::default()
-        })
-        .exec(&txn)
-        .await?;
-        set_audit_head(&txn, inserted.last_insert_id, hash).await?;
+        append_audit_in(&txn, e).await?;
         txn.commit().await?;
         Ok(())
     }
@@ -169,4 +143,36 @@ async fn set_audit_head(txn: &sea_orm::DatabaseTransaction, last_id: i64, last_h
     .exec(txn)
     .await?;
     Ok(())
+}
+
+/// Appends an event to the audit chain inside `txn`: it is written with the change it records,
+/// or not at all.
+pub(super) async fn append_audit_in(txn: &sea_orm::DatabaseTransaction, e: AuditRecord) -> Result<()> {
+    let head = lock_audit_head(txn).await?;
+    // Microseconds: what PostgreSQL keeps, so the hash of the stored value is the one computed.
+    let at = chrono::SubsecRound::trunc_subsecs(Utc::now(), 6);
+    let detail = e.detail.to_string();
+    let hash = crate::store::audit::event_hash(
+        &at,
+        &e.actor,
+        e.tenant.as_deref(),
+        &e.action,
+        &e.outcome,
+        &detail,
+        &head.last_hash,
+    );
+    let inserted = audit_event::Entity::insert(audit_event::ActiveModel {
+        at: Set(at),
+        actor: Set(e.actor),
+        tenant_id: Set(e.tenant),
+        action: Set(e.action),
+        outcome: Set(e.outcome),
+        detail: Set(detail),
+        prev_hash: Set(Some(head.last_hash)),
+        hash: Set(Some(hash.clone())),
+        ..Default::default()
+    })
+    .exec(txn)
+    .await?;
+    set_audit_head(txn, inserted.last_insert_id, hash).await
 }

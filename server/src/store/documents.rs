@@ -26,9 +26,14 @@ impl Storage {
             title: Set(v.title.clone()),
             owner: Set(v.acl.owner.clone()),
             created_at: Set(now),
+            kind: Set(v.kind.as_str().to_owned()),
         };
         document::Entity::insert(doc)
-            .on_conflict(OnConflict::column(document::Column::Id).update_columns([document::Column::Owner]).to_owned())
+            .on_conflict(
+                OnConflict::column(document::Column::Id)
+                    .update_columns([document::Column::Owner, document::Column::Kind])
+                    .to_owned(),
+            )
             .exec(&txn)
             .await?;
         let version_id = version_row_id(&v.document_id, v.version);
@@ -86,6 +91,7 @@ impl Storage {
                 chunk_embedding::Entity::insert_many(rows).exec(&txn).await?;
             }
         }
+        super::obligations::insert(&txn, v, &version_id, now).await?;
         txn.commit().await?;
         Ok(())
     }
@@ -151,6 +157,7 @@ impl Storage {
             .from(chunk::Entity)
             .and_where(chunk::Column::VersionId.is_in(version_ids.clone()))
             .to_owned();
+        super::obligations::delete_of_versions(&txn, &version_ids, chunk_ids_of_versions.clone()).await?;
         let embeddings = chunk_embedding::Entity::delete_many()
             .filter(chunk_embedding::Column::ChunkId.in_subquery(chunk_ids_of_versions))
             .exec(&txn)

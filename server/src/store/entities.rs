@@ -67,6 +67,8 @@ pub mod document {
         pub title: String,
         pub owner: String,
         pub created_at: DateTimeUtc,
+        /// `regulation`, `policy` or `other` (see `crate::domain::DocumentKind`).
+        pub kind: String,
     }
     no_relations!();
 }
@@ -369,6 +371,75 @@ pub mod release_gate {
         pub report_json: String,
         #[sea_orm(column_type = "Text")]
         pub report_md: String,
+    }
+    no_relations!();
+}
+
+pub mod obligation {
+    use sea_orm::entity::prelude::*;
+
+    /// One obligation of one version of a regulation (see the obligations migration).
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "obligations")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub tenant_id: String,
+        pub version_id: String,
+        pub document_id: String,
+        pub version: i32,
+        pub ordinal: i32,
+        pub obligation_key: String,
+        pub chunk_id: String,
+        pub page: i32,
+        #[sea_orm(column_type = "Text")]
+        pub heading_path: String,
+        pub span_start: i32,
+        pub span_end: i32,
+        #[sea_orm(column_type = "Text")]
+        pub text: String,
+        #[sea_orm(column_type = "Text")]
+        pub addressee: String,
+        pub modality: String,
+        #[sea_orm(column_type = "Text")]
+        pub action: String,
+        #[sea_orm(column_type = "Text", nullable)]
+        pub timing: Option<String>,
+        pub timing_iso: Option<String>,
+        #[sea_orm(column_type = "Text", nullable)]
+        pub conditions: Option<String>,
+        pub change: String,
+        #[sea_orm(column_type = "Text", nullable)]
+        pub previous_text: Option<String>,
+        pub status: String,
+        #[sea_orm(column_type = "Text", nullable)]
+        pub status_reason: Option<String>,
+        pub owner: Option<String>,
+        pub due_date: Option<Date>,
+        pub detector: String,
+        pub created_at: DateTimeUtc,
+        pub updated_at: DateTimeUtc,
+    }
+    no_relations!();
+}
+
+pub mod obligation_control {
+    use sea_orm::entity::prelude::*;
+
+    /// A policy passage suggested as the control meeting an obligation, and the analyst's call.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "obligation_controls")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub obligation_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub chunk_id: String,
+        pub document_id: String,
+        pub version: i32,
+        pub score: f64,
+        pub state: String,
+        pub decided_by: Option<String>,
+        pub decided_at: Option<DateTimeUtc>,
     }
     no_relations!();
 }

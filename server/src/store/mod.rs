@@ -8,6 +8,7 @@ mod documents;
 pub mod entities;
 pub mod governance;
 mod jobs;
+pub mod obligations;
 mod principals;
 mod records;
 
@@ -20,7 +21,7 @@ pub use entities::release_gate::Model as ReleaseGateRow;
 pub use entities::service_token::Model as ServiceTokenRow;
 pub use entities::session::Model as SessionRow;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::Utc;
 use indexer::{ChunkAcl, GroupName, SourceStatus, TenantId};
@@ -61,6 +62,43 @@ pub struct NewVersion {
     pub embedding_model: String,
     /// What ingestion found besides the text.
     pub scan: VersionScan,
+    pub kind: crate::domain::DocumentKind,
+    /// The obligations found in a regulation's text, written in the version's transaction.
+    pub obligations: Vec<NewObligation>,
+}
+
+/// An obligation found in a version of a regulation, as ingestion writes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewObligation {
+    pub ordinal: u32,
+    /// Stays the same across versions while the obligation is recognised.
+    pub key: String,
+    pub chunk_id: String,
+    pub page: u32,
+    pub heading_path: String,
+    /// Byte offsets of `text` in the chunk's text.
+    pub start: usize,
+    pub end: usize,
+    pub text: String,
+    pub addressee: String,
+    pub modality: String,
+    pub action: String,
+    pub timing: Option<String>,
+    pub timing_iso: Option<String>,
+    pub conditions: Option<String>,
+    /// `new`, `changed`, `unchanged` or `removed` against the previous version.
+    pub change: String,
+    pub previous_text: Option<String>,
+    /// `proposed`, or the review state an unchanged obligation keeps.
+    pub status: String,
+    pub status_reason: Option<String>,
+    pub owner: Option<String>,
+    pub due_date: Option<chrono::NaiveDate>,
+    /// The detector that found it (`rules-v1` or the classifier's sha256).
+    pub detector: String,
+    /// The previous version's obligation this one continues (unchanged or changed): its
+    /// confirmed and suggested controls carry over.
+    pub previous_id: Option<String>,
 }
 
 /// What ingestion found in a version besides its text: personal data counted by kind (never the
