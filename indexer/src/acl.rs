@@ -159,6 +159,9 @@ pub struct Reader {
     pub clearance: Classification,
     /// Answer from documents in force on this date.
     pub as_of: NaiveDate,
+    /// Search only these documents (by id); `None` searches every document the reader may
+    /// read. Part of each index's filter like the rest, so other documents never reach ranking.
+    pub documents: Option<BTreeSet<String>>,
 }
 
 impl ChunkAcl {

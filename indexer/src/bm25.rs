@@ -327,7 +327,7 @@ impl Bm25Index {
             Box::new(TermQuery::new(Term::from_field_text(field, text), IndexRecordOption::Basic))
         };
         let groups = TermSetQuery::new(reader.groups.iter().map(|g| Term::from_field_text(f.groups, g.as_str())));
-        Box::new(BooleanQuery::new(vec![
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![
             (Occur::Must, term(f.tenant, reader.tenant.as_str())),
             (Occur::Must, Box::new(groups)),
             (Occur::Must, term(f.status, SourceStatus::Approved.as_str())),
@@ -349,7 +349,12 @@ impl Bm25Index {
                 Occur::Must,
                 Box::new(RangeQuery::new(Bound::Excluded(Term::from_field_i64(f.expires_at, as_of)), Bound::Unbounded)),
             ),
-        ]))
+        ];
+        if let Some(documents) = &reader.documents {
+            let terms = documents.iter().map(|d| Term::from_field_text(f.document_id, d));
+            clauses.push((Occur::Must, Box::new(TermSetQuery::new(terms))));
+        }
+        Box::new(BooleanQuery::new(clauses))
     }
 }
 

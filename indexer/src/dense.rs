@@ -118,6 +118,8 @@ struct CompiledReader {
     group_sets: Vec<bool>,
     clearance: u8,
     as_of: i32,
+    /// The interned ids of the documents a restricted reader searches; `None`: all.
+    documents: Option<std::collections::HashSet<u32>>,
 }
 
 impl Entry {
@@ -129,6 +131,7 @@ impl Entry {
             && self.effective_from <= r.as_of
             && r.as_of < self.expires_at
             && r.group_sets.get(self.group_set as usize).copied().unwrap_or(false)
+            && r.documents.as_ref().is_none_or(|d| d.contains(&self.document))
     }
 
     fn is(&self, document: Option<u32>, version: Option<u32>) -> bool {
@@ -207,6 +210,10 @@ impl Meta {
             group_sets: self.group_sets.iter().map(|set| set.iter().any(|g| groups.contains(g))).collect(),
             clearance: rank(reader.clearance),
             as_of: day_number(reader.as_of),
+            documents: reader
+                .documents
+                .as_ref()
+                .map(|ids| ids.iter().filter_map(|d| self.names.get(d.as_str()).copied()).collect()),
         }
     }
 

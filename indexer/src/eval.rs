@@ -432,6 +432,7 @@ pub fn obliqa_reader() -> Result<crate::Reader> {
         groups: [crate::GroupName::parse("all")?].into_iter().collect(),
         clearance: crate::Classification::Public,
         as_of: chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap_or_default(),
+        documents: None,
     })
 }
 

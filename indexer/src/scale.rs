@@ -210,6 +210,7 @@ pub fn reader(buckets: usize) -> Result<Reader> {
         groups,
         clearance: Classification::Confidential,
         as_of: chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap_or_default(),
+        documents: None,
     })
 }
 

@@ -115,7 +115,13 @@ impl Actor {
 
     /// The identity the indexes filter by, for documents in force on `as_of`.
     pub fn reader(&self, as_of: NaiveDate) -> Reader {
-        Reader { tenant: self.tenant.clone(), groups: self.groups.clone(), clearance: self.clearance, as_of }
+        Reader {
+            tenant: self.tenant.clone(),
+            groups: self.groups.clone(),
+            clearance: self.clearance,
+            as_of,
+            documents: None,
+        }
     }
 }
 

@@ -240,3 +240,19 @@ fn fusion_settings_parse_print_and_refuse_nonsense() {
         assert!(bad.parse::<FusionConfig>().is_err(), "{bad:?} must be refused");
     }
 }
+
+#[test]
+fn a_reader_restricted_to_documents_searches_only_those() {
+    let docs = corpus();
+    let index = index(&docs);
+    let mut r = reader("acme", &["staff", "fincrime"], Classification::Confidential, "2026-01-01");
+    assert!(index.search(&r, "delete customer data", 10).expect("search").len() >= 3);
+    r.documents = Some(["a-restricted".to_owned(), "a-withdrawn".to_owned(), "nonexistent".to_owned()].into());
+    let hits = index.search(&r, "delete customer data", 10).expect("search");
+    // The withdrawn document is in the set but still filtered by its status.
+    let restricted = docs.iter().find(|d| d.id == "a-restricted").expect("fixture");
+    assert_eq!(hits.iter().map(|h| h.chunk_id.as_str()).collect::<Vec<_>>(), [restricted.chunks[0].id.as_str()]);
+    assert_eq!(index.count_visible(&r).expect("count"), 1);
+    r.documents = Some(Default::default());
+    assert!(index.search(&r, "delete customer data", 10).expect("search").is_empty(), "an empty set searches nothing");
+}

@@ -287,3 +287,22 @@ fn near_duplicate_filler_does_not_hide_the_passage_that_answers() {
         }
     }
 }
+
+#[test]
+fn a_reader_restricted_to_documents_gets_only_their_vectors() {
+    let f = fixture(300, 16);
+    let index = DenseIndex::new(16, 300).with_exact_search(0, 0.0);
+    index.add(&f.items()).expect("add");
+    let mut r = reader_with_share(1000);
+    let wanted: BTreeSet<String> = f.docs.iter().step_by(7).cloned().collect();
+    r.documents = Some(wanted.clone());
+    for i in (0..300).step_by(11) {
+        let (hits, _) = index.search(&r, &f.vectors[i], 10).expect("search");
+        assert!(!hits.is_empty());
+        let document = |chunk: &str| f.ids.iter().position(|c| c == chunk).map(|i| f.docs[i].clone());
+        assert!(
+            hits.iter().all(|h| document(&h.chunk_id).is_some_and(|d| wanted.contains(&d))),
+            "a vector of another document came back"
+        );
+    }
+}

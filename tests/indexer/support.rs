@@ -32,7 +32,7 @@ pub fn acl(tenant_id: &str, group_names: &[&str], classification: Classification
 }
 
 pub fn reader(tenant_id: &str, group_names: &[&str], clearance: Classification, as_of: &str) -> Reader {
-    Reader { tenant: tenant(tenant_id), groups: groups(group_names), clearance, as_of: date(as_of) }
+    Reader { tenant: tenant(tenant_id), groups: groups(group_names), clearance, as_of: date(as_of), documents: None }
 }
 
 /// The folder scripts/setup-models.sh installs into. The tests that need it fail, never skip,

@@ -148,6 +148,7 @@ async fn assert_nothing_stored(p: &Platform) {
         groups: ["staff".parse_group()].into_iter().collect(),
         clearance: Classification::Restricted,
         as_of: NaiveDate::from_ymd_opt(2026, 1, 1).expect("date"),
+        documents: None,
     };
     assert_eq!(p.bm25.count_visible(&reader).expect("count"), 0, "nothing was indexed");
 }

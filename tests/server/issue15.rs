@@ -148,6 +148,7 @@ async fn a_version_title_reaches_only_readers_of_that_version_on_every_route() {
         groups: [indexer::GroupName::parse("staff").unwrap()].into(),
         clearance: indexer::Classification::Internal,
         as_of: chrono::NaiveDate::from_ymd_opt(2030, 1, 1).unwrap(),
+        documents: None,
     };
     let checked = server::service::ask::retrieve_checked(
         &p.storage,

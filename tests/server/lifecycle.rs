@@ -23,6 +23,7 @@ fn all_seeing(tenant: &str) -> Reader {
         groups: groups.iter().map(|g| GroupName::parse(g).unwrap()).collect(),
         clearance: Classification::Restricted,
         as_of: server::domain::today(),
+        documents: None,
     }
 }
 

@@ -125,6 +125,7 @@ pub async fn run(command: &DocumentsCommand, mut settings: Settings) -> anyhow::
                 groups: groups.iter().map(|g| indexer::GroupName::parse(g.trim())).collect::<Result<_, _>>()?,
                 clearance: clearance.parse()?,
                 as_of: as_of.unwrap_or_else(crate::domain::today),
+                documents: None,
             };
             let method: indexer::Method = method.parse()?;
             anyhow::ensure!((1..=100).contains(limit), "--limit must be between 1 and 100");

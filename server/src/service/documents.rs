@@ -460,6 +460,7 @@ impl DocumentAdmin {
                 groups: acl.allowed_groups.clone(),
                 clearance: Classification::Restricted,
                 as_of: acl.effective_from,
+                documents: None,
             };
             let query: String = text.chars().take(500).collect();
             for method in methods {
