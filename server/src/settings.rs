@@ -342,9 +342,11 @@ impl Settings {
     /// The obligation detector the settings choose: the trained classifier, or the rules.
     pub fn obligation_detector(&self) -> Result<std::sync::Arc<dyn indexer::ObligationDetector>> {
         Ok(match self.obligation_model_dir() {
-            Some(dir) => std::sync::Arc::new(
-                indexer::ObligationModel::load(&self.onnx_runtime_library(), &dir, self.onnx_threads)?,
-            ),
+            Some(dir) => std::sync::Arc::new(indexer::obligation::CueThenModel(indexer::ObligationModel::load(
+                &self.onnx_runtime_library(),
+                &dir,
+                self.onnx_threads,
+            )?)),
             None => std::sync::Arc::new(indexer::RuleDetector),
         })
     }

@@ -6,6 +6,7 @@ pub mod corpus;
 pub mod documents;
 pub mod eval;
 pub mod governance;
+pub mod obligations;
 
 use std::path::PathBuf;
 
@@ -88,6 +89,9 @@ pub enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// The obligation register: extraction from stored regulations, export.
+    #[command(subcommand)]
+    Obligations(obligations::ObligationsCommand),
 }
 
 pub fn settings_from(cli: &Cli) -> anyhow::Result<Settings> {
@@ -156,5 +160,6 @@ pub async fn run(command: &Command, settings: Settings) -> anyhow::Result<()> {
         Command::Governance(c) => governance::run(c, settings).await,
         Command::Eval(c) => eval::run(c, settings).await,
         Command::Bench(c) => bench::run(c, settings).await,
+        Command::Obligations(c) => obligations::run(c, settings).await,
     }
 }

@@ -7,16 +7,19 @@
 //! modality, action, timing (normalised to an ISO 8601 duration where it is one) and conditions.
 //! Each obligation's span is byte offsets in its chunk's stored text, verified like a citation.
 
-use std::collections::{BTreeMap, HashSet};
-use std::sync::LazyLock;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, LazyLock};
 
-use indexer::ObligationDetector;
+use indexer::{ObligationDetector, Retriever};
 use regex::Regex;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
 
-use crate::error::Result;
-use crate::store::NewObligation;
-use crate::store::obligations::Previous;
+use crate::domain::{Actor, DocumentKind, Permission, Role};
+use crate::error::{Error, Result};
+use crate::store::obligations::{ControlRow, ObligationRow, Previous};
+use crate::store::{AuditRecord, NewObligation, Storage};
 
 use super::answer::sentences;
 
@@ -371,9 +374,686 @@ pub fn extract(
     Ok(out)
 }
 
+
+/// Who may move an obligation from one review state to another: analysts accept or set aside
+/// proposed obligations (and reopen their own calls), reviewers approve accepted ones or send
+/// them back. Nobody approves without an analyst's acceptance first.
+pub fn transition_allowed(role: Role, from: &str, to: &str) -> bool {
+    match role {
+        Role::Analyst => matches!(
+            (from, to),
+            (PROPOSED, ACCEPTED) | (PROPOSED, NOT_APPLICABLE) | (ACCEPTED, PROPOSED) | (NOT_APPLICABLE, PROPOSED)
+        ),
+        Role::Reviewer => matches!((from, to), (ACCEPTED, APPROVED) | (ACCEPTED, PROPOSED) | (NOT_APPLICABLE, PROPOSED)),
+        Role::Admin => false,
+    }
+}
+
+/// Which obligations a list shows; every field narrows it.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct Filter {
+    /// A regulation's document id.
+    pub regulation: Option<String>,
+    /// Text the heading path contains, e.g. "Article 19".
+    pub article: Option<String>,
+    /// proposed, accepted, not_applicable, approved or removed.
+    pub status: Option<String>,
+    pub owner: Option<String>,
+    /// Only gaps (true) or only non-gaps (false).
+    pub gap: Option<bool>,
+    /// new, changed, unchanged or removed.
+    pub change: Option<String>,
+}
+
+/// An obligation as lists, exports and the API give it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ObligationView {
+    pub id: String,
+    /// Stays the same from version to version while the obligation is recognised.
+    pub key: String,
+    pub document_id: String,
+    pub title: String,
+    pub version: u32,
+    pub page: u32,
+    pub heading_path: String,
+    pub chunk_id: String,
+    /// Byte offsets of `text` in the chunk's stored text.
+    pub start: usize,
+    pub end: usize,
+    pub text: String,
+    /// Whether `text` is exactly the stored chunk text at its offsets (checked on every read).
+    pub span_verified: bool,
+    pub addressee: String,
+    /// must, must_not or should.
+    pub modality: String,
+    pub action: String,
+    pub timing: Option<String>,
+    /// ISO 8601 duration or repeating period, where the timing is one.
+    pub timing_iso: Option<String>,
+    pub conditions: Option<String>,
+    /// new, changed, unchanged or removed, against the previous version.
+    pub change: String,
+    pub previous_text: Option<String>,
+    pub status: String,
+    pub status_reason: Option<String>,
+    pub owner: Option<String>,
+    pub due_date: Option<chrono::NaiveDate>,
+    /// Confirmed controls (policy passages meeting it).
+    pub controls_confirmed: usize,
+    /// Accepted (or approved) with no confirmed control.
+    pub gap: bool,
+    /// An approved obligation with an owner and a due date: a tracked action.
+    pub tracked_action: bool,
+}
+
+/// A policy passage suggested as, confirmed as or rejected as a control of an obligation.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ControlView {
+    pub chunk_id: String,
+    pub document_id: String,
+    pub title: String,
+    pub version: u32,
+    pub page: u32,
+    pub heading_path: String,
+    pub text: String,
+    pub score: f64,
+    /// suggested, confirmed or rejected.
+    pub state: String,
+    pub decided_by: Option<String>,
+}
+
+/// A word of a version diff, with whether it was removed, added or kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct DiffPart {
+    /// kept, added or removed.
+    pub kind: &'static str,
+    pub text: String,
+}
+
+/// An obligation with the regulation text around its span, the diff against the previous
+/// version, its decided controls and fresh suggestions.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ObligationDetail {
+    pub obligation: ObligationView,
+    /// Chunk text before and after the span.
+    pub before: String,
+    pub after: String,
+    /// Word diff of the previous version's text against this one (changed obligations).
+    pub diff: Vec<DiffPart>,
+    /// Confirmed and rejected controls whose passages the reader may read.
+    pub controls: Vec<ControlView>,
+    /// The best policy passages the reader may read that are not decided yet.
+    pub suggestions: Vec<ControlView>,
+}
+
+/// Counts over the register as one reader sees it.
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+pub struct Summary {
+    pub total: usize,
+    pub by_status: BTreeMap<String, usize>,
+    pub by_change: BTreeMap<String, usize>,
+    pub gaps: usize,
+    /// Accepted obligations waiting for a reviewer.
+    pub awaiting_review: usize,
+    pub tracked_actions: usize,
+}
+
+/// A review decision.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+pub struct Transition {
+    /// accepted, not_applicable, approved or proposed.
+    pub to: String,
+    /// Required to set aside (not_applicable) or to send back (proposed).
+    pub reason: Option<String>,
+    /// Required to approve: who carries out the action.
+    pub owner: Option<String>,
+    /// Required to approve.
+    pub due_date: Option<chrono::NaiveDate>,
+}
+
+/// What `lexgate obligations extract` did for one version.
+#[derive(Debug, Clone, Serialize)]
+pub struct Extracted {
+    pub document_id: String,
+    pub version: u32,
+    pub obligations: usize,
+    pub by_change: BTreeMap<String, usize>,
+    pub seconds: f64,
+    /// Already had obligations: left as they are.
+    pub skipped: bool,
+}
+
+/// The obligation register, for analysts and reviewers. Every read and change is decided here
+/// against the version's access metadata: an obligation is visible only to readers of its
+/// regulation.
+#[derive(Debug, Clone)]
+pub struct Register {
+    storage: Storage,
+    retriever: Retriever,
+    detector: Arc<dyn ObligationDetector>,
+    data_card_gate: bool,
+}
+
+/// Whether `actor` may read a version with this access metadata, whatever its dates: the
+/// register shows obligations before they apply and after a version is superseded.
+fn may_read(actor: &Actor, acl: &indexer::ChunkAcl) -> bool {
+    acl.tenant == actor.tenant
+        && acl.status == indexer::SourceStatus::Approved
+        && acl.classification <= actor.clearance
+        && acl.allowed_groups.iter().any(|g| actor.groups.contains(g))
+}
+
+fn reason_text(reason: Option<&str>) -> Option<String> {
+    reason.map(str::trim).filter(|r| !r.is_empty()).map(|r| r.chars().take(1000).collect())
+}
+
+/// Words removed from `old` and added in `new`, in order (a longest-common-subsequence diff;
+/// texts beyond 400 words each are compared as a whole).
+pub fn word_diff(old: &str, new: &str) -> Vec<DiffPart> {
+    let a: Vec<&str> = old.split_whitespace().collect();
+    let b: Vec<&str> = new.split_whitespace().collect();
+    if a.len() > 400 || b.len() > 400 {
+        return vec![DiffPart { kind: "removed", text: old.to_owned() }, DiffPart { kind: "added", text: new.to_owned() }];
+    }
+    let mut lcs = vec![vec![0u16; b.len() + 1]; a.len() + 1];
+    for i in (0..a.len()).rev() {
+        for j in (0..b.len()).rev() {
+            lcs[i][j] = if a[i] == b[j] { lcs[i + 1][j + 1] + 1 } else { lcs[i + 1][j].max(lcs[i][j + 1]) };
+        }
+    }
+    let mut out: Vec<DiffPart> = Vec::new();
+    let mut push = |kind: &'static str, word: &str| match out.last_mut() {
+        Some(last) if last.kind == kind => {
+            last.text.push(' ');
+            last.text.push_str(word);
+        }
+        _ => out.push(DiffPart { kind, text: word.to_owned() }),
+    };
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() || j < b.len() {
+        if i < a.len() && j < b.len() && a[i] == b[j] {
+            push("kept", a[i]);
+            i += 1;
+            j += 1;
+        } else if j < b.len() && (i == a.len() || lcs[i][j + 1] >= lcs[i + 1][j]) {
+            push("added", b[j]);
+            j += 1;
+        } else {
+            push("removed", a[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// Quotes a CSV field, and keeps a spreadsheet from reading it as a formula.
+fn csv_field(value: &str) -> String {
+    let value = if value.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{value}") } else { value.to_owned() };
+    format!("\"{}\"", value.replace('"', "\"\""))
+}
+
+impl Register {
+    pub fn new(
+        storage: Storage,
+        retriever: Retriever,
+        detector: Arc<dyn ObligationDetector>,
+        data_card_gate: bool,
+    ) -> Self {
+        Self { storage, retriever, detector, data_card_gate }
+    }
+
+    async fn audit(&self, actor: &Actor, action: &str, outcome: &str, detail: serde_json::Value) -> Result<()> {
+        self.storage.append_audit(AuditRecord::by(actor, action, outcome, detail)).await
+    }
+
+    /// Analysts, reviewers (and their service tokens with the matching scope) use the register.
+    async fn authorize_read(&self, actor: &Actor) -> Result<()> {
+        let allowed = match actor.role {
+            Role::Analyst => actor.may(Permission::Ask),
+            Role::Reviewer => actor.may(Permission::ReadGovernance),
+            Role::Admin => false,
+        };
+        if allowed {
+            return Ok(());
+        }
+        self.audit(actor, "read_obligations", "denied", serde_json::json!({ "role": actor.role })).await?;
+        Err(Error::Forbidden)
+    }
+
+    /// The register rows `actor` may see, as views, with each version's title.
+    async fn views(&self, actor: &Actor, rows: Vec<ObligationRow>) -> Result<Vec<ObligationView>> {
+        let mut access: HashMap<(String, i32), Option<(indexer::ChunkAcl, String)>> = HashMap::new();
+        let mut visible = Vec::new();
+        for row in rows {
+            let slot = (row.document_id.clone(), row.version);
+            if !access.contains_key(&slot) {
+                let version = u32::try_from(row.version).unwrap_or(0);
+                let acl = self.storage.version_acl(&row.document_id, version).await?;
+                let title = self
+                    .storage
+                    .versions(&row.document_id)
+                    .await?
+                    .into_iter()
+                    .find(|v| v.version == row.version)
+                    .map(|v| v.title)
+                    .unwrap_or_default();
+                access.insert(slot.clone(), acl.filter(|a| may_read(actor, a)).map(|a| (a, title)));
+            }
+            if let Some(Some((_, title))) = access.get(&slot) {
+                visible.push((row, title.clone()));
+            }
+        }
+        let ids: Vec<String> = visible.iter().map(|(r, _)| r.chunk_id.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+        let mut chunks: HashMap<String, String> = HashMap::new();
+        for slice in ids.chunks(500) {
+            chunks.extend(self.storage.chunks_by_ids(slice).await?.into_iter().map(|c| (c.id, c.text)));
+        }
+        let controls = self.storage.controls_of_tenant(&actor.tenant).await?;
+        let mut confirmed: HashMap<&str, usize> = HashMap::new();
+        for c in controls.iter().filter(|c| c.state == "confirmed") {
+            *confirmed.entry(c.obligation_id.as_str()).or_default() += 1;
+        }
+        Ok(visible
+            .into_iter()
+            .map(|(r, title)| {
+                let (start, end) = (usize::try_from(r.span_start).unwrap_or(0), usize::try_from(r.span_end).unwrap_or(0));
+                let span_verified = chunks.get(&r.chunk_id).and_then(|t| t.get(start..end)) == Some(r.text.as_str());
+                let controls_confirmed = confirmed.get(r.id.as_str()).copied().unwrap_or(0);
+                let reviewed = r.status == ACCEPTED || r.status == APPROVED;
+                ObligationView {
+                    gap: reviewed && controls_confirmed == 0,
+                    tracked_action: r.status == APPROVED && r.owner.is_some() && r.due_date.is_some(),
+                    controls_confirmed,
+                    id: r.id,
+                    key: r.obligation_key,
+                    document_id: r.document_id,
+                    title,
+                    version: u32::try_from(r.version).unwrap_or(0),
+                    page: u32::try_from(r.page).unwrap_or(0),
+                    heading_path: r.heading_path,
+                    chunk_id: r.chunk_id,
+                    start,
+                    end,
+                    text: r.text,
+                    span_verified,
+                    addressee: r.addressee,
+                    modality: r.modality,
+                    action: r.action,
+                    timing: r.timing,
+                    timing_iso: r.timing_iso,
+                    conditions: r.conditions,
+                    change: r.change,
+                    previous_text: r.previous_text,
+                    status: r.status,
+                    status_reason: r.status_reason,
+                    owner: r.owner,
+                    due_date: r.due_date,
+                }
+            })
+            .collect())
+    }
+
+    /// The current register (each regulation's latest version with obligations) as `actor`
+    /// sees it, filtered, with counts over what the filter kept.
+    pub async fn list(&self, actor: &Actor, filter: &Filter) -> Result<(Vec<ObligationView>, Summary)> {
+        self.authorize_read(actor).await?;
+        let rows = self.storage.current_obligations(&actor.tenant).await?;
+        let views = self.views(actor, rows).await?;
+        let wanted = |v: &ObligationView| {
+            filter.regulation.as_deref().is_none_or(|d| v.document_id == d)
+                && filter.article.as_deref().is_none_or(|a| v.heading_path.to_lowercase().contains(&a.to_lowercase()))
+                && filter.status.as_deref().is_none_or(|s| v.status == s)
+                && filter.owner.as_deref().is_none_or(|o| v.owner.as_deref() == Some(o))
+                && filter.gap.is_none_or(|g| v.gap == g)
+                && filter.change.as_deref().is_none_or(|c| v.change == c)
+        };
+        let kept: Vec<ObligationView> = views.into_iter().filter(|v| wanted(v)).collect();
+        Ok((kept.clone(), summarise(&kept)))
+    }
+
+    /// Accepted obligations waiting for a reviewer's approval (reviewers).
+    pub async fn queue(&self, actor: &Actor) -> Result<Vec<ObligationView>> {
+        let filter = Filter { status: Some(ACCEPTED.to_owned()), ..Filter::default() };
+        Ok(self.list(actor, &filter).await?.0)
+    }
+
+    /// Tracked actions: approved obligations with their owner and due date, soonest first.
+    pub async fn actions(&self, actor: &Actor) -> Result<Vec<ObligationView>> {
+        let (mut approved, _) = self.list(actor, &Filter { status: Some(APPROVED.to_owned()), ..Filter::default() }).await?;
+        approved.retain(|v| v.tracked_action);
+        approved.sort_by_key(|v| v.due_date);
+        Ok(approved)
+    }
+
+    async fn visible(&self, actor: &Actor, id: &str) -> Result<ObligationView> {
+        let row = self.storage.obligation(id).await?.filter(|r| r.tenant_id == actor.tenant.as_str());
+        // Another tenant's obligation and one the actor may not read are both "not found".
+        let row = row.ok_or(Error::NotFound)?;
+        self.views(actor, vec![row]).await?.pop().ok_or(Error::NotFound)
+    }
+
+    /// One obligation with its context, diff, decided controls and suggestions.
+    pub async fn detail(&self, actor: &Actor, id: &str) -> Result<ObligationDetail> {
+        self.authorize_read(actor).await?;
+        let obligation = self.visible(actor, id).await?;
+        let chunk = self.storage.chunks_by_ids(std::slice::from_ref(&obligation.chunk_id)).await?.pop();
+        let (before, after) = match &chunk {
+            Some(c) if obligation.span_verified => {
+                (c.text[..obligation.start].to_owned(), c.text[obligation.end..].to_owned())
+            }
+            _ => (String::new(), String::new()),
+        };
+        let diff = match &obligation.previous_text {
+            Some(previous) if obligation.change == "changed" => word_diff(previous, &obligation.text),
+            _ => Vec::new(),
+        };
+        let decided = self.storage.obligation_controls(id).await?;
+        let controls = self.readable_controls(actor, &decided).await?;
+        let decided_ids: HashSet<&str> = decided.iter().map(|c| c.chunk_id.as_str()).collect();
+        let suggestions = if obligation.change == "removed" {
+            Vec::new()
+        } else {
+            self.suggest(actor, &obligation).await?.into_iter().filter(|s| !decided_ids.contains(s.chunk_id.as_str())).collect()
+        };
+        Ok(ObligationDetail { obligation, before, after, diff, controls, suggestions })
+    }
+
+    /// Decided controls whose passages the actor may read now.
+    async fn readable_controls(&self, actor: &Actor, decided: &[ControlRow]) -> Result<Vec<ControlView>> {
+        let ids: Vec<String> = decided.iter().map(|c| c.chunk_id.clone()).collect();
+        let chunks: HashMap<String, crate::store::StoredChunk> =
+            self.storage.chunks_by_ids(&ids).await?.into_iter().map(|c| (c.id.clone(), c)).collect();
+        Ok(decided
+            .iter()
+            .filter_map(|c| {
+                let chunk = chunks.get(&c.chunk_id).filter(|ch| may_read(actor, &ch.acl))?;
+                Some(ControlView {
+                    chunk_id: chunk.id.clone(),
+                    document_id: chunk.document_id.clone(),
+                    title: chunk.title.clone(),
+                    version: chunk.version,
+                    page: chunk.page,
+                    heading_path: chunk.heading_path.clone(),
+                    text: chunk.text.clone(),
+                    score: c.score,
+                    state: c.state.clone(),
+                    decided_by: c.decided_by.clone(),
+                })
+            })
+            .collect())
+    }
+
+    /// The best passages of the tenant's policies for an obligation, searched as `actor`: the
+    /// search itself is restricted to policy documents and to what the actor may read.
+    async fn suggest(&self, actor: &Actor, obligation: &ObligationView) -> Result<Vec<ControlView>> {
+        let policies: BTreeSet<String> =
+            self.storage.documents_of_kind(&actor.tenant, DocumentKind::Policy).await?.into_iter().collect();
+        if policies.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut reader = actor.reader(crate::domain::today());
+        reader.documents = Some(policies.clone());
+        let method = if self.retriever.has_dense() { indexer::Method::Hybrid } else { indexer::Method::Bm25 };
+        let query = if obligation.action.split_whitespace().count() >= 4 { &obligation.action } else { &obligation.text };
+        let found = super::ask::retrieve_checked(
+            &self.storage,
+            &self.retriever,
+            &reader,
+            query,
+            method,
+            3,
+            self.data_card_gate,
+        )
+        .await?;
+        Ok(found
+            .passages
+            .into_iter()
+            .filter(|p| policies.contains(&p.chunk.document_id))
+            .map(|p| ControlView {
+                score: f64::from(p.scores.rerank.map_or(p.scores.fused, |r| r.score)),
+                chunk_id: p.chunk.id,
+                document_id: p.chunk.document_id,
+                title: p.chunk.title,
+                version: p.chunk.version,
+                page: p.chunk.page,
+                heading_path: p.chunk.heading_path,
+                text: p.chunk.text,
+                state: "suggested".to_owned(),
+                decided_by: None,
+            })
+            .collect())
+    }
+
+    /// Moves an obligation to another review state, with the audit event in the same
+    /// transaction. Refusals are audited too.
+    pub async fn transition(&self, actor: &Actor, id: &str, t: &Transition) -> Result<ObligationView> {
+        self.authorize_read(actor).await?;
+        let current = self.visible(actor, id).await?;
+        let detail = |outcome_reason: &str| {
+            serde_json::json!({
+                "obligation": current.id, "document": current.document_id, "version": current.version,
+                "key": current.key, "from": current.status, "to": t.to, "refused": outcome_reason,
+            })
+        };
+        if !transition_allowed(actor.role, &current.status, &t.to) {
+            self.audit(actor, "obligation_status", "denied", detail("not allowed for this role and state")).await?;
+            return Err(if [PROPOSED, ACCEPTED, NOT_APPLICABLE, APPROVED].contains(&t.to.as_str()) {
+                Error::user(format!(
+                    "A {} cannot move an obligation from {} to {}.",
+                    actor.role, current.status, t.to
+                ))
+            } else {
+                Error::user(format!("Unknown status '{}' (expected accepted, not_applicable, approved or proposed).", t.to))
+            });
+        }
+        let reason = reason_text(t.reason.as_deref());
+        if reason.is_none() && (t.to == NOT_APPLICABLE || t.to == PROPOSED) {
+            return Err(Error::user("Give a reason: it is kept in the audit trail."));
+        }
+        let owner_and_due = if t.to == APPROVED {
+            let owner = t.owner.as_deref().map(str::trim).filter(|o| !o.is_empty() && o.chars().count() <= 200);
+            let (Some(owner), Some(due)) = (owner, t.due_date) else {
+                return Err(Error::user("Approving makes a tracked action: give its owner and due date."));
+            };
+            if due < crate::domain::today() {
+                return Err(Error::user("The due date is in the past."));
+            }
+            Some((owner.to_owned(), due))
+        } else {
+            None
+        };
+        let record = AuditRecord::by(
+            actor,
+            "obligation_status",
+            "succeeded",
+            serde_json::json!({
+                "obligation": current.id, "document": current.document_id, "version": current.version,
+                "key": current.key, "from": current.status, "to": t.to, "reason": reason,
+                "owner": owner_and_due.as_ref().map(|(o, _)| o), "due_date": owner_and_due.as_ref().map(|(_, d)| d),
+            }),
+        );
+        let changed =
+            self.storage.set_obligation_status(id, &current.status, &t.to, reason, owner_and_due, record).await?;
+        if !changed {
+            return Err(Error::user("The obligation changed meanwhile; reload it and decide again."));
+        }
+        self.visible(actor, id).await
+    }
+
+    /// Confirms or rejects a policy passage as a control of an obligation (analysts). The
+    /// passage must be one the analyst may read, of a policy of the tenant.
+    pub async fn decide_control(&self, actor: &Actor, id: &str, chunk_id: &str, confirm: bool) -> Result<()> {
+        self.authorize_read(actor).await?;
+        let obligation = self.visible(actor, id).await?;
+        let state = if confirm { "confirmed" } else { "rejected" };
+        let detail = serde_json::json!({ "obligation": obligation.id, "chunk": chunk_id, "decision": state });
+        if actor.role != Role::Analyst || obligation.change == "removed" {
+            self.audit(actor, "obligation_control", "denied", detail).await?;
+            return Err(Error::Forbidden);
+        }
+        let chunk = self.storage.chunks_by_ids(&[chunk_id.to_owned()]).await?.pop();
+        let policies = self.storage.documents_of_kind(&actor.tenant, DocumentKind::Policy).await?;
+        let Some(chunk) = chunk.filter(|c| may_read(actor, &c.acl) && policies.contains(&c.document_id)) else {
+            return Err(Error::NotFound);
+        };
+        let score = self
+            .storage
+            .obligation_controls(id)
+            .await?
+            .into_iter()
+            .find(|c| c.chunk_id == chunk_id)
+            .map(|c| c.score)
+            .unwrap_or(0.0);
+        let record = AuditRecord::by(actor, "obligation_control", "succeeded", detail);
+        self.storage.decide_control(id, &chunk.id, &chunk.document_id, chunk.version, score, state, &actor.principal_id, record).await
+    }
+
+    /// The register as CSV: one row per obligation, with its citation.
+    pub async fn export_csv(&self, actor: &Actor, filter: &Filter) -> Result<String> {
+        let (rows, _) = self.list(actor, filter).await?;
+        let mut out = String::from(
+            "id,key,document,title,version,page,heading_path,status,modality,addressee,action,timing,timing_iso,conditions,change,owner,due_date,gap,text,citation\n",
+        );
+        for v in &rows {
+            let fields = [
+                v.id.clone(),
+                v.key.clone(),
+                v.document_id.clone(),
+                v.title.clone(),
+                v.version.to_string(),
+                v.page.to_string(),
+                v.heading_path.clone(),
+                v.status.clone(),
+                v.modality.clone(),
+                v.addressee.clone(),
+                v.action.clone(),
+                v.timing.clone().unwrap_or_default(),
+                v.timing_iso.clone().unwrap_or_default(),
+                v.conditions.clone().unwrap_or_default(),
+                v.change.clone(),
+                v.owner.clone().unwrap_or_default(),
+                v.due_date.map(|d| d.to_string()).unwrap_or_default(),
+                v.gap.to_string(),
+                v.text.clone(),
+                format!("{} v{}, page {}, {} [{}..{}] of chunk {}", v.document_id, v.version, v.page, v.heading_path, v.start, v.end, v.chunk_id),
+            ];
+            out.push_str(&fields.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(","));
+            out.push('\n');
+        }
+        self.audit(actor, "export_obligations", "succeeded", serde_json::json!({ "format": "csv", "rows": rows.len() })).await?;
+        Ok(out)
+    }
+
+    /// The register as JSON, with counts.
+    pub async fn export_json(&self, actor: &Actor, filter: &Filter) -> Result<serde_json::Value> {
+        let (rows, summary) = self.list(actor, filter).await?;
+        self.audit(actor, "export_obligations", "succeeded", serde_json::json!({ "format": "json", "rows": rows.len() })).await?;
+        Ok(serde_json::json!({ "summary": summary, "obligations": rows }))
+    }
+
+    /// Extracts the obligations of every stored version of a document that has none yet, in
+    /// version order (each compared with the one before), and marks the document a regulation.
+    /// The operator's `lexgate obligations extract`.
+    pub async fn extract_stored(&self, document_id: &str, requested_by: &str) -> Result<Vec<Extracted>> {
+        let document = self.storage.document(document_id).await?.ok_or(Error::NotFound)?;
+        self.storage.set_document_kind(document_id, DocumentKind::Regulation).await?;
+        let mut versions = self.storage.versions(document_id).await?;
+        versions.sort_by_key(|v| v.version);
+        let mut out = Vec::new();
+        for v in versions {
+            let version = u32::try_from(v.version).unwrap_or(0);
+            let started = std::time::Instant::now();
+            if !self.storage.version_obligations(document_id, version).await?.is_empty() {
+                out.push(Extracted { document_id: document_id.to_owned(), version, obligations: 0, by_change: BTreeMap::new(), seconds: 0.0, skipped: true });
+                continue;
+            }
+            let chunks: Vec<indexer::Chunk> = self
+                .storage
+                .version_chunks(document_id, version)
+                .await?
+                .into_iter()
+                .enumerate()
+                .map(|(i, c)| indexer::Chunk {
+                    id: c.id,
+                    ordinal: u32::try_from(i).unwrap_or(u32::MAX),
+                    page: c.page,
+                    char_start: c.char_start,
+                    char_end: c.char_end,
+                    heading_path: c.heading_path,
+                    text: c.text,
+                })
+                .collect();
+            let previous = self.storage.previous_obligations(document_id, version).await?;
+            let (id, detector) = (document_id.to_owned(), Arc::clone(&self.detector));
+            let found = tokio::task::spawn_blocking(move || extract(&id, &chunks, detector.as_ref(), &previous))
+                .await
+                .map_err(|e| Error::internal("obligation extraction task", e))??;
+            let mut by_change = BTreeMap::new();
+            for o in &found {
+                *by_change.entry(o.change.clone()).or_insert(0) += 1;
+            }
+            self.storage.insert_obligations(document_id, version, &document.tenant_id, &found).await?;
+            self.storage
+                .append_audit(AuditRecord {
+                    actor: requested_by.to_owned(),
+                    tenant: Some(document.tenant_id.clone()),
+                    action: "extract_obligations".to_owned(),
+                    outcome: "succeeded".to_owned(),
+                    detail: serde_json::json!({
+                        "document": document_id, "version": version, "obligations": found.len(),
+                        "by_change": by_change, "detector": self.detector.model_id(),
+                    }),
+                })
+                .await?;
+            out.push(Extracted {
+                document_id: document_id.to_owned(),
+                version,
+                obligations: found.len(),
+                by_change,
+                seconds: started.elapsed().as_secs_f64(),
+                skipped: false,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// Counts of a list of obligations.
+pub fn summarise(views: &[ObligationView]) -> Summary {
+    let mut s = Summary { total: views.len(), ..Summary::default() };
+    for v in views {
+        *s.by_status.entry(v.status.clone()).or_default() += 1;
+        *s.by_change.entry(v.change.clone()).or_default() += 1;
+        s.gaps += usize::from(v.gap);
+        s.awaiting_review += usize::from(v.status == ACCEPTED);
+        s.tracked_actions += usize::from(v.tracked_action);
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_review_path_is_open_to_each_role() {
+        assert!(transition_allowed(Role::Analyst, PROPOSED, ACCEPTED));
+        assert!(!transition_allowed(Role::Analyst, ACCEPTED, APPROVED), "an analyst never approves");
+        assert!(!transition_allowed(Role::Reviewer, PROPOSED, APPROVED), "approval needs an acceptance first");
+        assert!(transition_allowed(Role::Reviewer, ACCEPTED, APPROVED));
+        assert!(!transition_allowed(Role::Admin, PROPOSED, ACCEPTED));
+        assert!(!transition_allowed(Role::Reviewer, REMOVED, APPROVED));
+    }
+
+    #[test]
+    fn a_word_diff_marks_what_changed() {
+        let parts = word_diff("report within 4 hours to the authority", "report within 24 hours to the authority");
+        let kinds: Vec<(&str, &str)> = parts.iter().map(|p| (p.kind, p.text.as_str())).collect();
+        assert_eq!(kinds, [("kept", "report within"), ("added", "24"), ("removed", "4"), ("kept", "hours to the authority")]);
+        assert_eq!(csv_field("=cmd|x"), "\"'=cmd|x\"");
+        assert_eq!(csv_field("a \"b\""), "\"a \"\"b\"\"\"");
+    }
 
     #[test]
     fn fields_of_a_conditional_duty_with_a_deadline() {

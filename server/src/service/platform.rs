@@ -337,6 +337,16 @@ impl Platform {
         crate::service::governance::Governance::new(self.storage.clone(), Arc::clone(&self.settings))
     }
 
+    /// The obligation register.
+    pub fn register(&self) -> crate::service::obligations::Register {
+        crate::service::obligations::Register::new(
+            self.storage.clone(),
+            self.retriever(),
+            Arc::clone(&self.obligations),
+            self.settings.data_card_gate,
+        )
+    }
+
     /// A principal by id, for commands run by the operator on someone's authority.
     pub async fn actor(&self, principal_id: &str) -> Result<Option<crate::domain::Actor>> {
         self.storage.actor(principal_id).await

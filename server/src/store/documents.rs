@@ -91,7 +91,7 @@ impl Storage {
                 chunk_embedding::Entity::insert_many(rows).exec(&txn).await?;
             }
         }
-        super::obligations::insert(&txn, v, &version_id, now).await?;
+        super::obligations::insert(&txn, v, now).await?;
         txn.commit().await?;
         Ok(())
     }

@@ -36,16 +36,27 @@ pub fn obligation_id(document_id: &str, version: u32, key: &str) -> String {
 pub(super) async fn insert(
     txn: &sea_orm::DatabaseTransaction,
     v: &NewVersion,
-    version_id: &str,
     now: chrono::DateTime<Utc>,
 ) -> Result<()> {
-    for batch in v.obligations.chunks(100) {
+    insert_rows(txn, &v.document_id, v.version, v.acl.tenant.as_str(), &v.obligations, now).await
+}
+
+async fn insert_rows(
+    txn: &sea_orm::DatabaseTransaction,
+    document_id: &str,
+    version: u32,
+    tenant: &str,
+    obligations: &[NewObligation],
+    now: chrono::DateTime<Utc>,
+) -> Result<()> {
+    let version_id = version_row_id(document_id, version);
+    for batch in obligations.chunks(100) {
         let rows = batch.iter().map(|o| obligation::ActiveModel {
-            id: Set(obligation_id(&v.document_id, v.version, &o.key)),
-            tenant_id: Set(v.acl.tenant.to_string()),
-            version_id: Set(version_id.to_owned()),
-            document_id: Set(v.document_id.clone()),
-            version: Set(to_i32(v.version)),
+            id: Set(obligation_id(document_id, version, &o.key)),
+            tenant_id: Set(tenant.to_owned()),
+            version_id: Set(version_id.clone()),
+            document_id: Set(document_id.to_owned()),
+            version: Set(to_i32(version)),
             ordinal: Set(to_i32(o.ordinal)),
             obligation_key: Set(o.key.clone()),
             chunk_id: Set(o.chunk_id.clone()),
@@ -72,14 +83,14 @@ pub(super) async fn insert(
         });
         obligation::Entity::insert_many(rows).exec(txn).await?;
     }
-    for o in v.obligations.iter().filter(|o| o.change != "removed") {
+    for o in obligations.iter().filter(|o| o.change != "removed") {
         let Some(previous) = &o.previous_id else { continue };
         let controls =
             obligation_control::Entity::find().filter(obligation_control::Column::ObligationId.eq(previous)).all(txn).await?;
         if controls.is_empty() {
             continue;
         }
-        let id = obligation_id(&v.document_id, v.version, &o.key);
+        let id = obligation_id(document_id, version, &o.key);
         let rows = controls.into_iter().map(|c| obligation_control::ActiveModel {
             obligation_id: Set(id.clone()),
             chunk_id: Set(c.chunk_id),
@@ -251,59 +262,69 @@ impl Storage {
         Ok(true)
     }
 
-    /// Records suggested controls of an obligation; a passage already suggested or decided keeps
-    /// its state.
-    pub async fn add_control_suggestions(&self, obligation_id: &str, suggestions: &[(String, String, u32, f64)]) -> Result<()> {
-        if suggestions.is_empty() {
-            return Ok(());
-        }
-        let rows = suggestions.iter().map(|(chunk_id, document_id, version, score)| obligation_control::ActiveModel {
-            obligation_id: Set(obligation_id.to_owned()),
-            chunk_id: Set(chunk_id.clone()),
-            document_id: Set(document_id.clone()),
-            version: Set(to_i32(*version)),
-            score: Set(*score),
-            state: Set("suggested".to_owned()),
-            decided_by: Set(None),
-            decided_at: Set(None),
-        });
-        obligation_control::Entity::insert_many(rows)
-            .on_conflict(
-                OnConflict::columns([obligation_control::Column::ObligationId, obligation_control::Column::ChunkId])
-                    .do_nothing()
-                    .to_owned(),
-            )
-            .exec_without_returning(&self.db)
-            .await?;
-        Ok(())
-    }
-
-    /// Confirms or rejects a suggested control, with its audit event, in one transaction.
-    /// Returns `false` when there is no such suggestion.
+    /// Confirms or rejects a policy passage as a control of an obligation, with its audit event,
+    /// in one transaction; a second decision on the same passage replaces the first.
+    #[allow(clippy::too_many_arguments)]
     pub async fn decide_control(
         &self,
         obligation_id: &str,
         chunk_id: &str,
+        document_id: &str,
+        version: u32,
+        score: f64,
         state: &str,
         by: &str,
         audit: AuditRecord,
-    ) -> Result<bool> {
+    ) -> Result<()> {
         let txn = self.db.begin().await?;
-        let changed = obligation_control::Entity::update_many()
-            .col_expr(obligation_control::Column::State, sea_orm::sea_query::Expr::value(state))
-            .col_expr(obligation_control::Column::DecidedBy, sea_orm::sea_query::Expr::value(by))
-            .col_expr(obligation_control::Column::DecidedAt, sea_orm::sea_query::Expr::value(Utc::now()))
-            .filter(obligation_control::Column::ObligationId.eq(obligation_id))
-            .filter(obligation_control::Column::ChunkId.eq(chunk_id))
-            .exec(&txn)
-            .await?
-            .rows_affected;
-        if changed == 0 {
-            return Ok(false);
-        }
+        obligation_control::Entity::insert(obligation_control::ActiveModel {
+            obligation_id: Set(obligation_id.to_owned()),
+            chunk_id: Set(chunk_id.to_owned()),
+            document_id: Set(document_id.to_owned()),
+            version: Set(to_i32(version)),
+            score: Set(score),
+            state: Set(state.to_owned()),
+            decided_by: Set(Some(by.to_owned())),
+            decided_at: Set(Some(Utc::now())),
+        })
+        .on_conflict(
+            OnConflict::columns([obligation_control::Column::ObligationId, obligation_control::Column::ChunkId])
+                .update_columns([
+                    obligation_control::Column::State,
+                    obligation_control::Column::DecidedBy,
+                    obligation_control::Column::DecidedAt,
+                ])
+                .to_owned(),
+        )
+        .exec_without_returning(&txn)
+        .await?;
         super::audit_log::append_audit_in(&txn, audit).await?;
         txn.commit().await?;
-        Ok(true)
+        Ok(())
+    }
+
+    /// Marks a document as a regulation, a policy or other.
+    pub async fn set_document_kind(&self, document_id: &str, kind: crate::domain::DocumentKind) -> Result<()> {
+        document::Entity::update_many()
+            .col_expr(document::Column::Kind, sea_orm::sea_query::Expr::value(kind.as_str()))
+            .filter(document::Column::Id.eq(document_id))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// Writes the obligations found in a stored version, all or none.
+    pub async fn insert_obligations(
+        &self,
+        document_id: &str,
+        version: u32,
+        tenant: &str,
+        found: &[NewObligation],
+    ) -> Result<()> {
+        let txn = self.db.begin().await?;
+        insert_rows(&txn, document_id, version, tenant, found, Utc::now()).await?;
+        txn.commit().await?;
+        Ok(())
     }
 
     /// Ids of a tenant's documents of a kind.
