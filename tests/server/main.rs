@@ -13,6 +13,7 @@ mod governance;
 mod ingest;
 mod issue15;
 mod lifecycle;
+mod obligations;
 mod oidc;
 #[path = "../common/onnx_fixture.rs"]
 mod onnx_fixture;

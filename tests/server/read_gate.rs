@@ -43,7 +43,11 @@ async fn every_route_refuses_the_canary_to_every_reader_who_may_not_see_it() {
     let (_dir, p) = corpus_platform(Backend::Sqlite).await;
     let pdf = indexer::write_text_pdf(
         CANARY_TITLE,
-        &[vec!["Section 1 Kestrels".to_owned(), format!("Every spring {CANARY_TEXT} on the premises.")]],
+        &[vec![
+            "Section 1 Kestrels".to_owned(),
+            format!("Every spring {CANARY_TEXT} on the premises."),
+            format!("The office shall confirm each year that {CANARY_TEXT}."),
+        ]],
     )
     .unwrap();
     let acl = indexer::ChunkAcl {
@@ -64,11 +68,14 @@ async fn every_route_refuses_the_canary_to_every_reader_who_may_not_see_it() {
         bytes: pdf,
         acl,
         max_pages: 10,
-        kind: Default::default(),
+        // A regulation: its obligations carry its text onto the register's routes.
+        kind: server::domain::DocumentKind::Regulation,
     };
     p.ingestor().ingest_upload(upload, "adam@acme-bank", Arc::new(|_: &dyn Fn(&mut UploadStatus)| {})).await.unwrap();
     let chunk = p.storage.version_chunks("acme-bank.kestrel", 1).await.unwrap().remove(0);
     let (doc, id) = ("acme-bank.kestrel", chunk.id.as_str());
+    let obligation = p.storage.version_obligations(doc, 1).await.unwrap().remove(0).id;
+    assert!(!obligation.is_empty());
 
     // Each registered route, and the requests that exercise it (None: it reads nothing of a
     // tenant's documents, or it changes state and is covered by its own tests).
@@ -113,6 +120,16 @@ async fn every_route_refuses_the_canary_to_every_reader_who_may_not_see_it() {
         ("GET /api/v1/tokens", vec!["/api/v1/tokens".into()]),
         ("POST /api/v1/tokens", vec![]),
         ("DELETE /api/v1/tokens/{id}", vec![]),
+        ("GET /obligations", vec!["/obligations".into(), format!("/obligations?regulation={doc}")]),
+        ("GET /obligations/export.csv", vec!["/obligations/export.csv".into()]),
+        ("GET /obligations/export.json", vec!["/obligations/export.json".into()]),
+        ("GET /obligations/{id}", vec![format!("/obligations/{obligation}")]),
+        ("POST /obligations/{id}/status", vec![]),
+        ("POST /obligations/{id}/controls", vec![]),
+        ("GET /api/v1/obligations", vec!["/api/v1/obligations".into()]),
+        ("GET /api/v1/obligations/{id}", vec![format!("/api/v1/obligations/{obligation}")]),
+        ("POST /api/v1/obligations/{id}/status", vec![]),
+        ("POST /api/v1/obligations/{id}/controls", vec![]),
     ];
     let listed: BTreeSet<String> = table.iter().map(|(r, _)| (*r).to_owned()).collect();
     assert_eq!(listed, registered_routes(), "every registered route is listed here, and only those");
@@ -125,6 +142,8 @@ async fn every_route_refuses_the_canary_to_every_reader_who_may_not_see_it() {
     assert_eq!(status, StatusCode::OK);
     assert!(body.contains(CANARY_TEXT) && body.contains(CANARY_TITLE), "{body}");
     assert!(alice.get(&format!("/passages/{id}")).await.2.contains(CANARY_TEXT));
+    assert!(alice.get(&format!("/api/v1/obligations/{obligation}")).await.2.contains(CANARY_TEXT));
+    assert!(alice.get("/obligations/export.csv").await.2.contains(CANARY_TEXT));
 
     let leaks = |who: &str, uri: &str, body: &str| {
         assert!(

@@ -7,6 +7,7 @@ pub mod bench;
 pub mod documents;
 pub mod error;
 pub mod governance;
+pub mod obligations;
 pub mod oidc;
 pub mod openapi;
 pub mod session;
@@ -38,6 +39,7 @@ pub struct AppState {
     pub sessions: crate::service::sessions::Sessions,
     pub tokens: crate::service::tokens::Tokens,
     pub governance: crate::service::governance::Governance,
+    pub register: crate::service::obligations::Register,
     pub key: Key,
     pub secure_cookies: bool,
     /// The OpenID provider users sign in with; the development sign-in is refused when set.
@@ -70,6 +72,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .configure(documents::routes)
         .configure(tokens::routes)
         .configure(governance::routes)
+        .configure(obligations::routes)
         .configure(openapi::routes);
 }
 
@@ -171,6 +174,7 @@ pub fn app_state(
         sessions: platform.sessions(REFUSALS_AUDITED_PER_MINUTE),
         tokens: platform.tokens(),
         governance: platform.governance(),
+        register: platform.register(),
         settings: Arc::clone(settings),
         key,
         secure_cookies: settings.secure_cookies,

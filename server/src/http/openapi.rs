@@ -32,13 +32,18 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
         crate::http::tokens::tokens_get,
         crate::http::tokens::tokens_post,
         crate::http::tokens::token_delete,
+        crate::http::obligations::api_list_get,
+        crate::http::obligations::api_detail_get,
+        crate::http::obligations::api_status_post,
+        crate::http::obligations::api_control_post,
     ),
     modifiers(&Security),
     security(("session" = []), ("bearer" = [])),
     tags(
         (name = "ask", description = "Questions and cited answers"),
         (name = "documents", description = "Documents, their versions and access, uploads (admins)"),
-        (name = "tokens", description = "Service tokens (admins)")
+        (name = "tokens", description = "Service tokens (admins)"),
+        (name = "obligations", description = "The obligation register: review, controls, exports (analysts and reviewers)")
     )
 )]
 pub struct ApiDoc;

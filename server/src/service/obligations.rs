@@ -132,8 +132,10 @@ pub fn timing(sentence: &str) -> Option<(String, Option<String>)> {
     Some((text, iso))
 }
 
+/// `text` on one line, without closing punctuation, cut at `max_chars`.
 fn clip(text: &str, max_chars: usize) -> String {
-    let text = text.trim().trim_end_matches(['.', ';', ':', ',']).trim();
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let text = text.trim_end_matches(['.', ';', ':', ',']).trim();
     match text.char_indices().nth(max_chars) {
         Some((at, _)) => format!("{}…", &text[..at]),
         None => text.to_owned(),

@@ -28,7 +28,7 @@ pub struct Previous {
 
 /// The row id of an obligation: its version and its key.
 pub fn obligation_id(document_id: &str, version: u32, key: &str) -> String {
-    format!("{document_id}@v{version}#{key}")
+    format!("{document_id}~v{version}~{key}")
 }
 
 /// Writes the obligations of a version being inserted, carrying over the controls of the
