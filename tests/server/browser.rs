@@ -358,3 +358,69 @@ async fn in_a_browser_users_sign_in_through_the_provider_ask_with_citations_and_
     }
     assert!(p.storage.document("acme-bank.heron-sightings").await.unwrap().is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_browser_an_analyst_accepts_an_obligation_and_confirms_a_control_and_a_reviewer_approves_it() {
+    let (dir, p) = corpus_platform(Backend::Sqlite).await;
+    let app = Application::build(&p).await.expect("bind");
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let server = tokio::spawn(app.run_until_stopped());
+    let downloads = dir.path().join("downloads");
+    std::fs::create_dir_all(&downloads).unwrap();
+    let shots = screenshots_dir();
+
+    let result = tokio::task::spawn_blocking(move || {
+        let browser = Browser::start(base, &downloads);
+        let gaps = |n: usize| format!("<strong id=\"gap-count\">{n}</strong>");
+        let obligation = "//a[contains(text(), 'submit an initial notification')]";
+
+        browser.sign_in("greta@acme-bank");
+        browser.click("//a[text()='Obligations']");
+        browser.wait_for_path("/obligations");
+        let register = browser.wait_for_text(&gaps(0));
+        assert!(register.contains("Sample Regulation on Reporting ICT-related Incidents"), "{register}");
+        browser.click(obligation);
+        let detail = browser.wait_for_text("span verified against the stored text");
+        assert!(detail.contains("<mark>1. Financial entities shall submit an initial notification"), "{detail}");
+        browser.click("//button[@value='accepted']");
+        browser.wait_for_text("<td id=\"status\">accepted");
+        browser.open("/obligations");
+        browser.wait_for_text(&gaps(1));
+        browser.screenshot(&shots.join("obligation-register.png"));
+
+        browser.click(obligation);
+        browser.wait_for_text("Suggested policy passages");
+        browser.click("(//button[@value='confirm'])[1]");
+        let detail = browser.wait_for_text("confirmed by greta@acme-bank");
+        assert!(detail.contains("Reporting Major ICT-related Incidents"), "the bank's incident standard is the control: {detail}");
+        browser.open("/obligations");
+        browser.wait_for_text(&gaps(0));
+
+        browser.sign_in("rita@acme-bank");
+        browser.open("/obligations?status=accepted");
+        browser.wait_for_text("Waiting for approval");
+        browser.click(obligation);
+        browser.wait_for_text("Approve: track it as an action");
+        browser.fill("//input[@name='owner']", "CISO office");
+        browser.fill("//input[@name='due_date']", "2030-01-31");
+        browser.click("//button[@value='approved']");
+        let detail = browser.wait_for_text("<td id=\"status\">approved");
+        assert!(detail.contains("CISO office, due 2030-01-31"), "{detail}");
+        browser.screenshot(&shots.join("obligation-detail.png"));
+        let register = browser.open("/obligations");
+        assert!(register.contains("tracked actions: 1"), "{register}");
+
+        // A reader of the tenant without the regulation's group sees an empty register.
+        browser.sign_in("bob@acme-bank");
+        let register = browser.open("/obligations");
+        assert!(register.contains("No obligations match.") && !register.contains("initial notification"), "{register}");
+    })
+    .await;
+    server.abort();
+    if let Err(e) = result {
+        std::panic::resume_unwind(e.into_panic());
+    }
+    let events = p.storage.recent_audit(100).await.unwrap();
+    assert_eq!(events.iter().filter(|e| e.action == "obligation_status" && e.outcome == "succeeded").count(), 2);
+    assert_eq!(events.iter().filter(|e| e.action == "obligation_control" && e.outcome == "succeeded").count(), 1);
+}

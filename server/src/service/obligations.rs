@@ -225,6 +225,59 @@ fn fresh_key(document_id: &str, heading_path: &str, text: &str, taken: &HashSet<
     key
 }
 
+/// A list number: "2.", "(b)", "iv)".
+const NUMBER: &str = r"(?:\(?[0-9]{1,3}[a-z]?[.)]|\([a-z]{1,4}\)|[a-z]{1,4}\))";
+
+/// A line that starts with a list number begins a new provision, even where the sentence rule
+/// does not split (its number is not a capital letter).
+static NUMBERED_LINE: LazyLock<Regex> = LazyLock::new(|| regex(&format!(r"\n[ \t]*{NUMBER}[ \t]")));
+/// A sentence that is only a list number, or ends with one on a line of its own: the number
+/// belongs to the provision after it.
+static ONLY_NUMBER: LazyLock<Regex> = LazyLock::new(|| regex(&format!(r"^{NUMBER}$")));
+static TRAILING_NUMBER: LazyLock<Regex> = LazyLock::new(|| regex(&format!(r"\n[ \t]*{NUMBER}$")));
+
+/// The provisions of `text`: its sentences as [`sentences`] finds them, with each list number
+/// moved to the provision it opens, and a sentence cut where a numbered line begins.
+fn provisions(text: &str) -> Vec<(usize, usize)> {
+    let mut joined: Vec<(usize, usize)> = Vec::new();
+    let mut pending: Option<usize> = None;
+    for (start, end) in sentences(text) {
+        let piece = &text[start..end];
+        if ONLY_NUMBER.is_match(piece) {
+            pending = Some(pending.unwrap_or(start));
+            continue;
+        }
+        let start = pending.take().unwrap_or(start);
+        match TRAILING_NUMBER.find(piece) {
+            Some(m) => {
+                joined.push((start, start.max(end - piece.len() + m.start())));
+                pending = Some(end - piece.len() + m.start() + 1);
+            }
+            None => joined.push((start, end)),
+        }
+    }
+    if let Some(start) = pending {
+        joined.push((start, text.len()));
+    }
+    let mut out = Vec::new();
+    for (start, end) in joined {
+        let mut from = start;
+        for m in NUMBERED_LINE.find_iter(&text[start..end]) {
+            out.push((from, start + m.start()));
+            from = start + m.start() + 1;
+        }
+        out.push((from, end));
+    }
+    out.into_iter()
+        .filter_map(|(s, e)| {
+            let piece = &text[s..e];
+            let lead = piece.len() - piece.trim_start().len();
+            let trail = piece.len() - piece.trim_end().len();
+            (lead + trail < piece.len()).then_some((s + lead, e - trail))
+        })
+        .collect()
+}
+
 /// A sentence of a chunk that a detector will be asked about.
 struct Candidate<'a> {
     chunk: &'a indexer::Chunk,
@@ -251,7 +304,7 @@ pub fn extract(
     let mut candidates = Vec::new();
     let mut seen = HashSet::new();
     for chunk in chunks {
-        for (start, end) in sentences(&chunk.text) {
+        for (start, end) in provisions(&chunk.text) {
             let candidate = Candidate { chunk, start, end };
             let text = candidate.text();
             let long_enough = text.split_whitespace().count() >= 5;
@@ -1046,6 +1099,13 @@ mod tests {
         assert!(transition_allowed(Role::Reviewer, ACCEPTED, APPROVED));
         assert!(!transition_allowed(Role::Admin, PROPOSED, ACCEPTED));
         assert!(!transition_allowed(Role::Reviewer, REMOVED, APPROVED));
+    }
+
+    #[test]
+    fn a_numbered_line_starts_a_new_provision() {
+        let text = "Article 3 Reporting\n1. Entities shall notify within 4 hours.\n2. Entities shall report within 72 hours.";
+        let parts: Vec<&str> = provisions(text).into_iter().map(|(s, e)| &text[s..e]).collect();
+        assert_eq!(parts, ["Article 3 Reporting", "1. Entities shall notify within 4 hours.", "2. Entities shall report within 72 hours."]);
     }
 
     #[test]
