@@ -28,7 +28,7 @@ async fn the_inventory_blocks_an_unapproved_model_and_records_every_change(backe
     let p = Platform::open_with(settings.clone(), Some(shared_embedder())).await.expect("approved model starts");
     let inventory = p.storage.inventory().await.unwrap();
     let roles: Vec<&str> = inventory.iter().map(|e| e.role.as_str()).collect();
-    assert_eq!(roles, ["answer-composer", "embedding", "embedding-rollback", "reranker"]);
+    assert_eq!(roles, ["answer-composer", "embedding", "embedding-rollback", "obligation-classifier", "reranker"]);
     let embedding = inventory.iter().find(|e| e.role == "embedding").unwrap();
     assert_eq!(embedding.artifact_sha256, shared_embedder().model_sha256(), "the file approves what is loaded");
 
@@ -173,6 +173,7 @@ async fn the_exported_packet_unzips_with_every_section_and_the_databases_figures
         "05-release-gate",
         "06-audit",
         "07-deletion-receipts",
+        "10-obligation-register",
     ] {
         assert!(readme.contains(&format!("{section}.md")) && readme.contains(&format!("{section}.json")), "{section}");
     }
@@ -198,6 +199,11 @@ async fn the_exported_packet_unzips_with_every_section_and_the_databases_figures
     assert_eq!(receipts.as_array().unwrap().len(), 1);
     assert_eq!(receipts[0]["id"], receipt.id.as_str());
     assert_eq!(receipts[0]["post_check"]["passed"], true);
+    // The corpus regulation's register, counted without its text.
+    let register = json("10-obligation-register.json");
+    let regulation = register.as_array().unwrap().iter().find(|r| r["document_id"] == "sample-ict-incident-regulation").unwrap();
+    assert_eq!((regulation["total"].as_u64(), regulation["by_status"]["proposed"].as_u64()), (Some(9), Some(9)));
+    assert!(!read("10-obligation-register.md").contains("initial notification"), "counts, never obligation text");
     assert!(read("07-deletion-receipts.md").contains(&receipt.id));
     assert!(read("08-oversight-plan.md").contains("Risk tier: 3"));
 }

@@ -194,3 +194,19 @@ async fn an_obligation_becomes_an_action_only_when_an_analyst_accepts_and_a_revi
     assert_eq!(csv.matches(&format!("\n\"{REGULATION}~v1~")).count(), 9);
     assert!(csv.contains(&format!("{REGULATION} v1, page")));
 }
+
+#[tokio::test]
+async fn one_setting_rolls_the_classifier_back_to_the_cue_word_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = crate::support::settings(Backend::Sqlite, &dir).await;
+    let model = settings.obligation_detector().unwrap();
+    let inventory = server::service::governance::read_inventory_file(&settings.governance_dir).unwrap();
+    let approved = inventory.iter().find(|m| m.role == "obligation-classifier").unwrap();
+    assert_eq!(model.model_id(), approved.artifact_sha256, "the classifier loaded is the one the inventory approves");
+    settings.obligation_model = false;
+    let rules = settings.obligation_detector().unwrap();
+    assert_eq!(rules.model_id(), indexer::RuleDetector::ID);
+    // The two disagree where the rules have no cue word: the classifier finds this duty.
+    let duty = "The Authority mandates full compliance with its anti-money laundering rules.";
+    assert_eq!((model.detect(&[duty]).unwrap(), rules.detect(&[duty]).unwrap()), (vec![true], vec![false]));
+}

@@ -230,6 +230,39 @@ pub async fn build(storage: &Storage, settings: &Settings) -> Result<Vec<PacketF
         ),
     ));
 
+    // The obligation register: counts per regulation, no obligation text.
+    let register = storage.register_counts().await?;
+    files.push(json_file("10-obligation-register.json", &serde_json::to_value(&register).unwrap_or_default())?);
+    let mut md = String::from(
+        "# Obligation register\n\nThe current version of each regulation: obligations by review state, gaps (accepted or approved with no confirmed control) and changes against the previous version.\n\n",
+    );
+    if register.is_empty() {
+        md.push_str("No regulation has obligations yet.\n");
+    } else {
+        md.push_str("| tenant | regulation | version | obligations | proposed | accepted | not applicable | approved | gaps | new | changed | removed |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    }
+    for c in &register {
+        let s = |k: &str| c.by_status.get(k).copied().unwrap_or(0);
+        let ch = |k: &str| c.by_change.get(k).copied().unwrap_or(0);
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            c.tenant,
+            cell(&c.document_id),
+            c.version,
+            c.total,
+            s("proposed"),
+            s("accepted"),
+            s("not_applicable"),
+            s("approved"),
+            c.gaps,
+            ch("new"),
+            ch("changed"),
+            ch("removed")
+        );
+    }
+    files.push(md_file("10-obligation-register.md", md));
+
     let mut readme = format!(
         "# lexgate governance packet\n\nGenerated {generated} from the platform's database ({}).\nRisk tier {}; audit chain {}.\n\n| file | contents |\n|---|---|\n",
         storage.backend_name(),

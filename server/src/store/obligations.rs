@@ -26,6 +26,19 @@ pub struct Previous {
     pub due_date: Option<chrono::NaiveDate>,
 }
 
+/// The register's counts for one regulation's current version.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct RegisterCounts {
+    pub tenant: String,
+    pub document_id: String,
+    pub version: u32,
+    pub total: usize,
+    pub by_status: BTreeMap<String, usize>,
+    pub by_change: BTreeMap<String, usize>,
+    /// Accepted or approved with no confirmed control.
+    pub gaps: usize,
+}
+
 /// The row id of an obligation: its version and its key.
 pub fn obligation_id(document_id: &str, version: u32, key: &str) -> String {
     format!("{document_id}~v{version}~{key}")
@@ -325,6 +338,42 @@ impl Storage {
         insert_rows(&txn, document_id, version, tenant, found, Utc::now()).await?;
         txn.commit().await?;
         Ok(())
+    }
+
+    /// Counts of the current register of every tenant, per regulation version: for the
+    /// governance packet (no obligation text).
+    pub async fn register_counts(&self) -> Result<Vec<RegisterCounts>> {
+        let rows = obligation::Entity::find()
+            .order_by_asc(obligation::Column::DocumentId)
+            .order_by_desc(obligation::Column::Version)
+            .all(&self.db)
+            .await?;
+        let confirmed: std::collections::HashSet<String> = obligation_control::Entity::find()
+            .filter(obligation_control::Column::State.eq("confirmed"))
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|c| c.obligation_id)
+            .collect();
+        let mut latest: BTreeMap<String, i32> = BTreeMap::new();
+        let mut out: BTreeMap<(String, String), RegisterCounts> = BTreeMap::new();
+        for r in rows {
+            if *latest.entry(r.document_id.clone()).or_insert(r.version) != r.version {
+                continue;
+            }
+            let c = out.entry((r.tenant_id.clone(), r.document_id.clone())).or_insert_with(|| RegisterCounts {
+                tenant: r.tenant_id.clone(),
+                document_id: r.document_id.clone(),
+                version: u32::try_from(r.version).unwrap_or(0),
+                ..RegisterCounts::default()
+            });
+            c.total += 1;
+            *c.by_status.entry(r.status.clone()).or_default() += 1;
+            *c.by_change.entry(r.change.clone()).or_default() += 1;
+            let reviewed = r.status == "accepted" || r.status == "approved";
+            c.gaps += usize::from(reviewed && !confirmed.contains(&r.id));
+        }
+        Ok(out.into_values().collect())
     }
 
     /// Ids of a tenant's documents of a kind.
