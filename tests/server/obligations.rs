@@ -127,6 +127,16 @@ async fn obligations_are_extracted_verified_visible_to_readers_only_and_compared
     let detail = register.detail(&greta, &changed.id).await.unwrap();
     let diff: Vec<(&str, &str)> = detail.diff.iter().filter(|d| d.kind != "kept").map(|d| (d.kind, d.text.as_str())).collect();
     assert_eq!(diff, [("added", "2"), ("removed", "4")]);
+
+    // Deleting version 1 deletes every copy of its text in the register: its obligations, the
+    // removed row that quotes it, the previous text kept for the diff.
+    let adam = actor(&p, "adam@acme-bank").await;
+    let receipt = p.documents().delete(&adam, REGULATION, Some(1), "superseded, test").await.unwrap();
+    assert!(receipt.post_check.passed);
+    assert!(p.storage.version_obligations(REGULATION, 1).await.unwrap().is_empty());
+    let v2 = p.storage.version_obligations(REGULATION, 2).await.unwrap();
+    assert_eq!(v2.len(), 9, "the removed row quoted version 1 and is gone");
+    assert!(v2.iter().all(|o| o.previous_text.is_none() && !o.text.contains("keep the records")));
     assert!(p.storage.verify_audit().await.unwrap().problem.is_none());
 }
 

@@ -723,7 +723,7 @@ pub(crate) async fn api_document_delete(
 /// Uploads PDFs: the same multipart form as the page (fields and `files`). Answers 202 with the
 /// jobs (admins; CSRF header with a session).
 #[utoipa::path(post, path = "/api/v1/documents", tag = "documents",
-    request_body(content_type = "multipart/form-data", description = "`files` (PDFs), `classification`, `groups`, `owner`, `effective_from`, and optionally `title`, `document_id`, `version_of`, `expires_at`, `retention`"),
+    request_body(content_type = "multipart/form-data", description = "`files` (PDFs), `classification`, `groups`, `owner`, `effective_from`, and optionally `title`, `document_id`, `version_of`, `expires_at`, `retention`, `kind` (regulation, policy or other)"),
     responses(
         (status = 202, description = "The upload jobs started", body = UploadAccepted),
         (status = 400, description = "Invalid input; the message says what to change", body = ErrorBody), (status = 401, description = "No open session and no valid service token", body = ErrorBody), (status = 403, description = "Not allowed; the attempt is audited", body = ErrorBody),

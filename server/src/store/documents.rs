@@ -157,7 +157,7 @@ impl Storage {
             .from(chunk::Entity)
             .and_where(chunk::Column::VersionId.is_in(version_ids.clone()))
             .to_owned();
-        super::obligations::delete_of_versions(&txn, &version_ids, chunk_ids_of_versions.clone()).await?;
+        super::obligations::delete_of_versions(&txn, document_id, &version_ids, chunk_ids_of_versions.clone()).await?;
         let embeddings = chunk_embedding::Entity::delete_many()
             .filter(chunk_embedding::Column::ChunkId.in_subquery(chunk_ids_of_versions))
             .exec(&txn)

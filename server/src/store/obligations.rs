@@ -119,28 +119,35 @@ async fn insert_rows(
     Ok(())
 }
 
-/// Deletes the obligations of versions being deleted and every control suggestion that points
-/// at them or at their passages.
+/// Deletes, with versions of `document_id` being deleted, every copy of their text in the
+/// register: their obligations, the `removed` rows of later versions that point at their
+/// passages, the previous-version text later versions keep for their diffs, and every control
+/// suggestion or decision on any of these or on their passages.
 pub(super) async fn delete_of_versions(
     txn: &sea_orm::DatabaseTransaction,
+    document_id: &str,
     version_ids: &[String],
     chunk_ids_of_versions: SelectStatement,
 ) -> Result<()> {
-    use sea_orm::sea_query::Query;
-    let obligations_of_versions = Query::select()
-        .column(obligation::Column::Id)
-        .from(obligation::Entity)
-        .and_where(obligation::Column::VersionId.is_in(version_ids.to_vec()))
-        .to_owned();
+    use sea_orm::sea_query::{Expr, Query};
+    let gone = sea_orm::Condition::any()
+        .add(obligation::Column::VersionId.is_in(version_ids.to_vec()))
+        .add(obligation::Column::ChunkId.in_subquery(chunk_ids_of_versions.clone()));
+    let obligations_gone = Query::select().column(obligation::Column::Id).from(obligation::Entity).cond_where(gone.clone()).to_owned();
     obligation_control::Entity::delete_many()
         .filter(
             sea_orm::Condition::any()
-                .add(obligation_control::Column::ObligationId.in_subquery(obligations_of_versions))
+                .add(obligation_control::Column::ObligationId.in_subquery(obligations_gone))
                 .add(obligation_control::Column::ChunkId.in_subquery(chunk_ids_of_versions)),
         )
         .exec(txn)
         .await?;
-    obligation::Entity::delete_many().filter(obligation::Column::VersionId.is_in(version_ids.to_vec())).exec(txn).await?;
+    obligation::Entity::delete_many().filter(gone).exec(txn).await?;
+    obligation::Entity::update_many()
+        .col_expr(obligation::Column::PreviousText, Expr::value(Option::<String>::None))
+        .filter(obligation::Column::DocumentId.eq(document_id))
+        .exec(txn)
+        .await?;
     Ok(())
 }
 
