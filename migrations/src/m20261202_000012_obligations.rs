@@ -52,7 +52,12 @@ impl MigrationTrait for Migration {
         )
         .await?;
         m.create_index(
-            Index::create().name("obligations_by_version").table("obligations").col("document_id").col("version").take(),
+            Index::create()
+                .name("obligations_by_version")
+                .table("obligations")
+                .col("document_id")
+                .col("version")
+                .take(),
         )
         .await?;
         m.create_index(Index::create().name("obligations_by_tenant").table("obligations").col("tenant_id").take())

@@ -187,7 +187,9 @@ impl FromStr for DocumentKind {
             "regulation" => Ok(DocumentKind::Regulation),
             "policy" => Ok(DocumentKind::Policy),
             "other" | "" => Ok(DocumentKind::Other),
-            other => Err(Error::user(format!("unknown document kind '{other}' (expected regulation, policy or other)"))),
+            other => {
+                Err(Error::user(format!("unknown document kind '{other}' (expected regulation, policy or other)")))
+            }
         }
     }
 }

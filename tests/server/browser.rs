@@ -392,7 +392,10 @@ async fn in_a_browser_an_analyst_accepts_an_obligation_and_confirms_a_control_an
         browser.wait_for_text("Suggested policy passages");
         browser.click("(//button[@value='confirm'])[1]");
         let detail = browser.wait_for_text("confirmed by greta@acme-bank");
-        assert!(detail.contains("Reporting Major ICT-related Incidents"), "the bank's incident standard is the control: {detail}");
+        assert!(
+            detail.contains("Reporting Major ICT-related Incidents"),
+            "the bank's incident standard is the control: {detail}"
+        );
         browser.open("/obligations");
         browser.wait_for_text(&gaps(0));
 

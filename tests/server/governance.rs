@@ -201,7 +201,8 @@ async fn the_exported_packet_unzips_with_every_section_and_the_databases_figures
     assert_eq!(receipts[0]["post_check"]["passed"], true);
     // The corpus regulation's register, counted without its text.
     let register = json("10-obligation-register.json");
-    let regulation = register.as_array().unwrap().iter().find(|r| r["document_id"] == "sample-ict-incident-regulation").unwrap();
+    let regulation =
+        register.as_array().unwrap().iter().find(|r| r["document_id"] == "sample-ict-incident-regulation").unwrap();
     assert_eq!((regulation["total"].as_u64(), regulation["by_status"]["proposed"].as_u64()), (Some(9), Some(9)));
     assert!(!read("10-obligation-register.md").contains("initial notification"), "counts, never obligation text");
     assert!(read("07-deletion-receipts.md").contains(&receipt.id));

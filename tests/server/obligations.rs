@@ -56,12 +56,22 @@ pub async fn upload_regulation_version(p: &Platform, version: u32, bytes: Vec<u8
 async fn obligations_are_extracted_verified_visible_to_readers_only_and_compared_across_versions(backend: Backend) {
     let (_dir, p) = corpus_platform(backend).await;
     let v1 = p.storage.version_obligations(REGULATION, 1).await.unwrap();
-    assert_eq!(v1.len(), 9, "nine duties in the sample regulation: {:#?}", v1.iter().map(|o| &o.text).collect::<Vec<_>>());
+    assert_eq!(
+        v1.len(),
+        9,
+        "nine duties in the sample regulation: {:#?}",
+        v1.iter().map(|o| &o.text).collect::<Vec<_>>()
+    );
     assert!(!v1.iter().any(|o| o.text.contains("may publish guidance")), "a permission is not an obligation");
     let chunks = p.storage.version_chunks(REGULATION, 1).await.unwrap();
     for o in &v1 {
         let chunk = chunks.iter().find(|c| c.id == o.chunk_id).unwrap();
-        assert_eq!(chunk.text.get(o.span_start as usize..o.span_end as usize), Some(o.text.as_str()), "span of {}", o.id);
+        assert_eq!(
+            chunk.text.get(o.span_start as usize..o.span_end as usize),
+            Some(o.text.as_str()),
+            "span of {}",
+            o.id
+        );
         assert!(o.heading_path.contains("Article"), "{}", o.heading_path);
         assert_eq!((o.change.as_str(), o.status.as_str()), ("new", "proposed"));
     }
@@ -70,7 +80,10 @@ async fn obligations_are_extracted_verified_visible_to_readers_only_and_compared
     assert_eq!(initial.timing_iso.as_deref(), Some("PT4H"));
     assert!(initial.heading_path.contains("Article 3"), "{}", initial.heading_path);
     let informing = find(&v1, "inform their clients");
-    assert_eq!(informing.conditions.as_deref(), Some("Where a major ICT-related incident has an impact on the financial interests of clients"));
+    assert_eq!(
+        informing.conditions.as_deref(),
+        Some("Where a major ICT-related incident has an impact on the financial interests of clients")
+    );
     assert_eq!(find(&v1, "delegate their responsibility").modality, "must_not");
 
     // Only readers of the regulation see its obligations: greta and rita hold its group; bob, of
@@ -115,17 +128,28 @@ async fn obligations_are_extracted_verified_visible_to_readers_only_and_compared
     assert_eq!(changed.previous_text.as_deref(), Some(initial.text.as_str()));
     assert_eq!((changed.status.as_str(), changed.timing_iso.as_deref()), ("proposed", Some("PT2H")), "back to review");
     let removed = v2.iter().find(|o| o.change == "removed").unwrap();
-    assert_eq!((removed.obligation_key.as_str(), removed.status.as_str()), (records.obligation_key.as_str(), "removed"));
+    assert_eq!(
+        (removed.obligation_key.as_str(), removed.status.as_str()),
+        (records.obligation_key.as_str(), "removed")
+    );
     assert!(v2.iter().find(|o| o.change == "new").unwrap().text.contains("test their incident response plan"));
     let kept = v2.iter().find(|o| o.obligation_key == classify.obligation_key).unwrap();
-    assert_eq!((kept.change.as_str(), kept.status.as_str()), ("unchanged", "accepted"), "an unchanged obligation keeps its review");
+    assert_eq!(
+        (kept.change.as_str(), kept.status.as_str()),
+        ("unchanged", "accepted"),
+        "an unchanged obligation keeps its review"
+    );
 
     // The register shows the current version, with the diff of the changed obligation.
     let (rows, summary) = register.list(&greta, &Filter::default()).await.unwrap();
     assert!(rows.iter().all(|o| o.version == 2 && o.span_verified));
-    assert_eq!((summary.total, summary.by_change.get("changed"), summary.by_change.get("removed")), (10, Some(&1), Some(&1)));
+    assert_eq!(
+        (summary.total, summary.by_change.get("changed"), summary.by_change.get("removed")),
+        (10, Some(&1), Some(&1))
+    );
     let detail = register.detail(&greta, &changed.id).await.unwrap();
-    let diff: Vec<(&str, &str)> = detail.diff.iter().filter(|d| d.kind != "kept").map(|d| (d.kind, d.text.as_str())).collect();
+    let diff: Vec<(&str, &str)> =
+        detail.diff.iter().filter(|d| d.kind != "kept").map(|d| (d.kind, d.text.as_str())).collect();
     assert_eq!(diff, [("added", "2"), ("removed", "4")]);
 
     // Deleting version 1 deletes every copy of its text in the register: its obligations, the
@@ -157,7 +181,10 @@ async fn an_obligation_becomes_an_action_only_when_an_analyst_accepts_and_a_revi
     assert!(matches!(register.transition(&rita, id, &to("approved")).await, Err(Error::User(_))));
     assert!(matches!(register.transition(&rita, id, &to("accepted")).await, Err(Error::User(_))));
     assert!(matches!(register.list(&adam, &Filter::default()).await, Err(Error::Forbidden)));
-    assert!(matches!(register.transition(&greta, id, &to("not_applicable")).await, Err(Error::User(_))), "a reason is required");
+    assert!(
+        matches!(register.transition(&greta, id, &to("not_applicable")).await, Err(Error::User(_))),
+        "a reason is required"
+    );
     register.transition(&greta, id, &to("accepted")).await.unwrap();
     assert!(matches!(register.transition(&greta, id, &to("approved")).await, Err(Error::User(_))));
     let (_, summary) = register.list(&greta, &Filter::default()).await.unwrap();
@@ -167,7 +194,9 @@ async fn an_obligation_becomes_an_action_only_when_an_analyst_accepts_and_a_revi
     // regulation itself; the incident-reporting standard comes first.
     let detail = register.detail(&greta, id).await.unwrap();
     assert!(!detail.suggestions.is_empty());
-    assert!(detail.suggestions.iter().all(|s| s.document_id != REGULATION && s.document_id != "acme-aml-investigations"));
+    assert!(
+        detail.suggestions.iter().all(|s| s.document_id != REGULATION && s.document_id != "acme-aml-investigations")
+    );
     assert_eq!(detail.suggestions[0].document_id, "acme-ict-incident-reporting");
     assert!(!detail.before.is_empty() || !detail.after.is_empty(), "the regulation text around the span");
     let control = detail.suggestions[0].chunk_id.clone();
@@ -184,7 +213,10 @@ async fn an_obligation_becomes_an_action_only_when_an_analyst_accepts_and_a_revi
     let approved = register.transition(&rita, id, &approve).await.unwrap();
     assert!(approved.tracked_action && approved.status == "approved");
     let actions = register.actions(&rita).await.unwrap();
-    assert_eq!(actions.iter().map(|a| (a.id.as_str(), a.owner.as_deref(), a.due_date)).collect::<Vec<_>>(), [(id, Some("CISO office"), Some(due))]);
+    assert_eq!(
+        actions.iter().map(|a| (a.id.as_str(), a.owner.as_deref(), a.due_date)).collect::<Vec<_>>(),
+        [(id, Some("CISO office"), Some(due))]
+    );
     assert_eq!(register.queue(&rita).await.unwrap().len(), 0, "nothing left waiting");
 
     // Every transition and decision is in the audit chain, with who, from, to and why.
@@ -193,7 +225,8 @@ async fn an_obligation_becomes_an_action_only_when_an_analyst_accepts_and_a_revi
     assert_eq!((of("obligation_status", "succeeded"), of("obligation_control", "succeeded")), (2, 1));
     assert_eq!((of("obligation_status", "denied"), of("obligation_control", "denied")), (3, 1));
     assert!(of("read_obligations", "denied") >= 1);
-    let approval = events.iter().find(|e| e.action == "obligation_status" && e.detail.contains("\"to\":\"approved\"")).unwrap();
+    let approval =
+        events.iter().find(|e| e.action == "obligation_status" && e.detail.contains("\"to\":\"approved\"")).unwrap();
     assert_eq!(approval.actor, "rita@acme-bank");
     assert!(approval.detail.contains("\"from\":\"accepted\"") && approval.detail.contains("CISO office"));
     assert!(p.storage.verify_audit().await.unwrap().problem.is_none(), "lexgate audit verify passes");

@@ -449,7 +449,8 @@ fn eval_obligations(
             "classifier": by_model, "rules": by_rules, "classifier_ms_per_sentence": model_ms,
             "cue_then_classifier": by_cascade, "cue_then_classifier_ms_per_sentence": cascade_ms,
         });
-        std::fs::write(out, serde_json::to_string_pretty(&json)?).with_context(|| format!("writing {}", out.display()))?;
+        std::fs::write(out, serde_json::to_string_pretty(&json)?)
+            .with_context(|| format!("writing {}", out.display()))?;
     }
     if let Some(floor) = min_f1 {
         anyhow::ensure!(by_model.f1 >= floor, "the classifier's F1 {:.4} is below the floor {floor}", by_model.f1);

@@ -49,7 +49,8 @@ pub async fn run(command: &ObligationsCommand, settings: Settings) -> anyhow::Re
                 for e in register.extract_stored(document, "cli").await? {
                     if !json {
                         let n = |k: &str| e.by_change.get(k).copied().unwrap_or(0);
-                        let seconds = if e.skipped { "already extracted".to_owned() } else { format!("{:.1}", e.seconds) };
+                        let seconds =
+                            if e.skipped { "already extracted".to_owned() } else { format!("{:.1}", e.seconds) };
                         println!(
                             "| {} | {} | {} | {} | {} | {} | {} | {seconds} |",
                             e.document_id,

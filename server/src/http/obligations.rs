@@ -104,11 +104,17 @@ impl DetailView {
     }
 }
 
-async fn detail_get(req: HttpRequest, state: web::Data<AppState>, SignedIn(actor): SignedIn, id: web::Path<String>) -> WebResult {
+async fn detail_get(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    SignedIn(actor): SignedIn,
+    id: web::Path<String>,
+) -> WebResult {
     let err = web_err(&req);
     let d = state.register.detail(&actor, &id).await.map_err(&err)?;
     let csrf = session::csrf_for(&req, &state).map_err(&err)?;
-    let view = DetailView { user: user_view(&actor, csrf.token.clone()), csrf: csrf.token, d, role: actor.role.as_str() };
+    let view =
+        DetailView { user: user_view(&actor, csrf.token.clone()), csrf: csrf.token, d, role: actor.role.as_str() };
     html(view.render(), csrf.new_cookie)
 }
 

@@ -51,19 +51,26 @@ fn regex(pattern: &str) -> Regex {
 }
 
 static PROHIBITION: LazyLock<Regex> = LazyLock::new(|| {
-    regex(r"(?i)\b(shall not|must not|may not|(?:is|are) (?:prohibited|not permitted|not allowed)|shall in no case|must never|shall never)\b")
+    regex(
+        r"(?i)\b(shall not|must not|may not|(?:is|are) (?:prohibited|not permitted|not allowed)|shall in no case|must never|shall never)\b",
+    )
 });
 static DUTY: LazyLock<Regex> = LazyLock::new(|| {
-    regex(r"(?i)\b(shall|must|(?:is|are) (?:required|obliged|obligated|mandated) to|(?:has|have) to|(?:is|are) responsible for)\b")
+    regex(
+        r"(?i)\b(shall|must|(?:is|are) (?:required|obliged|obligated|mandated) to|(?:has|have) to|(?:is|are) responsible for)\b",
+    )
 });
 static RECOMMENDATION: LazyLock<Regex> =
     LazyLock::new(|| regex(r"(?i)\b(should|(?:is|are) expected to|expects?|(?:is|are) encouraged to)\b"));
 static LEADING_CONDITION: LazyLock<Regex> = LazyLock::new(|| {
-    regex(r"(?i)^(?:\(?[0-9a-z]{1,4}[.)]\s+)?((?:where|if|when|whenever|unless|in the event|in case|subject to|for the purposes? of|without prejudice to|by way of derogation|after|before|upon|on)\b[^,]{3,300}),\s*")
+    regex(
+        r"(?i)^(?:\(?[0-9a-z]{1,4}[.)]\s+)?((?:where|if|when|whenever|unless|in the event|in case|subject to|for the purposes? of|without prejudice to|by way of derogation|after|before|upon|on)\b[^,]{3,300}),\s*",
+    )
 });
 static TRAILING_CONDITION: LazyLock<Regex> =
     LazyLock::new(|| regex(r"(?i)[,;]?\s+((?:where|if|unless|provided that|in so far as|insofar as|when)\b.{3,300})$"));
-static NUMBERING: LazyLock<Regex> = LazyLock::new(|| regex(r"^\s*(?:\(?[0-9]{1,3}[a-z]?[.)]|\([a-z]{1,4}\)|[a-z][.)])\s+"));
+static NUMBERING: LazyLock<Regex> =
+    LazyLock::new(|| regex(r"^\s*(?:\(?[0-9]{1,3}[a-z]?[.)]|\([a-z]{1,4}\)|[a-z][.)])\s+"));
 static TIMING: LazyLock<Regex> = LazyLock::new(|| {
     regex(
         r"(?i)\b(?:(within|no later than|not later than|at least|at most|every|after|before)\s+(\d{1,4}|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fourteen|fifteen|twenty|twenty-four|thirty|forty-eight|sixty|seventy-two|ninety)\s+(business |working |calendar )?(hours?|days?|weeks?|months?|years?)|without undue delay|immediately|promptly|annually|at least (?:once )?(?:a|per|every) (?:year|quarter|month)|at least annually|yearly|quarterly|monthly|semi-annually|periodically|on an ongoing basis)\b",
@@ -362,7 +369,15 @@ pub fn extract(
         let (key, change, previous_text, status, status_reason, owner, due_date) = match matched[i] {
             Some((j, true)) => {
                 let p = &previous[j];
-                (p.key.clone(), "unchanged", None, p.status.clone(), p.status_reason.clone(), p.owner.clone(), p.due_date)
+                (
+                    p.key.clone(),
+                    "unchanged",
+                    None,
+                    p.status.clone(),
+                    p.status_reason.clone(),
+                    p.owner.clone(),
+                    p.due_date,
+                )
             }
             Some((j, false)) => {
                 let p = &previous[j];
@@ -429,7 +444,6 @@ pub fn extract(
     Ok(out)
 }
 
-
 /// Who may move an obligation from one review state to another: analysts accept or set aside
 /// proposed obligations (and reopen their own calls), reviewers approve accepted ones or send
 /// them back. Nobody approves without an analyst's acceptance first.
@@ -439,7 +453,9 @@ pub fn transition_allowed(role: Role, from: &str, to: &str) -> bool {
             (from, to),
             (PROPOSED, ACCEPTED) | (PROPOSED, NOT_APPLICABLE) | (ACCEPTED, PROPOSED) | (NOT_APPLICABLE, PROPOSED)
         ),
-        Role::Reviewer => matches!((from, to), (ACCEPTED, APPROVED) | (ACCEPTED, PROPOSED) | (NOT_APPLICABLE, PROPOSED)),
+        Role::Reviewer => {
+            matches!((from, to), (ACCEPTED, APPROVED) | (ACCEPTED, PROPOSED) | (NOT_APPLICABLE, PROPOSED))
+        }
         Role::Admin => false,
     }
 }
@@ -609,7 +625,10 @@ pub fn word_diff(old: &str, new: &str) -> Vec<DiffPart> {
     let a: Vec<&str> = old.split_whitespace().collect();
     let b: Vec<&str> = new.split_whitespace().collect();
     if a.len() > 400 || b.len() > 400 {
-        return vec![DiffPart { kind: "removed", text: old.to_owned() }, DiffPart { kind: "added", text: new.to_owned() }];
+        return vec![
+            DiffPart { kind: "removed", text: old.to_owned() },
+            DiffPart { kind: "added", text: new.to_owned() },
+        ];
     }
     let mut lcs = vec![vec![0u16; b.len() + 1]; a.len() + 1];
     for i in (0..a.len()).rev() {
@@ -644,7 +663,8 @@ pub fn word_diff(old: &str, new: &str) -> Vec<DiffPart> {
 
 /// Quotes a CSV field, and keeps a spreadsheet from reading it as a formula.
 fn csv_field(value: &str) -> String {
-    let value = if value.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{value}") } else { value.to_owned() };
+    let value =
+        if value.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{value}") } else { value.to_owned() };
     format!("\"{}\"", value.replace('"', "\"\""))
 }
 
@@ -669,11 +689,16 @@ impl Register {
             Role::Reviewer => actor.may(Permission::ReadGovernance),
             Role::Admin => false,
         };
-        if allowed {
-            return Ok(());
+        if !allowed {
+            self.audit(actor, "read_obligations", "denied", serde_json::json!({ "role": actor.role })).await?;
+            return Err(Error::Forbidden);
         }
-        self.audit(actor, "read_obligations", "denied", serde_json::json!({ "role": actor.role })).await?;
-        Err(Error::Forbidden)
+        // The register quotes the tenant's documents: withheld, like answers, while their data
+        // card is not approved.
+        if self.data_card_gate && !self.storage.data_card_approved(actor.tenant.as_str()).await? {
+            return Err(Error::user(super::ask::DATA_CARD_BLOCKED));
+        }
+        Ok(())
     }
 
     /// The register rows `actor` may see, as views, with each version's title.
@@ -699,7 +724,8 @@ impl Register {
                 visible.push((row, title.clone()));
             }
         }
-        let ids: Vec<String> = visible.iter().map(|(r, _)| r.chunk_id.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+        let ids: Vec<String> =
+            visible.iter().map(|(r, _)| r.chunk_id.clone()).collect::<BTreeSet<_>>().into_iter().collect();
         let mut chunks: HashMap<String, String> = HashMap::new();
         for slice in ids.chunks(500) {
             chunks.extend(self.storage.chunks_by_ids(slice).await?.into_iter().map(|c| (c.id, c.text)));
@@ -712,7 +738,8 @@ impl Register {
         Ok(visible
             .into_iter()
             .map(|(r, title)| {
-                let (start, end) = (usize::try_from(r.span_start).unwrap_or(0), usize::try_from(r.span_end).unwrap_or(0));
+                let (start, end) =
+                    (usize::try_from(r.span_start).unwrap_or(0), usize::try_from(r.span_end).unwrap_or(0));
                 let span_verified = chunks.get(&r.chunk_id).and_then(|t| t.get(start..end)) == Some(r.text.as_str());
                 let controls_confirmed = confirmed.get(r.id.as_str()).copied().unwrap_or(0);
                 let reviewed = r.status == ACCEPTED || r.status == APPROVED;
@@ -775,7 +802,8 @@ impl Register {
 
     /// Tracked actions: approved obligations with their owner and due date, soonest first.
     pub async fn actions(&self, actor: &Actor) -> Result<Vec<ObligationView>> {
-        let (mut approved, _) = self.list(actor, &Filter { status: Some(APPROVED.to_owned()), ..Filter::default() }).await?;
+        let (mut approved, _) =
+            self.list(actor, &Filter { status: Some(APPROVED.to_owned()), ..Filter::default() }).await?;
         approved.retain(|v| v.tracked_action);
         approved.sort_by_key(|v| v.due_date);
         Ok(approved)
@@ -809,7 +837,11 @@ impl Register {
         let suggestions = if obligation.change == "removed" {
             Vec::new()
         } else {
-            self.suggest(actor, &obligation).await?.into_iter().filter(|s| !decided_ids.contains(s.chunk_id.as_str())).collect()
+            self.suggest(actor, &obligation)
+                .await?
+                .into_iter()
+                .filter(|s| !decided_ids.contains(s.chunk_id.as_str()))
+                .collect()
         };
         Ok(ObligationDetail { obligation, before, after, diff, controls, suggestions })
     }
@@ -850,7 +882,8 @@ impl Register {
         let mut reader = actor.reader(crate::domain::today());
         reader.documents = Some(policies.clone());
         let method = if self.retriever.has_dense() { indexer::Method::Hybrid } else { indexer::Method::Bm25 };
-        let query = if obligation.action.split_whitespace().count() >= 4 { &obligation.action } else { &obligation.text };
+        let query =
+            if obligation.action.split_whitespace().count() >= 4 { &obligation.action } else { &obligation.text };
         let found = super::ask::retrieve_checked(
             &self.storage,
             &self.retriever,
@@ -894,12 +927,12 @@ impl Register {
         if !transition_allowed(actor.role, &current.status, &t.to) {
             self.audit(actor, "obligation_status", "denied", detail("not allowed for this role and state")).await?;
             return Err(if [PROPOSED, ACCEPTED, NOT_APPLICABLE, APPROVED].contains(&t.to.as_str()) {
-                Error::user(format!(
-                    "A {} cannot move an obligation from {} to {}.",
-                    actor.role, current.status, t.to
-                ))
+                Error::user(format!("A {} cannot move an obligation from {} to {}.", actor.role, current.status, t.to))
             } else {
-                Error::user(format!("Unknown status '{}' (expected accepted, not_applicable, approved or proposed).", t.to))
+                Error::user(format!(
+                    "Unknown status '{}' (expected accepted, not_applicable, approved or proposed).",
+                    t.to
+                ))
             });
         }
         let reason = reason_text(t.reason.as_deref());
@@ -961,7 +994,9 @@ impl Register {
             .map(|c| c.score)
             .unwrap_or(0.0);
         let record = AuditRecord::by(actor, "obligation_control", "succeeded", detail);
-        self.storage.decide_control(id, &chunk.id, &chunk.document_id, chunk.version, score, state, &actor.principal_id, record).await
+        self.storage
+            .decide_control(id, &chunk.id, &chunk.document_id, chunk.version, score, state, &actor.principal_id, record)
+            .await
     }
 
     /// The register as CSV: one row per obligation, with its citation.
@@ -991,19 +1026,34 @@ impl Register {
                 v.due_date.map(|d| d.to_string()).unwrap_or_default(),
                 v.gap.to_string(),
                 v.text.clone(),
-                format!("{} v{}, page {}, {} [{}..{}] of chunk {}", v.document_id, v.version, v.page, v.heading_path, v.start, v.end, v.chunk_id),
+                format!(
+                    "{} v{}, page {}, {} [{}..{}] of chunk {}",
+                    v.document_id, v.version, v.page, v.heading_path, v.start, v.end, v.chunk_id
+                ),
             ];
             out.push_str(&fields.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(","));
             out.push('\n');
         }
-        self.audit(actor, "export_obligations", "succeeded", serde_json::json!({ "format": "csv", "rows": rows.len() })).await?;
+        self.audit(
+            actor,
+            "export_obligations",
+            "succeeded",
+            serde_json::json!({ "format": "csv", "rows": rows.len() }),
+        )
+        .await?;
         Ok(out)
     }
 
     /// The register as JSON, with counts.
     pub async fn export_json(&self, actor: &Actor, filter: &Filter) -> Result<serde_json::Value> {
         let (rows, summary) = self.list(actor, filter).await?;
-        self.audit(actor, "export_obligations", "succeeded", serde_json::json!({ "format": "json", "rows": rows.len() })).await?;
+        self.audit(
+            actor,
+            "export_obligations",
+            "succeeded",
+            serde_json::json!({ "format": "json", "rows": rows.len() }),
+        )
+        .await?;
         Ok(serde_json::json!({ "summary": summary, "obligations": rows }))
     }
 
@@ -1020,7 +1070,14 @@ impl Register {
             let version = u32::try_from(v.version).unwrap_or(0);
             let started = std::time::Instant::now();
             if !self.storage.version_obligations(document_id, version).await?.is_empty() {
-                out.push(Extracted { document_id: document_id.to_owned(), version, obligations: 0, by_change: BTreeMap::new(), seconds: 0.0, skipped: true });
+                out.push(Extracted {
+                    document_id: document_id.to_owned(),
+                    version,
+                    obligations: 0,
+                    by_change: BTreeMap::new(),
+                    seconds: 0.0,
+                    skipped: true,
+                });
                 continue;
             }
             let chunks: Vec<indexer::Chunk> = self
@@ -1103,16 +1160,27 @@ mod tests {
 
     #[test]
     fn a_numbered_line_starts_a_new_provision() {
-        let text = "Article 3 Reporting\n1. Entities shall notify within 4 hours.\n2. Entities shall report within 72 hours.";
+        let text =
+            "Article 3 Reporting\n1. Entities shall notify within 4 hours.\n2. Entities shall report within 72 hours.";
         let parts: Vec<&str> = provisions(text).into_iter().map(|(s, e)| &text[s..e]).collect();
-        assert_eq!(parts, ["Article 3 Reporting", "1. Entities shall notify within 4 hours.", "2. Entities shall report within 72 hours."]);
+        assert_eq!(
+            parts,
+            [
+                "Article 3 Reporting",
+                "1. Entities shall notify within 4 hours.",
+                "2. Entities shall report within 72 hours."
+            ]
+        );
     }
 
     #[test]
     fn a_word_diff_marks_what_changed() {
         let parts = word_diff("report within 4 hours to the authority", "report within 24 hours to the authority");
         let kinds: Vec<(&str, &str)> = parts.iter().map(|p| (p.kind, p.text.as_str())).collect();
-        assert_eq!(kinds, [("kept", "report within"), ("added", "24"), ("removed", "4"), ("kept", "hours to the authority")]);
+        assert_eq!(
+            kinds,
+            [("kept", "report within"), ("added", "24"), ("removed", "4"), ("kept", "hours to the authority")]
+        );
         assert_eq!(csv_field("=cmd|x"), "\"'=cmd|x\"");
         assert_eq!(csv_field("a \"b\""), "\"a \"\"b\"\"\"");
     }

@@ -143,7 +143,9 @@ impl Uploads {
                     let (next, title, _) = self.documents.next_version(actor, &id).await?;
                     let stored = match kind {
                         Some(k) => k,
-                        None => self.storage.document(&id).await?.map(|d| d.kind.parse()).transpose()?.unwrap_or_default(),
+                        None => {
+                            self.storage.document(&id).await?.map(|d| d.kind.parse()).transpose()?.unwrap_or_default()
+                        }
                     };
                     (id, next, title_field.clone().unwrap_or(title), stored)
                 }

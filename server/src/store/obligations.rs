@@ -98,8 +98,10 @@ async fn insert_rows(
     }
     for o in obligations.iter().filter(|o| o.change != "removed") {
         let Some(previous) = &o.previous_id else { continue };
-        let controls =
-            obligation_control::Entity::find().filter(obligation_control::Column::ObligationId.eq(previous)).all(txn).await?;
+        let controls = obligation_control::Entity::find()
+            .filter(obligation_control::Column::ObligationId.eq(previous))
+            .all(txn)
+            .await?;
         if controls.is_empty() {
             continue;
         }
@@ -133,7 +135,8 @@ pub(super) async fn delete_of_versions(
     let gone = sea_orm::Condition::any()
         .add(obligation::Column::VersionId.is_in(version_ids.to_vec()))
         .add(obligation::Column::ChunkId.in_subquery(chunk_ids_of_versions.clone()));
-    let obligations_gone = Query::select().column(obligation::Column::Id).from(obligation::Entity).cond_where(gone.clone()).to_owned();
+    let obligations_gone =
+        Query::select().column(obligation::Column::Id).from(obligation::Entity).cond_where(gone.clone()).to_owned();
     obligation_control::Entity::delete_many()
         .filter(
             sea_orm::Condition::any()
@@ -154,11 +157,7 @@ pub(super) async fn delete_of_versions(
 impl Storage {
     /// The obligations of the latest version before `version` that has any (removed ones
     /// excluded), for comparing a new version with it.
-    pub async fn previous_obligations(
-        &self,
-        document_id: &str,
-        version: u32,
-    ) -> Result<Vec<Previous>> {
+    pub async fn previous_obligations(&self, document_id: &str, version: u32) -> Result<Vec<Previous>> {
         let latest = obligation::Entity::find()
             .filter(obligation::Column::DocumentId.eq(document_id))
             .filter(obligation::Column::Version.lt(to_i32(version)))
