@@ -152,9 +152,18 @@ async fn obligations_are_extracted_verified_visible_to_readers_only_and_compared
         detail.diff.iter().filter(|d| d.kind != "kept").map(|d| (d.kind, d.text.as_str())).collect();
     assert_eq!(diff, [("added", "2"), ("removed", "4")]);
 
+    // A reader of version 2 who may not read version 1 sees neither the removed obligation (it
+    // quotes version 1) nor the previous text of the changed one.
+    let adam = actor(&p, "adam@acme-bank").await;
+    let mut v1_acl = p.storage.version_acl(REGULATION, 1).await.unwrap().unwrap();
+    v1_acl.allowed_groups = [indexer::GroupName::parse("board").unwrap()].into();
+    p.documents().update_acl(&adam, REGULATION, 1, v1_acl).await.unwrap();
+    let (rows, _) = register.list(&greta, &Filter::default()).await.unwrap();
+    assert_eq!(rows.len(), 9);
+    assert!(rows.iter().all(|o| o.change != "removed" && o.previous_text.is_none()));
+
     // Deleting version 1 deletes every copy of its text in the register: its obligations, the
     // removed row that quotes it, the previous text kept for the diff.
-    let adam = actor(&p, "adam@acme-bank").await;
     let receipt = p.documents().delete(&adam, REGULATION, Some(1), "superseded, test").await.unwrap();
     assert!(receipt.post_check.passed);
     assert!(p.storage.version_obligations(REGULATION, 1).await.unwrap().is_empty());

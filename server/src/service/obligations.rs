@@ -534,6 +534,23 @@ pub struct ControlView {
     pub decided_by: Option<String>,
 }
 
+impl ControlView {
+    fn of(chunk: crate::store::StoredChunk, score: f64, state: &str, decided_by: Option<String>) -> Self {
+        Self {
+            chunk_id: chunk.id,
+            document_id: chunk.document_id,
+            title: chunk.title,
+            version: chunk.version,
+            page: chunk.page,
+            heading_path: chunk.heading_path,
+            text: chunk.text,
+            score,
+            state: state.to_owned(),
+            decided_by,
+        }
+    }
+}
+
 /// A word of a version diff, with whether it was removed, added or kept.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct DiffPart {
@@ -701,35 +718,54 @@ impl Register {
         Ok(())
     }
 
-    /// The register rows `actor` may see, as views, with each version's title.
+    /// The register rows `actor` may see, as views, with each version's title. A row is visible
+    /// when the actor may read its version and the version of the passage it quotes (a removed
+    /// obligation quotes the previous version); the previous text of a changed one only when the
+    /// actor may read the version before it too.
     async fn views(&self, actor: &Actor, rows: Vec<ObligationRow>) -> Result<Vec<ObligationView>> {
-        let mut access: HashMap<(String, i32), Option<(indexer::ChunkAcl, String)>> = HashMap::new();
+        // Per document: each version's number, title and whether the actor may read it.
+        let mut versions: HashMap<String, Vec<(i32, String, bool)>> = HashMap::new();
+        for row in &rows {
+            if !versions.contains_key(&row.document_id) {
+                let mut list = Vec::new();
+                for v in self.storage.versions(&row.document_id).await? {
+                    let number = u32::try_from(v.version).unwrap_or(0);
+                    let readable =
+                        self.storage.version_acl(&row.document_id, number).await?.is_some_and(|a| may_read(actor, &a));
+                    list.push((v.version, v.title, readable));
+                }
+                versions.insert(row.document_id.clone(), list);
+            }
+        }
+        let readable = |document: &str, version: i32| {
+            versions.get(document).and_then(|l| l.iter().find(|v| v.0 == version)).filter(|v| v.2).map(|v| v.1.clone())
+        };
+        let previous_readable = |document: &str, version: i32| {
+            versions
+                .get(document)
+                .and_then(|l| l.iter().filter(|v| v.0 < version).max_by_key(|v| v.0))
+                .is_some_and(|v| v.2)
+        };
         let mut visible = Vec::new();
-        for row in rows {
-            let slot = (row.document_id.clone(), row.version);
-            if !access.contains_key(&slot) {
-                let version = u32::try_from(row.version).unwrap_or(0);
-                let acl = self.storage.version_acl(&row.document_id, version).await?;
-                let title = self
-                    .storage
-                    .versions(&row.document_id)
-                    .await?
-                    .into_iter()
-                    .find(|v| v.version == row.version)
-                    .map(|v| v.title)
-                    .unwrap_or_default();
-                access.insert(slot.clone(), acl.filter(|a| may_read(actor, a)).map(|a| (a, title)));
+        for mut row in rows {
+            let Some(title) = readable(&row.document_id, row.version) else { continue };
+            if !previous_readable(&row.document_id, row.version) {
+                row.previous_text = None;
             }
-            if let Some(Some((_, title))) = access.get(&slot) {
-                visible.push((row, title.clone()));
-            }
+            visible.push((row, title));
         }
         let ids: Vec<String> =
             visible.iter().map(|(r, _)| r.chunk_id.clone()).collect::<BTreeSet<_>>().into_iter().collect();
         let mut chunks: HashMap<String, String> = HashMap::new();
         for slice in ids.chunks(500) {
-            chunks.extend(self.storage.chunks_by_ids(slice).await?.into_iter().map(|c| (c.id, c.text)));
+            for c in self.storage.chunks_by_ids(slice).await? {
+                if may_read(actor, &c.acl) {
+                    chunks.insert(c.id, c.text);
+                }
+            }
         }
+        // A row whose passage the actor may not read (or that is gone) is not shown.
+        visible.retain(|(r, _)| chunks.contains_key(&r.chunk_id));
         let controls = self.storage.controls_of_tenant(&actor.tenant).await?;
         let mut confirmed: HashMap<&str, usize> = HashMap::new();
         for c in controls.iter().filter(|c| c.state == "confirmed") {
@@ -849,24 +885,13 @@ impl Register {
     /// Decided controls whose passages the actor may read now.
     async fn readable_controls(&self, actor: &Actor, decided: &[ControlRow]) -> Result<Vec<ControlView>> {
         let ids: Vec<String> = decided.iter().map(|c| c.chunk_id.clone()).collect();
-        let chunks: HashMap<String, crate::store::StoredChunk> =
+        let mut chunks: HashMap<String, crate::store::StoredChunk> =
             self.storage.chunks_by_ids(&ids).await?.into_iter().map(|c| (c.id.clone(), c)).collect();
         Ok(decided
             .iter()
             .filter_map(|c| {
-                let chunk = chunks.get(&c.chunk_id).filter(|ch| may_read(actor, &ch.acl))?;
-                Some(ControlView {
-                    chunk_id: chunk.id.clone(),
-                    document_id: chunk.document_id.clone(),
-                    title: chunk.title.clone(),
-                    version: chunk.version,
-                    page: chunk.page,
-                    heading_path: chunk.heading_path.clone(),
-                    text: chunk.text.clone(),
-                    score: c.score,
-                    state: c.state.clone(),
-                    decided_by: c.decided_by.clone(),
-                })
+                let chunk = chunks.remove(&c.chunk_id).filter(|ch| may_read(actor, &ch.acl))?;
+                Some(ControlView::of(chunk, c.score, &c.state, c.decided_by.clone()))
             })
             .collect())
     }
@@ -898,17 +923,9 @@ impl Register {
             .passages
             .into_iter()
             .filter(|p| policies.contains(&p.chunk.document_id))
-            .map(|p| ControlView {
-                score: f64::from(p.scores.rerank.map_or(p.scores.fused, |r| r.score)),
-                chunk_id: p.chunk.id,
-                document_id: p.chunk.document_id,
-                title: p.chunk.title,
-                version: p.chunk.version,
-                page: p.chunk.page,
-                heading_path: p.chunk.heading_path,
-                text: p.chunk.text,
-                state: "suggested".to_owned(),
-                decided_by: None,
+            .map(|p| {
+                let score = f64::from(p.scores.rerank.map_or(p.scores.fused, |r| r.score));
+                ControlView::of(p.chunk, score, "suggested", None)
             })
             .collect())
     }
