@@ -285,6 +285,15 @@ fn provisions(text: &str) -> Vec<(usize, usize)> {
         .collect()
 }
 
+static RECITAL: LazyLock<Regex> = LazyLock::new(|| regex(r"^\([0-9]{1,3}\)$"));
+
+/// Whether a chunk is a recital of an EU-style act: its outermost heading is a bare "(12)" and
+/// the act has articles. Recitals give reasons ("... should be required to ..."); they bind
+/// nobody, so no obligation is read from them.
+fn is_recital(heading_path: &str, act_has_articles: bool) -> bool {
+    act_has_articles && heading_path.split(" > ").next().is_some_and(|top| RECITAL.is_match(top.trim()))
+}
+
 /// A sentence of a chunk that a detector will be asked about.
 struct Candidate<'a> {
     chunk: &'a indexer::Chunk,
@@ -310,7 +319,8 @@ pub fn extract(
 ) -> Result<Vec<NewObligation>> {
     let mut candidates = Vec::new();
     let mut seen = HashSet::new();
-    for chunk in chunks {
+    let has_articles = chunks.iter().any(|c| c.heading_path.to_lowercase().starts_with("article"));
+    for chunk in chunks.iter().filter(|c| !is_recital(&c.heading_path, has_articles)) {
         for (start, end) in provisions(&chunk.text) {
             let candidate = Candidate { chunk, start, end };
             let text = candidate.text();
@@ -1188,6 +1198,37 @@ mod tests {
                 "2. Entities shall report within 72 hours."
             ]
         );
+    }
+
+    fn chunk(ordinal: u32, heading_path: &str, text: &str) -> indexer::Chunk {
+        indexer::Chunk {
+            id: format!("c{ordinal}"),
+            ordinal,
+            page: 1,
+            char_start: 0,
+            char_end: 0,
+            heading_path: heading_path.into(),
+            text: text.into(),
+        }
+    }
+
+    #[test]
+    fn recitals_of_an_act_with_articles_give_no_obligations() -> Result<()> {
+        let recital = chunk(
+            0,
+            "(38)",
+            "(38) Larger financial entities should be required to establish more complex arrangements.",
+        );
+        let article = chunk(
+            1,
+            "Article 6 > 4",
+            "4. Financial entities shall ensure the segregation of ICT risk management functions.",
+        );
+        let found = extract("act", &[recital.clone(), article], &indexer::RuleDetector, &[])?;
+        assert_eq!(found.iter().map(|o| o.chunk_id.as_str()).collect::<Vec<_>>(), ["c1"]);
+        // Without articles a "(38)" heading is just a numbered paragraph, and it is read.
+        assert_eq!(extract("act", &[recital], &indexer::RuleDetector, &[])?.len(), 1);
+        Ok(())
     }
 
     #[test]
