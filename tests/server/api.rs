@@ -288,6 +288,35 @@ async fn real_responses_match_the_openapi_document_and_their_shapes_are_pinned()
     assert_eq!(receipt["post_check"]["passed"], true, "{body}");
     insta::assert_json_snapshot!("deletion_receipt_shape", shape(&receipt));
 
+    // The obligation register: list, detail, a review decision, a refused body, a control.
+    let mut greta = browser(&p).await;
+    greta.sign_in("greta@acme-bank").await;
+    let greta_csrf = greta.page_csrf("/obligations").await;
+    let (status, _, body) = greta.get("/api/v1/obligations?status=proposed").await;
+    let list = validate("get", "/api/v1/obligations", status, &body);
+    assert_eq!(list["summary"]["total"], 9, "{body}");
+    let id = list["obligations"][0]["id"].as_str().unwrap().to_owned();
+    let (status, _, body) = greta.get(&format!("/api/v1/obligations/{id}")).await;
+    let detail = validate("get", "/api/v1/obligations/{id}", status, &body);
+    let control = detail["suggestions"][0]["chunk_id"].as_str().unwrap().to_owned();
+    let post = |path: String, body: Value| {
+        TestRequest::post().uri(&path).insert_header(("X-CSRF-Token", greta_csrf.as_str())).set_json(body)
+    };
+    let (status, _, body) =
+        greta.send(post(format!("/api/v1/obligations/{id}/status"), serde_json::json!({ "to": "accepted" }))).await;
+    let accepted = validate("post", "/api/v1/obligations/{id}/status", status, &body);
+    assert_eq!((accepted["status"].as_str(), accepted["gap"].as_bool()), (Some("accepted"), Some(true)), "{body}");
+    let refused = serde_json::json!({ "to": "approved", "owner": "x", "due_date": "2030-01-01", "colour": "blue" });
+    let (status, _, body) = greta.send(post(format!("/api/v1/obligations/{id}/status"), refused)).await;
+    let error = validate("post", "/api/v1/obligations/{id}/status", status, &body);
+    assert_eq!((status, error["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_request")));
+    let decision = serde_json::json!({ "chunk_id": control, "confirm": true });
+    let (status, _, _) = greta.send(post(format!("/api/v1/obligations/{id}/controls"), decision)).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _, body) = greta.get("/api/v1/obligations/no-such-obligation").await;
+    let error = validate("get", "/api/v1/obligations/{id}", status, &body);
+    assert_eq!((status, error["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")));
+
     // Service tokens.
     let request =
         serde_json::json!({ "name": "schema-bot", "scopes": ["ask"], "groups": ["staff"], "clearance": "internal" });

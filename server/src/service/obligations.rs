@@ -599,6 +599,7 @@ pub struct Summary {
 
 /// A review decision.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Transition {
     /// accepted, not_applicable, approved or proposed.
     pub to: String,
