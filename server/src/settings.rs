@@ -347,7 +347,15 @@ impl Settings {
                 &dir,
                 self.onnx_threads,
             )?)),
-            None => std::sync::Arc::new(indexer::RuleDetector),
+            None => {
+                if self.obligation_model {
+                    tracing::warn!(
+                        folder = %self.models_dir.join("obligations").display(),
+                        "no obligation classifier is set up (run scripts/setup-models.sh): obligations are detected by the cue-word rules"
+                    );
+                }
+                std::sync::Arc::new(indexer::RuleDetector)
+            }
         })
     }
 
