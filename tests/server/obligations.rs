@@ -211,6 +211,16 @@ async fn an_obligation_becomes_an_action_only_when_an_analyst_accepts_and_a_revi
     let control = detail.suggestions[0].chunk_id.clone();
     assert!(matches!(register.decide_control(&rita, id, &control, true).await, Err(Error::Forbidden)));
     register.decide_control(&greta, id, &control, true).await.unwrap();
+    let confirmed = register.detail(&greta, id).await.unwrap().controls;
+    assert_eq!(confirmed.len(), 1);
+    assert_eq!(
+        (confirmed[0].state.as_str(), confirmed[0].decided_by.as_deref()),
+        ("confirmed", Some("greta@acme-bank"))
+    );
+    assert!(
+        (confirmed[0].score - detail.suggestions[0].score).abs() < 1e-6,
+        "it keeps the score it was suggested with"
+    );
     let (_, summary) = register.list(&greta, &Filter::default()).await.unwrap();
     assert_eq!(summary.gaps, 0, "the confirmed control closes the gap");
 

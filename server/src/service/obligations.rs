@@ -1013,14 +1013,18 @@ impl Register {
         let Some(chunk) = chunk.filter(|c| may_read(actor, &c.acl) && policies.contains(&c.document_id)) else {
             return Err(Error::NotFound);
         };
-        let score = self
-            .storage
-            .obligation_controls(id)
-            .await?
-            .into_iter()
-            .find(|c| c.chunk_id == chunk_id)
-            .map(|c| c.score)
-            .unwrap_or(0.0);
+        // The score the passage has as a suggestion now (suggestions are not stored); a passage
+        // decided again keeps its recorded score, and one that is no longer suggested scores 0.
+        let recorded = self.storage.obligation_controls(id).await?.into_iter().find(|c| c.chunk_id == chunk_id);
+        let score = match recorded {
+            Some(c) => c.score,
+            None => self
+                .suggest(actor, &obligation)
+                .await?
+                .into_iter()
+                .find(|s| s.chunk_id == chunk_id)
+                .map_or(0.0, |s| s.score),
+        };
         let record = AuditRecord::by(actor, "obligation_control", "succeeded", detail);
         self.storage
             .decide_control(id, &chunk.id, &chunk.document_id, chunk.version, score, state, &actor.principal_id, record)
