@@ -79,10 +79,7 @@ async fn register_get(
 ) -> WebResult {
     let err = web_err(&req);
     let form = query.into_inner();
-    let (all, _) = state.register.list(&actor, &Filter::default()).await.map_err(&err)?;
-    let mut regulations: Vec<(String, String)> = all.iter().map(|o| (o.document_id.clone(), o.title.clone())).collect();
-    regulations.dedup();
-    let (rows, summary) = state.register.list(&actor, &form.filter()).await.map_err(&err)?;
+    let (rows, summary, regulations) = state.register.page(&actor, &form.filter()).await.map_err(&err)?;
     let csrf = session::csrf_for(&req, &state).map_err(&err)?;
     let queue = form.status == "accepted";
     let view = RegisterView { user: user_view(&actor, csrf.token), rows, summary, form, regulations, queue };

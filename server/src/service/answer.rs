@@ -270,7 +270,8 @@ pub fn sentences(text: &str) -> Vec<(usize, usize)> {
     out
 }
 
-fn push_trimmed(text: &str, start: usize, end: usize, out: &mut Vec<(usize, usize)>) {
+/// Pushes `text[start..end]` without its surrounding white space, unless nothing is left.
+pub(crate) fn push_trimmed(text: &str, start: usize, end: usize, out: &mut Vec<(usize, usize)>) {
     let slice = &text[start..end];
     let lead = slice.len() - slice.trim_start().len();
     let trail = slice.len() - slice.trim_end().len();

@@ -387,19 +387,14 @@ impl Ingestor {
         if p.entry.kind != crate::domain::DocumentKind::Regulation {
             return Ok(Vec::new());
         }
-        let previous = self.storage.previous_obligations(&p.entry.id, p.entry.version).await?;
-        let (document_id, chunks, detector) = (p.entry.id.clone(), p.chunks.clone(), Arc::clone(&self.obligations));
-        let started = std::time::Instant::now();
-        let found = tokio::task::spawn_blocking(move || {
-            crate::service::obligations::extract(&document_id, &chunks, detector.as_ref(), &previous)
-        })
+        crate::service::obligations::extract_version(
+            &self.storage,
+            &self.obligations,
+            &p.entry.id,
+            p.entry.version,
+            p.chunks.clone(),
+        )
         .await
-        .map_err(|e| Error::internal("obligation extraction task", e))??;
-        tracing::info!(
-            document = %p.entry.id, version = p.entry.version, obligations = found.len(),
-            ms = started.elapsed().as_millis() as u64, "obligations extracted"
-        );
-        Ok(found)
     }
 
     fn index_version(&self, p: &Prepared<'_>) -> Result<()> {

@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::store::obligations::{ControlRow, ObligationRow, Previous};
 use crate::store::{AuditRecord, NewObligation, Storage};
 
-use super::answer::sentences;
+use super::answer::{push_trimmed, sentences};
 
 /// Review states, in the order an obligation moves through them.
 pub const PROPOSED: &str = "proposed";
@@ -270,19 +270,12 @@ fn provisions(text: &str) -> Vec<(usize, usize)> {
     for (start, end) in joined {
         let mut from = start;
         for m in NUMBERED_LINE.find_iter(&text[start..end]) {
-            out.push((from, start + m.start()));
+            push_trimmed(text, from, start + m.start(), &mut out);
             from = start + m.start() + 1;
         }
-        out.push((from, end));
+        push_trimmed(text, from, end, &mut out);
     }
-    out.into_iter()
-        .filter_map(|(s, e)| {
-            let piece = &text[s..e];
-            let lead = piece.len() - piece.trim_start().len();
-            let trail = piece.len() - piece.trim_end().len();
-            (lead + trail < piece.len()).then_some((s + lead, e - trail))
-        })
-        .collect()
+    out
 }
 
 static RECITAL: LazyLock<Regex> = LazyLock::new(|| regex(r"^\([0-9]{1,3}\)$"));
@@ -485,6 +478,78 @@ pub struct Filter {
     pub gap: Option<bool>,
     /// new, changed, unchanged or removed.
     pub change: Option<String>,
+}
+
+impl Filter {
+    fn keeps(&self, v: &ObligationView) -> bool {
+        self.regulation.as_deref().is_none_or(|d| v.document_id == d)
+            && self.article.as_deref().is_none_or(|a| v.heading_path.to_lowercase().contains(&a.to_lowercase()))
+            && self.status.as_deref().is_none_or(|s| v.status == s)
+            && self.owner.as_deref().is_none_or(|o| v.owner.as_deref() == Some(o))
+            && self.gap.is_none_or(|g| v.gap == g)
+            && self.change.as_deref().is_none_or(|c| v.change == c)
+    }
+}
+
+/// A gap: an obligation the firm accepted (or approved) with no confirmed control meeting it.
+pub fn is_gap(status: &str, confirmed_controls: usize) -> bool {
+    (status == ACCEPTED || status == APPROVED) && confirmed_controls == 0
+}
+
+/// The register's counts for one regulation's current version (the governance packet's).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RegisterCounts {
+    pub tenant: String,
+    pub document_id: String,
+    pub version: u32,
+    pub total: usize,
+    pub by_status: BTreeMap<String, usize>,
+    pub by_change: BTreeMap<String, usize>,
+    /// Accepted or approved with no confirmed control.
+    pub gaps: usize,
+}
+
+/// Counts of every tenant's current register, per regulation: no obligation text. For the
+/// operator's and reviewers' governance packet.
+pub async fn register_counts(storage: &Storage) -> Result<Vec<RegisterCounts>> {
+    let rows = storage.current_obligations(None).await?;
+    let confirmed = storage.confirmed_controls(None).await?;
+    let mut out: BTreeMap<(String, String), RegisterCounts> = BTreeMap::new();
+    for r in rows {
+        let c = out.entry((r.tenant_id.clone(), r.document_id.clone())).or_insert_with(|| RegisterCounts {
+            tenant: r.tenant_id.clone(),
+            document_id: r.document_id.clone(),
+            version: u32::try_from(r.version).unwrap_or(0),
+            ..RegisterCounts::default()
+        });
+        c.total += 1;
+        c.gaps += usize::from(is_gap(&r.status, confirmed.get(&r.id).copied().unwrap_or(0)));
+        *c.by_status.entry(r.status).or_default() += 1;
+        *c.by_change.entry(r.change).or_default() += 1;
+    }
+    Ok(out.into_values().collect())
+}
+
+/// Finds the obligations of one version of a regulation (off the async runtime) and compares them
+/// with the latest earlier version's. Ingestion and `lexgate obligations extract` both use it.
+pub async fn extract_version(
+    storage: &Storage,
+    detector: &Arc<dyn ObligationDetector>,
+    document_id: &str,
+    version: u32,
+    chunks: Vec<indexer::Chunk>,
+) -> Result<Vec<NewObligation>> {
+    let previous = storage.previous_obligations(document_id, version).await?;
+    let (id, detector) = (document_id.to_owned(), Arc::clone(detector));
+    let started = std::time::Instant::now();
+    let found = tokio::task::spawn_blocking(move || extract(&id, &chunks, detector.as_ref(), &previous))
+        .await
+        .map_err(|e| Error::internal("obligation extraction task", e))??;
+    tracing::info!(
+        document = %document_id, version, obligations = found.len(),
+        ms = started.elapsed().as_millis() as u64, "obligations extracted"
+    );
+    Ok(found)
 }
 
 /// An obligation as lists, exports and the API give it.
@@ -777,11 +842,7 @@ impl Register {
         }
         // A row whose passage the actor may not read (or that is gone) is not shown.
         visible.retain(|(r, _)| chunks.contains_key(&r.chunk_id));
-        let controls = self.storage.controls_of_tenant(&actor.tenant).await?;
-        let mut confirmed: HashMap<&str, usize> = HashMap::new();
-        for c in controls.iter().filter(|c| c.state == "confirmed") {
-            *confirmed.entry(c.obligation_id.as_str()).or_default() += 1;
-        }
+        let confirmed = self.storage.confirmed_controls(Some(&actor.tenant)).await?;
         Ok(visible
             .into_iter()
             .map(|(r, title)| {
@@ -789,9 +850,8 @@ impl Register {
                     (usize::try_from(r.span_start).unwrap_or(0), usize::try_from(r.span_end).unwrap_or(0));
                 let span_verified = chunks.get(&r.chunk_id).and_then(|t| t.get(start..end)) == Some(r.text.as_str());
                 let controls_confirmed = confirmed.get(r.id.as_str()).copied().unwrap_or(0);
-                let reviewed = r.status == ACCEPTED || r.status == APPROVED;
                 ObligationView {
-                    gap: reviewed && controls_confirmed == 0,
+                    gap: is_gap(&r.status, controls_confirmed),
                     tracked_action: r.status == APPROVED && r.owner.is_some() && r.due_date.is_some(),
                     controls_confirmed,
                     id: r.id,
@@ -826,19 +886,26 @@ impl Register {
     /// The current register (each regulation's latest version with obligations) as `actor`
     /// sees it, filtered, with counts over what the filter kept.
     pub async fn list(&self, actor: &Actor, filter: &Filter) -> Result<(Vec<ObligationView>, Summary)> {
+        let (rows, summary, _) = self.page(actor, filter).await?;
+        Ok((rows, summary))
+    }
+
+    /// [`Self::list`], with the regulations of the whole register the actor may see (id, title)
+    /// for the page's filter.
+    pub async fn page(
+        &self,
+        actor: &Actor,
+        filter: &Filter,
+    ) -> Result<(Vec<ObligationView>, Summary, Vec<(String, String)>)> {
         self.authorize_read(actor).await?;
-        let rows = self.storage.current_obligations(&actor.tenant).await?;
+        let rows = self.storage.current_obligations(Some(&actor.tenant)).await?;
         let views = self.views(actor, rows).await?;
-        let wanted = |v: &ObligationView| {
-            filter.regulation.as_deref().is_none_or(|d| v.document_id == d)
-                && filter.article.as_deref().is_none_or(|a| v.heading_path.to_lowercase().contains(&a.to_lowercase()))
-                && filter.status.as_deref().is_none_or(|s| v.status == s)
-                && filter.owner.as_deref().is_none_or(|o| v.owner.as_deref() == Some(o))
-                && filter.gap.is_none_or(|g| v.gap == g)
-                && filter.change.as_deref().is_none_or(|c| v.change == c)
-        };
-        let kept: Vec<ObligationView> = views.into_iter().filter(|v| wanted(v)).collect();
-        Ok((kept.clone(), summarise(&kept)))
+        let mut regulations: Vec<(String, String)> =
+            views.iter().map(|o| (o.document_id.clone(), o.title.clone())).collect();
+        regulations.dedup();
+        let kept: Vec<ObligationView> = views.into_iter().filter(|v| filter.keeps(v)).collect();
+        let summary = summarise(&kept);
+        Ok((kept, summary, regulations))
     }
 
     /// Accepted obligations waiting for a reviewer's approval (reviewers).
@@ -1002,7 +1069,7 @@ impl Register {
     pub async fn decide_control(&self, actor: &Actor, id: &str, chunk_id: &str, confirm: bool) -> Result<()> {
         self.authorize_read(actor).await?;
         let obligation = self.visible(actor, id).await?;
-        let state = if confirm { "confirmed" } else { "rejected" };
+        let state = if confirm { crate::store::obligations::CONFIRMED } else { "rejected" };
         let detail = serde_json::json!({ "obligation": obligation.id, "chunk": chunk_id, "decision": state });
         if actor.role != Role::Analyst || obligation.change == "removed" {
             self.audit(actor, "obligation_control", "denied", detail).await?;
@@ -1128,11 +1195,7 @@ impl Register {
                     text: c.text,
                 })
                 .collect();
-            let previous = self.storage.previous_obligations(document_id, version).await?;
-            let (id, detector) = (document_id.to_owned(), Arc::clone(&self.detector));
-            let found = tokio::task::spawn_blocking(move || extract(&id, &chunks, detector.as_ref(), &previous))
-                .await
-                .map_err(|e| Error::internal("obligation extraction task", e))??;
+            let found = extract_version(&self.storage, &self.detector, document_id, version, chunks).await?;
             let mut by_change = BTreeMap::new();
             for o in &found {
                 *by_change.entry(o.change.clone()).or_insert(0) += 1;

@@ -231,7 +231,7 @@ pub async fn build(storage: &Storage, settings: &Settings) -> Result<Vec<PacketF
     ));
 
     // The obligation register: counts per regulation, no obligation text.
-    let register = storage.register_counts().await?;
+    let register = crate::service::obligations::register_counts(storage).await?;
     files.push(json_file("10-obligation-register.json", &serde_json::to_value(&register).unwrap_or_default())?);
     let mut md = String::from(
         "# Obligation register\n\nThe current version of each regulation: obligations by review state, gaps (accepted or approved with no confirmed control) and changes against the previous version.\n\n",

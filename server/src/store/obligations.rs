@@ -1,5 +1,7 @@
 //! The obligation register as stored: obligations of regulation versions, the review state each
-//! carries, and the policy passages suggested or confirmed as their controls.
+//! carries, and the policy passages an analyst confirmed or rejected as their controls.
+
+use std::collections::HashMap;
 
 use sea_orm::sea_query::SelectStatement;
 
@@ -8,6 +10,9 @@ use crate::store::entities::{obligation, obligation_control};
 
 pub use entities::obligation::Model as ObligationRow;
 pub use entities::obligation_control::Model as ControlRow;
+
+/// The state of a control an analyst confirmed.
+pub const CONFIRMED: &str = "confirmed";
 
 /// An obligation of the previous version, as far as comparing versions needs it.
 #[derive(Debug, Clone)]
@@ -24,19 +29,6 @@ pub struct Previous {
     pub status_reason: Option<String>,
     pub owner: Option<String>,
     pub due_date: Option<chrono::NaiveDate>,
-}
-
-/// The register's counts for one regulation's current version.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct RegisterCounts {
-    pub tenant: String,
-    pub document_id: String,
-    pub version: u32,
-    pub total: usize,
-    pub by_status: BTreeMap<String, usize>,
-    pub by_change: BTreeMap<String, usize>,
-    /// Accepted or approved with no confirmed control.
-    pub gaps: usize,
 }
 
 /// The row id of an obligation: its version and its key.
@@ -191,11 +183,15 @@ impl Storage {
             .collect())
     }
 
-    /// The obligations of the latest version of each regulation of a tenant that has any: the
-    /// current register. Access is decided by the caller, per version.
-    pub async fn current_obligations(&self, tenant: &TenantId) -> Result<Vec<ObligationRow>> {
-        let rows = obligation::Entity::find()
-            .filter(obligation::Column::TenantId.eq(tenant.as_str()))
+    /// The obligations of the latest version of each regulation that has any: the current
+    /// register of one tenant, or of every tenant (`None`, for the governance packet). Access is
+    /// decided by the caller, per version.
+    pub async fn current_obligations(&self, tenant: Option<&TenantId>) -> Result<Vec<ObligationRow>> {
+        let mut query = obligation::Entity::find();
+        if let Some(tenant) = tenant {
+            query = query.filter(obligation::Column::TenantId.eq(tenant.as_str()));
+        }
+        let rows = query
             .order_by_asc(obligation::Column::DocumentId)
             .order_by_desc(obligation::Column::Version)
             .order_by_asc(obligation::Column::Ordinal)
@@ -231,18 +227,23 @@ impl Storage {
             .await?)
     }
 
-    /// Controls of every obligation of a tenant, for gap counts.
-    pub async fn controls_of_tenant(&self, tenant: &TenantId) -> Result<Vec<ControlRow>> {
+    /// How many controls are confirmed for each obligation (of one tenant, or of all), for gaps.
+    pub async fn confirmed_controls(&self, tenant: Option<&TenantId>) -> Result<HashMap<String, usize>> {
         use sea_orm::sea_query::Query;
-        let of_tenant = Query::select()
-            .column(obligation::Column::Id)
-            .from(obligation::Entity)
-            .and_where(obligation::Column::TenantId.eq(tenant.as_str()))
-            .to_owned();
-        Ok(obligation_control::Entity::find()
-            .filter(obligation_control::Column::ObligationId.in_subquery(of_tenant))
-            .all(&self.db)
-            .await?)
+        let mut query = obligation_control::Entity::find().filter(obligation_control::Column::State.eq(CONFIRMED));
+        if let Some(tenant) = tenant {
+            let of_tenant = Query::select()
+                .column(obligation::Column::Id)
+                .from(obligation::Entity)
+                .and_where(obligation::Column::TenantId.eq(tenant.as_str()))
+                .to_owned();
+            query = query.filter(obligation_control::Column::ObligationId.in_subquery(of_tenant));
+        }
+        let mut counts = HashMap::new();
+        for c in query.all(&self.db).await? {
+            *counts.entry(c.obligation_id).or_default() += 1;
+        }
+        Ok(counts)
     }
 
     /// Sets an obligation's review state (and owner and due date when given) with its audit
@@ -344,42 +345,6 @@ impl Storage {
         insert_rows(&txn, document_id, version, tenant, found, Utc::now()).await?;
         txn.commit().await?;
         Ok(())
-    }
-
-    /// Counts of the current register of every tenant, per regulation version: for the
-    /// governance packet (no obligation text).
-    pub async fn register_counts(&self) -> Result<Vec<RegisterCounts>> {
-        let rows = obligation::Entity::find()
-            .order_by_asc(obligation::Column::DocumentId)
-            .order_by_desc(obligation::Column::Version)
-            .all(&self.db)
-            .await?;
-        let confirmed: std::collections::HashSet<String> = obligation_control::Entity::find()
-            .filter(obligation_control::Column::State.eq("confirmed"))
-            .all(&self.db)
-            .await?
-            .into_iter()
-            .map(|c| c.obligation_id)
-            .collect();
-        let mut latest: BTreeMap<String, i32> = BTreeMap::new();
-        let mut out: BTreeMap<(String, String), RegisterCounts> = BTreeMap::new();
-        for r in rows {
-            if *latest.entry(r.document_id.clone()).or_insert(r.version) != r.version {
-                continue;
-            }
-            let c = out.entry((r.tenant_id.clone(), r.document_id.clone())).or_insert_with(|| RegisterCounts {
-                tenant: r.tenant_id.clone(),
-                document_id: r.document_id.clone(),
-                version: u32::try_from(r.version).unwrap_or(0),
-                ..RegisterCounts::default()
-            });
-            c.total += 1;
-            *c.by_status.entry(r.status.clone()).or_default() += 1;
-            *c.by_change.entry(r.change.clone()).or_default() += 1;
-            let reviewed = r.status == "accepted" || r.status == "approved";
-            c.gaps += usize::from(reviewed && !confirmed.contains(&r.id));
-        }
-        Ok(out.into_values().collect())
     }
 
     /// Ids of a tenant's documents of a kind.
