@@ -11,11 +11,13 @@ use crate::http::error::{ErrorBody, WebResult, web_err};
 use crate::http::is_htmx;
 use crate::http::session::{self, SignedIn};
 use crate::http::{AppState, UserView, html, user_view};
-use crate::service::answer::{Answer, Passage, PassageBody};
-use crate::service::ask::{AskOutcome, AskRequest};
+use crate::service::answer::{Answer, Citation, Passage, PassageBody};
+use crate::service::ask::{AskOutcome, AskRequest, GeneratedAnswer};
+use crate::service::generate::{Fallback, Progress};
 
 pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/ask", web::get().to(ask_get))
+        .route("/ask/stream", web::get().to(ask_stream_get))
         .route("/api/ask", web::get().to(api_ask_get))
         .route("/api/v1/ask", web::get().to(api_ask_get))
         .route("/passages/{chunk_id}", web::get().to(passage_get));
@@ -62,27 +64,117 @@ struct ResultsView {
     passages: Vec<PassageView>,
     /// "on: ..." or "off: ..." so the ranking explanation says whether a reranker ran.
     reranker: String,
+    generated: Option<GeneratedView>,
 }
 
-fn results_view(outcome: &AskOutcome, reranker: String) -> ResultsView {
+/// The generated answer's section: streamed (sentences arrive over `/ask/stream`), or complete.
+struct GeneratedView {
+    model: String,
+    /// Where the page's script reads the sentences from; empty once they are here.
+    stream_url: String,
+    /// The same answer without script: the page waits for the model.
+    wait_url: String,
+    sentences: Vec<GeneratedSentenceView>,
+    /// The generated answer's sources (verified spans).
+    sources: Vec<CitationView>,
+    removed: usize,
+    /// Why the quoted answer stands alone.
+    note: String,
+    tokens_out: u32,
+    latency_ms: u64,
+}
+
+struct GeneratedSentenceView {
+    text: String,
+    /// (marker, href, label) of each supporting span.
+    links: Vec<(usize, String, String)>,
+}
+
+fn citation_view(c: &Citation, as_of: &str) -> CitationView {
+    CitationView {
+        marker: c.marker,
+        quote: c.quote.clone(),
+        href: citation_href(c, as_of),
+        title: c.title.clone(),
+        version: c.version,
+        page: c.page,
+        heading_path: c.heading_path.clone(),
+    }
+}
+
+/// The passage page with the cited span highlighted.
+fn citation_href(c: &Citation, as_of: &str) -> String {
+    format!("/passages/{}?start={}&end={}&as_of={as_of}#cited", c.chunk_id, c.start, c.end)
+}
+
+/// "Title, version 2, page 3"
+fn citation_label(c: &Citation) -> String {
+    format!("{}, version {}, page {}", c.title, c.version, c.page)
+}
+
+/// A query string value.
+fn query_value(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+fn generated_view(
+    question: &str,
+    outcome: &AskOutcome,
+    model: &str,
+    generated: Option<&GeneratedAnswer>,
+) -> GeneratedView {
+    let as_of = outcome.as_of.to_string();
+    let query = format!("q={}&as_of={as_of}", query_value(question));
+    let mut view = GeneratedView {
+        model: model.to_owned(),
+        stream_url: format!("/ask/stream?{query}"),
+        wait_url: format!("/ask?{query}&generate=true"),
+        sentences: Vec::new(),
+        sources: Vec::new(),
+        removed: 0,
+        note: String::new(),
+        tokens_out: 0,
+        latency_ms: 0,
+    };
+    let Some(generated) = generated else { return view };
+    view.stream_url.clear();
+    view.note = generated.note.clone().unwrap_or_default();
+    if let Some(g) = &generated.generation {
+        view.removed = g.removed.len();
+        view.tokens_out = g.tokens_out;
+        view.latency_ms = g.latency_ms;
+        view.sources = g.citations.iter().map(|c| citation_view(c, &as_of)).collect();
+        view.sentences = g
+            .sentences
+            .iter()
+            .map(|s| GeneratedSentenceView {
+                text: s.text.clone(),
+                links: s
+                    .citations
+                    .iter()
+                    .filter_map(|m| g.citations.iter().find(|c| c.marker == *m))
+                    .map(|c| (c.marker, citation_href(c, &as_of), citation_label(c)))
+                    .collect(),
+            })
+            .collect();
+    }
+    view
+}
+
+fn results_view(outcome: &AskOutcome, reranker: String, generated: Option<GeneratedView>) -> ResultsView {
     let as_of = outcome.as_of.to_string();
     ResultsView {
         reranker,
+        generated,
         not_found: outcome.answer.abstained.clone().unwrap_or_default(),
-        citations: outcome
-            .answer
-            .citations
-            .iter()
-            .map(|c| CitationView {
-                marker: c.marker,
-                quote: c.quote.clone(),
-                href: format!("/passages/{}?start={}&end={}&as_of={as_of}#cited", c.chunk_id, c.start, c.end),
-                title: c.title.clone(),
-                version: c.version,
-                page: c.page,
-                heading_path: c.heading_path.clone(),
-            })
-            .collect(),
+        citations: outcome.answer.citations.iter().map(|c| citation_view(c, &as_of)).collect(),
         as_of,
         passages: outcome
             .passages
@@ -130,6 +222,11 @@ pub(crate) struct AskQuery {
     #[serde(default)]
     #[param(required = false, format = Date)]
     as_of: String,
+    /// Also write the answer with the configured generator (every sentence verified); the
+    /// response waits for it. Ignored when no generator is configured.
+    #[serde(default)]
+    #[param(required = false)]
+    generate: bool,
 }
 
 impl AskQuery {
@@ -160,7 +257,22 @@ async fn ask_get(
         None
     } else {
         let request = query.request(state.passages_per_answer).map_err(&err)?;
-        Some(results_view(&state.ask.ask(&actor, &request).await.map_err(&err)?, state.ask.retriever.reranker_status()))
+        let outcome = state.ask.ask(&actor, &request).await.map_err(&err)?;
+        let generated = match &state.ask.generator {
+            // Nothing to write from: the extractive answer found no evidence.
+            Some(_) if outcome.answer.abstained.is_some() => None,
+            Some(generator) if query.generate => {
+                let answer = state
+                    .ask
+                    .generate(&actor, &request.question, &outcome, Box::new(|_| {}))
+                    .await
+                    .map_err(&err)?;
+                Some(generated_view(&request.question, &outcome, generator.model(), answer.as_ref()))
+            }
+            Some(generator) => Some(generated_view(&request.question, &outcome, generator.model(), None)),
+            None => None,
+        };
+        Some(results_view(&outcome, state.ask.retriever.reranker_status(), generated))
     };
     if is_htmx(&req) {
         let body = match &results {
@@ -206,6 +318,8 @@ pub struct AskResponse {
     /// Whether and which reranker ordered the passages.
     pub reranker: String,
     pub passages: Vec<PassageBody>,
+    /// The generated answer, when `generate=true` was asked and a generator is configured.
+    pub generated: Option<GeneratedAnswer>,
 }
 
 /// Asks a question: an extractive answer whose every sentence cites a verified span, and the
@@ -224,8 +338,14 @@ pub(crate) async fn api_ask_get(
     let err = web_err(&req);
     let request = query.request(state.passages_per_answer).map_err(&err)?;
     let outcome = state.ask.ask(&actor, &request).await.map_err(&err)?;
+    let generated = if query.generate {
+        state.ask.generate(&actor, &request.question, &outcome, Box::new(|_| {})).await.map_err(&err)?
+    } else {
+        None
+    };
     let t = &outcome.timings;
     Ok(HttpResponse::Ok().json(AskResponse {
+        generated,
         as_of: outcome.as_of,
         method: outcome.method.as_str().to_owned(),
         timings_us: Timings {
@@ -282,7 +402,7 @@ async fn passage_get(
 ) -> WebResult {
     let err = web_err(&req);
     let csrf = session::csrf_for(&req, &state).map_err(&err)?;
-    let as_of = AskQuery { q: String::new(), as_of: query.as_of.clone() }
+    let as_of = AskQuery { q: String::new(), as_of: query.as_of.clone(), generate: false }
         .parse_as_of()
         .map_err(&err)?
         .unwrap_or_else(crate::domain::today);
@@ -313,4 +433,78 @@ async fn passage_get(
         context_after: readable(after),
     };
     html(view.render(), csrf.new_cookie)
+}
+
+/// One server-sent event.
+fn sse(event: &str, data: &serde_json::Value) -> web::Bytes {
+    web::Bytes::from(format!("event: {event}\ndata: {data}\n\n"))
+}
+
+/// The generated answer as server-sent events, for the ask page's script: `tokens` (how many the
+/// model has written), `sentence` (one verified sentence with its links, as it completes), then
+/// `done` or `fallback`. Nothing unverified is sent. The ask runs again as the signed-in reader, with
+/// every check of `/ask`.
+async fn ask_stream_get(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    SignedIn(actor): SignedIn,
+    query: web::Query<AskQuery>,
+) -> WebResult {
+    let err = web_err(&req);
+    if state.ask.generator.is_none() {
+        return Err(err(Error::NotFound));
+    }
+    let request = query.request(state.passages_per_answer).map_err(&err)?;
+    let outcome = state.ask.ask(&actor, &request).await.map_err(&err)?;
+    let (sender, receiver) = tokio::sync::mpsc::unbounded_channel::<web::Bytes>();
+    let as_of = outcome.as_of.to_string();
+    let progress_sender = sender.clone();
+    let mut last_tokens = 0;
+    let progress = Box::new(move |event: Progress<'_>| {
+        let bytes = match event {
+            Progress::Tokens(n) if n >= last_tokens + 5 => {
+                last_tokens = n;
+                sse("tokens", &serde_json::json!({ "tokens": n }))
+            }
+            Progress::Tokens(_) => return,
+            Progress::Sentence(sentence, citations) => {
+                let links: Vec<serde_json::Value> = sentence
+                    .citations
+                    .iter()
+                    .filter_map(|m| citations.iter().find(|c| c.marker == *m))
+                    .map(|c| {
+                        serde_json::json!({ "marker": c.marker, "href": citation_href(c, &as_of), "label": citation_label(c) })
+                    })
+                    .collect();
+                sse("sentence", &serde_json::json!({ "text": sentence.text, "links": links }))
+            }
+        };
+        // The reader may have left; the generation finishes and is audited anyway.
+        let _ = progress_sender.send(bytes);
+    });
+    let ask = state.ask.clone();
+    let question = request.question.clone();
+    tokio::spawn(async move {
+        let last = match ask.generate(&actor, &question, &outcome, progress).await {
+            Ok(Some(GeneratedAnswer { generation: Some(g), model, .. })) => sse(
+                "done",
+                &serde_json::json!({ "model": model, "removed": g.removed.len(), "tokens": g.tokens_out, "latency_ms": g.latency_ms }),
+            ),
+            Ok(Some(GeneratedAnswer { note, .. })) => sse("fallback", &serde_json::json!({ "note": note })),
+            Ok(None) => sse("fallback", &serde_json::json!({ "note": "Nothing to write from: no passage answers the question." })),
+            Err(e) => {
+                tracing::warn!(error = %e, "generated answer stream failed");
+                sse("fallback", &serde_json::json!({ "note": Fallback::Unreachable.note() }))
+            }
+        };
+        let _ = sender.send(last);
+    });
+    let body = futures_util::stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|bytes| (Ok::<_, actix_web::Error>(bytes), receiver))
+    });
+    Ok(HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(("cache-control", "no-store"))
+        .insert_header(("x-accel-buffering", "no"))
+        .streaming(body))
 }

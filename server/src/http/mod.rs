@@ -144,7 +144,8 @@ fn bad_input(e: impl std::fmt::Display, req: &HttpRequest) -> actix_web::Error {
 }
 
 /// Static assets are compiled into the binary so the server has no runtime file dependencies.
-const STATIC_FILES: [(&str, &str, &[u8]); 2] = [
+const STATIC_FILES: [(&str, &str, &[u8]); 3] = [
+    ("generate.js", "text/javascript; charset=utf-8", include_bytes!("../../../web/static/generate.js")),
     ("htmx.min.js", "text/javascript; charset=utf-8", include_bytes!("../../../web/static/htmx.min.js")),
     ("style.css", "text/css; charset=utf-8", include_bytes!("../../../web/static/style.css")),
 ];

@@ -184,7 +184,7 @@ pub fn addresses_ai(sentence: &str) -> bool {
 
 /// Marks the sentences of an injection: from a sentence that addresses an AI system to the end of
 /// its paragraph (a blank line or the next heading), since the instructions follow the address.
-fn injected(text: &str, spans: &[(usize, usize)]) -> Vec<bool> {
+pub(crate) fn injected(text: &str, spans: &[(usize, usize)]) -> Vec<bool> {
     let mut out = Vec::with_capacity(spans.len());
     let mut inside = false;
     let mut previous_end = 0;

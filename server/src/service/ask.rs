@@ -11,7 +11,11 @@ use sha2::{Digest, Sha256};
 
 use crate::domain::{Actor, Permission};
 use crate::error::{Error, Result};
+use serde::Serialize;
+use utoipa::ToSchema;
+
 use crate::service::answer::{Answer, AnswerConfig, Passage};
+use crate::service::generate::{Fallback, Generation, Generator, Progress};
 use crate::store::{AuditRecord, Storage, StoredChunk};
 
 /// Shown when the governance gate withholds a document set.
@@ -56,7 +60,26 @@ pub struct AskOutcome {
     /// Time spent in each stage, in microseconds.
     pub timings: indexer::retrieve::StageTimings,
     pub compose_us: u64,
+    /// The id the ask's audit event carries.
+    pub request_id: String,
 }
+
+/// What grounded generation gave for an ask: a verified generated answer, or why the extractive
+/// answer stands alone.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct GeneratedAnswer {
+    /// The model the generator settings name.
+    pub model: String,
+    /// The generated answer, every sentence verified; absent on a fallback.
+    pub generation: Option<Generation>,
+    /// Why no generated answer is shown.
+    pub fallback: Option<Fallback>,
+    /// The note shown with the extractive answer on a fallback.
+    pub note: Option<String>,
+}
+
+/// Called from the generation task as the model writes.
+pub type ProgressFn = Box<dyn for<'a> FnMut(Progress<'a>) + Send>;
 
 /// Passages retrieved for a reader and re-checked against the database.
 #[derive(Debug, Clone)]
@@ -192,6 +215,8 @@ pub struct AskService {
     /// Whether the settings ask for dense retrieval and a reranker (for readiness).
     pub dense_wanted: bool,
     pub reranker_wanted: bool,
+    /// Writes answers from the passages when a generation server is configured.
+    pub generator: Option<Arc<Generator>>,
 }
 
 impl AskService {
@@ -296,7 +321,75 @@ impl AskService {
                 }),
             })
             .await?;
-        Ok(AskOutcome { as_of, method, passages, answer, timings: t, compose_us })
+        Ok(AskOutcome { as_of, method, passages, answer, timings: t, compose_us, request_id })
+    }
+
+    /// Writes an answer to `question` from the passages of `outcome` (already checked for
+    /// `actor`) with the configured generator, verifying every sentence. `None` when no generator
+    /// is configured or the extractive answer found no evidence (nothing to write from). Never an
+    /// error because of the generator: its failures are a [`Fallback`]. Audited without text.
+    pub async fn generate(
+        &self,
+        actor: &Actor,
+        question: &str,
+        outcome: &AskOutcome,
+        progress: ProgressFn,
+    ) -> Result<Option<GeneratedAnswer>> {
+        let Some(generator) = self.generator.clone() else { return Ok(None) };
+        if outcome.answer.abstained.is_some() || outcome.passages.is_empty() {
+            return Ok(None);
+        }
+        let passages: Vec<Passage> = outcome.passages.iter().take(generator.passages()).cloned().collect();
+        let question_owned = question.trim().to_owned();
+        let mut progress = progress;
+        let worker = Arc::clone(&generator);
+        let result = tokio::task::spawn_blocking(move || worker.generate(&question_owned, &passages, &mut progress))
+            .await
+            .map_err(|e| Error::internal("generation task", e))?;
+        let (outcome_name, detail) = match &result {
+            Ok(g) => (
+                "generated",
+                serde_json::json!({
+                    "request_id": outcome.request_id,
+                    "model": generator.model(),
+                    "model_sha256": generator.artifact_sha256(),
+                    "tokens_in": g.tokens_in,
+                    "tokens_out": g.tokens_out,
+                    "latency_ms": g.latency_ms,
+                    "sentences_shown": g.sentences.len(),
+                    "sentences_removed": g.removed.len(),
+                    "removed_reasons": g.removed,
+                    "cited": g.citations.iter().map(|c| c.chunk_id.as_str()).collect::<Vec<_>>(),
+                }),
+            ),
+            Err(f) => (
+                "fallback",
+                serde_json::json!({
+                    "request_id": outcome.request_id,
+                    "model": generator.model(),
+                    "model_sha256": generator.artifact_sha256(),
+                    "fallback": f.fallback.as_str(),
+                    "tokens_in": f.usage.tokens_in,
+                    "tokens_out": f.usage.tokens_out,
+                    "latency_ms": f.latency_ms,
+                    "sentences_shown": 0,
+                    "sentences_removed": f.removed.len(),
+                    "removed_reasons": f.removed,
+                }),
+            ),
+        };
+        self.audit_as_asker(actor, "generate", outcome_name, detail).await?;
+        Ok(Some(match result {
+            Ok(generation) => {
+                GeneratedAnswer { model: generator.model().to_owned(), generation: Some(generation), fallback: None, note: None }
+            }
+            Err(failure) => GeneratedAnswer {
+                model: generator.model().to_owned(),
+                generation: None,
+                note: Some(failure.fallback.note().to_owned()),
+                fallback: Some(failure.fallback),
+            },
+        }))
     }
 
     /// Opens one passage by id for `actor` as of a date, with the neighbours in its version that

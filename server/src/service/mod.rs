@@ -5,6 +5,7 @@
 pub mod answer;
 pub mod ask;
 pub mod documents;
+pub mod generate;
 pub mod governance;
 pub mod ingest;
 pub mod limits;

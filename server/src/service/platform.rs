@@ -22,6 +22,8 @@ pub struct Platform {
     pub reranker: Option<Arc<dyn Reranker>>,
     /// Finds obligations in regulations: the trained classifier, or the cue-word rules.
     pub obligations: Arc<dyn indexer::ObligationDetector>,
+    /// The client of the answer-generation server, one per platform so its breaker is shared.
+    pub generator: Option<Arc<crate::service::generate::Generator>>,
     pub settings: Arc<Settings>,
 }
 
@@ -89,6 +91,11 @@ impl Platform {
         if obligations.model_id() != indexer::RuleDetector::ID {
             loaded.push(("obligation-classifier", obligations.model_id()));
         }
+        // The generator runs elsewhere; the settings declare the model file it serves, and that
+        // must be the one the inventory approves.
+        if let Some(generator) = &settings.generator {
+            loaded.push(("generator", generator.artifact_sha256.as_str()));
+        }
         crate::service::governance::check_inventory(&storage, &settings.governance_dir, &loaded).await?;
         crate::service::governance::seed_data_cards(&storage, &settings.governance_dir).await?;
         let dense = match embedder {
@@ -98,7 +105,8 @@ impl Platform {
             }
             None => None,
         };
-        let platform = Self { storage, bm25, dense, reranker, obligations, settings: Arc::new(settings) };
+        let generator = settings.generator.clone().map(|g| Arc::new(crate::service::generate::Generator::new(g)));
+        let platform = Self { storage, bm25, dense, reranker, obligations, generator, settings: Arc::new(settings) };
         platform.recover_after_crash().await?;
         if let Some(difference) = platform.bm25_difference().await? {
             // A crash between a database write and the index commit that follows it leaves them
@@ -300,6 +308,7 @@ impl Platform {
             rate: crate::service::limits::RateLimiter::new(settings.ask_per_minute, settings.ask_burst),
             dense_wanted: settings.dense_retrieval,
             reranker_wanted: settings.reranker_model_dir().is_some(),
+            generator: self.generator.clone(),
         }
     }
 
