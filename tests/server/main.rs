@@ -9,6 +9,7 @@ mod audit;
 mod browser;
 mod cli;
 mod corpus;
+mod generate;
 mod governance;
 mod ingest;
 mod issue15;

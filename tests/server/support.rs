@@ -188,6 +188,11 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
 /// A platform with the shipped corpus ingested: a copy of the corpus template, so every test
 /// starts from exactly what an ingestion of the corpus gives, without ingesting it again.
 pub async fn corpus_platform(backend: Backend) -> (TempDir, Platform) {
+    corpus_platform_with(backend, |_| {}).await
+}
+
+/// [`corpus_platform`] with settings changed by `configure` before the platform opens.
+pub async fn corpus_platform_with(backend: Backend, configure: impl FnOnce(&mut Settings)) -> (TempDir, Platform) {
     let template = corpus_template(backend);
     let dir = tempfile::tempdir().expect("tempdir");
     copy_dir(template.dir.path(), dir.path());
@@ -195,6 +200,8 @@ pub async fn corpus_platform(backend: Backend) -> (TempDir, Platform) {
         None => format!("sqlite://{}?mode=rwc", dir.path().join("test.db").display()),
         Some(name) => create_postgres_database(&format!(" TEMPLATE {name}")).await,
     };
-    let platform = Platform::open_with(settings_on(&dir, url), Some(shared_embedder())).await.expect("open platform");
+    let mut settings = settings_on(&dir, url);
+    configure(&mut settings);
+    let platform = Platform::open_with(settings, Some(shared_embedder())).await.expect("open platform");
     (dir, platform)
 }
