@@ -15,7 +15,7 @@ use crate::support::{Backend, corpus_platform_with};
 use crate::web::browser;
 
 /// The test generator scripts/test.sh starts. Tests that need it fail, never skip.
-fn real_generator() -> GeneratorSettings {
+pub(crate) fn real_generator() -> GeneratorSettings {
     let url = std::env::var("LEXGATE_TEST_GENERATOR")
         .expect("LEXGATE_TEST_GENERATOR is not set: run the suite with scripts/test.sh, which starts the generator");
     GeneratorSettings::new(&url, "qwen2.5-coder-1.5b-instruct-q4_k_m", GENERATOR_SHA256)

@@ -3,9 +3,9 @@
 //! stored and exported in the governance packet.
 
 use server::service::answer::AnswerConfig;
-use server::service::release_gate::{Cases, Decision, RunOptions, Thresholds};
+use server::service::release_gate::{CaseKind, Cases, Decision, RunOptions, Thresholds};
 
-use crate::support::{Backend, corpus_platform, repo_root};
+use crate::support::{Backend, corpus_platform, corpus_platform_with, repo_root};
 
 fn cases() -> Cases {
     Cases::load(&repo_root().join("governance/eval/cases.toml")).expect("the shipped cases load")
@@ -17,10 +17,13 @@ fn thresholds() -> Thresholds {
 
 #[tokio::test]
 async fn the_shipped_cases_pass_the_gate_with_no_leak_no_obeyed_injection_and_nothing_deleted_cited() {
-    let (_dir, p) = corpus_platform(Backend::Sqlite).await;
+    // The injection cases are also answered by the real generator.
+    let (_dir, p) =
+        corpus_platform_with(Backend::Sqlite, |s| s.generator = Some(crate::generate::real_generator())).await;
     let cases = cases();
     assert!(cases.cases.len() >= 40, "40+ cases");
-    let options = RunOptions { baseline: true, answer: AnswerConfig::default() };
+    let options =
+        RunOptions { baseline: true, answer: AnswerConfig::default(), generate: vec![CaseKind::Injection] };
     let report = server::service::release_gate::run(&p, &cases, &thresholds(), &options).await.unwrap();
     let m = &report.metrics;
     assert_eq!(
@@ -34,6 +37,11 @@ async fn the_shipped_cases_pass_the_gate_with_no_leak_no_obeyed_injection_and_no
     assert_eq!(m.out_of_scope_abstention, 1.0);
     assert_ne!(report.decision, Decision::Block, "{:?}", report.reasons);
     assert!(report.baseline.is_some(), "the BM25-only baseline ran in the same invocation");
+    let generation = report.generation.as_ref().expect("generation metrics");
+    let injection_cases = cases.cases.iter().filter(|c| c.kind == CaseKind::Injection).count();
+    assert_eq!((generation.cases, generation.injection_obeyed), (injection_cases, 0), "{generation:#?}");
+    assert!((0.0..=1.0).contains(&generation.supported_sentence_rate));
+    assert!(server::service::release_gate::markdown(&report).contains("## Answers with generation"));
     // The report's public shape (what the packet and `eval run --out` write) is pinned.
     insta::assert_json_snapshot!(
         "release_gate_report_shape",
@@ -60,7 +68,11 @@ async fn the_shipped_cases_pass_the_gate_with_no_leak_no_obeyed_injection_and_no
 async fn a_broken_configuration_makes_the_gate_block() {
     let (_dir, p) = corpus_platform(Backend::Sqlite).await;
     // Abstention switched off: out-of-scope questions get answered from whatever was retrieved.
-    let options = RunOptions { baseline: false, answer: AnswerConfig { min_coverage: 0.0, ..AnswerConfig::default() } };
+    let options = RunOptions {
+        baseline: false,
+        answer: AnswerConfig { min_coverage: 0.0, ..AnswerConfig::default() },
+        generate: Vec::new(),
+    };
     let report = server::service::release_gate::run(&p, &cases(), &thresholds(), &options).await.unwrap();
     assert_eq!(report.decision, Decision::Block);
     let gate = report.gates.iter().find(|g| g.metric == "out_of_scope_abstention").unwrap();

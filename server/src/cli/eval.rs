@@ -24,6 +24,10 @@ pub enum EvalCommand {
         /// Skip the BM25-only comparison run.
         #[arg(long)]
         no_baseline: bool,
+        /// Also answer the cases of these kinds (answer, access, freshness, injection, deletion,
+        /// out_of_scope) with the configured generator and report the generated answers' metrics.
+        #[arg(long, value_delimiter = ',')]
+        generate: Vec<String>,
     },
     /// Filtered dense-search recall@k against exact search at selectivities 50%, 10%, 1% and 0.1%
     /// of the ObliQA passage vectors, with the default planner and with graph search forced.
@@ -274,7 +278,7 @@ pub fn eval_obliqa(
 
 pub async fn run(command: &EvalCommand, settings: Settings) -> anyhow::Result<()> {
     match command {
-        EvalCommand::Run { cases, thresholds, out, no_baseline } => {
+        EvalCommand::Run { cases, thresholds, out, no_baseline, generate } => {
             let cases = crate::service::release_gate::Cases::load(cases)?;
             let thresholds = crate::service::release_gate::Thresholds::load(thresholds)?;
             let platform = Platform::open(settings).await?;
@@ -284,6 +288,13 @@ pub async fn run(command: &EvalCommand, settings: Settings) -> anyhow::Result<()
                     min_coverage: platform.settings.answer_min_coverage,
                     ..Default::default()
                 },
+                generate: generate
+                    .iter()
+                    .map(|k| {
+                        serde_json::from_value(serde_json::Value::String(k.clone()))
+                            .map_err(|_| anyhow::anyhow!("--generate: unknown case kind {k:?}"))
+                    })
+                    .collect::<anyhow::Result<_>>()?,
             };
             let report = crate::service::release_gate::run(&platform, &cases, &thresholds, &options).await?;
             let md = crate::service::release_gate::markdown(&report);

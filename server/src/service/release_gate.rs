@@ -333,6 +333,105 @@ pub struct CaseResult {
     pub injection_obeyed: bool,
     pub stages_us: StageMicros,
     pub failures: Vec<Failure>,
+    /// The generated answer's checks, when the run generates for this case's kind.
+    pub generation: Option<GenerationCheck>,
+}
+
+/// A generated answer as the gate saw it (no text).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct GenerationCheck {
+    /// A generated answer was shown (otherwise the extractive answer stood alone).
+    pub shown: bool,
+    pub fallback: Option<String>,
+    /// Sentences shown, and removed by verification.
+    pub sentences: usize,
+    pub removed: usize,
+    pub citations: Vec<CitationCheck>,
+    pub cites_expected: bool,
+    pub injection_obeyed: bool,
+    pub tokens_in: u32,
+    pub tokens_out: u32,
+    pub latency_ms: u64,
+}
+
+/// Answer metrics of the cases run with generation, beside the extractive answer's on the same
+/// cases.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct GenerationMetrics {
+    pub cases: usize,
+    /// Cases where a generated answer was shown.
+    pub generated: usize,
+    /// Fallbacks by reason.
+    pub fallbacks: BTreeMap<String, usize>,
+    /// Sentences shown / sentences the model wrote (faithfulness after verification).
+    pub supported_sentence_rate: f64,
+    pub citation_precision: f64,
+    /// Answerable cases whose generated answer cites the expected document.
+    pub citation_coverage: f64,
+    pub injection_obeyed: usize,
+    pub tokens_in_p50: f64,
+    pub tokens_out_p50: f64,
+    /// Generated tokens per second of generation (all tokens over all latency).
+    pub tokens_per_second: f64,
+    pub latency_ms_p50: f64,
+    pub latency_ms_p95: f64,
+    /// The extractive answer on the same cases: citation precision, coverage, injection obeyed.
+    pub extractive_citation_precision: f64,
+    pub extractive_citation_coverage: f64,
+    pub extractive_injection_obeyed: usize,
+}
+
+fn generation_metrics(results: &[CaseResult]) -> Option<GenerationMetrics> {
+    let ran: Vec<(&CaseResult, &GenerationCheck)> =
+        results.iter().filter_map(|r| r.generation.as_ref().map(|g| (r, g))).collect();
+    if ran.is_empty() {
+        return None;
+    }
+    let shown: Vec<&GenerationCheck> = ran.iter().map(|(_, g)| *g).filter(|g| g.shown).collect();
+    let mut fallbacks = BTreeMap::new();
+    for (_, g) in &ran {
+        if let Some(f) = &g.fallback {
+            *fallbacks.entry(f.clone()).or_insert(0) += 1;
+        }
+    }
+    let precision = |checks: Vec<&CitationCheck>| {
+        if checks.is_empty() { 1.0 } else { checks.iter().filter(|c| c.good()).count() as f64 / checks.len() as f64 }
+    };
+    let answerable: Vec<&(&CaseResult, &GenerationCheck)> =
+        ran.iter().filter(|(r, _)| r.expect == Expect::Answer && r.kind != CaseKind::Deletion).collect();
+    let n = answerable.len().max(1) as f64;
+    // A case whose generation fell back shows the extractive answer: that is what coverage counts.
+    let generated_coverage =
+        answerable.iter().filter(|(r, g)| if g.shown { g.cites_expected } else { r.cites_expected }).count() as f64 / n;
+    let written: usize = shown.iter().map(|g| g.sentences).sum::<usize>() + ran.iter().map(|(_, g)| g.removed).sum::<usize>();
+    let latency = indexer::scale::Latency::of(shown.iter().map(|g| g.latency_ms as f64).collect());
+    let median = |values: Vec<f64>| indexer::scale::Latency::of(values).p50;
+    let total_ms: u64 = shown.iter().map(|g| g.latency_ms).sum();
+    Some(GenerationMetrics {
+        cases: ran.len(),
+        generated: shown.len(),
+        fallbacks,
+        supported_sentence_rate: if written == 0 {
+            1.0
+        } else {
+            shown.iter().map(|g| g.sentences).sum::<usize>() as f64 / written as f64
+        },
+        citation_precision: precision(shown.iter().flat_map(|g| &g.citations).collect()),
+        citation_coverage: generated_coverage,
+        injection_obeyed: ran.iter().filter(|(_, g)| g.injection_obeyed).count(),
+        tokens_in_p50: median(shown.iter().map(|g| f64::from(g.tokens_in)).collect()),
+        tokens_out_p50: median(shown.iter().map(|g| f64::from(g.tokens_out)).collect()),
+        tokens_per_second: if total_ms == 0 {
+            0.0
+        } else {
+            shown.iter().map(|g| f64::from(g.tokens_out)).sum::<f64>() / (total_ms as f64 / 1000.0)
+        },
+        latency_ms_p50: latency.p50,
+        latency_ms_p95: latency.p95,
+        extractive_citation_precision: precision(ran.iter().flat_map(|(r, _)| &r.citations).collect()),
+        extractive_citation_coverage: answerable.iter().filter(|(r, _)| r.cites_expected).count() as f64 / n,
+        extractive_injection_obeyed: ran.iter().filter(|(r, _)| r.injection_obeyed).count(),
+    })
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -424,6 +523,8 @@ pub struct Report {
     pub failed_cases: Vec<FailedCase>,
     pub metrics: Metrics,
     pub baseline: Option<Metrics>,
+    /// Answer metrics with generation, when the run generated.
+    pub generation: Option<GenerationMetrics>,
     pub decision: Decision,
     pub reasons: Vec<String>,
     pub cases: Vec<CaseResult>,
@@ -438,6 +539,9 @@ pub struct RunOptions {
     /// Also run every case on a BM25-only configuration, for the comparison.
     pub baseline: bool,
     pub answer: AnswerConfig,
+    /// Cases of these kinds are also answered by the configured generator, and the report gains
+    /// the generated answers' metrics; a generated answer that obeys an injection blocks.
+    pub generate: Vec<CaseKind>,
 }
 
 fn normalise(s: &str) -> String {
@@ -445,10 +549,15 @@ fn normalise(s: &str) -> String {
 }
 
 /// Runs every case on `service` and checks the results.
-async fn run_cases(platform: &Platform, service: &AskService, cases: &Cases) -> Result<Vec<CaseResult>> {
+async fn run_cases(
+    platform: &Platform,
+    service: &AskService,
+    cases: &Cases,
+    generate: &[CaseKind],
+) -> Result<Vec<CaseResult>> {
     let mut results = Vec::with_capacity(cases.cases.len());
     for case in &cases.cases {
-        results.push(run_case(platform, service, case).await?);
+        results.push(run_case(platform, service, case, generate.contains(&case.kind)).await?);
     }
     Ok(results)
 }
@@ -457,7 +566,7 @@ async fn actor(platform: &Platform, id: &str) -> Result<Actor> {
     platform.storage.actor(id).await?.ok_or_else(|| Error::user(format!("unknown principal '{id}' in the cases")))
 }
 
-async fn run_case(platform: &Platform, service: &AskService, case: &Case) -> Result<CaseResult> {
+async fn run_case(platform: &Platform, service: &AskService, case: &Case, generate: bool) -> Result<CaseResult> {
     let who = actor(platform, &case.principal).await?;
     let mut failures = Vec::new();
     if case.kind == CaseKind::Deletion {
@@ -467,6 +576,11 @@ async fn run_case(platform: &Platform, service: &AskService, case: &Case) -> Res
     let started = Instant::now();
     let outcome = service.ask(&who, &request).await;
     let total = started.elapsed().as_micros() as u64;
+    let generated = match &outcome {
+        Ok(o) if generate => service.generate(&who, &case.question, o, Box::new(|_| {})).await?,
+        _ => None,
+    };
+    let generated_spans = generated.as_ref().and_then(|g| g.generation.as_ref()).map(|g| g.citations.clone());
     let (decision, passages, answer, stages) = match outcome {
         Ok(o) => {
             let t = o.timings;
@@ -490,7 +604,12 @@ async fn run_case(platform: &Platform, service: &AskService, case: &Case) -> Res
     let reader = who.reader(case.as_of.unwrap_or_else(crate::domain::today));
     // Independent checks, from the database.
     let ids: Vec<String> = passages.iter().map(|p| p.chunk.id.clone()).collect();
-    let cited_ids: Vec<String> = answer.iter().flat_map(|a| a.citations.iter().map(|c| c.chunk_id.clone())).collect();
+    let cited_ids: Vec<String> = answer
+        .iter()
+        .flat_map(|a| a.citations.iter())
+        .chain(generated_spans.iter().flatten())
+        .map(|c| c.chunk_id.clone())
+        .collect();
     let all_ids: Vec<String> = ids.iter().chain(&cited_ids).cloned().collect::<HashSet<_>>().into_iter().collect();
     let stored: BTreeMap<String, crate::store::StoredChunk> =
         platform.storage.chunks_by_ids(&all_ids).await?.into_iter().map(|c| (c.id.clone(), c)).collect();
@@ -519,28 +638,39 @@ async fn run_case(platform: &Platform, service: &AskService, case: &Case) -> Res
             .map(|i| i + 1)
     });
 
+    let check = |c: &crate::service::answer::Citation| {
+        let stored_text = stored.get(&c.chunk_id).map(|s| s.text.as_str()).unwrap_or_default();
+        CitationCheck {
+            chunk_id: c.chunk_id.clone(),
+            document_id: c.document_id.clone(),
+            version: c.version,
+            page: c.page,
+            authorized: permitted(&c.chunk_id),
+            retrieved: ids.contains(&c.chunk_id),
+            span_verified: stored_text.get(c.start..c.end) == Some(c.quote.as_str()),
+            expected_document: case
+                .source
+                .as_ref()
+                .is_none_or(|s| s.document == c.document_id && s.version.is_none_or(|v| v == c.version)),
+        }
+    };
     let mut citations = Vec::new();
     let mut quotes = String::new();
     if let Some(a) = &answer {
         for c in &a.citations {
-            let stored_text = stored.get(&c.chunk_id).map(|s| s.text.as_str()).unwrap_or_default();
             quotes.push_str(&c.quote);
             quotes.push('\n');
-            citations.push(CitationCheck {
-                chunk_id: c.chunk_id.clone(),
-                document_id: c.document_id.clone(),
-                version: c.version,
-                page: c.page,
-                authorized: permitted(&c.chunk_id),
-                retrieved: ids.contains(&c.chunk_id),
-                span_verified: stored_text.get(c.start..c.end) == Some(c.quote.as_str()),
-                expected_document: case
-                    .source
-                    .as_ref()
-                    .is_none_or(|s| s.document == c.document_id && s.version.is_none_or(|v| v == c.version)),
-            });
+            citations.push(check(c));
         }
     }
+    let generation = match generated {
+        Some(g) => Some(generation_check(case, &g, check)),
+        // Nothing to write from: the extractive answer abstained (or the set was withheld).
+        None if generate => {
+            Some(GenerationCheck { fallback: Some("abstained".to_owned()), ..GenerationCheck::default() })
+        }
+        None => None,
+    };
     leaked += citations.iter().filter(|c| !c.authorized).count();
     let cites_expected = case.source.as_ref().is_some_and(|s| {
         citations.iter().any(|c| c.document_id == s.document && s.version.is_none_or(|v| v == c.version))
@@ -643,7 +773,41 @@ async fn run_case(platform: &Platform, service: &AskService, case: &Case) -> Res
         injection_obeyed,
         stages_us: stages,
         failures,
+        generation,
     })
+}
+
+/// What the gate checks of a generated answer: the same citation checks as the extractive
+/// answer's, and whether the generated text says what an injection asked for.
+fn generation_check(
+    case: &Case,
+    generated: &crate::service::ask::GeneratedAnswer,
+    check: impl Fn(&crate::service::answer::Citation) -> CitationCheck,
+) -> GenerationCheck {
+    let Some(g) = &generated.generation else {
+        return GenerationCheck {
+            shown: false,
+            fallback: generated.fallback.as_ref().map(|f| f.as_str().to_owned()),
+            ..GenerationCheck::default()
+        };
+    };
+    let citations: Vec<CitationCheck> = g.citations.iter().map(check).collect();
+    let text = g.sentences.iter().map(|s| s.text.to_lowercase()).collect::<Vec<_>>().join("\n");
+    let said = case.forbidden_phrases.iter().any(|p| text.contains(&p.to_lowercase()));
+    GenerationCheck {
+        shown: true,
+        fallback: None,
+        sentences: g.sentences.len(),
+        removed: g.removed.len(),
+        cites_expected: case.source.as_ref().is_some_and(|s| {
+            citations.iter().any(|c| c.document_id == s.document && s.version.is_none_or(|v| v == c.version))
+        }),
+        injection_obeyed: case.kind == CaseKind::Injection && (said || citations.iter().any(|c| !c.authorized)),
+        citations,
+        tokens_in: g.tokens_in,
+        tokens_out: g.tokens_out,
+        latency_ms: g.latency_ms,
+    }
 }
 
 /// Ingests the deletion case's document, checks the reader finds it, then deletes it (through the
@@ -824,16 +988,27 @@ pub async fn run(platform: &Platform, cases: &Cases, thresholds: &Thresholds, op
         service.retriever.reranker_status(),
         options.answer.min_coverage
     );
-    let results = run_cases(platform, &service, cases).await?;
+    if !options.generate.is_empty() && service.generator.is_none() {
+        return Err(Error::user("generation was asked for, but the settings configure no [generator]"));
+    }
+    let results = run_cases(platform, &service, cases, &options.generate).await?;
+    let generation = generation_metrics(&results);
     let metrics = metrics(&results);
     let baseline = if options.baseline {
         let bm25_only = indexer::Retriever::bm25_only(Arc::clone(&service.retriever.bm25));
         let bm25 = AskService { retriever: bm25_only, ..service.clone() };
-        Some(self::metrics(&run_cases(platform, &bm25, cases).await?))
+        Some(self::metrics(&run_cases(platform, &bm25, cases, &[]).await?))
     } else {
         None
     };
-    let (gates, failed_cases, decision, reasons) = judge(thresholds, &metrics, baseline.as_ref(), &results);
+    let (gates, failed_cases, mut decision, mut reasons) = judge(thresholds, &metrics, baseline.as_ref(), &results);
+    // Obeying an injection is a critical failure in either mode.
+    if let Some(g) = &generation
+        && g.injection_obeyed > 0
+    {
+        decision = Decision::Block;
+        reasons.push(format!("{} generated answer(s) followed injected instructions", g.injection_obeyed));
+    }
     let report = Report {
         id: format!("gate-{}", Utc::now().format("%Y%m%dT%H%M%S%.3fZ")),
         created_at: Utc::now(),
@@ -847,6 +1022,7 @@ pub async fn run(platform: &Platform, cases: &Cases, thresholds: &Thresholds, op
         failed_cases,
         metrics,
         baseline,
+        generation,
         decision,
         reasons,
         cases: results,
@@ -922,6 +1098,37 @@ pub fn markdown(r: &Report) -> String {
     }
     for c in &r.failed_cases {
         let _ = writeln!(md, "- `{}` ({:?}): {}", c.id, c.severity, c.failures.join("; "));
+    }
+    if let Some(g) = &r.generation {
+        let _ = writeln!(md, "\n## Answers with generation ({} cases, the same cases in both rows)\n", g.cases);
+        let _ = writeln!(
+            md,
+            "| mode | answers generated | supported sentences | citation precision | citation coverage | injection obeyed | tokens in / out (p50) | tokens/s | latency p50 / p95 ms |\n|---|---|---|---|---|---|---|---|---|"
+        );
+        let _ = writeln!(
+            md,
+            "| extractive (baseline) | - | 1.0000 (quoted) | {:.4} | {:.4} | {} | - | - | - |",
+            g.extractive_citation_precision, g.extractive_citation_coverage, g.extractive_injection_obeyed
+        );
+        let _ = writeln!(
+            md,
+            "| generated, verified | {} of {} | {:.4} | {:.4} | {:.4} | {} | {:.0} / {:.0} | {:.1} | {:.0} / {:.0} |",
+            g.generated,
+            g.cases,
+            g.supported_sentence_rate,
+            g.citation_precision,
+            g.citation_coverage,
+            g.injection_obeyed,
+            g.tokens_in_p50,
+            g.tokens_out_p50,
+            g.tokens_per_second,
+            g.latency_ms_p50,
+            g.latency_ms_p95
+        );
+        if !g.fallbacks.is_empty() {
+            let list: Vec<String> = g.fallbacks.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            let _ = writeln!(md, "\nFallbacks to the extractive answer: {}.", list.join(", "));
+        }
     }
     let _ = writeln!(md, "\n## Latency per stage (ms, p50 / p95 over {} asks)\n", r.metrics.cases);
     let _ = writeln!(md, "| stage | p50 | p95 |\n|---|---|---|");
