@@ -354,6 +354,12 @@ pub struct GenerationCheck {
     pub latency_ms: u64,
 }
 
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FallbackCount {
+    pub reason: String,
+    pub cases: usize,
+}
+
 /// Answer metrics of the cases run with generation, beside the extractive answer's on the same
 /// cases.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -361,8 +367,9 @@ pub struct GenerationMetrics {
     pub cases: usize,
     /// Cases where a generated answer was shown.
     pub generated: usize,
-    /// Fallbacks by reason.
-    pub fallbacks: BTreeMap<String, usize>,
+    /// Cases whose generated answer was not shown, by reason (`abstained`: the extractive answer
+    /// found no evidence, so nothing was generated).
+    pub fallbacks: Vec<FallbackCount>,
     /// Sentences shown / sentences the model wrote (faithfulness after verification).
     pub supported_sentence_rate: f64,
     pub citation_precision: f64,
@@ -388,12 +395,13 @@ fn generation_metrics(results: &[CaseResult]) -> Option<GenerationMetrics> {
         return None;
     }
     let shown: Vec<&GenerationCheck> = ran.iter().map(|(_, g)| *g).filter(|g| g.shown).collect();
-    let mut fallbacks = BTreeMap::new();
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     for (_, g) in &ran {
         if let Some(f) = &g.fallback {
-            *fallbacks.entry(f.clone()).or_insert(0) += 1;
+            *counts.entry(f.clone()).or_insert(0) += 1;
         }
     }
+    let fallbacks = counts.into_iter().map(|(reason, cases)| FallbackCount { reason, cases }).collect();
     let precision = |checks: Vec<&CitationCheck>| {
         if checks.is_empty() { 1.0 } else { checks.iter().filter(|c| c.good()).count() as f64 / checks.len() as f64 }
     };
@@ -1126,7 +1134,7 @@ pub fn markdown(r: &Report) -> String {
             g.latency_ms_p95
         );
         if !g.fallbacks.is_empty() {
-            let list: Vec<String> = g.fallbacks.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            let list: Vec<String> = g.fallbacks.iter().map(|f| format!("{} {}", f.reason, f.cases)).collect();
             let _ = writeln!(md, "\nFallbacks to the extractive answer: {}.", list.join(", "));
         }
     }
