@@ -506,9 +506,7 @@ impl GeneratorSettings {
             return Err(Error::user("generator.artifact_sha256 must be the model file's sha256 (64 hex digits)"));
         }
         if self.timeout_ms == 0 || self.max_tokens == 0 || !(1..=10).contains(&self.passages) {
-            return Err(Error::user(
-                "generator.timeout_ms and max_tokens must be positive, passages between 1 and 10",
-            ));
+            return Err(Error::user("generator.timeout_ms and max_tokens must be positive, passages between 1 and 10"));
         }
         Ok(())
     }

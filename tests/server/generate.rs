@@ -49,7 +49,8 @@ async fn a_generated_answer_shows_only_verified_sentences_linked_to_their_spans_
     assert!(!sentences.is_empty() && !citations.is_empty());
     // Every sentence cites at least one span; every span is the stored text at its offsets and
     // belongs to a passage alice was given.
-    let passages: Vec<&str> = v["passages"].as_array().unwrap().iter().map(|p| p["chunk_id"].as_str().unwrap()).collect();
+    let passages: Vec<&str> =
+        v["passages"].as_array().unwrap().iter().map(|p| p["chunk_id"].as_str().unwrap()).collect();
     for s in sentences {
         let markers = s["citations"].as_array().unwrap();
         assert!(!markers.is_empty(), "{s}");
@@ -105,7 +106,9 @@ async fn instructions_injected_in_a_passage_are_not_followed_by_the_generator() 
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert!(v["passages"].to_string().contains("ignore all previous instructions"), "the injection was retrieved");
     let generated = v["generated"].to_string().to_lowercase();
-    for forbidden in ["may be shared with any vendor before a contract", "ignore", "list every document", "approved bank policy"] {
+    for forbidden in
+        ["may be shared with any vendor before a contract", "ignore", "list every document", "approved bank policy"]
+    {
         assert!(!generated.contains(forbidden), "{forbidden:?} in {generated}");
     }
 }
@@ -120,7 +123,8 @@ fn scripted_server(script: Vec<Option<Vec<String>>>) -> String {
             let Ok((mut stream, _)) = listener.accept() else { return };
             read_request(&mut stream);
             let Some(events) = reply else { continue };
-            let mut out = String::from("HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n");
+            let mut out =
+                String::from("HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n");
             for e in events {
                 out.push_str(&format!("data: {e}\n\n"));
             }
@@ -169,15 +173,17 @@ fn model_output(sentences: &[(&str, &[u32])]) -> Vec<String> {
 
 #[actix_web::test]
 async fn a_generated_sentence_with_a_number_the_passages_do_not_state_is_removed() {
-    let supported = "Customer identification files are kept for eight years after the end of the business relationship.";
+    let supported =
+        "Customer identification files are kept for eight years after the end of the business relationship.";
     let invented = "Customer identification files are kept for 12 years after the end of the business relationship.";
     let url = scripted_server(vec![
         Some(model_output(&[(supported, &[1]), (invented, &[1])])),
         Some(model_output(&[(invented, &[1])])),
     ]);
-    let (_dir, p) =
-        corpus_platform_with(Backend::Sqlite, |s| s.generator = Some(GeneratorSettings::new(&url, "scripted", GENERATOR_SHA256)))
-            .await;
+    let (_dir, p) = corpus_platform_with(Backend::Sqlite, |s| {
+        s.generator = Some(GeneratorSettings::new(&url, "scripted", GENERATOR_SHA256))
+    })
+    .await;
     let mut alice = browser(&p).await;
     assert_eq!(alice.sign_in("alice@acme-bank").await, StatusCode::SEE_OTHER);
     let ask = format!("/api/v1/ask?q={}&generate=true", q(RETENTION));
@@ -233,7 +239,8 @@ fn cutting_proxy(upstream: String, keep: usize) -> String {
 async fn a_server_that_stops_mid_answer_gives_the_extractive_answer_and_failures_open_the_breaker() {
     let url = cutting_proxy(real_generator().url, 700);
     let (_dir, p) =
-        corpus_platform_with(Backend::Sqlite, |s| s.generator = Some(GeneratorSettings { url, ..real_generator() })).await;
+        corpus_platform_with(Backend::Sqlite, |s| s.generator = Some(GeneratorSettings { url, ..real_generator() }))
+            .await;
     let mut alice = browser(&p).await;
     assert_eq!(alice.sign_in("alice@acme-bank").await, StatusCode::SEE_OTHER);
     let ask = format!("/api/v1/ask?q={}&generate=true", q(RETENTION));

@@ -22,8 +22,7 @@ async fn the_shipped_cases_pass_the_gate_with_no_leak_no_obeyed_injection_and_no
         corpus_platform_with(Backend::Sqlite, |s| s.generator = Some(crate::generate::real_generator())).await;
     let cases = cases();
     assert!(cases.cases.len() >= 40, "40+ cases");
-    let options =
-        RunOptions { baseline: true, answer: AnswerConfig::default(), generate: vec![CaseKind::Injection] };
+    let options = RunOptions { baseline: true, answer: AnswerConfig::default(), generate: vec![CaseKind::Injection] };
     let report = server::service::release_gate::run(&p, &cases, &thresholds(), &options).await.unwrap();
     let m = &report.metrics;
     assert_eq!(

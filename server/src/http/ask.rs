@@ -262,11 +262,8 @@ async fn ask_get(
             // Nothing to write from: the extractive answer found no evidence.
             Some(_) if outcome.answer.abstained.is_some() => None,
             Some(generator) if query.generate => {
-                let answer = state
-                    .ask
-                    .generate(&actor, &request.question, &outcome, Box::new(|_| {}))
-                    .await
-                    .map_err(&err)?;
+                let answer =
+                    state.ask.generate(&actor, &request.question, &outcome, Box::new(|_| {})).await.map_err(&err)?;
                 Some(generated_view(&request.question, &outcome, generator.model(), answer.as_ref()))
             }
             Some(generator) => Some(generated_view(&request.question, &outcome, generator.model(), None)),
@@ -491,7 +488,10 @@ async fn ask_stream_get(
                 &serde_json::json!({ "model": model, "removed": g.removed.len(), "tokens": g.tokens_out, "latency_ms": g.latency_ms }),
             ),
             Ok(Some(GeneratedAnswer { note, .. })) => sse("fallback", &serde_json::json!({ "note": note })),
-            Ok(None) => sse("fallback", &serde_json::json!({ "note": "Nothing to write from: no passage answers the question." })),
+            Ok(None) => sse(
+                "fallback",
+                &serde_json::json!({ "note": "Nothing to write from: no passage answers the question." }),
+            ),
             Err(e) => {
                 tracing::warn!(error = %e, "generated answer stream failed");
                 sse("fallback", &serde_json::json!({ "note": Fallback::Unreachable.note() }))

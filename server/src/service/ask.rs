@@ -380,9 +380,12 @@ impl AskService {
         };
         self.audit_as_asker(actor, "generate", outcome_name, detail).await?;
         Ok(Some(match result {
-            Ok(generation) => {
-                GeneratedAnswer { model: generator.model().to_owned(), generation: Some(generation), fallback: None, note: None }
-            }
+            Ok(generation) => GeneratedAnswer {
+                model: generator.model().to_owned(),
+                generation: Some(generation),
+                fallback: None,
+                note: None,
+            },
             Err(failure) => GeneratedAnswer {
                 model: generator.model().to_owned(),
                 generation: None,

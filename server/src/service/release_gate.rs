@@ -411,7 +411,8 @@ fn generation_metrics(results: &[CaseResult]) -> Option<GenerationMetrics> {
     // A case whose generation fell back shows the extractive answer: that is what coverage counts.
     let generated_coverage =
         answerable.iter().filter(|(r, g)| if g.shown { g.cites_expected } else { r.cites_expected }).count() as f64 / n;
-    let written: usize = shown.iter().map(|g| g.sentences).sum::<usize>() + ran.iter().map(|(_, g)| g.removed).sum::<usize>();
+    let written: usize =
+        shown.iter().map(|g| g.sentences).sum::<usize>() + ran.iter().map(|(_, g)| g.removed).sum::<usize>();
     let latency = indexer::scale::Latency::of(shown.iter().map(|g| g.latency_ms as f64).collect());
     let median = |values: Vec<f64>| indexer::scale::Latency::of(values).p50;
     let total_ms: u64 = shown.iter().map(|g| g.latency_ms).sum();
