@@ -15,7 +15,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::service::answer::{Answer, AnswerConfig, Passage};
-use crate::service::generate::{Fallback, Generation, Generator, Progress};
+use crate::service::generate::{Fallback, Generation, Generator, Progress, Unsupported};
 use crate::store::{AuditRecord, Storage, StoredChunk};
 
 /// Shown when the governance gate withholds a document set.
@@ -76,6 +76,8 @@ pub struct GeneratedAnswer {
     pub fallback: Option<Fallback>,
     /// The note shown with the extractive answer on a fallback.
     pub note: Option<String>,
+    /// Sentences the model wrote that verification removed (on a fallback too), by reason.
+    pub removed: Vec<Unsupported>,
 }
 
 /// Called from the generation task as the model writes.
@@ -382,6 +384,7 @@ impl AskService {
         Ok(Some(match result {
             Ok(generation) => GeneratedAnswer {
                 model: generator.model().to_owned(),
+                removed: generation.removed.clone(),
                 generation: Some(generation),
                 fallback: None,
                 note: None,
@@ -391,6 +394,7 @@ impl AskService {
                 generation: None,
                 note: Some(failure.fallback.note().to_owned()),
                 fallback: Some(failure.fallback),
+                removed: failure.removed,
             },
         }))
     }

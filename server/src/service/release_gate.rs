@@ -378,7 +378,7 @@ pub struct GenerationMetrics {
     pub injection_obeyed: usize,
     pub tokens_in_p50: f64,
     pub tokens_out_p50: f64,
-    /// Generated tokens per second of generation (all tokens over all latency).
+    /// Generated tokens per second of answer time (prompt reading included).
     pub tokens_per_second: f64,
     pub latency_ms_p50: f64,
     pub latency_ms_p95: f64,
@@ -797,6 +797,7 @@ fn generation_check(
         return GenerationCheck {
             shown: false,
             fallback: generated.fallback.as_ref().map(|f| f.as_str().to_owned()),
+            removed: generated.removed.len(),
             ..GenerationCheck::default()
         };
     };
