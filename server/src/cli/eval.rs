@@ -65,6 +65,32 @@ pub enum EvalCommand {
         #[arg(long)]
         min_f1: Option<f64>,
     },
+    /// Ask questions whose answering provision is known (governance/eval/real-pdf-questions.toml,
+    /// over documents already ingested) as one reader, and report retrieval, answer coverage and
+    /// citation precision of the extractive answer and, with a `[generator]`, the generated one.
+    Answers {
+        #[arg(long)]
+        questions: PathBuf,
+        #[arg(long)]
+        tenant: String,
+        #[arg(long, value_delimiter = ',', default_value = "staff")]
+        groups: Vec<String>,
+        #[arg(long, default_value = "restricted")]
+        clearance: String,
+        /// Also answer with the configured generator.
+        #[arg(long)]
+        generate: bool,
+        /// Write the report as JSON here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Fail when the extractive answer's coverage falls below this.
+        #[arg(long)]
+        min_coverage: Option<f64>,
+        /// Order answer sentences by the reranker's cross-encoder (the experiment) instead of
+        /// by their words.
+        #[arg(long)]
+        sentence_selector: bool,
+    },
     /// Ingest ObliQA passages into in-memory indexes and report Recall, MAP, nDCG and MRR at k
     /// for BM25, dense and hybrid retrieval.
     Obliqa {
@@ -309,6 +335,52 @@ pub async fn run(command: &EvalCommand, settings: Settings) -> anyhow::Result<()
                 "the release gate blocks: {}",
                 report.reasons.join("; ")
             );
+        }
+        EvalCommand::Answers {
+            questions,
+            tenant,
+            groups,
+            clearance,
+            generate,
+            out,
+            min_coverage,
+            sentence_selector,
+        } => {
+            let questions = crate::service::answer_eval::Questions::load(questions)?;
+            let reader = indexer::Reader {
+                tenant: indexer::TenantId::parse(tenant)?,
+                groups: groups.iter().map(|g| indexer::GroupName::parse(g.trim())).collect::<Result<_, _>>()?,
+                clearance: clearance.parse()?,
+                as_of: crate::domain::today(),
+                documents: None,
+            };
+            let platform = Platform::open(settings).await?;
+            anyhow::ensure!(
+                !*generate || platform.generator.is_some(),
+                "--generate needs a [generator] table in the settings file"
+            );
+            let answer = crate::service::answer::AnswerConfig {
+                min_coverage: platform.settings.answer_min_coverage,
+                ..Default::default()
+            };
+            let generator = if *generate { platform.generator.clone() } else { None };
+            let report = crate::service::answer_eval::run(
+                &platform,
+                &questions,
+                &reader,
+                &answer,
+                generator,
+                *sentence_selector,
+            )
+            .await?;
+            println!("{}", crate::service::answer_eval::markdown(&report));
+            if let Some(path) = out {
+                std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
+            }
+            if let Some(floor) = min_coverage {
+                let got = report.extractive.answer_coverage;
+                anyhow::ensure!(got >= *floor, "extractive answer coverage {got:.4} is below the floor {floor}");
+            }
         }
         EvalCommand::Obligations { sentences, split, out, min_f1 } => {
             eval_obligations(&settings, sentences, split, out.as_deref(), *min_f1)?;

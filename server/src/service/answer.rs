@@ -280,8 +280,79 @@ pub(crate) fn push_trimmed(text: &str, start: usize, end: usize, out: &mut Vec<(
     }
 }
 
+/// Words with which a text describes itself ("This policy explains ...", "The Regulation applies
+/// to ..."): such a sentence says what the document is about, which matches many questions and
+/// answers few. It is quoted only when it clearly wins, or when the question asks about scope.
+const SELF_NOUNS: &[&str] = &[
+    "policy",
+    "notice",
+    "regulation",
+    "document",
+    "standard",
+    "statement",
+    "directive",
+    "procedure",
+    "framework",
+    "guideline",
+    "guidelines",
+    "circular",
+    "order",
+    "charter",
+    "handbook",
+    "manual",
+    "faq",
+];
+const SELF_VERBS: &[&str] = &[
+    "explains",
+    "describes",
+    "sets",
+    "outlines",
+    "applies",
+    "apply",
+    "covers",
+    "cover",
+    "governs",
+    "lays",
+    "defines",
+    "establishes",
+    "provides",
+    "tells",
+    "is",
+    "aims",
+    "summarises",
+    "summarizes",
+    "contains",
+    "explain",
+    "describe",
+];
+/// Question words that ask what a document covers: then a self-description answers.
+const SCOPE_WORDS: &[&str] = &["scope", "purpose", "apply", "applies", "cover", "covers", "aim", "objective", "about"];
+/// Score factor of a self-describing sentence.
+const SELF_DESCRIPTION_FACTOR: f32 = 0.4;
+
+/// Whether a sentence describes its own document: "This Privacy Policy explains how ...".
+fn describes_its_document(sentence: &str) -> bool {
+    let words: Vec<String> = sentence
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .take(6)
+        .map(str::to_lowercase)
+        .collect();
+    if !matches!(words.first().map(String::as_str), Some("this" | "the" | "our")) {
+        return false;
+    }
+    // The noun within the first four words, a verb right after it.
+    words.iter().enumerate().skip(1).take(3).any(|(i, w)| {
+        SELF_NOUNS.contains(&w.as_str()) && words.get(i + 1).is_some_and(|v| SELF_VERBS.contains(&v.as_str()))
+    })
+}
+
 struct Candidate {
     passage: usize,
+    /// The sentence describes its own document (boilerplate), and the question does not ask that.
+    self_description: bool,
+    /// Matched words that are not in the passage's title or heading: what the sentence adds.
+    own: usize,
     /// Share of the question's content words in the sentence and its heading.
     covered: f32,
     start: usize,
@@ -292,7 +363,23 @@ struct Candidate {
 
 /// Composes the answer to `question` from `passages` (best first, all permitted to the reader).
 pub fn compose(question: &str, passages: &[Passage], config: &AnswerConfig) -> Answer {
+    compose_with(question, passages, config, None)
+}
+
+/// Scores candidate sentences (each read as "heading: sentence") for a question; higher is better.
+pub type SentenceScorer<'a> = &'a dyn Fn(&str, &[String]) -> Option<Vec<f32>>;
+
+/// [`compose`], with the sentences that pass the coverage rule ordered by `scorer` (a
+/// cross-encoder) instead of by their words, when one is given and scores them.
+pub fn compose_with(
+    question: &str,
+    passages: &[Passage],
+    config: &AnswerConfig,
+    scorer: Option<SentenceScorer<'_>>,
+) -> Answer {
     let wanted: BTreeSet<String> = terms(question).into_iter().collect();
+    let asks_scope =
+        question.split(|c: char| !c.is_alphanumeric()).any(|w| SCOPE_WORDS.contains(&w.to_lowercase().as_str()));
     if wanted.is_empty() || passages.is_empty() {
         return Answer::abstain(NOT_FOUND, 0.0);
     }
@@ -328,7 +415,18 @@ pub fn compose(question: &str, passages: &[Passage], config: &AnswerConfig) -> A
             // Evidence: how much of the question one sentence answers, read under its title and heading.
             let covered = matched.union(&heading).count() as f32 / wanted.len() as f32;
             coverage = coverage.max(covered);
-            candidates.push(Candidate { passage: index, covered, start, end, matched, words: words.len() });
+            let own = matched.difference(&heading).count();
+            let self_description = !asks_scope && describes_its_document(sentence);
+            candidates.push(Candidate {
+                passage: index,
+                self_description,
+                own,
+                covered,
+                start,
+                end,
+                matched,
+                words: words.len(),
+            });
         }
     }
     if candidates.is_empty() || coverage < config.min_coverage {
@@ -345,9 +443,30 @@ pub fn compose(question: &str, passages: &[Passage], config: &AnswerConfig) -> A
     let score = |c: &Candidate| {
         let weight: f32 = c.matched.iter().map(|t| (1.0 + n / df[t.as_str()] as f32).ln()).sum();
         let length = (c.words.max(8) as f32).sqrt();
-        weight / length / (1.0 + 0.2 * c.passage as f32)
+        // A sentence that only repeats its title's words ("Groupon", "privacy") adds nothing the
+        // citation does not already show; one that describes its own document is boilerplate.
+        let adds = if c.own == 0 { 0.5 } else { 1.0 };
+        let boilerplate = if c.self_description { SELF_DESCRIPTION_FACTOR } else { 1.0 };
+        weight * adds * boilerplate / length / (1.0 + 0.2 * c.passage as f32)
     };
     let mut ranked: Vec<(f32, &Candidate)> = candidates.iter().map(|c| (score(c), c)).collect();
+    if let Some(scorer) = scorer {
+        let texts: Vec<String> = candidates
+            .iter()
+            .map(|c| {
+                let p = &considered[c.passage].chunk;
+                format!("{}: {}", p.heading_path, &p.text[c.start..c.end])
+            })
+            .collect();
+        if let Some(model) = scorer(question, &texts).filter(|s| s.len() == candidates.len()) {
+            // The model's probability, with the same boilerplate and rank factors.
+            for ((score, c), logit) in ranked.iter_mut().zip(model) {
+                let adds = if c.own == 0 { 0.5 } else { 1.0 };
+                let boilerplate = if c.self_description { SELF_DESCRIPTION_FACTOR } else { 1.0 };
+                *score = adds * boilerplate / (1.0 + (-logit).exp()) / (1.0 + 0.2 * c.passage as f32);
+            }
+        }
+    }
     ranked.sort_by(|a, b| b.0.total_cmp(&a.0));
     // Every quoted sentence must answer the question on its own: enough of its words, and a
     // score near the best one's. A weakly related sentence would be a citation to the wrong place.
@@ -495,6 +614,46 @@ mod tests {
         assert_eq!(got.citations.len(), 1);
         assert_eq!(got.citations[0].quote, answer);
         Ok(())
+    }
+
+    #[test]
+    fn a_sentence_describing_its_document_is_not_quoted_for_a_question_it_does_not_answer()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let boilerplate =
+            "This Privacy Policy explains how personal information is collected, used and shared by Groupon.";
+        let answer = "We do not sell your personal information to third parties.";
+        let mut opening = passage(1, boilerplate)?;
+        opening.chunk.title = "Groupon Privacy Policy".into();
+        let mut selling = passage(2, &format!("Sharing. {answer} We share it with processors under contract."))?;
+        selling.chunk.title = "Groupon Privacy Policy".into();
+        let got = compose("Does Groupon sell my personal information?", &[opening, selling], &AnswerConfig::default());
+        let quotes: Vec<&str> = got.citations.iter().map(|c| c.quote.as_str()).collect();
+        assert_eq!(quotes, [answer], "{got:?}");
+        // Asked what the policy covers, the self-description is the answer.
+        let mut opening = passage(1, boilerplate)?;
+        opening.chunk.title = "Groupon Privacy Policy".into();
+        let got = compose(
+            "What does the Groupon privacy policy explain about personal information?",
+            &[opening],
+            &AnswerConfig::default(),
+        );
+        assert!(got.abstained.is_some() || got.citations[0].quote == boilerplate);
+        let got = compose(
+            "What is the scope of the Groupon privacy policy?",
+            &[passage(1, boilerplate)?],
+            &AnswerConfig::default(),
+        );
+        assert_eq!(got.citations.len(), 1, "{got:?}");
+        Ok(())
+    }
+
+    #[test]
+    fn self_descriptions_are_recognised() {
+        assert!(describes_its_document("This Privacy Policy explains how we use data."));
+        assert!(describes_its_document("The policy covers customer onboarding files and statements."));
+        assert!(describes_its_document("This Regulation lays down uniform requirements."));
+        assert!(!describes_its_document("The policy owner approves exceptions."));
+        assert!(!describes_its_document("Customer files are kept for eight years."));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! permission decision and every audit event happens in this layer.
 
 pub mod answer;
+pub mod answer_eval;
 pub mod ask;
 pub mod documents;
 pub mod generate;

@@ -1,0 +1,327 @@
+//! Answer quality on questions with a known answering provision (`lexgate eval answers`): for each
+//! question, whether retrieval ranks an answering passage, and whether the extractive answer and,
+//! when a generator is configured, the generated answer cite one. The operator's evaluation of a
+//! document set: it reads as the reader given on the command line, without the data-card gate.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::service::Platform;
+use crate::service::answer::{AnswerConfig, Citation, Passage, compose, compose_with};
+use crate::service::generate::Generator;
+
+/// A question and the provision that answers it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Question {
+    pub id: String,
+    pub document: String,
+    /// "Article 19": a passage whose heading path starts with it answers.
+    pub article: String,
+    pub question: String,
+    /// A phrase of the answering text: a passage of `document` containing it answers.
+    #[serde(default)]
+    pub text: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Questions {
+    pub version: u32,
+    pub questions: Vec<Question>,
+}
+
+impl Questions {
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::user(format!("cannot read the questions {}: {e}", path.display())))?;
+        let questions: Self =
+            toml::from_str(&text).map_err(|e| Error::user(format!("questions {}: {e}", path.display())))?;
+        if questions.questions.is_empty() {
+            return Err(Error::user(format!("questions {}: no questions", path.display())));
+        }
+        Ok(questions)
+    }
+}
+
+/// Lower case, ligatures spelled out, white space collapsed: PDF text and a typed phrase compare.
+fn normalise(s: &str) -> String {
+    let spelled = s
+        .replace('\u{FB00}', "ff")
+        .replace('\u{FB01}', "fi")
+        .replace('\u{FB02}', "fl")
+        .replace('\u{FB03}', "ffi")
+        .replace('\u{FB04}', "ffl")
+        .to_lowercase();
+    spelled.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+impl Question {
+    /// Whether a passage of `document` with this heading path and text answers the question.
+    fn answered_by(&self, document: &str, heading_path: &str, text: &str) -> bool {
+        if document != self.document {
+            return false;
+        }
+        let first = heading_path.split(" > ").next().unwrap_or_default().trim();
+        first.eq_ignore_ascii_case(self.article.trim())
+            || self.text.as_ref().is_some_and(|t| normalise(text).contains(&normalise(t)))
+    }
+}
+
+/// One question's outcome.
+#[derive(Debug, Clone, Serialize)]
+pub struct QuestionResult {
+    pub id: String,
+    /// 1-based rank of the first answering passage.
+    pub rank: Option<usize>,
+    pub extractive: ModeResult,
+    pub generated: Option<ModeResult>,
+}
+
+/// What one mode's answer did for a question.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ModeResult {
+    /// An answer was shown (for generation: a generated one).
+    pub answered: bool,
+    pub citations: usize,
+    /// Citations of an answering passage.
+    pub right_citations: usize,
+    /// Why generation fell back, if it did.
+    pub fallback: Option<String>,
+    pub sentences_removed: usize,
+    pub latency_ms: u64,
+    pub tokens_out: u32,
+}
+
+/// One mode's figures over all questions.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ModeFigures {
+    pub answered: usize,
+    /// Questions whose answer cites an answering passage, over all questions.
+    pub answer_coverage: f64,
+    /// Citations of an answering passage, over all citations.
+    pub citation_precision: f64,
+    pub sentences_removed: usize,
+    pub latency_ms_p50: f64,
+    pub latency_ms_p95: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AnswerReport {
+    pub questions_version: u32,
+    pub questions: usize,
+    pub configuration: String,
+    pub recall_at_3: f64,
+    pub recall_at_10: f64,
+    pub extractive: ModeFigures,
+    pub generated: Option<ModeFigures>,
+    /// The generator's model, when one answered.
+    pub generator: Option<String>,
+    pub results: Vec<QuestionResult>,
+}
+
+fn mode_result(question: &Question, passages: &[Passage], citations: &[Citation]) -> ModeResult {
+    let right = citations
+        .iter()
+        .filter(|c| {
+            passages
+                .iter()
+                .find(|p| p.chunk.id == c.chunk_id)
+                .is_some_and(|p| question.answered_by(&p.chunk.document_id, &p.chunk.heading_path, &p.chunk.text))
+        })
+        .count();
+    ModeResult {
+        answered: !citations.is_empty(),
+        citations: citations.len(),
+        right_citations: right,
+        ..Default::default()
+    }
+}
+
+fn figures(results: &[&ModeResult]) -> ModeFigures {
+    let n = results.len().max(1) as f64;
+    let citations: usize = results.iter().map(|r| r.citations).sum();
+    let right: usize = results.iter().map(|r| r.right_citations).sum();
+    let latency = indexer::scale::Latency::of(results.iter().map(|r| r.latency_ms as f64).collect());
+    ModeFigures {
+        answered: results.iter().filter(|r| r.answered).count(),
+        answer_coverage: results.iter().filter(|r| r.right_citations > 0).count() as f64 / n,
+        citation_precision: if citations == 0 { 0.0 } else { right as f64 / citations as f64 },
+        sentences_removed: results.iter().map(|r| r.sentences_removed).sum(),
+        latency_ms_p50: latency.p50,
+        latency_ms_p95: latency.p95,
+    }
+}
+
+/// Asks every question as `reader` and judges the answers. Fails when a question names a
+/// document the reader cannot find, or a phrase no passage of its document contains (the
+/// question file, not the system, would be wrong).
+pub async fn run(
+    platform: &Platform,
+    questions: &Questions,
+    reader: &indexer::Reader,
+    answer: &AnswerConfig,
+    generator: Option<Arc<Generator>>,
+    selector: bool,
+) -> Result<AnswerReport> {
+    // The labels are checked first: every question's document is stored, and its phrase is in it.
+    for q in &questions.questions {
+        let chunks = platform.storage.version_chunks(&q.document, 1).await?;
+        if chunks.is_empty() {
+            return Err(Error::user(format!("question {}: document {} is not stored", q.id, q.document)));
+        }
+        let whole = normalise(&chunks.iter().map(|c| c.text.as_str()).collect::<Vec<_>>().join(" "));
+        if let Some(text) = &q.text
+            && !chunks.iter().any(|c| normalise(&c.text).contains(&normalise(text)))
+        {
+            let hint = if whole.contains(&normalise(text)) { " (it spans two passages: shorten it)" } else { "" };
+            return Err(Error::user(format!(
+                "question {}: no passage of {} contains {text:?}{hint}",
+                q.id, q.document
+            )));
+        }
+    }
+    let retriever = platform.retriever();
+    let method = if retriever.has_dense() { indexer::Method::Hybrid } else { indexer::Method::Bm25 };
+    let mut results = Vec::new();
+    for q in &questions.questions {
+        let started = Instant::now();
+        let checked = crate::service::ask::retrieve_checked(
+            &platform.storage,
+            &retriever,
+            reader,
+            &q.question,
+            method,
+            10,
+            false,
+        )
+        .await?;
+        let retrieval_ms = started.elapsed().as_millis() as u64;
+        let passages = checked.passages;
+        let rank = passages
+            .iter()
+            .position(|p| q.answered_by(&p.chunk.document_id, &p.chunk.heading_path, &p.chunk.text))
+            .map(|i| i + 1);
+        let extractive_answer = match (selector, &retriever.reranker) {
+            (true, Some(reranker)) => {
+                let reranker = Arc::clone(reranker);
+                let (question, owned) = (q.question.clone(), passages.clone());
+                let config = *answer;
+                tokio::task::spawn_blocking(move || {
+                    let scorer = |question: &str, texts: &[String]| {
+                        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+                        reranker.score(question, &refs).ok()
+                    };
+                    compose_with(&question, &owned, &config, Some(&scorer))
+                })
+                .await
+                .map_err(|e| Error::internal("selector task", e))?
+            }
+            _ => compose(&q.question, &passages, answer),
+        };
+        let mut extractive = mode_result(q, &passages, &extractive_answer.citations);
+        extractive.latency_ms = retrieval_ms;
+        let generated = match &generator {
+            Some(g) if extractive_answer.abstained.is_none() => {
+                let top: Vec<Passage> = passages.iter().take(g.passages()).cloned().collect();
+                let question = q.question.clone();
+                let generator_started = Instant::now();
+                let worker = Arc::clone(g);
+                let outcome = tokio::task::spawn_blocking(move || worker.generate(&question, &top, &mut |_| {}))
+                    .await
+                    .map_err(|e| Error::internal("generation task", e))?;
+                let latency_ms = generator_started.elapsed().as_millis() as u64;
+                Some(match outcome {
+                    Ok(generation) => ModeResult {
+                        sentences_removed: generation.removed.len(),
+                        latency_ms,
+                        tokens_out: generation.tokens_out,
+                        ..mode_result(q, &passages, &generation.citations)
+                    },
+                    Err(failure) => ModeResult {
+                        fallback: Some(failure.fallback.as_str().to_owned()),
+                        sentences_removed: failure.removed.len(),
+                        latency_ms,
+                        // The extractive answer is shown instead.
+                        ..mode_result(q, &passages, &extractive_answer.citations)
+                    },
+                })
+            }
+            Some(_) => Some(ModeResult { fallback: Some("abstained".to_owned()), ..Default::default() }),
+            None => None,
+        };
+        results.push(QuestionResult { id: q.id.clone(), rank, extractive, generated });
+    }
+    let n = results.len().max(1) as f64;
+    let within = |k: usize| results.iter().filter(|r| r.rank.is_some_and(|x| x <= k)).count() as f64 / n;
+    let generated_results: Vec<&ModeResult> = results.iter().filter_map(|r| r.generated.as_ref()).collect();
+    Ok(AnswerReport {
+        questions_version: questions.version,
+        questions: results.len(),
+        configuration: format!(
+            "{} retrieval, reranker {}, answer_min_coverage {}, sentences ordered by {}",
+            method.as_str(),
+            retriever.reranker_status(),
+            answer.min_coverage,
+            if selector && retriever.reranker.is_some() { "the cross-encoder" } else { "their words" }
+        ),
+        recall_at_3: within(3),
+        recall_at_10: within(10),
+        extractive: figures(&results.iter().map(|r| &r.extractive).collect::<Vec<_>>()),
+        generated: generator.as_ref().map(|_| figures(&generated_results)),
+        generator: generator.as_ref().map(|g| g.model().to_owned()),
+        results,
+    })
+}
+
+/// The report as a Markdown table.
+pub fn markdown(r: &AnswerReport) -> String {
+    use std::fmt::Write;
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "# Answers on {} questions (version {}), {}\n\nRetrieval: an answering passage in the top 3 for {:.4}, in the top 10 for {:.4}.\n",
+        r.questions, r.questions_version, r.configuration, r.recall_at_3, r.recall_at_10
+    );
+    let _ = writeln!(
+        md,
+        "| answer | answered | answer coverage | citation precision | sentences removed | latency p50 / p95 ms |\n|---|---|---|---|---|---|"
+    );
+    let row = |md: &mut String, name: &str, f: &ModeFigures| {
+        let _ = writeln!(
+            md,
+            "| {name} | {} | {:.4} | {:.4} | {} | {:.0} / {:.0} |",
+            f.answered,
+            f.answer_coverage,
+            f.citation_precision,
+            f.sentences_removed,
+            f.latency_ms_p50,
+            f.latency_ms_p95
+        );
+    };
+    row(&mut md, "extractive (latency: retrieval and rerank)", &r.extractive);
+    if let (Some(g), Some(model)) = (&r.generated, &r.generator) {
+        row(&mut md, &format!("generated by {model}, verified (latency: generation)"), g);
+    }
+    let _ =
+        writeln!(md, "\n| question | rank | extractive cites the provision | generated cites it |\n|---|---|---|---|");
+    for q in &r.results {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} |",
+            q.id,
+            q.rank.map_or("-".to_owned(), |r| r.to_string()),
+            if q.extractive.right_citations > 0 { "yes" } else { "no" },
+            q.generated.as_ref().map_or("-".to_owned(), |g| match &g.fallback {
+                Some(f) => format!("fallback ({f})"),
+                None if g.right_citations > 0 => "yes".to_owned(),
+                None => "no".to_owned(),
+            })
+        );
+    }
+    md
+}
