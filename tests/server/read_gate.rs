@@ -9,7 +9,7 @@ use std::sync::Arc;
 use actix_web::http::StatusCode;
 use server::service::ingest::{Upload, UploadStatus};
 
-use crate::support::{Backend, corpus_platform, repo_root};
+use crate::support::{Backend, corpus_platform_with, repo_root};
 use crate::web::browser;
 
 const CANARY_TITLE: &str = "Kestrel canary register";
@@ -40,7 +40,9 @@ fn registered_routes() -> BTreeSet<String> {
 
 #[actix_web::test]
 async fn every_route_refuses_the_canary_to_every_reader_who_may_not_see_it() {
-    let (_dir, p) = corpus_platform(Backend::Sqlite).await;
+    // With the real generator, so the generated answer's routes are checked too.
+    let (_dir, p) =
+        corpus_platform_with(Backend::Sqlite, |s| s.generator = Some(crate::generate::real_generator())).await;
     let pdf = indexer::write_text_pdf(
         CANARY_TITLE,
         &[vec![
@@ -91,9 +93,17 @@ async fn every_route_refuses_the_canary_to_every_reader_who_may_not_see_it() {
         ("POST /signout", vec![]),
         ("GET /sessions", vec!["/sessions".into()]),
         ("POST /sessions/{id}/end", vec![]),
-        ("GET /ask", vec![format!("/ask?{ask}")]),
+        ("GET /ask", vec![format!("/ask?{ask}"), format!("/ask?{ask}&generate=true")]),
+        ("GET /ask/stream", vec![format!("/ask/stream?{ask}")]),
         ("GET /api/ask", vec![format!("/api/ask?{ask}")]),
-        ("GET /api/v1/ask", vec![format!("/api/v1/ask?{ask}"), format!("/api/v1/ask?{ask}&as_of=2030-01-01")]),
+        (
+            "GET /api/v1/ask",
+            vec![
+                format!("/api/v1/ask?{ask}"),
+                format!("/api/v1/ask?{ask}&as_of=2030-01-01"),
+                format!("/api/v1/ask?{ask}&generate=true"),
+            ],
+        ),
         ("GET /passages/{chunk_id}", vec![format!("/passages/{id}"), format!("/passages/{id}?as_of=2030-01-01")]),
         ("GET /governance", vec!["/governance".into()]),
         ("GET /governance/audit", vec!["/governance/audit".into()]),

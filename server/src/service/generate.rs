@@ -25,6 +25,8 @@ use utoipa::ToSchema;
 use crate::service::answer::{Citation, Passage, addresses_ai, injected, sentences, terms, verify};
 use crate::settings::GeneratorSettings;
 
+/// Generations running at once; one more falls back at once instead of queueing at the server.
+pub const MAX_IN_FLIGHT: usize = 4;
 /// Consecutive failures that open the circuit breaker.
 pub const BREAKER_FAILURES: u32 = 3;
 /// How long an open breaker refuses to call the server.
@@ -46,6 +48,8 @@ const REMOVED_INJECTION: &str = "[text addressed to an AI system removed]";
 pub enum Fallback {
     /// The breaker is open after repeated failures.
     BreakerOpen,
+    /// As many generations as allowed are running.
+    Busy,
     /// The server could not be reached, or the connection broke.
     Unreachable,
     /// The server did not finish within the timeout.
@@ -62,6 +66,7 @@ impl Fallback {
     pub fn as_str(&self) -> &'static str {
         match self {
             Self::BreakerOpen => "breaker_open",
+            Self::Busy => "busy",
             Self::Unreachable => "unreachable",
             Self::Timeout => "timeout",
             Self::Refused => "refused",
@@ -76,6 +81,7 @@ impl Fallback {
             Self::NothingSupported => {
                 "The generated answer was withheld: none of its sentences could be verified against the passages. The quoted answer is shown."
             }
+            Self::Busy => "The answer generator is busy with other questions. The quoted answer is shown.",
             Self::BreakerOpen | Self::Unreachable | Self::Timeout | Self::Refused | Self::Malformed => {
                 "The answer generator is not available right now. The quoted answer is shown."
             }
@@ -84,7 +90,7 @@ impl Fallback {
 
     /// Whether the server, not the content, failed (counts towards the breaker).
     fn is_server_failure(&self) -> bool {
-        !matches!(self, Self::NothingSupported | Self::BreakerOpen)
+        !matches!(self, Self::NothingSupported | Self::BreakerOpen | Self::Busy)
     }
 }
 
@@ -507,6 +513,7 @@ pub struct Generator {
     settings: GeneratorSettings,
     agent: ureq::Agent,
     breaker: Mutex<Breaker>,
+    in_flight: std::sync::atomic::AtomicUsize,
 }
 
 impl Generator {
@@ -519,7 +526,7 @@ impl Generator {
             .http_status_as_error(false)
             .build()
             .into();
-        Self { settings, agent, breaker: Mutex::new(Breaker::default()) }
+        Self { settings, agent, breaker: Mutex::new(Breaker::default()), in_flight: Default::default() }
     }
 
     pub fn model(&self) -> &str {
@@ -543,14 +550,13 @@ impl Generator {
         passages: &[Passage],
         progress: &mut dyn FnMut(Progress<'_>),
     ) -> Result<Generation, Failure> {
+        let refused = |fallback| Failure { fallback, usage: Usage::default(), removed: Vec::new(), latency_ms: 0 };
         if self.breaker_open() {
-            return Err(Failure {
-                fallback: Fallback::BreakerOpen,
-                usage: Usage::default(),
-                removed: Vec::new(),
-                latency_ms: 0,
-            });
+            return Err(refused(Fallback::BreakerOpen));
         }
+        let Some(_slot) = InFlight::enter(&self.in_flight) else {
+            return Err(refused(Fallback::Busy));
+        };
         let passages = &passages[..passages.len().min(self.settings.passages)];
         let result = self.run(question, passages, progress);
         let mut breaker = self.breaker.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -724,6 +730,25 @@ impl Generator {
         if let Some(last) = generation.sentences.last() {
             progress(Progress::Sentence(last, &generation.citations));
         }
+    }
+}
+
+/// One of the [`MAX_IN_FLIGHT`] generation slots, given back on drop.
+struct InFlight<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn enter(counter: &'a std::sync::atomic::AtomicUsize) -> Option<Self> {
+        use std::sync::atomic::Ordering;
+        counter
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < MAX_IN_FLIGHT).then_some(n + 1))
+            .ok()
+            .map(|_| Self(counter))
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
     }
 }
 
@@ -910,6 +935,16 @@ mod tests {
         cut.push(r#"{"sentences": [{"text": "Half"#)?;
         assert_eq!(cut.finish(), Err(Fallback::Malformed));
         Ok(())
+    }
+
+    #[test]
+    fn generation_slots_are_bounded_and_given_back() {
+        let counter = std::sync::atomic::AtomicUsize::new(0);
+        let held: Vec<InFlight<'_>> = (0..MAX_IN_FLIGHT).filter_map(|_| InFlight::enter(&counter)).collect();
+        assert_eq!(held.len(), MAX_IN_FLIGHT);
+        assert!(InFlight::enter(&counter).is_none(), "one more is refused");
+        drop(held);
+        assert!(InFlight::enter(&counter).is_some());
     }
 
     #[test]
