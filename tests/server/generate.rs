@@ -18,7 +18,11 @@ use crate::web::browser;
 pub(crate) fn real_generator() -> GeneratorSettings {
     let url = std::env::var("LEXGATE_TEST_GENERATOR")
         .expect("LEXGATE_TEST_GENERATOR is not set: run the suite with scripts/test.sh, which starts the generator");
-    GeneratorSettings::new(&url, "qwen2.5-coder-1.5b-instruct-q4_k_m", GENERATOR_SHA256)
+    // One model slot serves every test: a request may wait behind the others' answers.
+    GeneratorSettings {
+        timeout_ms: 300_000,
+        ..GeneratorSettings::new(&url, "qwen2.5-coder-1.5b-instruct-q4_k_m", GENERATOR_SHA256)
+    }
 }
 
 /// The model file the inventory approves (scripts/generator.lock).
