@@ -125,6 +125,25 @@ pub struct Citation {
     pub quote: String,
 }
 
+impl Citation {
+    /// The citation of `chunk.text[start..end]`, if it verifies against the chunk ([`verify`]).
+    pub fn verified(marker: usize, chunk: &StoredChunk, start: usize, end: usize) -> Option<Self> {
+        let citation = Self {
+            marker,
+            chunk_id: chunk.id.clone(),
+            document_id: chunk.document_id.clone(),
+            title: chunk.title.clone(),
+            version: chunk.version,
+            page: chunk.page,
+            heading_path: chunk.heading_path.clone(),
+            start,
+            end,
+            quote: chunk.text.get(start..end)?.to_owned(),
+        };
+        verify(&chunk.text, &citation).then_some(citation)
+    }
+}
+
 /// The composed answer.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct Answer {
@@ -496,19 +515,8 @@ pub fn compose_with(
     let mut unverified_dropped = 0;
     for c in chosen {
         let chunk = &considered[c.passage].chunk;
-        let citation = Citation {
-            marker: citations.len() + 1,
-            chunk_id: chunk.id.clone(),
-            document_id: chunk.document_id.clone(),
-            title: chunk.title.clone(),
-            version: chunk.version,
-            page: chunk.page,
-            heading_path: chunk.heading_path.clone(),
-            start: c.start,
-            end: c.end,
-            quote: chunk.text[c.start..c.end].to_owned(),
-        };
-        if verify(&chunk.text, &citation) {
+        let citation = Citation::verified(citations.len() + 1, chunk, c.start, c.end);
+        if let Some(citation) = citation {
             citations.push(citation);
         } else {
             unverified_dropped += 1;
@@ -526,7 +534,7 @@ pub fn verify(chunk_text: &str, citation: &Citation) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -564,7 +572,8 @@ mod tests {
         );
     }
 
-    fn passage(rank: usize, text: &str) -> Result<Passage, Box<dyn std::error::Error>> {
+    /// A passage of a fixture policy the reader of tenant `acme`, group `staff`, may see.
+    pub(crate) fn passage(rank: usize, text: &str) -> Result<Passage, Box<dyn std::error::Error>> {
         let id = format!("c{rank}");
         Ok(Passage {
             rank,

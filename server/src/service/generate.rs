@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::service::answer::{Citation, Passage, addresses_ai, injected, sentences, terms, verify};
+use crate::service::answer::{Citation, Passage, addresses_ai, injected, sentences, terms};
 use crate::settings::GeneratorSettings;
 
 /// Generations running at once; one more falls back at once instead of queueing at the server.
@@ -257,20 +257,7 @@ impl<'a> Support<'a> {
 
     /// A verified citation of a supporting span, or `None` if the span does not match the chunk.
     fn citation(&self, marker: usize, (p, start, end): Span) -> Option<Citation> {
-        let chunk = &self.passages[p].chunk;
-        let citation = Citation {
-            marker,
-            chunk_id: chunk.id.clone(),
-            document_id: chunk.document_id.clone(),
-            title: chunk.title.clone(),
-            version: chunk.version,
-            page: chunk.page,
-            heading_path: chunk.heading_path.clone(),
-            start,
-            end,
-            quote: chunk.text.get(start..end)?.to_owned(),
-        };
-        verify(&chunk.text, &citation).then_some(citation)
+        Citation::verified(marker, &self.passages[p].chunk, start, end)
     }
 }
 
@@ -800,35 +787,12 @@ struct StreamUsage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::service::answer::StoredChunk;
 
     fn passage(rank: usize, heading: &str, text: &str) -> Result<Passage, Box<dyn std::error::Error>> {
-        let id = format!("c{rank}");
-        Ok(Passage {
-            rank,
-            scores: indexer::RetrievedHit { chunk_id: id.clone(), bm25: None, dense: None, fused: 1.0, rerank: None },
-            chunk: StoredChunk {
-                id,
-                document_id: "d".into(),
-                title: "ICT Incident Regulation".into(),
-                version: 1,
-                page: 1,
-                char_start: 0,
-                char_end: 0,
-                heading_path: heading.into(),
-                text: text.into(),
-                acl: indexer::ChunkAcl {
-                    tenant: indexer::TenantId::parse("acme")?,
-                    owner: "o".into(),
-                    classification: indexer::Classification::Internal,
-                    allowed_groups: [indexer::GroupName::parse("staff")?].into(),
-                    status: indexer::SourceStatus::Approved,
-                    effective_from: chrono::NaiveDate::default(),
-                    expires_at: None,
-                    retention_class: "standard".into(),
-                },
-            },
-        })
+        let mut p = crate::service::answer::tests::passage(rank, text)?;
+        p.chunk.title = "ICT Incident Regulation".into();
+        p.chunk.heading_path = heading.into();
+        Ok(p)
     }
 
     fn passages() -> Result<Vec<Passage>, Box<dyn std::error::Error>> {
