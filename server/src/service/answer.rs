@@ -370,8 +370,6 @@ struct Candidate {
     passage: usize,
     /// The sentence describes its own document (boilerplate), and the question does not ask that.
     self_description: bool,
-    /// Matched words that are not in the passage's title or heading: what the sentence adds.
-    own: usize,
     /// Share of the question's content words in the sentence and its heading.
     covered: f32,
     start: usize,
@@ -434,12 +432,10 @@ pub fn compose_with(
             // Evidence: how much of the question one sentence answers, read under its title and heading.
             let covered = matched.union(&heading).count() as f32 / wanted.len() as f32;
             coverage = coverage.max(covered);
-            let own = matched.difference(&heading).count();
             let self_description = !asks_scope && describes_its_document(sentence);
             candidates.push(Candidate {
                 passage: index,
                 self_description,
-                own,
                 covered,
                 start,
                 end,
@@ -462,11 +458,9 @@ pub fn compose_with(
     let score = |c: &Candidate| {
         let weight: f32 = c.matched.iter().map(|t| (1.0 + n / df[t.as_str()] as f32).ln()).sum();
         let length = (c.words.max(8) as f32).sqrt();
-        // A sentence that only repeats its title's words ("Groupon", "privacy") adds nothing the
-        // citation does not already show; one that describes its own document is boilerplate.
-        let adds = if c.own == 0 { 0.5 } else { 1.0 };
+        // A sentence that describes its own document is boilerplate.
         let boilerplate = if c.self_description { SELF_DESCRIPTION_FACTOR } else { 1.0 };
-        weight * adds * boilerplate / length / (1.0 + 0.2 * c.passage as f32)
+        weight * boilerplate / length / (1.0 + 0.2 * c.passage as f32)
     };
     let mut ranked: Vec<(f32, &Candidate)> = candidates.iter().map(|c| (score(c), c)).collect();
     if let Some(scorer) = scorer {
@@ -480,9 +474,8 @@ pub fn compose_with(
         if let Some(model) = scorer(question, &texts).filter(|s| s.len() == candidates.len()) {
             // The model's probability, with the same boilerplate and rank factors.
             for ((score, c), logit) in ranked.iter_mut().zip(model) {
-                let adds = if c.own == 0 { 0.5 } else { 1.0 };
                 let boilerplate = if c.self_description { SELF_DESCRIPTION_FACTOR } else { 1.0 };
-                *score = adds * boilerplate / (1.0 + (-logit).exp()) / (1.0 + 0.2 * c.passage as f32);
+                *score = boilerplate / (1.0 + (-logit).exp()) / (1.0 + 0.2 * c.passage as f32);
             }
         }
     }
