@@ -348,38 +348,40 @@ impl AskService {
         let result = tokio::task::spawn_blocking(move || worker.generate(&question_owned, &passages, &mut progress))
             .await
             .map_err(|e| Error::internal("generation task", e))?;
-        let (outcome_name, detail) = match &result {
+        // What it cost and what verification removed; never the text.
+        let (outcome_name, usage, latency_ms, removed, shown, cited, fallback) = match &result {
             Ok(g) => (
                 "generated",
-                serde_json::json!({
-                    "request_id": outcome.request_id,
-                    "model": generator.model(),
-                    "model_sha256": generator.artifact_sha256(),
-                    "tokens_in": g.tokens_in,
-                    "tokens_out": g.tokens_out,
-                    "latency_ms": g.latency_ms,
-                    "sentences_shown": g.sentences.len(),
-                    "sentences_removed": g.removed.len(),
-                    "removed_reasons": g.removed,
-                    "cited": g.citations.iter().map(|c| c.chunk_id.as_str()).collect::<Vec<_>>(),
-                }),
+                (g.tokens_in, g.tokens_out),
+                g.latency_ms,
+                &g.removed,
+                g.sentences.len(),
+                g.citations.iter().map(|c| c.chunk_id.as_str()).collect::<Vec<_>>(),
+                None,
             ),
             Err(f) => (
                 "fallback",
-                serde_json::json!({
-                    "request_id": outcome.request_id,
-                    "model": generator.model(),
-                    "model_sha256": generator.artifact_sha256(),
-                    "fallback": f.fallback.as_str(),
-                    "tokens_in": f.usage.tokens_in,
-                    "tokens_out": f.usage.tokens_out,
-                    "latency_ms": f.latency_ms,
-                    "sentences_shown": 0,
-                    "sentences_removed": f.removed.len(),
-                    "removed_reasons": f.removed,
-                }),
+                (f.usage.tokens_in, f.usage.tokens_out),
+                f.latency_ms,
+                &f.removed,
+                0,
+                Vec::new(),
+                Some(f.fallback.as_str()),
             ),
         };
+        let detail = serde_json::json!({
+            "request_id": outcome.request_id,
+            "model": generator.model(),
+            "model_sha256": generator.artifact_sha256(),
+            "fallback": fallback,
+            "tokens_in": usage.0,
+            "tokens_out": usage.1,
+            "latency_ms": latency_ms,
+            "sentences_shown": shown,
+            "sentences_removed": removed.len(),
+            "removed_reasons": removed,
+            "cited": cited,
+        });
         self.audit_as_asker(actor, "generate", outcome_name, detail).await?;
         Ok(Some(match result {
             Ok(generation) => GeneratedAnswer {

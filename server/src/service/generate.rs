@@ -380,8 +380,6 @@ pub(crate) fn numbers(text: &str) -> BTreeSet<String> {
             out.insert(parts.iter().sum::<u32>().to_string());
         }
     }
-    // "second" and "once" also read as words, not numbers, in the source; they are accepted when
-    // the source has the digits or the same word.
     out
 }
 
@@ -634,6 +632,7 @@ impl Generator {
             latency_ms: 0,
         };
         let mut line = String::new();
+        let mut deltas = 0;
         loop {
             line.clear();
             let read = reader.read_line(&mut line).map_err(|e| {
@@ -659,9 +658,10 @@ impl Generator {
             if delta.is_empty() {
                 continue;
             }
-            usage.tokens_out = usage.tokens_out.max(generation.tokens_out + 1);
-            generation.tokens_out += 1;
-            progress(Progress::Tokens(generation.tokens_out));
+            // One delta is about one token; the server's count replaces it when it reports one.
+            deltas += 1;
+            usage.tokens_out = usage.tokens_out.max(deltas);
+            progress(Progress::Tokens(deltas));
             let completed = sentences.push(delta).map_err(|f| fail(f, usage, &generation.removed))?;
             for raw in completed {
                 self.admit(&support, raw, &mut generation, progress);
