@@ -76,6 +76,33 @@ async fn the_inventory_blocks_an_unapproved_model_and_records_every_change(backe
 
 on_both_backends!(the_inventory_blocks_an_unapproved_model_and_records_every_change);
 
+/// Two processes (two pools) change the inventory at once. Each change reads its entry and then
+/// writes it: on SQLite a transaction that starts by reading cannot wait for the write lock, so
+/// writes must take it at `BEGIN`, or some of these fail with "database is locked".
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_inventory_changes_wait_their_turn_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = crate::support::fresh_database_url(Backend::Sqlite, &dir).await;
+    let first = server::store::Storage::connect(&url).await.unwrap();
+    let second = server::store::Storage::connect(&url).await.unwrap();
+    let entries =
+        server::service::governance::read_inventory_file(&crate::support::repo_root().join("governance")).unwrap();
+    first.seed_inventory(&entries).await.unwrap();
+    let tasks: Vec<_> = (0..24)
+        .map(|i| {
+            let storage = if i % 2 == 0 { first.clone() } else { second.clone() };
+            tokio::spawn(async move {
+                storage.change_inventory(&change("reranker", &[("owner", &format!("owner {i}"))])).await
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap().expect("every change waits for the lock and lands");
+    }
+    assert_eq!(first.change_records().await.unwrap().len(), 24);
+    assert!(first.verify_audit().await.unwrap().intact());
+}
+
 #[tokio::test]
 async fn an_unapproved_data_card_makes_its_documents_unretrievable() {
     let (_dir, p) = crate::support::corpus_platform(Backend::Sqlite).await;

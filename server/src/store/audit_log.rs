@@ -7,7 +7,7 @@ impl Storage {
     /// takes the row lock on PostgreSQL and the write lock on SQLite), so concurrent appends from
     /// any number of processes form one chain.
     pub async fn append_audit(&self, e: AuditRecord) -> Result<()> {
-        let txn = self.db.begin().await?;
+        let txn = self.begin_write().await?;
         append_audit_in(&txn, e).await?;
         txn.commit().await?;
         Ok(())
@@ -17,7 +17,7 @@ impl Storage {
     /// in id order. This happens once, while the chain is still empty: a row added outside
     /// lexgate later is never sealed, and `verify_audit` reports it. Returns how many were sealed.
     pub async fn seal_audit(&self) -> Result<u64> {
-        let txn = self.db.begin().await?;
+        let txn = self.begin_write().await?;
         let head = lock_audit_head(&txn).await?;
         if head.last_id != 0 {
             return Ok(0);

@@ -18,7 +18,7 @@ impl Storage {
 
     /// Writes a document version and all its chunks, or nothing.
     pub async fn insert_version(&self, v: &NewVersion) -> Result<()> {
-        let txn = self.db.begin().await?;
+        let txn = self.begin_write().await?;
         let now = Utc::now();
         let doc = document::ActiveModel {
             id: Set(v.document_id.clone()),
@@ -151,7 +151,7 @@ impl Storage {
     pub async fn delete_versions(&self, document_id: &str, versions: &[u32]) -> Result<DatabaseRemoval> {
         use sea_orm::sea_query::Query;
         let version_ids: Vec<String> = versions.iter().map(|v| version_row_id(document_id, *v)).collect();
-        let txn = self.db.begin().await?;
+        let txn = self.begin_write().await?;
         let chunk_ids_of_versions = Query::select()
             .column(chunk::Column::Id)
             .from(chunk::Entity)
@@ -319,7 +319,7 @@ impl Storage {
     pub async fn set_version_status(&self, document_id: &str, version: u32, status: SourceStatus) -> Result<u64> {
         use sea_orm::sea_query::Expr;
         let version_id = version_row_id(document_id, version);
-        let txn = self.db.begin().await?;
+        let txn = self.begin_write().await?;
         document_version::Entity::update_many()
             .col_expr(document_version::Column::Status, Expr::value(status.to_string()))
             .filter(document_version::Column::Id.eq(version_id.clone()))
@@ -340,7 +340,7 @@ impl Storage {
         use sea_orm::sea_query::Expr;
         let version_id = version_row_id(document_id, version);
         let groups = join_groups(&acl.allowed_groups);
-        let txn = self.db.begin().await?;
+        let txn = self.begin_write().await?;
         document_version::Entity::update_many()
             .col_expr(document_version::Column::Classification, Expr::value(acl.classification.to_string()))
             .col_expr(document_version::Column::AllowedGroups, Expr::value(groups.clone()))
@@ -471,7 +471,7 @@ impl Storage {
 
     /// Stores vectors of `model` for chunks, replacing any older vector of those chunks.
     pub async fn replace_vectors(&self, model: &str, rows: &[(&str, &str, &[f32])]) -> Result<()> {
-        let txn = self.db.begin().await?;
+        let txn = self.begin_write().await?;
         for batch in rows.chunks(200) {
             let ids: Vec<String> = batch.iter().map(|(id, _, _)| (*id).to_owned()).collect();
             chunk_embedding::Entity::delete_many()

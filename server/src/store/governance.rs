@@ -3,7 +3,7 @@
 
 use chrono::Utc;
 use sea_orm::ActiveValue::Set;
-use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, TransactionTrait};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -126,7 +126,7 @@ impl Storage {
         if request.set.is_empty() {
             return Err(Error::user("name at least one field to change (--set field=value)"));
         }
-        let txn = self.connection().begin().await?;
+        let txn = self.begin_write().await?;
         let row = model_inventory::Entity::find_by_id(request.role.clone())
             .one(&txn)
             .await?

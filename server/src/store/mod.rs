@@ -376,6 +376,19 @@ impl Storage {
         Ok(storage)
     }
 
+    /// Starts a transaction that writes. On SQLite it takes the write lock at `BEGIN`
+    /// (IMMEDIATE), waiting its turn behind other writers; a deferred transaction that reads and
+    /// then writes would instead fail at once with "database is locked" whenever another
+    /// connection commits in between, since SQLite cannot wait there without risking a deadlock.
+    /// PostgreSQL ignores the mode.
+    pub(crate) async fn begin_write(&self) -> Result<sea_orm::DatabaseTransaction> {
+        let options = sea_orm::TransactionOptions {
+            sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
+            ..Default::default()
+        };
+        Ok(self.db.begin_with_options(options).await?)
+    }
+
     /// The connection, for modules that keep their own queries beside this one (governance).
     pub(crate) fn connection(&self) -> &DatabaseConnection {
         &self.db

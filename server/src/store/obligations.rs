@@ -258,7 +258,7 @@ impl Storage {
         owner_and_due: Option<(String, chrono::NaiveDate)>,
         audit: AuditRecord,
     ) -> Result<bool> {
-        let txn = self.db.begin().await?;
+        let txn = self.begin_write().await?;
         let mut update = obligation::Entity::update_many()
             .col_expr(obligation::Column::Status, sea_orm::sea_query::Expr::value(status))
             .col_expr(obligation::Column::StatusReason, sea_orm::sea_query::Expr::value(reason))
@@ -296,7 +296,7 @@ impl Storage {
         by: &str,
         audit: AuditRecord,
     ) -> Result<()> {
-        let txn = self.db.begin().await?;
+        let txn = self.begin_write().await?;
         obligation_control::Entity::insert(obligation_control::ActiveModel {
             obligation_id: Set(obligation_id.to_owned()),
             chunk_id: Set(chunk_id.to_owned()),
@@ -341,7 +341,7 @@ impl Storage {
         tenant: &str,
         found: &[NewObligation],
     ) -> Result<()> {
-        let txn = self.db.begin().await?;
+        let txn = self.begin_write().await?;
         insert_rows(&txn, document_id, version, tenant, found, Utc::now()).await?;
         txn.commit().await?;
         Ok(())

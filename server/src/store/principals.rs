@@ -19,7 +19,7 @@ impl Storage {
 
     /// Creates or updates a principal and replaces its group memberships.
     pub async fn upsert_principal(&self, p: &PrincipalSeed) -> Result<()> {
-        let txn = self.db.begin().await?;
+        let txn = self.begin_write().await?;
         let row = principal::ActiveModel {
             id: Set(p.id.clone()),
             tenant_id: Set(p.tenant.to_string()),
