@@ -110,6 +110,10 @@ pub struct Settings {
     /// set up; `false` uses the cue-word rules (the rollback, see
     /// governance/models/obligation-classifier-minilm.md).
     pub obligation_model: bool,
+    /// Order the extractive answer's candidate sentences with the trained answer-sentence
+    /// selector under `models_dir/select` when it is set up; `false` orders them by their words
+    /// (the rollback, see governance/models/answer-selector-minilm.md).
+    pub answer_selector: bool,
     /// Threads each ONNX Runtime session (embedding model, reranker) computes with; every core
     /// when absent.
     pub onnx_threads: Option<usize>,
@@ -162,6 +166,7 @@ impl Default for Settings {
             reranker_dir: None,
             rerank_top: indexer::retrieve::DEFAULT_RERANK_TOP,
             obligation_model: true,
+            answer_selector: true,
             onnx_threads: None,
             governance_dir: PathBuf::from("governance"),
             data_card_gate: true,
@@ -200,6 +205,7 @@ pub struct SettingsFile {
     pub reranker_dir: Option<PathBuf>,
     pub rerank_top: Option<usize>,
     pub obligation_model: Option<bool>,
+    pub answer_selector: Option<bool>,
     pub onnx_threads: Option<usize>,
     pub governance_dir: Option<PathBuf>,
     pub data_card_gate: Option<bool>,
@@ -241,6 +247,7 @@ impl Settings {
             reranker,
             rerank_top,
             obligation_model,
+            answer_selector,
             governance_dir,
             data_card_gate,
             answer_min_coverage,
@@ -335,6 +342,16 @@ impl Settings {
     /// How to load the reranker stage's model, or `None` when the stage is off.
     pub fn reranker_config(&self) -> Option<indexer::RerankerConfig> {
         self.reranker_model_dir().map(|dir| indexer::RerankerConfig {
+            threads: self.onnx_threads,
+            ..indexer::RerankerConfig::new(self.onnx_runtime_library(), dir)
+        })
+    }
+
+    /// How to load the answer-sentence selector, or `None` when sentences are ordered by their
+    /// words: turned off, or not set up under `models_dir`.
+    pub fn answer_selector_config(&self) -> Option<indexer::RerankerConfig> {
+        let dir = self.models_dir.join("select");
+        (self.answer_selector && dir.join("model.onnx").is_file()).then(|| indexer::RerankerConfig {
             threads: self.onnx_threads,
             ..indexer::RerankerConfig::new(self.onnx_runtime_library(), dir)
         })

@@ -30,7 +30,15 @@ async fn the_inventory_blocks_an_unapproved_model_and_records_every_change(backe
     let roles: Vec<&str> = inventory.iter().map(|e| e.role.as_str()).collect();
     assert_eq!(
         roles,
-        ["answer-composer", "embedding", "embedding-rollback", "generator", "obligation-classifier", "reranker"]
+        [
+            "answer-composer",
+            "answer-selector",
+            "embedding",
+            "embedding-rollback",
+            "generator",
+            "obligation-classifier",
+            "reranker"
+        ]
     );
     let embedding = inventory.iter().find(|e| e.role == "embedding").unwrap();
     assert_eq!(embedding.artifact_sha256, shared_embedder().model_sha256(), "the file approves what is loaded");

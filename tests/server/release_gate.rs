@@ -96,3 +96,30 @@ fn a_threshold_moved_without_a_change_record_is_refused() {
     std::fs::write(&path, recorded).unwrap();
     Thresholds::load(&path).expect("a recorded change loads");
 }
+
+/// The trained answer-sentence selector is on by default, is the artifact the inventory approves,
+/// and one setting rolls the answer back to ordering sentences by their words; either way every
+/// quote is the stored text at its offsets. (The gate test runs the shipped cases with it on.)
+#[tokio::test]
+async fn one_setting_rolls_the_answer_selector_back_to_word_order() {
+    let (_dir, p) = corpus_platform(Backend::Sqlite).await;
+    let selector = p.selector.clone().expect("the selector is set up and on by default");
+    let inventory = server::service::governance::read_inventory_file(&p.settings.governance_dir).unwrap();
+    let approved = inventory.iter().find(|m| m.role == "answer-selector").unwrap();
+    assert_eq!(selector.model_id(), approved.artifact_sha256);
+    let (_dir, words) = corpus_platform_with(Backend::Sqlite, |s| s.answer_selector = false).await;
+    assert!(words.selector.is_none());
+
+    let question = "How long are customer onboarding files kept?";
+    for platform in [&p, &words] {
+        let actor = platform.storage.actor("alice@acme-bank").await.unwrap().unwrap();
+        let state = server::http::app::shared_state(platform).await.unwrap();
+        let request = server::service::ask::AskRequest { question: question.into(), as_of: None, limit: 5 };
+        let outcome = state.ask.ask(&actor, &request).await.unwrap();
+        assert!(outcome.answer.abstained.is_none(), "{:?}", outcome.answer);
+        for c in &outcome.answer.citations {
+            let passage = outcome.passages.iter().find(|x| x.chunk.id == c.chunk_id).unwrap();
+            assert!(server::service::answer::verify(&passage.chunk.text, c));
+        }
+    }
+}

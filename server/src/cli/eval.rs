@@ -86,10 +86,11 @@ pub enum EvalCommand {
         /// Fail when the extractive answer's coverage falls below this.
         #[arg(long)]
         min_coverage: Option<f64>,
-        /// Order answer sentences by the reranker's cross-encoder (the experiment) instead of
-        /// by their words.
-        #[arg(long)]
-        sentence_selector: bool,
+        /// How answer sentences are ordered, instead of the settings' choice: `words`, `reranker`
+        /// (the loaded reranker's cross-encoder) or a model folder (model.onnx and tokenizer
+        /// files, such as a selector trained by training/selector).
+        #[arg(long, value_name = "words|reranker|FOLDER")]
+        sentence_selector: Option<String>,
     },
     /// Ingest ObliQA passages into in-memory indexes and report Recall, MAP, nDCG and MRR at k
     /// for BM25, dense and hybrid retrieval.
@@ -364,15 +365,24 @@ pub async fn run(command: &EvalCommand, settings: Settings) -> anyhow::Result<()
                 ..Default::default()
             };
             let generator = if *generate { platform.generator.clone() } else { None };
-            let report = crate::service::answer_eval::run(
-                &platform,
-                &questions,
-                &reader,
-                &answer,
-                generator,
-                *sentence_selector,
-            )
-            .await?;
+            let selector: Option<std::sync::Arc<dyn indexer::Reranker>> = match sentence_selector.as_deref() {
+                None => platform.selector.clone(),
+                Some("words") => None,
+                Some("reranker") => {
+                    Some(platform.reranker.clone().context("--sentence-selector reranker needs the reranker on")?)
+                }
+                Some(folder) => {
+                    let config = indexer::RerankerConfig {
+                        threads: platform.settings.onnx_threads,
+                        ..indexer::RerankerConfig::new(platform.settings.onnx_runtime_library(), folder)
+                    };
+                    Some(std::sync::Arc::new(
+                        indexer::CrossEncoder::load(&config).context("loading the sentence selector")?,
+                    ))
+                }
+            };
+            let report =
+                crate::service::answer_eval::run(&platform, &questions, &reader, &answer, generator, selector).await?;
             println!("{}", crate::service::answer_eval::markdown(&report));
             if let Some(path) = out {
                 std::fs::write(path, serde_json::to_string_pretty(&report)?)?;

@@ -650,6 +650,35 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_selector_orders_the_sentences_that_answer_and_words_order_them_without_one()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let by_words = "Customer records are kept for eight years after the account closes.";
+        let by_model = "Records of closed customer accounts go to the archive team each quarter.";
+        let passages = [passage(1, &format!("{by_words} {by_model}"))?];
+        let question = "How long are customer records kept?";
+        let config = AnswerConfig { max_sentences: 1, ..AnswerConfig::default() };
+        let quote = |answer: &Answer| answer.citations.first().map(|c| c.quote.clone());
+        assert_eq!(quote(&compose(question, &passages, &config)).as_deref(), Some(by_words));
+        // The model reads "heading: sentence" and prefers the archive sentence.
+        let prefers_archive = |_: &str, texts: &[String]| {
+            Some(texts.iter().map(|t| if t.contains("archive") { 4.0 } else { -4.0 }).collect())
+        };
+        let got = compose_with(question, &passages, &config, Some(&prefers_archive));
+        assert_eq!(quote(&got).as_deref(), Some(by_model));
+        assert!(verify(&passages[0].chunk.text, &got.citations[0]), "the quote is still the stored span");
+        // A model that fails, or scores the wrong number of sentences, leaves the word order.
+        let fails = |_: &str, _: &[String]| None;
+        assert_eq!(quote(&compose_with(question, &passages, &config, Some(&fails))).as_deref(), Some(by_words));
+        let short = |_: &str, _: &[String]| Some(vec![9.0]);
+        assert_eq!(quote(&compose_with(question, &passages, &config, Some(&short))).as_deref(), Some(by_words));
+        // The model orders; it does not make a sentence that misses the question quotable.
+        let unrelated = [passage(1, "Staff badges are renewed by the facilities desk every spring.")?];
+        let loves_everything = |_: &str, texts: &[String]| Some(vec![9.0; texts.len()]);
+        assert!(compose_with(question, &unrelated, &config, Some(&loves_everything)).abstained.is_some());
+        Ok(())
+    }
+
+    #[test]
     fn self_descriptions_are_recognised() {
         assert!(describes_its_document("This Privacy Policy explains how we use data."));
         assert!(describes_its_document("The policy covers customer onboarding files and statements."));

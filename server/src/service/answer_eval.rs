@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::service::Platform;
-use crate::service::answer::{AnswerConfig, Citation, Passage, compose, compose_with};
+use crate::service::answer::{AnswerConfig, Citation, Passage};
 use crate::service::generate::Generator;
 
 /// A question and the provision that answers it.
@@ -166,7 +166,7 @@ pub async fn run(
     reader: &indexer::Reader,
     answer: &AnswerConfig,
     generator: Option<Arc<Generator>>,
-    selector: bool,
+    selector: Option<Arc<dyn indexer::Reranker>>,
 ) -> Result<AnswerReport> {
     // The labels are checked first: every question's document is stored, and its phrase is in it.
     for q in &questions.questions {
@@ -206,23 +206,8 @@ pub async fn run(
             .iter()
             .position(|p| q.answered_by(&p.chunk.document_id, &p.chunk.heading_path, &p.chunk.text))
             .map(|i| i + 1);
-        let extractive_answer = match (selector, &retriever.reranker) {
-            (true, Some(reranker)) => {
-                let reranker = Arc::clone(reranker);
-                let (question, owned) = (q.question.clone(), passages.clone());
-                let config = *answer;
-                tokio::task::spawn_blocking(move || {
-                    let scorer = |question: &str, texts: &[String]| {
-                        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-                        reranker.score(question, &refs).ok()
-                    };
-                    compose_with(&question, &owned, &config, Some(&scorer))
-                })
-                .await
-                .map_err(|e| Error::internal("selector task", e))?
-            }
-            _ => compose(&q.question, &passages, answer),
-        };
+        let extractive_answer =
+            crate::service::ask::compose_answer(selector.as_ref(), &q.question, &passages, *answer).await?;
         let mut extractive = mode_result(q, &passages, &extractive_answer.citations);
         extractive.latency_ms = retrieval_ms;
         let generated = match &generator {
@@ -267,7 +252,9 @@ pub async fn run(
             method.as_str(),
             retriever.reranker_status(),
             answer.min_coverage,
-            if selector && retriever.reranker.is_some() { "the cross-encoder" } else { "their words" }
+            selector
+                .as_ref()
+                .map_or_else(|| "their words".to_owned(), |m| format!("the cross-encoder {}", m.model_id()))
         ),
         recall_at_3: within(3),
         recall_at_10: within(10),

@@ -219,6 +219,38 @@ pub struct AskService {
     pub reranker_wanted: bool,
     /// Writes answers from the passages when a generation server is configured.
     pub generator: Option<Arc<Generator>>,
+    /// Orders the extractive answer's candidate sentences; by their words when `None`.
+    pub selector: Option<Arc<dyn indexer::Reranker>>,
+}
+
+/// Composes the extractive answer, its candidate sentences ordered by `selector` (a
+/// cross-encoder, run off the async threads) when there is one, else by their words.
+pub async fn compose_answer(
+    selector: Option<&Arc<dyn indexer::Reranker>>,
+    question: &str,
+    passages: &[Passage],
+    config: AnswerConfig,
+) -> Result<Answer> {
+    let Some(selector) = selector else {
+        return Ok(crate::service::answer::compose(question, passages, &config));
+    };
+    let (selector, question, passages) = (Arc::clone(selector), question.to_owned(), passages.to_vec());
+    tokio::task::spawn_blocking(move || {
+        let scorer = |question: &str, texts: &[String]| {
+            let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+            match selector.score(question, &texts) {
+                Ok(scores) => Some(scores),
+                Err(e) => {
+                    // The answer is still composed, its sentences ordered by their words.
+                    tracing::warn!(error = %e, "the answer-sentence selector failed; sentences ordered by their words");
+                    None
+                }
+            }
+        };
+        crate::service::answer::compose_with(&question, &passages, &config, Some(&scorer))
+    })
+    .await
+    .map_err(|e| Error::internal("composing the answer", e))
 }
 
 impl AskService {
@@ -284,7 +316,7 @@ impl AskService {
         };
         let (passages, withheld) = (checked.passages, checked.withheld);
         let composing = Instant::now();
-        let answer = crate::service::answer::compose(question, &passages, &self.answer);
+        let answer = compose_answer(self.selector.as_ref(), question, &passages, self.answer).await?;
         let compose_us = composing.elapsed().as_micros() as u64;
         if answer.unverified_dropped > 0 {
             tracing::warn!(dropped = answer.unverified_dropped, "citations failed verification and were dropped");

@@ -20,6 +20,8 @@ pub struct Platform {
     pub dense: Option<(Arc<Embedder>, Arc<DenseIndex>)>,
     /// The cross-encoder of the reranker stage, when one is configured.
     pub reranker: Option<Arc<dyn Reranker>>,
+    /// Orders the extractive answer's candidate sentences, when set up and turned on.
+    pub selector: Option<Arc<dyn Reranker>>,
     /// Finds obligations in regulations: the trained classifier, or the cue-word rules.
     pub obligations: Arc<dyn indexer::ObligationDetector>,
     /// The client of the answer-generation server, one per platform so its breaker is shared.
@@ -73,6 +75,23 @@ impl Platform {
                 None
             }
         };
+        let selector: Option<Arc<dyn Reranker>> = match settings.answer_selector_config() {
+            Some(config) => {
+                let encoder = tokio::task::spawn_blocking(move || CrossEncoder::load(&config))
+                    .await
+                    .map_err(|e| Error::internal("loading the answer-sentence selector", e))??;
+                Some(Arc::new(encoder))
+            }
+            None => {
+                if settings.answer_selector {
+                    tracing::warn!(
+                        folder = %settings.models_dir.join("select").display(),
+                        "no answer-sentence selector is set up (run scripts/setup-models.sh): answer sentences are ordered by their words"
+                    );
+                }
+                None
+            }
+        };
         let obligations = {
             let settings = settings.clone();
             tokio::task::spawn_blocking(move || settings.obligation_detector())
@@ -87,6 +106,9 @@ impl Platform {
         }
         if let Some(reranker) = &reranker {
             loaded.push(("reranker", reranker.model_id()));
+        }
+        if let Some(selector) = &selector {
+            loaded.push(("answer-selector", selector.model_id()));
         }
         if obligations.model_id() != indexer::RuleDetector::ID {
             loaded.push(("obligation-classifier", obligations.model_id()));
@@ -106,7 +128,8 @@ impl Platform {
             None => None,
         };
         let generator = settings.generator.clone().map(|g| Arc::new(crate::service::generate::Generator::new(g)));
-        let platform = Self { storage, bm25, dense, reranker, obligations, generator, settings: Arc::new(settings) };
+        let platform =
+            Self { storage, bm25, dense, reranker, selector, obligations, generator, settings: Arc::new(settings) };
         platform.recover_after_crash().await?;
         if let Some(difference) = platform.bm25_difference().await? {
             // A crash between a database write and the index commit that follows it leaves them
@@ -309,6 +332,7 @@ impl Platform {
             dense_wanted: settings.dense_retrieval,
             reranker_wanted: settings.reranker_model_dir().is_some(),
             generator: self.generator.clone(),
+            selector: self.selector.clone(),
         }
     }
 

@@ -992,11 +992,15 @@ pub async fn run(platform: &Platform, cases: &Cases, thresholds: &Thresholds, op
         ..platform.ask_service(crate::domain::random_hex(32)?.into_bytes().into())
     };
     let configuration = format!(
-        "{} retrieval, fusion {}, reranker {}, answer_min_coverage {}",
+        "{} retrieval, fusion {}, reranker {}, answer_min_coverage {}, answer sentences ordered by {}",
         if service.retriever.has_dense() { "hybrid" } else { "BM25-only" },
         service.retriever.fusion,
         service.retriever.reranker_status(),
-        options.answer.min_coverage
+        options.answer.min_coverage,
+        service
+            .selector
+            .as_ref()
+            .map_or_else(|| "their words".to_owned(), |m| format!("the selector {}", m.model_id()))
     );
     if !options.generate.is_empty() && service.generator.is_none() {
         return Err(Error::user("generation was asked for, but the settings configure no [generator]"));
