@@ -97,6 +97,7 @@ async fn the_corpus_ingests_and_each_user_sees_only_what_they_may_read(backend: 
         let d: serde_json::Value = serde_json::from_str(&e.detail).unwrap();
         assert_eq!(d["request_id"].as_str().map(str::len), Some(16));
         assert_eq!(d["models"]["embedding"].as_str().map(str::len), Some(64));
+        assert_eq!(d["models"]["answer_selector"].as_str().map(str::len), Some(64), "the sentence order's model");
         assert!(d["policy"].as_str().is_some_and(|p| p.starts_with("allowed")));
         assert!(d["stages_us"]["bm25"].is_u64());
         assert!(e.actor.starts_with("principal:") && !e.actor.contains('@'), "{}", e.actor);

@@ -344,6 +344,7 @@ impl AskService {
                     "models": {
                         "embedding": self.retriever.embedder.as_ref().map(|e| e.model_sha256().to_owned()),
                         "reranker": self.retriever.reranker.as_ref().map(|r| r.model_id().to_owned()),
+                        "answer_selector": self.selector.as_ref().map(|s| s.model_id().to_owned()),
                         "fusion": self.retriever.fusion.to_string(),
                     },
                     "latency_ms": started.elapsed().as_millis(),
