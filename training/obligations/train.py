@@ -84,11 +84,7 @@ def main():
     tok = common.tokenizer()
     model = common.new_model()
     steps = args.epochs * math.ceil(len(train) / args.batch)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
-    warmup = max(steps // 10, 1)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (steps - s) / max(steps - warmup, 1)))
-    )
+    optimizer, scheduler = common.optimizer_and_schedule(model, args.lr, steps)
     loss_fn = torch.nn.BCEWithLogitsLoss()
 
     def logits(model_or_scorer, texts):
@@ -124,22 +120,9 @@ def main():
     train_seconds = time.time() - started
     torch.save(model.state_dict(), args.run / "model.pt")  # not committed (87 MB); the ONNX graph ships
 
-    model.eval()
-    fp32 = args.run / "model-fp32.onnx"
     sample = common.encode(tok, PROMPT, ["A firm must disclose its fees.", "Short."], 64)
-    common.export_onnx(model, sample, fp32, "logits", {0: "batch"})
     texts = [t for t, _ in validation[:64]]
-    reference = logits(model, texts)
-    got = logits(common.OrtScorer(fp32, tok, args.max_length, 16), texts)
-    worst = max(abs(a - b) for a, b in zip(reference, got))
-    print(f"parity: largest |onnx - torch| over {len(texts)} sentences = {worst:.2e}", flush=True)
-    if worst > 1e-3:
-        raise SystemExit("the ONNX graph does not score like the trained model")
-
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    int8 = args.run / "model-int8.onnx"
-    quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8)
+    fp32, int8, worst = common.export_checked(model, tok, sample, args.run, PROMPT, texts, args.max_length)
     report = {
         "data_sha256": data_sha,
         "split": {"salt": SPLIT_SALT, "train": len(train), "validation": len(validation)},

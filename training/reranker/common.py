@@ -79,6 +79,17 @@ def new_model(layers: int | None = None) -> CrossEncoder:
     return CrossEncoder(encoder)
 
 
+def optimizer_and_schedule(model, lr: float, steps: int):
+    """AdamW (weight decay 0.01) with a linear warm-up over the first 10% of `steps`, then a
+    linear decay to zero: the schedule the obligation classifier and the answer selector train with."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    warmup = max(steps // 10, 1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (steps - s) / max(steps - warmup, 1)))
+    )
+    return optimizer, scheduler
+
+
 def layers_of(run: Path) -> int | None:
     """The layer count a training run used (absent in runs made before the option existed)."""
     hyper = run / "hyperparameters.json"
@@ -207,3 +218,23 @@ def export_onnx(module, sample, path: Path, output: str, output_axes: dict[int, 
         opset_version=17,
         dynamo=False,
     )
+
+
+def export_checked(model, tok, sample, run: Path, question: str, texts: list[str], max_length: int):
+    """Exports `model` to `run/model-fp32.onnx`, stops when the graph scores (question, texts)
+    more than 1e-3 away from PyTorch, and writes its int8 dynamic quantisation beside it.
+    Returns the two paths and the largest difference."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    model.eval()
+    fp32 = run / "model-fp32.onnx"
+    export_onnx(model, sample, fp32, "logits", {0: "batch"})
+    reference = score(model, tok, question, texts, max_length)
+    got = OrtScorer(fp32, tok, max_length, 16)(question, texts)
+    worst = max(abs(a - b) for a, b in zip(reference, got))
+    print(f"parity: largest |onnx - torch| over {len(texts)} texts = {worst:.2e}", flush=True)
+    if worst > 1e-3:
+        raise SystemExit("the ONNX graph does not score like the trained model")
+    int8 = run / "model-int8.onnx"
+    quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8)
+    return fp32, int8, worst
