@@ -341,20 +341,23 @@ impl Settings {
 
     /// How to load the reranker stage's model, or `None` when the stage is off.
     pub fn reranker_config(&self) -> Option<indexer::RerankerConfig> {
-        self.reranker_model_dir().map(|dir| indexer::RerankerConfig {
+        self.reranker_model_dir().map(|dir| self.cross_encoder_config(dir))
+    }
+
+    /// How to load the cross-encoder in `dir` (the reranker, the answer-sentence selector or a
+    /// folder named for an experiment), with these settings' runtime library and threads.
+    pub fn cross_encoder_config(&self, dir: impl Into<PathBuf>) -> indexer::RerankerConfig {
+        indexer::RerankerConfig {
             threads: self.onnx_threads,
             ..indexer::RerankerConfig::new(self.onnx_runtime_library(), dir)
-        })
+        }
     }
 
     /// How to load the answer-sentence selector, or `None` when sentences are ordered by their
     /// words: turned off, or not set up under `models_dir`.
     pub fn answer_selector_config(&self) -> Option<indexer::RerankerConfig> {
         let dir = self.models_dir.join("select");
-        (self.answer_selector && dir.join("model.onnx").is_file()).then(|| indexer::RerankerConfig {
-            threads: self.onnx_threads,
-            ..indexer::RerankerConfig::new(self.onnx_runtime_library(), dir)
-        })
+        (self.answer_selector && dir.join("model.onnx").is_file()).then(|| self.cross_encoder_config(dir))
     }
 
     /// The obligation classifier's folder, or `None` for the cue-word rules: turned off, or not

@@ -372,10 +372,7 @@ pub async fn run(command: &EvalCommand, settings: Settings) -> anyhow::Result<()
                     Some(platform.reranker.clone().context("--sentence-selector reranker needs the reranker on")?)
                 }
                 Some(folder) => {
-                    let config = indexer::RerankerConfig {
-                        threads: platform.settings.onnx_threads,
-                        ..indexer::RerankerConfig::new(platform.settings.onnx_runtime_library(), folder)
-                    };
+                    let config = platform.settings.cross_encoder_config(folder);
                     Some(std::sync::Arc::new(
                         indexer::CrossEncoder::load(&config).context("loading the sentence selector")?,
                     ))
