@@ -423,6 +423,12 @@ pub struct MethodReport {
     /// Median and 95th percentile search latency in milliseconds (embedding included).
     pub latency_p50_ms: f64,
     pub latency_p95_ms: f64,
+    /// The reranker stage alone (scoring the candidates and reordering them), when it ran:
+    /// median and 95th percentile in milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rerank_p50_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rerank_p95_ms: Option<f64>,
 }
 
 /// The reader every ObliQA passage is visible to: one tenant, one group, public documents.
@@ -586,6 +592,7 @@ pub fn evaluate(
     let reader = obliqa_reader()?;
     let mut per_question = Vec::with_capacity(questions.len());
     let mut latencies = Vec::with_capacity(questions.len());
+    let mut rerank_latencies = Vec::with_capacity(questions.len());
     for q in questions {
         // Dense and hybrid reuse the question's vector (embedded once per run, when a method first
         // needs it); their latency is the search with it plus the time that embedding took.
@@ -604,21 +611,34 @@ pub fn evaluate(
             }
             None => (search_or_nothing(retriever, &reader, &q.question, method, retriever.depth_for(k))?, 0.0),
         };
+        let reranking = std::time::Instant::now();
         retriever.rerank(&q.question, &mut hits, |id| texts.get(id).copied())?;
+        if retriever.reranker.is_some() {
+            rerank_latencies.push(reranking.elapsed().as_secs_f64() * 1000.0);
+        }
         let ranked: Vec<String> = hits.into_iter().take(k).map(|h| h.chunk_id).collect();
         latencies.push(started.elapsed().as_secs_f64() * 1000.0 + embedding_ms);
         per_question.push(score(&ranked, &q.relevant, k));
     }
-    latencies.sort_by(f64::total_cmp);
-    let pct = |p: f64| latencies.get(((latencies.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(0.0);
+    let rerank = (!rerank_latencies.is_empty()).then(|| percentiles(rerank_latencies));
+    let (latency_p50_ms, latency_p95_ms) = percentiles(latencies);
     Ok(MethodReport {
         method: label,
         questions: questions.len(),
         k,
         mean: mean(&per_question),
-        latency_p50_ms: pct(0.5),
-        latency_p95_ms: pct(0.95),
+        latency_p50_ms,
+        latency_p95_ms,
+        rerank_p50_ms: rerank.map(|r| r.0),
+        rerank_p95_ms: rerank.map(|r| r.1),
     })
+}
+
+/// The median and 95th percentile of `values` (nearest rank; 0 when empty).
+fn percentiles(mut values: Vec<f64>) -> (f64, f64) {
+    values.sort_by(f64::total_cmp);
+    let pct = |p: f64| values.get(((values.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(0.0);
+    (pct(0.5), pct(0.95))
 }
 
 /// Question vectors of one evaluation run: each question is embedded once, when a method first

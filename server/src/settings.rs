@@ -66,6 +66,41 @@ impl EmbeddingModel {
     }
 }
 
+/// The cross-encoder rerankers lexgate ships. Each has its own folder under `models_dir` (set up by
+/// scripts/setup-models.sh) and its own model inventory entry, so switching between them is one
+/// setting and the inventory still approves whatever is loaded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+pub enum RerankerModel {
+    /// A three-layer student of the six-layer model, trained on the tuned first stage's
+    /// candidates (training/reranker/, run 2): the default.
+    #[default]
+    #[value(name = "lexgate-minilm-l3")]
+    #[serde(rename = "lexgate-minilm-l3")]
+    LexgateMinilmL3,
+    /// The six-layer reranker it replaced (training run 1): the rollback.
+    #[value(name = "lexgate-minilm-l6")]
+    #[serde(rename = "lexgate-minilm-l6")]
+    LexgateMinilmL6,
+}
+
+impl RerankerModel {
+    /// Its folder under `models_dir`.
+    pub fn folder(self) -> &'static str {
+        match self {
+            Self::LexgateMinilmL3 => "rerank-l3",
+            Self::LexgateMinilmL6 => "rerank",
+        }
+    }
+
+    /// Its role in the model inventory.
+    pub fn inventory_role(self) -> &'static str {
+        match self {
+            Self::LexgateMinilmL3 => "reranker",
+            Self::LexgateMinilmL6 => "reranker-rollback",
+        }
+    }
+}
+
 /// Everything the platform can be configured with.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -101,8 +136,11 @@ pub struct Settings {
     /// Run the reranker stage when its model is present (turning it off is the rollback of the
     /// trained reranker; see governance/models/reranker-minilm-obliqa.md).
     pub reranker: bool,
-    /// Folder of a cross-encoder (model.onnx with a `logits` output, and tokenizer files).
-    /// Default: `rerank/` under `models_dir`, used when it holds a model.
+    /// Which shipped reranker: the three-layer student (the default) or the six-layer model it
+    /// replaced (the rollback).
+    pub reranker_model: RerankerModel,
+    /// Folder of a cross-encoder (model.onnx with a `logits` output, and tokenizer files), for
+    /// experiments. Default: `reranker_model`'s folder under `models_dir`, used when it holds a model.
     pub reranker_dir: Option<PathBuf>,
     /// How many fused passages the reranker scores.
     pub rerank_top: usize,
@@ -163,6 +201,7 @@ impl Default for Settings {
             embedding_model: EmbeddingModel::default(),
             fusion: indexer::FusionConfig::default(),
             reranker: true,
+            reranker_model: RerankerModel::default(),
             reranker_dir: None,
             rerank_top: indexer::retrieve::DEFAULT_RERANK_TOP,
             obligation_model: true,
@@ -202,6 +241,7 @@ pub struct SettingsFile {
     pub embedding_model: Option<EmbeddingModel>,
     pub fusion: Option<String>,
     pub reranker: Option<bool>,
+    pub reranker_model: Option<RerankerModel>,
     pub reranker_dir: Option<PathBuf>,
     pub rerank_top: Option<usize>,
     pub obligation_model: Option<bool>,
@@ -245,6 +285,7 @@ impl Settings {
             dense_retrieval,
             embedding_model,
             reranker,
+            reranker_model,
             rerank_top,
             obligation_model,
             answer_selector,
@@ -333,7 +374,7 @@ impl Settings {
         match &self.reranker_dir {
             Some(dir) => Some(dir.clone()),
             None => {
-                let dir = self.models_dir.join("rerank");
+                let dir = self.models_dir.join(self.reranker_model.folder());
                 dir.join("model.onnx").is_file().then_some(dir)
             }
         }

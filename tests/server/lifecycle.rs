@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use indexer::{Classification, GroupName, Method, Reader, SourceStatus, TenantId};
 use server::error::Error;
 use server::service::Platform;
-use server::settings::EmbeddingModel;
+use server::settings::{EmbeddingModel, RerankerModel};
 use server::store::Storage;
 
 use crate::on_both_backends;
@@ -354,14 +354,61 @@ async fn the_reranker_stage_reorders_permitted_passages_and_says_it_ran() {
         assert!(passage.chunk.acl.permits(&reader));
         assert!(passage.to_json()["scores"]["rerank"]["score"].is_number());
     }
-    // By default the shipped reranker runs; turned off (the rollback), the stage says so.
+    // By default the shipped three-layer reranker runs; turned off, the stage says so.
     let (_dir2, default) = corpus_platform(Backend::Sqlite).await;
-    assert!(default.retriever().reranker_status().starts_with("on: cross-encoder 57358bc06c68"));
+    assert!(default.retriever().reranker_status().starts_with("on: cross-encoder e202e6321f7b"));
     let dir3 = tempfile::tempdir().unwrap();
     let mut off = crate::support::settings(Backend::Sqlite, &dir3).await;
     off.reranker = false;
     let plain = Platform::open_with(off, Some(shared_embedder())).await.unwrap();
     assert_eq!(plain.retriever().reranker_status(), "off: turned off, or no reranker model is set up");
+}
+
+#[tokio::test]
+async fn the_reranker_rolls_back_by_one_setting_to_the_six_layer_model() {
+    let (dir, p) = corpus_platform(Backend::Sqlite).await;
+    assert_eq!(p.settings.reranker_model, RerankerModel::LexgateMinilmL3);
+    let inventory = p.storage.inventory().await.unwrap();
+    let approved = |role: &str| inventory.iter().find(|e| e.role == role).unwrap().artifact_sha256.clone();
+    let student = p.retriever().reranker.as_ref().expect("the reranker runs by default").model_id().to_owned();
+    assert_eq!(approved("reranker"), student);
+
+    // One setting, spelled the same in the settings file, the variable and the flag.
+    let file = dir.path().join("rollback.toml");
+    std::fs::write(&file, "reranker_model = \"lexgate-minilm-l6\"\n").unwrap();
+    let from_file =
+        server::settings::Settings::default().overlay(server::settings::SettingsFile::read(&file).unwrap()).unwrap();
+    use clap::Parser;
+    let cli = server::cli::Cli::parse_from(["lexgate", "--reranker-model", "lexgate-minilm-l6", "check-models"]);
+    let from_flag = server::cli::settings_from(&cli).unwrap();
+    assert_eq!(from_file.reranker_model, RerankerModel::LexgateMinilmL6);
+    assert_eq!(from_flag.reranker_model, RerankerModel::LexgateMinilmL6);
+    let unknown = dir.path().join("unknown.toml");
+    std::fs::write(&unknown, "reranker_model = \"bigger\"\n").unwrap();
+    assert!(server::settings::SettingsFile::read(&unknown).is_err(), "an unknown model is refused");
+
+    let mut settings = (*p.settings).clone();
+    drop(p);
+    settings.reranker_model = from_file.reranker_model;
+    let p = Platform::open(settings).await.expect("the rollback model is approved");
+    let six = p.retriever().reranker.as_ref().expect("the rollback reranker runs").model_id().to_owned();
+    assert_ne!(six, student);
+    assert_eq!(approved("reranker-rollback"), six);
+    assert!(p.retriever().reranker_status().starts_with("on: cross-encoder 57358bc06c68"));
+    // It reranks permitted passages as before.
+    let reader = all_seeing("acme-bank");
+    let checked = server::service::ask::retrieve_checked(
+        &p.storage,
+        &p.retriever(),
+        &reader,
+        "how long are customer records retained",
+        Method::Hybrid,
+        5,
+        true,
+    )
+    .await
+    .unwrap();
+    assert!(checked.passages.iter().all(|x| x.scores.rerank.is_some() && x.chunk.acl.permits(&reader)));
 }
 
 #[tokio::test]

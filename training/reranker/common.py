@@ -67,16 +67,28 @@ class CrossEncoder(nn.Module):
         return self.head(pooled)
 
 
-def new_model(layers: int | None = None) -> CrossEncoder:
-    """The base encoder with a fresh head; with `layers`, only its first `layers` transformer
-    layers (a smaller, faster student that keeps the embeddings and the lower layers' weights)."""
+def parse_layers(text: str | int | None) -> list[int] | None:
+    """`--layers`: "3" keeps the first three transformer layers, "0,2,5" keeps those layers."""
+    if text is None:
+        return None
+    parts = [int(x) for x in str(text).split(",")]
+    return list(range(parts[0])) if len(parts) == 1 else parts
+
+
+def new_model(layers: list[int] | None = None, init: Path | None = None) -> CrossEncoder:
+    """The base encoder with a fresh head, or a whole trained cross-encoder from `init` (a state
+    dict, e.g. one `dequantize.py` rebuilt from a shipped graph); with `layers`, only those
+    transformer layers, renumbered from 0 (a smaller, faster student)."""
     from transformers import AutoModel
 
     encoder = AutoModel.from_pretrained(str(base_model_dir()))
-    if layers is not None and layers < encoder.config.num_hidden_layers:
-        encoder.encoder.layer = encoder.encoder.layer[:layers]
-        encoder.config.num_hidden_layers = layers
-    return CrossEncoder(encoder)
+    model = CrossEncoder(encoder)
+    if init is not None:
+        model.load_state_dict(torch.load(init))
+    if layers is not None and layers != list(range(encoder.config.num_hidden_layers)):
+        encoder.encoder.layer = nn.ModuleList(encoder.encoder.layer[i] for i in layers)
+        encoder.config.num_hidden_layers = len(layers)
+    return model
 
 
 def optimizer_and_schedule(model, lr: float, steps: int):
@@ -90,10 +102,12 @@ def optimizer_and_schedule(model, lr: float, steps: int):
     return optimizer, scheduler
 
 
-def layers_of(run: Path) -> int | None:
-    """The layer count a training run used (absent in runs made before the option existed)."""
+def layers_of(run: Path) -> list[int] | None:
+    """The transformer layers a training run's model has, numbered as in its own state dict (absent
+    in runs made before the option existed: all six)."""
     hyper = run / "hyperparameters.json"
-    return json.loads(hyper.read_text()).get("layers") if hyper.exists() else None
+    kept = parse_layers(json.loads(hyper.read_text()).get("layers")) if hyper.exists() else None
+    return None if kept is None else list(range(len(kept)))
 
 
 def tokenizer():

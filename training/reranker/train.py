@@ -41,7 +41,14 @@ def parse_args():
     p.add_argument("--eval-questions", type=int, default=120)
     p.add_argument("--checkpoint-every", type=int, default=50)
     p.add_argument("--no-bf16", action="store_true", help="compute in fp32 (bf16 autocast is slower on CPUs without bf16 units)")
-    p.add_argument("--layers", type=int, help="keep only the first N encoder layers (a faster student)")
+    p.add_argument(
+        "--layers",
+        help='a faster student: "N" keeps the first N transformer layers, "0,2,5" keeps those layers',
+    )
+    p.add_argument(
+        "--init", type=Path,
+        help="start from this cross-encoder state dict (dequantize.py rebuilds one from a shipped graph) instead of the base",
+    )
     p.add_argument(
         "--teacher", type=Path,
         help="a shipped reranker folder (model.onnx, reranker.json): the student also learns its score distribution",
@@ -99,7 +106,7 @@ def main():
     print(f"train questions {len(train_rows)}, groups {len(groups)}, validation sample {len(val_rows)}", flush=True)
 
     tok = common.tokenizer()
-    model = common.new_model(args.layers)
+    model = common.new_model(common.parse_layers(args.layers), args.init)
     teacher = None
     if args.teacher:
         # The window lexgate runs the teacher with: its folder's reranker.json, else lexgate's

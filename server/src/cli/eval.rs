@@ -266,11 +266,15 @@ pub fn eval_obliqa(
         qs.len(),
         passages.len()
     );
-    println!("| method | Recall@{k} | MAP@{k} | nDCG@{k} | MRR@{k} | p50 ms | p95 ms |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("| method | Recall@{k} | MAP@{k} | nDCG@{k} | MRR@{k} | p50 ms | p95 ms | rerank stage p50 / p95 ms |");
+    println!("|---|---|---|---|---|---|---|---|");
     for r in &reports {
+        let stage = match (r.rerank_p50_ms, r.rerank_p95_ms) {
+            (Some(p50), Some(p95)) => format!("{p50:.1} / {p95:.1}"),
+            _ => "-".to_owned(),
+        };
         println!(
-            "| {} | {:.4} | {:.4} | {:.4} | {:.4} | {:.1} | {:.1} |",
+            "| {} | {:.4} | {:.4} | {:.4} | {:.4} | {:.1} | {:.1} | {stage} |",
             r.method,
             r.mean.recall,
             r.mean.average_precision,

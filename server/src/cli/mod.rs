@@ -32,8 +32,12 @@ pub struct Cli {
     /// Folder of the platform's governance records (model inventory); default ./governance.
     #[arg(long, env = "LEXGATE_GOVERNANCE_DIR", global = true)]
     pub governance_dir: Option<PathBuf>,
-    /// Folder of a cross-encoder reranker; default: the one set up under the models folder
-    /// (`rerank/`), when present.
+    /// Which shipped reranker: the three-layer student (default) or the six-layer model it
+    /// replaced (the rollback).
+    #[arg(long, env = "LEXGATE_RERANKER_MODEL", global = true, value_enum)]
+    pub reranker_model: Option<crate::settings::RerankerModel>,
+    /// Folder of a cross-encoder reranker, for experiments; default: `--reranker-model`'s folder
+    /// under the models folder, when set up.
     #[arg(long, env = "LEXGATE_RERANKER_DIR", global = true)]
     pub reranker_dir: Option<PathBuf>,
     /// Turn the reranker stage off (the rollback of the trained reranker).
@@ -110,6 +114,9 @@ pub fn settings_from(cli: &Cli) -> anyhow::Result<Settings> {
     }
     if let Some(v) = &cli.governance_dir {
         settings.governance_dir = v.clone();
+    }
+    if let Some(v) = cli.reranker_model {
+        settings.reranker_model = v;
     }
     if let Some(v) = &cli.reranker_dir {
         settings.reranker_dir = Some(v.clone());

@@ -487,6 +487,14 @@ pub fn compose_with(
     ranked.retain(|(_, c)| c.covered >= config.min_coverage);
     let best = ranked.first().map_or(0.0, |r| r.0);
     ranked.retain(|(score, _)| *score >= RELATIVE_SCORE_FLOOR * best);
+    // A second document is cited only when its sentence answers as much of the question as the
+    // best sentence does: one that shares only the question's common words ("records are kept
+    // for five years" for "how long are recorded telephone conversations kept?") is another
+    // document's answer to another question.
+    if let Some(&(_, first)) = ranked.first() {
+        let document = &considered[first.passage].chunk.document_id;
+        ranked.retain(|(_, c)| considered[c.passage].chunk.document_id == *document || c.covered >= first.covered);
+    }
     let mut chosen: Vec<&Candidate> = Vec::new();
     let mut per_passage: HashMap<usize, usize> = HashMap::new();
     for (_, c) in ranked {

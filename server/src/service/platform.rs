@@ -71,7 +71,7 @@ impl Platform {
                 Some(Arc::new(encoder))
             }
             None => {
-                tracing::info!("reranker stage off: turned off, or no model under models_dir/rerank or reranker_dir");
+                tracing::info!(folder = settings.reranker_model.folder(), "reranker stage off: turned off, or no model in its folder under models_dir or in reranker_dir");
                 None
             }
         };
@@ -105,7 +105,7 @@ impl Platform {
             loaded.push((settings.embedding_model.inventory_role(), embedder.model_sha256()));
         }
         if let Some(reranker) = &reranker {
-            loaded.push(("reranker", reranker.model_id()));
+            loaded.push((settings.reranker_model.inventory_role(), reranker.model_id()));
         }
         if let Some(selector) = &selector {
             loaded.push(("answer-selector", selector.model_id()));
