@@ -37,7 +37,8 @@ async fn the_inventory_blocks_an_unapproved_model_and_records_every_change(backe
             "embedding-rollback",
             "generator",
             "obligation-classifier",
-            "reranker"
+            "reranker",
+            "reranker-rollback"
         ]
     );
     let embedding = inventory.iter().find(|e| e.role == "embedding").unwrap();

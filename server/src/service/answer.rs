@@ -658,6 +658,34 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn another_document_is_cited_only_when_it_answers_as_much_of_the_question()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let question = "How long are recorded telephone conversations kept?";
+        let calls = "Recorded telephone conversations with customers are kept for seven years.";
+        let mut retention = passage(1, &format!("Call recordings. {calls}"))?;
+        retention.chunk.document_id = "data-retention".into();
+        // Another policy's answer to another question shares only the common words.
+        let mut review = passage(2, "Each review is signed by the reviewer. Records are kept for five years.")?;
+        review.chunk.document_id = "access-review".into();
+        review.chunk.heading_path = "Section 2 Evidence > 2.1 Review records".into();
+        let config = AnswerConfig::default();
+        let quotes = |answer: &Answer| answer.citations.iter().map(|c| c.quote.clone()).collect::<Vec<_>>();
+        let got = compose(question, &[retention.clone(), review.clone()], &config);
+        assert_eq!(quotes(&got), [calls], "{got:?}");
+        // Ordered by a model that likes the other policy's sentence as much, the same.
+        let even: SentenceScorer<'_> = &|_, texts| Some(vec![3.0; texts.len()]);
+        let got = compose_with(question, &[retention.clone(), review], &config, Some(even));
+        assert_eq!(quotes(&got), [calls], "{got:?}");
+        // A second document that answers the whole question is cited beside the first.
+        let brokers = "Recorded telephone conversations with brokers are kept for ten years.";
+        let mut trading = passage(2, brokers)?;
+        trading.chunk.document_id = "trading-desk".into();
+        let got = compose(question, &[retention, trading], &config);
+        assert_eq!(quotes(&got), [calls, brokers], "{got:?}");
+        Ok(())
+    }
+
+    #[test]
     fn a_selector_orders_the_sentences_that_answer_and_words_order_them_without_one()
     -> Result<(), Box<dyn std::error::Error>> {
         let by_words = "Customer records are kept for eight years after the account closes.";
