@@ -41,10 +41,18 @@ async fn the_shipped_cases_pass_the_gate_with_no_leak_no_obeyed_injection_and_no
     assert_eq!((generation.cases, generation.injection_obeyed), (injection_cases, 0), "{generation:#?}");
     assert!((0.0..=1.0).contains(&generation.supported_sentence_rate));
     assert!(server::service::release_gate::markdown(&report).contains("## Answers with generation"));
-    // The report's public shape (what the packet and `eval run --out` write) is pinned.
+    // The report's public shape (what the packet and `eval run --out` write) is pinned, with a
+    // failed case in its list whether or not this run had one (the shape of an empty list is not
+    // the shape of its items).
+    let mut shaped = report.clone();
+    shaped.failed_cases.push(server::service::release_gate::FailedCase {
+        id: "shape".into(),
+        severity: server::service::release_gate::Severity::Minor,
+        failures: vec!["shape".into()],
+    });
     insta::assert_json_snapshot!(
         "release_gate_report_shape",
-        crate::api::shape(&serde_json::to_value(&report).unwrap())
+        crate::api::shape(&serde_json::to_value(&shaped).unwrap())
     );
     // Every kind of case ran, including the deletion case, which found its document first.
     let deletion = report.cases.iter().find(|c| c.id == "deletion-heron-sightings").unwrap();

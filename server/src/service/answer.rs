@@ -658,8 +658,8 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn another_document_is_cited_only_when_it_answers_as_much_of_the_question()
-    -> Result<(), Box<dyn std::error::Error>> {
+    fn another_document_is_cited_only_when_it_answers_as_much_of_the_question() -> Result<(), Box<dyn std::error::Error>>
+    {
         let question = "How long are recorded telephone conversations kept?";
         let calls = "Recorded telephone conversations with customers are kept for seven years.";
         let mut retention = passage(1, &format!("Call recordings. {calls}"))?;

@@ -71,7 +71,10 @@ impl Platform {
                 Some(Arc::new(encoder))
             }
             None => {
-                tracing::info!(folder = settings.reranker_model.folder(), "reranker stage off: turned off, or no model in its folder under models_dir or in reranker_dir");
+                tracing::info!(
+                    folder = settings.reranker_model.folder(),
+                    "reranker stage off: turned off, or no model in its folder under models_dir or in reranker_dir"
+                );
                 None
             }
         };
