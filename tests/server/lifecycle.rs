@@ -332,17 +332,7 @@ async fn the_reranker_stage_reorders_permitted_passages_and_says_it_ran() {
     assert!(retriever.reranker_status().starts_with("on: cross-encoder"), "{}", retriever.reranker_status());
 
     let reader = all_seeing("acme-bank");
-    let checked = server::service::ask::retrieve_checked(
-        &p.storage,
-        &retriever,
-        &reader,
-        "how long are customer records retained",
-        Method::Hybrid,
-        5,
-        true,
-    )
-    .await
-    .unwrap();
+    let checked = records_retained(&p, &reader).await;
     assert_eq!(checked.passages.len(), 5);
     assert!(checked.timings.rerank_us > 0);
     // The fixture scores a passage by its token count, so the order follows it.
@@ -364,6 +354,38 @@ async fn the_reranker_stage_reorders_permitted_passages_and_says_it_ran() {
     assert_eq!(plain.retriever().reranker_status(), "off: turned off, or no reranker model is set up");
 }
 
+/// The top 5 passages, reranked and checked against the database, for a retention question.
+async fn records_retained(p: &Platform, reader: &Reader) -> server::service::ask::CheckedRetrieval {
+    server::service::ask::retrieve_checked(
+        &p.storage,
+        &p.retriever(),
+        reader,
+        "how long are customer records retained",
+        Method::Hybrid,
+        5,
+        true,
+    )
+    .await
+    .unwrap()
+}
+
+/// The settings given by `key = "value"` in a settings file, and by the same choice as a flag
+/// (`--key-with-dashes value`; clap reads the environment variable into the same field).
+fn file_and_flag(
+    dir: &std::path::Path,
+    key: &str,
+    value: &str,
+) -> (server::settings::Settings, server::settings::Settings) {
+    use clap::Parser;
+    let file = dir.join(format!("{key}.toml"));
+    std::fs::write(&file, format!("{key} = \"{value}\"\n")).unwrap();
+    let from_file =
+        server::settings::Settings::default().overlay(server::settings::SettingsFile::read(&file).unwrap()).unwrap();
+    let flag = format!("--{}", key.replace('_', "-"));
+    let cli = server::cli::Cli::parse_from(["lexgate", flag.as_str(), value, "check-models"]);
+    (from_file, server::cli::settings_from(&cli).unwrap())
+}
+
 #[tokio::test]
 async fn the_reranker_rolls_back_by_one_setting_to_the_six_layer_model() {
     let (dir, p) = corpus_platform(Backend::Sqlite).await;
@@ -374,13 +396,7 @@ async fn the_reranker_rolls_back_by_one_setting_to_the_six_layer_model() {
     assert_eq!(approved("reranker"), student);
 
     // One setting, spelled the same in the settings file, the variable and the flag.
-    let file = dir.path().join("rollback.toml");
-    std::fs::write(&file, "reranker_model = \"lexgate-minilm-l6\"\n").unwrap();
-    let from_file =
-        server::settings::Settings::default().overlay(server::settings::SettingsFile::read(&file).unwrap()).unwrap();
-    use clap::Parser;
-    let cli = server::cli::Cli::parse_from(["lexgate", "--reranker-model", "lexgate-minilm-l6", "check-models"]);
-    let from_flag = server::cli::settings_from(&cli).unwrap();
+    let (from_file, from_flag) = file_and_flag(dir.path(), "reranker_model", "lexgate-minilm-l6");
     assert_eq!(from_file.reranker_model, RerankerModel::LexgateMinilmL6);
     assert_eq!(from_flag.reranker_model, RerankerModel::LexgateMinilmL6);
     let unknown = dir.path().join("unknown.toml");
@@ -397,17 +413,7 @@ async fn the_reranker_rolls_back_by_one_setting_to_the_six_layer_model() {
     assert!(p.retriever().reranker_status().starts_with("on: cross-encoder 57358bc06c68"));
     // It reranks permitted passages as before.
     let reader = all_seeing("acme-bank");
-    let checked = server::service::ask::retrieve_checked(
-        &p.storage,
-        &p.retriever(),
-        &reader,
-        "how long are customer records retained",
-        Method::Hybrid,
-        5,
-        true,
-    )
-    .await
-    .unwrap();
+    let checked = records_retained(&p, &reader).await;
     assert!(checked.passages.iter().all(|x| x.scores.rerank.is_some() && x.chunk.acl.permits(&reader)));
 }
 
@@ -424,13 +430,7 @@ async fn the_embedding_model_rolls_back_by_one_setting_and_is_never_mixed_with_a
 
     // The rollback is one setting, spelled the same in the settings file, the variable and the
     // flag: the registry model, approved by its own inventory entry.
-    let file = dir.path().join("rollback.toml");
-    std::fs::write(&file, "embedding_model = \"all-minilm-l6-v2\"\n").unwrap();
-    let from_file =
-        server::settings::Settings::default().overlay(server::settings::SettingsFile::read(&file).unwrap()).unwrap();
-    use clap::Parser;
-    let cli = server::cli::Cli::parse_from(["lexgate", "--embedding-model", "all-minilm-l6-v2", "check-models"]);
-    let from_flag = server::cli::settings_from(&cli).unwrap();
+    let (from_file, from_flag) = file_and_flag(dir.path(), "embedding_model", "all-minilm-l6-v2");
     assert_eq!(from_file.embedding_model, EmbeddingModel::AllMinilmL6V2);
     assert_eq!(from_flag.embedding_model, EmbeddingModel::AllMinilmL6V2);
     let mut settings = (*p.settings).clone();
