@@ -55,6 +55,10 @@ def parse_args():
     p.add_argument("--bf16", action="store_true", help="bf16 autocast on the CPU")
     p.add_argument("--overfit", action="store_true", help="sanity check: train on one fixed batch")
     p.add_argument("--steps", type=int, help="stop after this many steps (default: --epochs worth)")
+    p.add_argument(
+        "--init", type=Path,
+        help="start from this embedder state dict (a second round: ../reranker/dequantize.py --kind embedder rebuilds the shipped one)",
+    )
     return p.parse_args()
 
 
@@ -179,6 +183,8 @@ def main():
 
     tok = common.tokenizer()
     model = new_model()
+    if args.init:
+        model.load_state_dict(torch.load(args.init))
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
 
     def lr_at(step):

@@ -1,5 +1,7 @@
-"""Rebuilds a PyTorch cross-encoder from a shipped int8 reranker graph, so that a smaller student can
-start from the shipped model's own layers (only the int8 graph ships; its fp32 weights were not kept).
+"""Rebuilds a PyTorch model from a shipped int8 graph lexgate trained (a reranker, or with --kind
+embedder the embedding model), so that training can start from the shipped model's own weights: a
+smaller student of the reranker, or a second round of the embedder (only the int8 graphs ship;
+their fp32 weights were not kept).
 
 Dynamic int8 quantisation stores each weight matrix as int8 values with one scale and zero point per
 tensor; `(q - zero_point) * scale` gives back the weight to within half a step. Biases and layer
@@ -8,7 +10,8 @@ and head, but not the transformer's weight matrices (`onnx::MatMul_N`): each of 
 the base model's matrix of the same shape it is closest to (the reranker was fine-tuned from that
 base, so its matrices stay near the base's), and a match below --min-cosine stops the script.
 
-Usage: python dequantize.py --model models/reranker/model.onnx --out run/teacher.pt [--check]
+Usage: python dequantize.py --model models/reranker/model.onnx --out run/teacher.pt [--check DIR]
+       python dequantize.py --kind embedder --model models/embedder/model.onnx --out run/start.pt
 """
 
 from __future__ import annotations
@@ -24,10 +27,11 @@ import common
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", type=Path, required=True, help="an int8 reranker graph (model.onnx)")
+    p.add_argument("--model", type=Path, required=True, help="an int8 graph (model.onnx)")
+    p.add_argument("--kind", choices=["reranker", "embedder"], default="reranker")
     p.add_argument("--out", type=Path, required=True, help="where the PyTorch state dict is written")
     p.add_argument("--min-cosine", type=float, default=0.9)
-    p.add_argument("--check", type=Path, help="an ObliQA folder: compare the rebuilt model's scores with the graph's")
+    p.add_argument("--check", type=Path, help="an ObliQA folder: compare the rebuilt reranker's scores with the graph's")
     p.add_argument("--max-length", type=int, default=128)
     return p.parse_args()
 
@@ -50,12 +54,13 @@ def dequantized(graph) -> dict[str, np.ndarray]:
     return out
 
 
-def rebuild(path: Path, min_cosine: float) -> tuple[common.CrossEncoder, float]:
-    """The reranker of `path` as a PyTorch model, and the lowest cosine of a matched matrix."""
+def rebuild(path: Path, model: torch.nn.Module, min_cosine: float) -> float:
+    """Loads the weights of the graph at `path` into `model` (the same architecture, holding the
+    base model's weights, which the graph's unnamed matrices are matched against); returns the
+    lowest cosine of a matched matrix."""
     import onnx
 
     weights = dequantized(onnx.load(str(path)).graph)
-    model = common.new_model()
     state = model.state_dict()
     for name in list(state):
         for key in (name, name + "_Transposed"):
@@ -84,17 +89,28 @@ def rebuild(path: Path, min_cosine: float) -> tuple[common.CrossEncoder, float]:
     if unmatched or weights:
         raise SystemExit(f"not rebuilt: {sorted(unmatched)}; left over in the graph: {sorted(weights)}")
     model.load_state_dict(state)
-    return model, lowest
+    return lowest
 
 
 def main():
     args = parse_args()
     common.set_threads()
-    model, lowest = rebuild(args.model, args.min_cosine)
+    if args.kind == "embedder":
+        import importlib.util
+
+        # The embedder's trainer, loaded by path: its module name is the same as this folder's.
+        path = Path(__file__).resolve().parent.parent / "embedder" / "train.py"
+        spec = importlib.util.spec_from_file_location("embedder_train", path)
+        embedder = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(embedder)
+        model = embedder.new_model()
+    else:
+        model = common.new_model()
+    lowest = rebuild(args.model, model, args.min_cosine)
     print(f"rebuilt every weight; lowest cosine of a matched matrix to the base: {lowest:.4f}", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), args.out)
-    if args.check:
+    if args.check and args.kind == "reranker":
         tok = common.tokenizer()
         passages = list(common.load_passages(args.check / "StructuredRegulatoryDocuments").values())[:48]
         question = "What must a firm notify the regulator of before it changes its auditor?"
