@@ -620,25 +620,18 @@ pub fn evaluate(
         latencies.push(started.elapsed().as_secs_f64() * 1000.0 + embedding_ms);
         per_question.push(score(&ranked, &q.relevant, k));
     }
-    let rerank = (!rerank_latencies.is_empty()).then(|| percentiles(rerank_latencies));
-    let (latency_p50_ms, latency_p95_ms) = percentiles(latencies);
+    let rerank = (!rerank_latencies.is_empty()).then(|| crate::scale::Latency::of(rerank_latencies));
+    let latency = crate::scale::Latency::of(latencies);
     Ok(MethodReport {
         method: label,
         questions: questions.len(),
         k,
         mean: mean(&per_question),
-        latency_p50_ms,
-        latency_p95_ms,
-        rerank_p50_ms: rerank.map(|r| r.0),
-        rerank_p95_ms: rerank.map(|r| r.1),
+        latency_p50_ms: latency.p50,
+        latency_p95_ms: latency.p95,
+        rerank_p50_ms: rerank.map(|r| r.p50),
+        rerank_p95_ms: rerank.map(|r| r.p95),
     })
-}
-
-/// The median and 95th percentile of `values` (nearest rank; 0 when empty).
-fn percentiles(mut values: Vec<f64>) -> (f64, f64) {
-    values.sort_by(f64::total_cmp);
-    let pct = |p: f64| values.get(((values.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(0.0);
-    (pct(0.5), pct(0.95))
 }
 
 /// Question vectors of one evaluation run: each question is embedded once, when a method first
