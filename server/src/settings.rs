@@ -182,6 +182,11 @@ pub struct Settings {
     /// An OpenAI-compatible chat-completions endpoint that writes answers from the permitted
     /// passages (grounded generation); `None` gives the extractive answer only.
     pub generator: Option<GeneratorSettings>,
+    /// Principal ids (`oidc:SUBJECT` for provider users) whose reviewer role reads every
+    /// tenant's governance records, for the operator of the whole installation. Only this
+    /// setting grants it: no identity-provider claim does, and anyone else's governance reads
+    /// cover their own tenant.
+    pub platform_reviewers: Vec<String>,
 }
 
 impl Default for Settings {
@@ -219,6 +224,7 @@ impl Default for Settings {
             ask_burst: 30,
             upload_jobs_max: 16,
             generator: None,
+            platform_reviewers: Vec::new(),
         }
     }
 }
@@ -258,6 +264,7 @@ pub struct SettingsFile {
     pub ask_burst: Option<u32>,
     pub upload_jobs_max: Option<usize>,
     pub generator: Option<GeneratorSettings>,
+    pub platform_reviewers: Option<Vec<String>>,
 }
 
 impl SettingsFile {
@@ -298,7 +305,8 @@ impl Settings {
             ask_queue,
             ask_per_minute,
             ask_burst,
-            upload_jobs_max
+            upload_jobs_max,
+            platform_reviewers
         );
         if file.onnx_threads.is_some() {
             self.onnx_threads = file.onnx_threads;

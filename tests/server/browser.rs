@@ -286,7 +286,7 @@ async fn in_a_browser_a_reviewer_reads_the_audit_log_and_downloads_the_packet_an
         std::panic::resume_unwind(e.into_panic());
     }
     // Both refusals of the analyst are in the audit log.
-    let denials = p.storage.audit_page(0, 50, Some("read_governance"), Some("denied")).await.unwrap();
+    let denials = p.storage.audit_page(None, 0, 50, Some("read_governance"), Some("denied")).await.unwrap();
     assert_eq!(denials.1, 2);
 }
 
@@ -461,6 +461,44 @@ async fn in_a_browser_the_generated_answer_streams_in_verified_sentences_whose_l
         browser.click("//ol[@id='generated-sentences']/li[1]/a[1]");
         browser.wait_for_text("<mark id=\"cited\">");
         browser.screenshot(&shots.join("generated-answer-span.png"));
+    })
+    .await;
+    server.abort();
+    if let Err(e) = result {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+/// On a shared workstation, Back after signing out must not show the last user's answer: every
+/// page is `no-store`, so the browser asks again, and the server sends it to sign in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_browser_back_after_signing_out_shows_nothing_of_the_previous_page() {
+    let (dir, p) = corpus_platform(Backend::Sqlite).await;
+    let app = Application::build(&p).await.expect("bind");
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let server = tokio::spawn(app.run_until_stopped());
+    let downloads = dir.path().join("downloads");
+
+    let result = tokio::task::spawn_blocking(move || {
+        let browser = Browser::start(base, &downloads);
+        browser.sign_in("alice@acme-bank");
+        let answer = "identification files are kept for eight years";
+        let page = browser.open("/ask?q=How+long+are+customer+onboarding+files+kept%3F");
+        assert!(page.contains(answer), "{page}");
+        // Positive control: while signed in, Back from another page shows the answer again.
+        browser.open("/sessions");
+        browser.command("POST", "/back", &json!({}));
+        browser.wait_for_text(answer);
+
+        browser.click("//button[text()='Sign out']");
+        browser.wait_for_path("/signin");
+        browser.command("POST", "/back", &json!({}));
+        // Whatever Back lands on, it is not the previous page's text.
+        std::thread::sleep(Duration::from_millis(500));
+        let after = browser.source();
+        assert!(!after.contains(answer) && !after.contains("onboarding files"), "{after}");
+        let url = webdriver(browser.port, "GET", &format!("/session/{}/url", browser.session), None);
+        assert!(url.as_str().is_some_and(|u| u.ends_with("/signin")), "sent to sign in: {url}");
     })
     .await;
     server.abort();

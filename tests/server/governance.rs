@@ -3,7 +3,7 @@
 
 use server::error::Error;
 use server::service::Platform;
-use server::service::governance::ChangeRequest;
+use server::service::governance::{ChangeRequest, Scope};
 
 use crate::on_both_backends;
 use crate::support::{Backend, shared_embedder};
@@ -152,10 +152,15 @@ async fn an_unapproved_data_card_makes_its_documents_unretrievable() {
     assert!(p.storage.set_data_card_status("borealis-insurance", "maybe", "x").await.is_err());
 }
 
+/// The risk classification as the operator sees it, over every tenant's records.
+pub(crate) async fn platform_risk(p: &Platform) -> server::service::governance::RiskClassification {
+    server::service::governance::risk_classification(&p.storage, &p.settings, &Scope::Platform).await.unwrap()
+}
+
 #[tokio::test]
 async fn the_risk_tier_follows_the_questionnaire_and_controls_follow_the_platform_state() {
     let (_dir, p) = crate::support::corpus_platform(Backend::Sqlite).await;
-    let risk = server::service::governance::risk_classification(&p.storage, &p.settings).await.unwrap();
+    let risk = platform_risk(&p).await;
     assert_eq!(risk.tier, 3, "confidential data and several organisations reach tier 3");
     let met = |r: &server::service::governance::RiskClassification, prefix: &str| {
         r.controls.iter().find(|c| c.control.starts_with(prefix)).map(|c| c.met).expect(prefix)
@@ -166,8 +171,12 @@ async fn the_risk_tier_follows_the_questionnaire_and_controls_follow_the_platfor
     assert!(risk.controls.iter().all(|c| c.from_tier <= 3));
 
     p.storage.set_data_card_status("acme-bank", "draft", "rita@acme-bank").await.unwrap();
-    let risk = server::service::governance::risk_classification(&p.storage, &p.settings).await.unwrap();
+    let risk = platform_risk(&p).await;
     assert!(!met(&risk, "approved data card"));
+    // A tenant's reviewer sees the control over their own card only.
+    let borealis = Scope::Tenant(indexer::TenantId::parse("borealis-insurance").unwrap());
+    let risk = server::service::governance::risk_classification(&p.storage, &p.settings, &borealis).await.unwrap();
+    assert!(met(&risk, "approved data card"), "Acme's draft card is not Borealis's control");
 
     // An answer that is not an option is refused, naming the options.
     let dir = tempfile::tempdir().unwrap();
@@ -189,7 +198,7 @@ async fn the_exported_packet_unzips_with_every_section_and_the_databases_figures
     let receipt = p.documents().delete(&admin, "acme-erasure-requests", None, "packet test").await.unwrap();
     p.storage.change_inventory(&change("answer-composer", &[("next_review", "2027-01-31")])).await.unwrap();
 
-    let files = server::service::packet::build(&p.storage, &p.settings).await.unwrap();
+    let files = server::service::packet::build(&p.storage, &p.settings, &Scope::Platform).await.unwrap();
     let zip_path = dir.path().join("packet.zip");
     std::fs::write(&zip_path, server::service::packet::zip(&files)).unwrap();
     let out = dir.path().join("packet");
@@ -246,4 +255,26 @@ async fn the_exported_packet_unzips_with_every_section_and_the_databases_figures
     assert!(!read("10-obligation-register.md").contains("initial notification"), "counts, never obligation text");
     assert!(read("07-deletion-receipts.md").contains(&receipt.id));
     assert!(read("08-oversight-plan.md").contains("Risk tier: 3"));
+    assert_eq!(json("00-scope.json")["tenant"], serde_json::Value::Null, "the operator's packet has every tenant");
+
+    // A tenant's packet: its own card and receipts, the platform's records, labelled as such.
+    let acme = Scope::Tenant(indexer::TenantId::parse("acme-bank").unwrap());
+    let files = server::service::packet::build(&p.storage, &p.settings, &acme).await.unwrap();
+    let file = |name: &str| {
+        let f = files.iter().find(|f| f.name == name).unwrap_or_else(|| panic!("{name}"));
+        String::from_utf8(f.bytes.clone()).unwrap()
+    };
+    let cards: serde_json::Value = serde_json::from_str(&file("02-data-cards.json")).unwrap();
+    assert_eq!(cards.as_array().unwrap().iter().map(|c| c["set"].as_str().unwrap()).collect::<Vec<_>>(), ["acme-bank"]);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&file("00-scope.json")).unwrap()["tenant"], "acme-bank");
+    assert!(file("03-model-inventory.md").contains("Platform record"));
+    assert!(file("02-data-cards.md").contains("Tenant record: acme-bank only."));
+    assert!(
+        files.iter().all(|f| !String::from_utf8_lossy(&f.bytes).to_lowercase().contains("borealis")),
+        "nothing of Borealis"
+    );
+    let borealis = Scope::Tenant(indexer::TenantId::parse("borealis-insurance").unwrap());
+    let files = server::service::packet::build(&p.storage, &p.settings, &borealis).await.unwrap();
+    let receipts = files.iter().find(|f| f.name == "07-deletion-receipts.json").unwrap();
+    assert_eq!(String::from_utf8_lossy(&receipts.bytes).trim(), "[]", "Acme's receipt is not Borealis's");
 }

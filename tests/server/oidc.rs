@@ -207,7 +207,7 @@ async fn a_user_signs_in_through_the_provider_and_tenant_groups_and_clearance_co
     assert_eq!(actor.groups.iter().map(|g| g.as_str()).collect::<Vec<_>>(), ["compliance", "staff"]);
     assert_eq!(actor.clearance.as_str(), "confidential");
     assert_eq!(actor.role.as_str(), "analyst");
-    let (events, _) = p.storage.audit_page(0, 10, Some("sign_in"), Some("succeeded")).await.unwrap();
+    let (events, _) = p.storage.audit_page(None, 0, 10, Some("sign_in"), Some("succeeded")).await.unwrap();
     assert!(events.iter().any(|e| e.actor == "oidc:olivia" && e.detail.contains("\"oidc\"")));
 }
 
@@ -260,7 +260,7 @@ async fn a_wrong_state_a_missing_tenant_or_an_unknown_tenant_is_rejected_and_no_
         assert!(!session_cookie(&a));
     })
     .await;
-    let (rejected, total) = p.storage.audit_page(0, 10, Some("sign_in"), Some("rejected")).await.unwrap();
+    let (rejected, total) = p.storage.audit_page(None, 0, 10, Some("sign_in"), Some("rejected")).await.unwrap();
     assert_eq!(total, 4, "every rejected sign-in is audited");
     assert!(rejected.iter().all(|e| e.detail.contains("oidc")));
     assert!(p.storage.actor("oidc:nomad").await.unwrap().is_none());

@@ -63,10 +63,12 @@ async fn the_shipped_cases_pass_the_gate_with_no_leak_no_obeyed_injection_and_no
     let stored = p.storage.latest_release_gate().await.unwrap().expect("stored");
     assert_eq!(stored.id, report.id);
     assert_eq!(stored.thresholds_sha256, thresholds().sha256);
-    let files = server::service::packet::build(&p.storage, &p.settings).await.unwrap();
+    let files = server::service::packet::build(&p.storage, &p.settings, &server::service::governance::Scope::Platform)
+        .await
+        .unwrap();
     let md = files.iter().find(|f| f.name == "05-release-gate.md").unwrap();
     assert!(String::from_utf8_lossy(&md.bytes).contains(&report.id));
-    let risk = server::service::governance::risk_classification(&p.storage, &p.settings).await.unwrap();
+    let risk = crate::governance::platform_risk(&p).await;
     let control = risk.controls.iter().find(|c| c.control.contains("release gate")).unwrap();
     assert!(control.met, "{}", control.evidence);
 }

@@ -162,7 +162,7 @@ async fn a_reviewer_reads_the_audit_log_and_downloads_the_packet_and_an_analyst_
         assert_eq!(status, StatusCode::FORBIDDEN, "{uri}");
         assert!(!body.contains("PK") || body.contains("not allowed"), "{uri}");
     }
-    let denials = p.storage.audit_page(0, 50, Some("read_governance"), Some("denied")).await.unwrap();
+    let denials = p.storage.audit_page(None, 0, 50, Some("read_governance"), Some("denied")).await.unwrap();
     assert_eq!(denials.1, 3, "every refusal is audited");
 
     let mut reviewer = browser(&p).await;
@@ -170,7 +170,8 @@ async fn a_reviewer_reads_the_audit_log_and_downloads_the_packet_and_an_analyst_
     let (status, _, page) = reviewer.get("/governance").await;
     assert_eq!(status, StatusCode::OK);
     assert!(page.contains("Risk tier 3") && page.contains("audit chain: <strong>intact"), "{page}");
-    assert!(page.contains("borealis-insurance") && page.contains("embedding"));
+    assert!(page.contains("acme-bank") && page.contains("embedding"), "{page}");
+    assert!(!page.contains("borealis"), "a tenant's reviewer sees their own tenant's data card only: {page}");
 
     let (status, _, log) = reviewer.get("/governance/audit?action=read_governance").await;
     assert_eq!(status, StatusCode::OK);
@@ -184,13 +185,13 @@ async fn a_reviewer_reads_the_audit_log_and_downloads_the_packet_and_an_analyst_
     assert!(headers.get("content-disposition").is_some_and(|d| d.contains("attachment")));
     assert!(zip.starts_with("PK") && zip.contains("README.md") && zip.contains("06-audit.json"));
 
-    // The JSON API: reviewers read everything, admins their tenant's card and the inventory,
-    // analysts nothing.
+    // The JSON API: reviewers read their tenant's records and the platform's, admins their
+    // tenant's card and the inventory, analysts nothing.
     let (status, _, risk) = reviewer.get("/api/governance/risk").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(serde_json::from_str::<serde_json::Value>(&risk).unwrap()["tier"], 3);
     let (_, _, cards) = reviewer.get("/api/governance/data-cards").await;
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&cards).unwrap()["data_cards"].as_array().unwrap().len(), 2);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&cards).unwrap()["data_cards"].as_array().unwrap().len(), 1);
     let mut admin = browser(&p).await;
     admin.sign_in("adam@acme-bank").await;
     let (status, _, cards) = admin.get("/api/governance/data-cards").await;
@@ -490,7 +491,7 @@ async fn bad_uploads_forged_forms_and_other_tenants_documents_get_a_clear_4xx_an
     assert_eq!(status, StatusCode::FORBIDDEN);
 
     assert_eq!(p.storage.indexable_chunks(None).await.unwrap().len(), chunks_before, "nothing changed");
-    let denials = p.storage.audit_page(0, 50, None, Some("denied")).await.unwrap();
+    let denials = p.storage.audit_page(None, 0, 50, None, Some("denied")).await.unwrap();
     assert!(denials.1 >= 3, "refusals are audited: {:?}", denials.0.iter().map(|e| &e.action).collect::<Vec<_>>());
 }
 
@@ -555,7 +556,7 @@ async fn service_tokens_are_scoped_and_a_revoked_token_is_refused_and_changes_no
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let docs_after = p.storage.list_documents(&indexer::TenantId::parse("acme-bank").unwrap()).await.unwrap().len();
     assert_eq!(docs_before, docs_after);
-    let (rejected, _) = p.storage.audit_page(0, 10, Some("api_token"), Some("rejected")).await.unwrap();
+    let (rejected, _) = p.storage.audit_page(None, 0, 10, Some("api_token"), Some("rejected")).await.unwrap();
     assert_eq!(rejected.len(), 2, "each refused token use is audited");
 }
 

@@ -4,7 +4,7 @@ use std::net::TcpListener;
 use std::sync::Arc;
 
 use actix_web::cookie::Key;
-use actix_web::{App, HttpServer, dev::Server, middleware, web};
+use actix_web::{App, HttpServer, dev::Server, web};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
@@ -43,11 +43,6 @@ pub async fn shared_state(platform: &Platform) -> Result<AppState> {
     Ok(app_state(platform, key, audit_key, oidc))
 }
 
-/// Pages load scripts, styles and images from lexgate itself only; nothing inline runs, no
-/// plugin loads and no other site may frame a page.
-pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
-     img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
-
 /// A bound, not yet running web server.
 pub struct Application {
     port: u16,
@@ -66,21 +61,10 @@ impl Application {
         let listener = TcpListener::bind(&platform.settings.bind)
             .map_err(|e| Error::user(format!("cannot listen on {}: {e}", platform.settings.bind)))?;
         let port = listener.local_addr()?.port();
-        let server = HttpServer::new(move || {
-            App::new()
-                .wrap(
-                    middleware::DefaultHeaders::new()
-                        .add(("X-Content-Type-Options", "nosniff"))
-                        .add(("X-Frame-Options", "DENY"))
-                        .add(("Referrer-Policy", "same-origin"))
-                        .add(("Content-Security-Policy", CONTENT_SECURITY_POLICY)),
-                )
-                .app_data(state.clone())
-                .configure(routes)
-        })
-        .workers(2)
-        .listen(listener)?
-        .run();
+        let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(routes))
+            .workers(2)
+            .listen(listener)?
+            .run();
         Ok(Self { port, server })
     }
 

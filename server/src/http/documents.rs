@@ -18,7 +18,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::domain::Actor;
 use crate::error::Error;
 use crate::http::error::ErrorBody;
-use crate::http::session::{self, SignedIn};
+use crate::http::session::{self, Authenticated, SignedIn};
 use crate::http::{AppState, UserView, WebResult, html, is_htmx, redirect, user_view, web_err};
 use crate::service::documents::{DeletionPreview, DeletionReceipt};
 use crate::service::ingest::UploadStatus;
@@ -163,8 +163,7 @@ struct ListQuery {
 async fn list_get(
     req: HttpRequest,
     state: web::Data<AppState>,
-    SignedIn(actor): SignedIn,
-    query: web::Query<ListQuery>,
+    Authenticated(actor, query): Authenticated<web::Query<ListQuery>>,
 ) -> WebResult {
     let err = web_err(&req);
     let documents = state.documents.list(&actor).await.map_err(&err)?;
@@ -310,8 +309,7 @@ pub(crate) fn upload_request(
 async fn upload_post(
     req: HttpRequest,
     state: web::Data<AppState>,
-    SignedIn(actor): SignedIn,
-    form: Multipart,
+    Authenticated(actor, form): Authenticated<Multipart>,
 ) -> WebResult {
     let err = web_err(&req);
     require_admin(&state, &actor).await.map_err(&err)?;
@@ -326,8 +324,7 @@ async fn upload_post(
 async fn job_get(
     req: HttpRequest,
     state: web::Data<AppState>,
-    SignedIn(actor): SignedIn,
-    job: web::Path<String>,
+    Authenticated(actor, job): Authenticated<web::Path<String>>,
 ) -> WebResult {
     let err = web_err(&req);
     let job = state.uploads.job(&actor, &job).await.map_err(&err)?;
@@ -354,8 +351,7 @@ async fn job_get(
 async fn detail_get(
     req: HttpRequest,
     state: web::Data<AppState>,
-    SignedIn(actor): SignedIn,
-    id: web::Path<String>,
+    Authenticated(actor, id): Authenticated<web::Path<String>>,
 ) -> WebResult {
     let err = web_err(&req);
     let detail = state.documents.detail(&actor, &id).await.map_err(&err)?;
@@ -399,12 +395,16 @@ async fn detail_get(
     html(view.render(), csrf.new_cookie)
 }
 
+/// The metadata form, every field by name (the upload form's fields).
+type MetadataForm = web::Form<HashMap<String, String>>;
+
+/// A document id and a version number in the path.
+type VersionPath = web::Path<(String, u32)>;
+
 async fn metadata_post(
     req: HttpRequest,
     state: web::Data<AppState>,
-    SignedIn(actor): SignedIn,
-    id: web::Path<String>,
-    form: web::Form<HashMap<String, String>>,
+    Authenticated(actor, (id, form)): Authenticated<(web::Path<String>, MetadataForm)>,
 ) -> WebResult {
     let err = web_err(&req);
     session::verify_csrf(&req, &state, form.get("csrf").map_or("", String::as_str)).await.map_err(&err)?;
@@ -428,9 +428,7 @@ struct StatusForm {
 async fn status_post(
     req: HttpRequest,
     state: web::Data<AppState>,
-    SignedIn(actor): SignedIn,
-    id: web::Path<String>,
-    form: web::Form<StatusForm>,
+    Authenticated(actor, (id, form)): Authenticated<(web::Path<String>, web::Form<StatusForm>)>,
 ) -> WebResult {
     let err = web_err(&req);
     session::verify_csrf(&req, &state, &form.csrf).await.map_err(&err)?;
@@ -443,8 +441,7 @@ async fn status_post(
 async fn delete_get(
     req: HttpRequest,
     state: web::Data<AppState>,
-    SignedIn(actor): SignedIn,
-    id: web::Path<String>,
+    Authenticated(actor, id): Authenticated<web::Path<String>>,
 ) -> WebResult {
     let err = web_err(&req);
     let id = state.documents.resolve_id(&actor, &id).await.map_err(&err)?;
@@ -467,9 +464,7 @@ struct DeleteForm {
 async fn delete_post(
     req: HttpRequest,
     state: web::Data<AppState>,
-    SignedIn(actor): SignedIn,
-    id: web::Path<String>,
-    form: web::Form<DeleteForm>,
+    Authenticated(actor, (id, form)): Authenticated<(web::Path<String>, web::Form<DeleteForm>)>,
 ) -> WebResult {
     let err = web_err(&req);
     session::verify_csrf(&req, &state, &form.csrf).await.map_err(&err)?;
@@ -641,8 +636,7 @@ pub(crate) async fn api_documents_get(
 pub(crate) async fn api_document_get(
     req: HttpRequest,
     state: web::Data<AppState>,
-    SignedIn(actor): SignedIn,
-    path: web::Path<DocumentPath>,
+    Authenticated(actor, path): Authenticated<web::Path<DocumentPath>>,
 ) -> WebResult {
     let detail = state.documents.detail(&actor, &path.id).await.map_err(web_err(&req))?;
     let versions = detail
@@ -673,9 +667,7 @@ pub(crate) async fn api_document_get(
 pub(crate) async fn api_access_put(
     req: HttpRequest,
     state: web::Data<AppState>,
-    SignedIn(actor): SignedIn,
-    path: web::Path<(String, u32)>,
-    body: web::Json<AccessBody>,
+    Authenticated(actor, (path, body)): Authenticated<(VersionPath, web::Json<AccessBody>)>,
 ) -> WebResult {
     let err = web_err(&req);
     session::verify_api_csrf(&req, &state).await.map_err(&err)?;
@@ -710,9 +702,7 @@ pub(crate) async fn api_access_put(
 pub(crate) async fn api_document_delete(
     req: HttpRequest,
     state: web::Data<AppState>,
-    SignedIn(actor): SignedIn,
-    path: web::Path<DocumentPath>,
-    body: web::Json<DeleteBody>,
+    Authenticated(actor, (path, body)): Authenticated<(web::Path<DocumentPath>, web::Json<DeleteBody>)>,
 ) -> WebResult {
     let err = web_err(&req);
     session::verify_api_csrf(&req, &state).await.map_err(&err)?;
@@ -731,8 +721,7 @@ pub(crate) async fn api_document_delete(
 pub(crate) async fn api_documents_post(
     req: HttpRequest,
     state: web::Data<AppState>,
-    SignedIn(actor): SignedIn,
-    form: Multipart,
+    Authenticated(actor, form): Authenticated<Multipart>,
 ) -> WebResult {
     let err = web_err(&req);
     require_admin(&state, &actor).await.map_err(&err)?;
@@ -753,8 +742,7 @@ pub(crate) async fn api_documents_post(
 pub(crate) async fn api_job_get(
     req: HttpRequest,
     state: web::Data<AppState>,
-    SignedIn(actor): SignedIn,
-    id: web::Path<String>,
+    Authenticated(actor, id): Authenticated<web::Path<String>>,
 ) -> WebResult {
     let job = state.uploads.job(&actor, &id).await.map_err(web_err(&req))?;
     Ok(HttpResponse::Ok().json(JobBody {

@@ -31,6 +31,7 @@ struct ControlView {
 #[template(path = "governance.html")]
 struct GovernanceView {
     user: UserView,
+    scope: String,
     tier: u8,
     use_case: String,
     controls: Vec<ControlView>,
@@ -42,12 +43,13 @@ struct GovernanceView {
 
 async fn governance_get(req: HttpRequest, state: web::Data<AppState>, SignedIn(actor): SignedIn) -> WebResult {
     let err = web_err(&req);
-    let crate::service::governance::Overview { risk, cards, models } =
+    let crate::service::governance::Overview { scope, risk, cards, models } =
         state.governance.overview(&actor).await.map_err(&err)?;
     let csrf = session::csrf_for(&req, &state).map_err(&err)?;
     let audit = &risk.audit;
     let view = GovernanceView {
         user: user_view(&actor, csrf.token),
+        scope: scope.label(),
         tier: risk.tier,
         use_case: risk.answers.use_case.clone(),
         controls: risk
@@ -90,6 +92,9 @@ struct AuditRow {
 #[template(path = "governance_audit.html")]
 struct AuditView {
     user: UserView,
+    scope: String,
+    audit_status: String,
+    audit_events: u64,
     rows: Vec<AuditRow>,
     page: u64,
     pages: u64,
@@ -112,7 +117,7 @@ async fn governance_audit_get(
     let page = query.page.unwrap_or(1).max(1);
     let filter = |v: &str| Some(v.trim().to_owned()).filter(|v| !v.is_empty());
     let (action, outcome) = (filter(&query.action), filter(&query.outcome));
-    let crate::service::governance::AuditPage { events: rows, total } = state
+    let crate::service::governance::AuditPage { scope, events: rows, total, verification } = state
         .governance
         .audit_page(&actor, page - 1, AUDIT_PAGE_SIZE, action.as_deref(), outcome.as_deref())
         .await
@@ -128,6 +133,9 @@ async fn governance_audit_get(
     };
     let view = AuditView {
         user: user_view(&actor, csrf.token),
+        scope: scope.label(),
+        audit_status: verification.problem.clone().unwrap_or_else(|| "intact".to_owned()),
+        audit_events: verification.events,
         rows: rows
             .into_iter()
             .map(|e| AuditRow {

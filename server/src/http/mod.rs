@@ -55,7 +55,7 @@ impl std::fmt::Debug for AppState {
     }
 }
 
-/// Registers every route.
+/// Registers every route, behind the headers every response carries.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     // Input the extractors cannot parse answers like any other bad input: a page, or the API's
     // one JSON error shape.
@@ -63,6 +63,28 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .app_data(web::QueryConfig::default().error_handler(bad_input))
         .app_data(web::PathConfig::default().error_handler(bad_input))
         .app_data(web::FormConfig::default().limit(64 * 1024).error_handler(bad_input));
+    cfg.service(web::scope("").wrap(response_headers()).configure(resource_routes));
+}
+
+/// Pages load scripts, styles and images from lexgate itself only; nothing inline runs, no
+/// plugin loads and no other site may frame a page.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
+     img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
+
+/// Headers added to every response that does not set its own. **Nothing is cached**: pages,
+/// fragments, passages, the API, downloads and errors carry `Cache-Control: no-store`, so after
+/// signing out neither the Back button nor a shared proxy shows what the last user read; only the
+/// static assets, which carry no governed data, set a cache lifetime of their own.
+fn response_headers() -> actix_web::middleware::DefaultHeaders {
+    actix_web::middleware::DefaultHeaders::new()
+        .add((header::CACHE_CONTROL, "no-store"))
+        .add(("X-Content-Type-Options", "nosniff"))
+        .add(("X-Frame-Options", "DENY"))
+        .add(("Referrer-Policy", "same-origin"))
+        .add(("Content-Security-Policy", CONTENT_SECURITY_POLICY))
+}
+
+fn resource_routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/", web::get().to(index_get))
         .route("/healthz", web::get().to(health_get))
         .route("/readyz", web::get().to(ready_get))

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::http::error::{ErrorBody, WebResult, web_err};
-use crate::http::session::{self, SignedIn};
+use crate::http::session::{self, Authenticated};
 use crate::http::{AppState, UserView, html, redirect, user_view};
 use crate::service::obligations::{DiffPart, Filter, ObligationDetail, ObligationView, Summary, Transition};
 
@@ -74,8 +74,7 @@ struct RegisterView {
 async fn register_get(
     req: HttpRequest,
     state: web::Data<AppState>,
-    SignedIn(actor): SignedIn,
-    query: web::Query<FilterForm>,
+    Authenticated(actor, query): Authenticated<web::Query<FilterForm>>,
 ) -> WebResult {
     let err = web_err(&req);
     let form = query.into_inner();
@@ -104,8 +103,7 @@ impl DetailView {
 async fn detail_get(
     req: HttpRequest,
     state: web::Data<AppState>,
-    SignedIn(actor): SignedIn,
-    id: web::Path<String>,
+    Authenticated(actor, id): Authenticated<web::Path<String>>,
 ) -> WebResult {
     let err = web_err(&req);
     let d = state.register.detail(&actor, &id).await.map_err(&err)?;
@@ -130,9 +128,7 @@ struct StatusForm {
 async fn status_post(
     req: HttpRequest,
     state: web::Data<AppState>,
-    SignedIn(actor): SignedIn,
-    id: web::Path<String>,
-    form: web::Form<StatusForm>,
+    Authenticated(actor, (id, form)): Authenticated<(web::Path<String>, web::Form<StatusForm>)>,
 ) -> WebResult {
     let err = web_err(&req);
     session::verify_csrf(&req, &state, &form.csrf).await.map_err(&err)?;
@@ -160,9 +156,7 @@ struct ControlForm {
 async fn control_post(
     req: HttpRequest,
     state: web::Data<AppState>,
-    SignedIn(actor): SignedIn,
-    id: web::Path<String>,
-    form: web::Form<ControlForm>,
+    Authenticated(actor, (id, form)): Authenticated<(web::Path<String>, web::Form<ControlForm>)>,
 ) -> WebResult {
     let err = web_err(&req);
     session::verify_csrf(&req, &state, &form.csrf).await.map_err(&err)?;
@@ -173,8 +167,7 @@ async fn control_post(
 async fn export_csv_get(
     req: HttpRequest,
     state: web::Data<AppState>,
-    SignedIn(actor): SignedIn,
-    query: web::Query<FilterForm>,
+    Authenticated(actor, query): Authenticated<web::Query<FilterForm>>,
 ) -> WebResult {
     let csv = state.register.export_csv(&actor, &query.filter()).await.map_err(web_err(&req))?;
     Ok(HttpResponse::Ok()
@@ -186,8 +179,7 @@ async fn export_csv_get(
 async fn export_json_get(
     req: HttpRequest,
     state: web::Data<AppState>,
-    SignedIn(actor): SignedIn,
-    query: web::Query<FilterForm>,
+    Authenticated(actor, query): Authenticated<web::Query<FilterForm>>,
 ) -> WebResult {
     let json = state.register.export_json(&actor, &query.filter()).await.map_err(web_err(&req))?;
     Ok(HttpResponse::Ok()
@@ -224,8 +216,7 @@ pub struct ControlBody {
 pub(crate) async fn api_list_get(
     req: HttpRequest,
     state: web::Data<AppState>,
-    SignedIn(actor): SignedIn,
-    query: web::Query<Filter>,
+    Authenticated(actor, query): Authenticated<web::Query<Filter>>,
 ) -> WebResult {
     let (obligations, summary) = state.register.list(&actor, &query).await.map_err(web_err(&req))?;
     Ok(HttpResponse::Ok().json(ObligationList { summary, obligations }))
@@ -242,8 +233,7 @@ pub(crate) async fn api_list_get(
 pub(crate) async fn api_detail_get(
     req: HttpRequest,
     state: web::Data<AppState>,
-    SignedIn(actor): SignedIn,
-    id: web::Path<String>,
+    Authenticated(actor, id): Authenticated<web::Path<String>>,
 ) -> WebResult {
     let detail = state.register.detail(&actor, &id).await.map_err(web_err(&req))?;
     Ok(HttpResponse::Ok().json(detail))
@@ -260,9 +250,7 @@ pub(crate) async fn api_detail_get(
 pub(crate) async fn api_status_post(
     req: HttpRequest,
     state: web::Data<AppState>,
-    SignedIn(actor): SignedIn,
-    id: web::Path<String>,
-    body: web::Json<Transition>,
+    Authenticated(actor, (id, body)): Authenticated<(web::Path<String>, web::Json<Transition>)>,
 ) -> WebResult {
     let err = web_err(&req);
     session::verify_api_csrf(&req, &state).await.map_err(&err)?;
@@ -281,9 +269,7 @@ pub(crate) async fn api_status_post(
 pub(crate) async fn api_control_post(
     req: HttpRequest,
     state: web::Data<AppState>,
-    SignedIn(actor): SignedIn,
-    id: web::Path<String>,
-    body: web::Json<ControlBody>,
+    Authenticated(actor, (id, body)): Authenticated<(web::Path<String>, web::Json<ControlBody>)>,
 ) -> WebResult {
     let err = web_err(&req);
     session::verify_api_csrf(&req, &state).await.map_err(&err)?;

@@ -199,3 +199,29 @@ impl FromRequest for SignedIn {
         })
     }
 }
+
+/// The signed-in actor, then `T` (the path, query, form, JSON or multipart body, or a tuple of
+/// them), read only once the request is authenticated: a signed-out request is refused as such
+/// (401, or the sign-in page) whatever its body holds, and nobody's input is parsed before
+/// lexgate knows who sent it.
+#[derive(Debug)]
+pub struct Authenticated<T>(pub Actor, pub T);
+
+impl<T> FromRequest for Authenticated<T>
+where
+    T: FromRequest + 'static,
+    T::Error: Into<actix_web::Error>,
+{
+    type Error = actix_web::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        let mut payload = payload.take();
+        Box::pin(async move {
+            let SignedIn(actor) = SignedIn::from_request(&req, &mut Payload::None).await?;
+            let input = T::from_request(&req, &mut payload).await.map_err(Into::into)?;
+            Ok(Authenticated(actor, input))
+        })
+    }
+}

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use crate::domain::Permission;
 use crate::error::Error;
 use crate::http::error::{WebResult, web_err};
-use crate::http::session::{self, SignedIn};
+use crate::http::session::{self, Authenticated, SignedIn};
 use crate::http::{AppState, UserView, html, redirect, user_view};
 
 pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
@@ -227,9 +227,7 @@ async fn sessions_get(req: HttpRequest, state: web::Data<AppState>, SignedIn(act
 async fn session_end_post(
     req: HttpRequest,
     state: web::Data<AppState>,
-    SignedIn(actor): SignedIn,
-    path: web::Path<String>,
-    form: web::Form<CsrfForm>,
+    Authenticated(actor, (path, form)): Authenticated<(web::Path<String>, web::Form<CsrfForm>)>,
 ) -> WebResult {
     let err = web_err(&req);
     session::verify_csrf(&req, &state, &form.csrf).await.map_err(&err)?;

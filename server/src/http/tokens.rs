@@ -9,7 +9,7 @@ use crate::domain::{Classification, Permission};
 use crate::http::AppState;
 use crate::http::documents::parse_groups;
 use crate::http::error::{ErrorBody, WebResult, web_err};
-use crate::http::session::{self, SignedIn};
+use crate::http::session::{self, Authenticated, SignedIn};
 use crate::service::tokens::TokenInfo;
 
 pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
@@ -67,8 +67,7 @@ pub(crate) async fn tokens_get(req: HttpRequest, state: web::Data<AppState>, Sig
 pub(crate) async fn tokens_post(
     req: HttpRequest,
     state: web::Data<AppState>,
-    SignedIn(actor): SignedIn,
-    body: web::Json<TokenBody>,
+    Authenticated(actor, body): Authenticated<web::Json<TokenBody>>,
 ) -> WebResult {
     let err = web_err(&req);
     session::verify_api_csrf(&req, &state).await.map_err(&err)?;
@@ -96,8 +95,7 @@ pub(crate) async fn tokens_post(
 pub(crate) async fn token_delete(
     req: HttpRequest,
     state: web::Data<AppState>,
-    SignedIn(actor): SignedIn,
-    id: web::Path<String>,
+    Authenticated(actor, id): Authenticated<web::Path<String>>,
 ) -> WebResult {
     let err = web_err(&req);
     session::verify_api_csrf(&req, &state).await.map_err(&err)?;

@@ -269,8 +269,8 @@ impl DocumentAdmin {
         let doc = match self.storage.document(document_id).await? {
             Some(d) if d.tenant_id == actor.tenant.as_str() => d,
             Some(_) => {
-                self.audit(actor, action, "denied", serde_json::json!({ "document": document_id, "reason": "tenant" }))
-                    .await?;
+                let detail = serde_json::json!({ "document": document_id, "reason": "tenant" });
+                self.storage.append_audit(AuditRecord::cross_tenant(actor, action, detail)).await?;
                 return Err(Error::NotFound);
             }
             None => return Err(Error::NotFound),
@@ -610,7 +610,7 @@ impl DocumentAdmin {
                 // Another tenant's id: the caller gets their own namespace's answer, and the
                 // attempt is recorded like any other cross-tenant access.
                 let detail = serde_json::json!({ "document": id, "reason": "tenant" });
-                self.audit(actor, "open_document", "denied", detail).await?;
+                self.storage.append_audit(AuditRecord::cross_tenant(actor, "open_document", detail)).await?;
                 Ok(format!("{}.{id}", actor.tenant))
             }
             None => Ok(format!("{}.{id}", actor.tenant)),

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Actor, Permission};
+use crate::domain::{Actor, Permission, Role, TenantId};
 use crate::error::{Error, Result};
 pub use crate::store::governance::{CARD_STATUSES, CardView, ChangeRequest, DataCard, ModelEntry};
 use crate::store::{ChangeRecord, Storage};
@@ -211,19 +211,62 @@ pub struct Scored {
     pub tier: u8,
 }
 
+/// Whose governance records a read covers. The platform's own records (the model inventory and
+/// its change records, the risk questionnaire, the release gate, the audit chain's verification)
+/// are shared by every scope; a tenant's records (its data card, its audit events, its deletion
+/// receipts, its obligation register) are only in its own scope and the platform's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// One tenant's records: its reviewers' and admins' reads.
+    Tenant(TenantId),
+    /// Every tenant's: a reviewer named in `platform_reviewers`, or the operator at the command line.
+    Platform,
+}
+
+impl Scope {
+    /// The tenant a read is limited to; `None` for the whole installation.
+    pub fn tenant(&self) -> Option<&TenantId> {
+        match self {
+            Scope::Tenant(t) => Some(t),
+            Scope::Platform => None,
+        }
+    }
+
+    /// Whether a tenant's records are in this scope.
+    pub fn covers(&self, tenant: &str) -> bool {
+        self.tenant().is_none_or(|t| t.as_str() == tenant)
+    }
+
+    /// How pages and the packet name the scope.
+    pub fn label(&self) -> String {
+        match self {
+            Scope::Tenant(t) => format!("tenant {t}"),
+            Scope::Platform => "the whole installation (every tenant)".to_owned(),
+        }
+    }
+}
+
+/// The data cards of the document sets in `scope` (a set is a tenant's collection).
+pub async fn scoped_data_cards(storage: &Storage, scope: &Scope) -> Result<Vec<CardView>> {
+    let mut cards = storage.data_cards().await?;
+    cards.retain(|c| scope.covers(&c.card.set));
+    Ok(cards)
+}
+
 /// Classifies the deployment and checks the controls its tier requires against the platform's
-/// state: settings, the audit chain, the model inventory, data cards, deletion receipts and the
-/// release gate.
+/// state: settings, the audit chain, the model inventory, the release gate, and, within `scope`,
+/// data cards and deletion receipts (a tenant's reviewer sees the controls over its own records).
 pub async fn risk_classification(
     storage: &Storage,
     settings: &crate::settings::Settings,
+    scope: &Scope,
 ) -> Result<RiskClassification> {
     let Scored { answers, question_tiers, tier } = classify(&settings.governance_dir)?;
     let audit = storage.verify_audit().await?;
-    let cards = storage.data_cards().await?;
+    let cards = scoped_data_cards(storage, scope).await?;
     let unapproved: Vec<&str> =
         cards.iter().filter(|c| c.card.status != "approved").map(|c| c.card.set.as_str()).collect();
-    let (receipts, failed_receipts) = storage.deletion_receipt_counts().await?;
+    let (receipts, failed_receipts) = storage.deletion_receipt_counts(scope.tenant()).await?;
     let inventory = storage.inventory().await?;
     let loaded_checked = inventory.iter().any(|e| e.role == "embedding" && !e.artifact_sha256.is_empty());
     let oversight = settings.governance_dir.join("oversight-plan.md").is_file();
@@ -316,21 +359,27 @@ pub struct Inventory {
 /// What the governance overview page shows.
 #[derive(Debug, Clone)]
 pub struct Overview {
+    pub scope: Scope,
     pub risk: RiskClassification,
     pub cards: Vec<CardView>,
     pub models: Vec<ModelEntry>,
 }
 
-/// One page of the audit log, with the number of events that match the filter.
+/// One page of the audit log, with the number of events that match the filter, and the whole
+/// chain's verification (the chain is one for all tenants; only the scope's events are listed).
 #[derive(Debug, Clone)]
 pub struct AuditPage {
+    pub scope: Scope,
     pub events: Vec<crate::store::AuditEventRow>,
     pub total: u64,
+    pub verification: crate::store::audit::Verification,
 }
 
-/// The governance records as people read and change them. Reviewers read everything; an admin
-/// reads the inventory and the data card of their own tenant; every refusal is audited.
-/// The `operator_*` methods are for the operator at the command line, who holds the database.
+/// The governance records as people read and change them. A tenant's reviewers read the
+/// platform's records and their own tenant's; a reviewer named in `platform_reviewers` reads
+/// every tenant's; an admin reads the inventory and their own tenant's data card; every refusal
+/// is audited. The `operator_*` methods are for the operator at the command line, who holds the
+/// database.
 #[derive(Debug, Clone)]
 pub struct Governance {
     storage: Storage,
@@ -366,23 +415,33 @@ impl Governance {
         Err(Error::Forbidden)
     }
 
-    /// Risk tier and controls, data cards and models (reviewers).
+    /// Whose records `actor`'s governance reads cover: every tenant's only for a reviewer the
+    /// settings name, their own tenant's for everyone else.
+    pub fn scope_of(&self, actor: &Actor) -> Scope {
+        let platform = actor.role == Role::Reviewer && self.settings.platform_reviewers.contains(&actor.principal_id);
+        if platform { Scope::Platform } else { Scope::Tenant(actor.tenant.clone()) }
+    }
+
+    /// Risk tier and controls, data cards and models (reviewers), within the actor's scope.
     pub async fn overview(&self, actor: &Actor) -> Result<Overview> {
         self.require(actor, false).await?;
+        let scope = self.scope_of(actor);
         Ok(Overview {
-            risk: risk_classification(&self.storage, &self.settings).await?,
-            cards: self.storage.data_cards().await?,
+            risk: risk_classification(&self.storage, &self.settings, &scope).await?,
+            cards: scoped_data_cards(&self.storage, &scope).await?,
             models: self.storage.inventory().await?,
+            scope,
         })
     }
 
-    /// The risk classification (reviewers).
+    /// The risk classification (reviewers), its controls checked within the actor's scope.
     pub async fn risk(&self, actor: &Actor) -> Result<RiskClassification> {
         self.require(actor, false).await?;
-        risk_classification(&self.storage, &self.settings).await
+        risk_classification(&self.storage, &self.settings, &self.scope_of(actor)).await
     }
 
-    /// A page (from 0) of the audit log, filtered by action and outcome (reviewers).
+    /// A page (from 0) of the audit log within the actor's scope, filtered by action and outcome
+    /// (reviewers).
     pub async fn audit_page(
         &self,
         actor: &Actor,
@@ -392,8 +451,10 @@ impl Governance {
         outcome: Option<&str>,
     ) -> Result<AuditPage> {
         self.require(actor, false).await?;
-        let (events, total) = self.storage.audit_page(page, per_page, action, outcome).await?;
-        Ok(AuditPage { events, total })
+        let scope = self.scope_of(actor);
+        let (events, total) = self.storage.audit_page(scope.tenant(), page, per_page, action, outcome).await?;
+        let verification = self.storage.verify_audit().await?;
+        Ok(AuditPage { scope, events, total, verification })
     }
 
     /// The model inventory and its change records (reviewers and admins).
@@ -402,25 +463,28 @@ impl Governance {
         self.operator_inventory().await
     }
 
-    /// Every data card for reviewers; an admin's own tenant's card only.
+    /// The data cards within a reviewer's scope; an admin's own tenant's card only.
     pub async fn data_cards(&self, actor: &Actor) -> Result<Vec<CardView>> {
         self.require(actor, true).await?;
-        let mut cards = self.storage.data_cards().await?;
-        if !actor.may(Permission::ReadGovernance) {
-            cards.retain(|c| c.card.set == actor.tenant.as_str());
-        }
-        Ok(cards)
+        let scope = if actor.may(Permission::ReadGovernance) {
+            self.scope_of(actor)
+        } else {
+            Scope::Tenant(actor.tenant.clone())
+        };
+        scoped_data_cards(&self.storage, &scope).await
     }
 
-    /// The governance packet as a zip file, its export audited (reviewers).
+    /// The governance packet of the actor's scope as a zip file, its export audited (reviewers).
     pub async fn packet(&self, actor: &Actor) -> Result<Vec<u8>> {
         self.require(actor, false).await?;
-        let files = crate::service::packet::build(&self.storage, &self.settings).await?;
+        let scope = self.scope_of(actor);
+        let files = crate::service::packet::build(&self.storage, &self.settings, &scope).await?;
         let bytes = crate::service::packet::zip(&files);
         crate::service::packet::record_export(
             &self.storage,
             &actor.principal_id,
             Some(actor.tenant.to_string()),
+            &scope,
             files.len(),
             bytes.len(),
         )
@@ -440,15 +504,16 @@ impl Governance {
 
     /// The packet's files and the zip, the export audited as the command line's, for the operator.
     pub async fn operator_packet(&self) -> Result<(usize, Vec<u8>)> {
-        let files = crate::service::packet::build(&self.storage, &self.settings).await?;
+        let files = crate::service::packet::build(&self.storage, &self.settings, &Scope::Platform).await?;
         let bytes = crate::service::packet::zip(&files);
-        crate::service::packet::record_export(&self.storage, "cli", None, files.len(), bytes.len()).await?;
+        crate::service::packet::record_export(&self.storage, "cli", None, &Scope::Platform, files.len(), bytes.len())
+            .await?;
         Ok((files.len(), bytes))
     }
 
     /// The risk classification, for the operator.
     pub async fn operator_risk(&self) -> Result<RiskClassification> {
-        risk_classification(&self.storage, &self.settings).await
+        risk_classification(&self.storage, &self.settings, &Scope::Platform).await
     }
 
     /// Every data card, for the operator.

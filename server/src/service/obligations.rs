@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
-use crate::domain::{Actor, DocumentKind, Permission, Role};
+use crate::domain::{Actor, DocumentKind, Permission, Role, TenantId};
 use crate::error::{Error, Result};
 use crate::store::obligations::{ControlRow, ObligationRow, Previous};
 use crate::store::{AuditRecord, NewObligation, Storage};
@@ -509,11 +509,11 @@ pub struct RegisterCounts {
     pub gaps: usize,
 }
 
-/// Counts of every tenant's current register, per regulation: no obligation text. For the
-/// operator's and reviewers' governance packet.
-pub async fn register_counts(storage: &Storage) -> Result<Vec<RegisterCounts>> {
-    let rows = storage.current_obligations(None).await?;
-    let confirmed = storage.confirmed_controls(None).await?;
+/// Counts of one tenant's current register (every tenant's with `None`), per regulation: no
+/// obligation text. For the governance packet of that scope.
+pub async fn register_counts(storage: &Storage, tenant: Option<&TenantId>) -> Result<Vec<RegisterCounts>> {
+    let rows = storage.current_obligations(tenant).await?;
+    let confirmed = storage.confirmed_controls(tenant).await?;
     let mut out: BTreeMap<(String, String), RegisterCounts> = BTreeMap::new();
     for r in rows {
         let c = out.entry((r.tenant_id.clone(), r.document_id.clone())).or_insert_with(|| RegisterCounts {

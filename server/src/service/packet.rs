@@ -1,14 +1,19 @@
 //! The governance packet a reviewer exports: one ZIP with a README index and, for each section,
 //! Markdown for people and JSON for tools. Every figure comes from the platform's state at the
-//! time of export; nothing in here is typed by hand.
+//! time of export; nothing in here is typed by hand. **A packet holds one scope's records**: a
+//! tenant's reviewer exports their tenant's data card, audit counts, deletion receipts and
+//! obligation register beside the platform's records (use case and risk, model inventory and
+//! change records, the release gate's summary, the audit chain's verification), each file
+//! labelled as one or the other; only the platform scope has every tenant's.
 
 use std::fmt::Write as _;
 
 use chrono::Utc;
 use serde_json::{Value, json};
 
+use crate::domain::TenantId;
 use crate::error::{Error, Result};
-use crate::service::governance::risk_classification;
+use crate::service::governance::{Scope, risk_classification, scoped_data_cards};
 use crate::settings::Settings;
 use crate::store::Storage;
 
@@ -33,24 +38,54 @@ fn cell(v: &str) -> String {
     v.replace('|', "/").replace('\n', " ")
 }
 
-/// Builds every file of the packet from the platform's state.
-pub async fn build(storage: &Storage, settings: &Settings) -> Result<Vec<PacketFile>> {
+/// The packet's files that hold platform records, and those that hold the scope's tenant records
+/// (06 holds both: the chain's verification and the scope's event counts).
+const PLATFORM_FILES: [&str; 8] = [
+    "01-use-case-and-risk",
+    "03-model-inventory",
+    "04-change-records",
+    "05-release-gate",
+    "06-audit (verification)",
+    "08-oversight-plan",
+    "09-incident-runbook",
+    "README",
+];
+const TENANT_FILES: [&str; 4] =
+    ["02-data-cards", "06-audit (counts)", "07-deletion-receipts", "10-obligation-register"];
+
+/// Whose records a file holds, as its heading says.
+const PLATFORM_RECORD: &str = "Platform record: the same for every tenant of this installation.";
+
+fn tenant_record(scope: &Scope) -> String {
+    match scope {
+        Scope::Tenant(t) => format!("Tenant record: {t} only."),
+        Scope::Platform => "Tenant records: every tenant of this installation.".to_owned(),
+    }
+}
+
+/// Builds every file of the packet of `scope` from the platform's state.
+pub async fn build(storage: &Storage, settings: &Settings, scope: &Scope) -> Result<Vec<PacketFile>> {
     crate::service::governance::seed_inventory_and_cards(storage, &settings.governance_dir).await?;
     let generated = Utc::now().to_rfc3339();
-    let risk = risk_classification(storage, settings).await?;
-    let cards = storage.data_cards().await?;
+    let risk = risk_classification(storage, settings, scope).await?;
+    let cards = scoped_data_cards(storage, scope).await?;
     let inventory = storage.inventory().await?;
     let changes = storage.change_records().await?;
     let audit = risk.audit.clone();
-    let receipts = storage.deletion_receipts().await?;
-    let counts = storage.audit_counts().await?;
+    let receipts = storage.deletion_receipts(scope.tenant()).await?;
+    let counts = storage.audit_counts(scope.tenant()).await?;
+    let tenant_record = tenant_record(scope);
 
     let mut files = Vec::new();
 
     // Use case and risk classification.
     files.push(json_file("01-use-case-and-risk.json", &serde_json::to_value(&risk).unwrap_or_default())?);
-    let mut md =
-        format!("# Use case and risk classification\n\n{}\n\n**Risk tier: {}**\n\n", risk.answers.use_case, risk.tier);
+    let mut md = format!(
+        "# Use case and risk classification\n\n{PLATFORM_RECORD} The controls over data cards and deletion receipts are checked for {}.\n\n{}\n\n**Risk tier: {}**\n\n",
+        scope.label(),
+        risk.answers.use_case,
+        risk.tier
+    );
     md.push_str("| question | tier |\n|---|---|\n");
     for (q, t) in &risk.question_tiers {
         let _ = writeln!(md, "| {q} | {t} |");
@@ -70,7 +105,7 @@ pub async fn build(storage: &Storage, settings: &Settings) -> Result<Vec<PacketF
 
     // Data cards.
     files.push(json_file("02-data-cards.json", &serde_json::to_value(&cards).unwrap_or_default())?);
-    let mut md = String::from("# Data cards\n");
+    let mut md = format!("# Data cards\n\n{tenant_record}\n");
     for c in &cards {
         let _ = write!(
             md,
@@ -103,8 +138,8 @@ pub async fn build(storage: &Storage, settings: &Settings) -> Result<Vec<PacketF
 
     // Model inventory with provenance, and the change records.
     files.push(json_file("03-model-inventory.json", &serde_json::to_value(&inventory).unwrap_or_default())?);
-    let mut md = String::from(
-        "# Model inventory\n\n| role | name | version | license | artifact sha256 | source | hosting | data sent | fallback | evaluation baseline | owner | next review |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+    let mut md = format!(
+        "# Model inventory\n\n{PLATFORM_RECORD}\n\n| role | name | version | license | artifact sha256 | source | hosting | data sent | fallback | evaluation baseline | owner | next review |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for m in &inventory {
         let _ = writeln!(
@@ -127,7 +162,7 @@ pub async fn build(storage: &Storage, settings: &Settings) -> Result<Vec<PacketF
     files.push(md_file("03-model-inventory.md", md));
     let change_values: Vec<Value> = changes.iter().map(crate::service::governance::change_record_json).collect();
     files.push(json_file("04-change-records.json", &Value::from(change_values))?);
-    let mut md = format!("# Change records\n\n{} records.\n\n", changes.len());
+    let mut md = format!("# Change records\n\n{PLATFORM_RECORD}\n\n{} records.\n\n", changes.len());
     if !changes.is_empty() {
         md.push_str("| id | role | when | changes | why | risk | eval before | eval after | rollback | approver |\n|---|---|---|---|---|---|---|---|---|---|\n");
     }
@@ -149,18 +184,40 @@ pub async fn build(storage: &Storage, settings: &Settings) -> Result<Vec<PacketF
     }
     files.push(md_file("04-change-records.md", md));
 
-    // Release gate: the latest report recorded by `lexgate eval run`.
+    // Release gate: the latest report recorded by `lexgate eval run`. Its cases ran on the
+    // installation's documents, so a tenant's packet has the gates and the decision, not the
+    // cases.
     match storage.latest_release_gate().await? {
         Some(g) => {
             let report: Value = serde_json::from_str(&g.report_json).map_err(|e| Error::internal("release gate", e))?;
-            files.push(json_file("05-release-gate.json", &json!({ "latest": report, "status": g.decision }))?);
-            files.push(md_file("05-release-gate.md", g.report_md));
+            match scope {
+                Scope::Platform => {
+                    files.push(json_file(
+                        "05-release-gate.json",
+                        &json!({ "record": "platform", "latest": report, "status": g.decision }),
+                    )?);
+                    files.push(md_file("05-release-gate.md", format!("{PLATFORM_RECORD}\n\n{}", g.report_md)));
+                }
+                Scope::Tenant(_) => {
+                    let summary = gate_summary(&report);
+                    files.push(md_file("05-release-gate.md", gate_summary_md(&summary, &g.decision)));
+                    files.push(json_file(
+                        "05-release-gate.json",
+                        &json!({ "record": "platform", "latest": summary, "status": g.decision }),
+                    )?);
+                }
+            }
         }
         None => {
-            files.push(json_file("05-release-gate.json", &json!({ "latest": null, "status": "none yet" }))?);
+            files.push(json_file(
+                "05-release-gate.json",
+                &json!({ "record": "platform", "latest": null, "status": "none yet" }),
+            )?);
             files.push(md_file(
                 "05-release-gate.md",
-                "# Release gate\n\nNone yet: no release-gate report has been recorded by this platform.\n".to_owned(),
+                format!(
+                    "# Release gate\n\n{PLATFORM_RECORD}\n\nNone yet: no release-gate report has been recorded by this platform.\n"
+                ),
             ));
         }
     }
@@ -170,9 +227,12 @@ pub async fn build(storage: &Storage, settings: &Settings) -> Result<Vec<PacketF
         .iter()
         .map(|(action, outcome, n)| json!({ "action": action, "outcome": outcome, "events": n }))
         .collect();
-    files.push(json_file("06-audit.json", &json!({ "verification": audit, "counts": count_values }))?);
+    files.push(json_file(
+        "06-audit.json",
+        &json!({ "verification": audit, "counts_of": scope.label(), "counts": count_values }),
+    )?);
     let mut md = format!(
-        "# Audit log\n\nChain verification: **{}** — {} events, head `{}`.\n\n| action | outcome | events |\n|---|---|---|\n",
+        "# Audit log\n\nChain verification (platform record, the whole chain): **{}** — {} events, head `{}`.\n\nEvents by action and outcome ({tenant_record}):\n\n| action | outcome | events |\n|---|---|---|\n",
         audit.problem.as_deref().unwrap_or("intact"),
         audit.events,
         audit.head
@@ -186,7 +246,7 @@ pub async fn build(storage: &Storage, settings: &Settings) -> Result<Vec<PacketF
     let receipt_values: Vec<Value> =
         receipts.iter().map(|r| serde_json::from_str(&r.receipt).unwrap_or(Value::Null)).collect();
     files.push(json_file("07-deletion-receipts.json", &Value::from(receipt_values))?);
-    let mut md = format!("# Deletion receipts\n\n{} receipts.\n\n", receipts.len());
+    let mut md = format!("# Deletion receipts\n\n{tenant_record}\n\n{} receipts.\n\n", receipts.len());
     if !receipts.is_empty() {
         md.push_str("| receipt | tenant | document | versions | by | when | reason | post-check |\n|---|---|---|---|---|---|---|---|\n");
     }
@@ -212,12 +272,14 @@ pub async fn build(storage: &Storage, settings: &Settings) -> Result<Vec<PacketF
     files.push(md_file(
         "08-oversight-plan.md",
         format!(
-            "# Human-oversight plan (template, filled from the platform)\n\n- Risk tier: {}.\n- Model owners: {}.\n- Data-card approvers: {}.\n- Every answer shows its passages and citations; analysts read the cited text before acting.\n- Reviewers check the audit log (chain {}), deletion receipts ({}) and change records ({}) each month.\n- To fill in: who reviews answers that feed decisions, how often, and how disagreements are escalated.\n",
+            "# Human-oversight plan (template, filled from the platform)\n\n- Risk tier: {}.\n- Model owners: {}.\n- Data-card approvers ({}): {}.\n- Every answer shows its passages and citations; analysts read the cited text before acting.\n- Reviewers check the audit log (chain {}), deletion receipts ({} of {}) and change records ({}) each month.\n- To fill in: who reviews answers that feed decisions, how often, and how disagreements are escalated.\n",
             risk.tier,
             owners.join("; "),
+            scope.label(),
             approvers.join("; "),
             if audit.intact() { "intact" } else { "BROKEN" },
             receipts.len(),
+            scope.label(),
             changes.len()
         ),
     ));
@@ -231,10 +293,10 @@ pub async fn build(storage: &Storage, settings: &Settings) -> Result<Vec<PacketF
     ));
 
     // The obligation register: counts per regulation, no obligation text.
-    let register = crate::service::obligations::register_counts(storage).await?;
+    let register = crate::service::obligations::register_counts(storage, scope.tenant()).await?;
     files.push(json_file("10-obligation-register.json", &serde_json::to_value(&register).unwrap_or_default())?);
-    let mut md = String::from(
-        "# Obligation register\n\nThe current version of each regulation: obligations by review state, gaps (accepted or approved with no confirmed control) and changes against the previous version.\n\n",
+    let mut md = format!(
+        "# Obligation register\n\n{tenant_record}\n\nThe current version of each regulation: obligations by review state, gaps (accepted or approved with no confirmed control) and changes against the previous version.\n\n",
     );
     if register.is_empty() {
         md.push_str("No regulation has obligations yet.\n");
@@ -263,11 +325,26 @@ pub async fn build(storage: &Storage, settings: &Settings) -> Result<Vec<PacketF
     }
     files.push(md_file("10-obligation-register.md", md));
 
+    // Which records are whose, for tools (the Markdown files say it in their headings).
+    files.insert(
+        0,
+        json_file(
+            "00-scope.json",
+            &json!({
+                "scope": scope.label(),
+                "tenant": scope.tenant().map(TenantId::as_str),
+                "platform_records": PLATFORM_FILES,
+                "tenant_records": TENANT_FILES,
+            }),
+        )?,
+    );
     let mut readme = format!(
-        "# lexgate governance packet\n\nGenerated {generated} from the platform's database ({}).\nRisk tier {}; audit chain {}.\n\n| file | contents |\n|---|---|\n",
+        "# lexgate governance packet\n\nGenerated {generated} from the platform's database ({}) for {}.\nRisk tier {}; audit chain {}.\n\nPlatform records (the same for every tenant): 01, 03, 04, 05, 08, 09 and the audit chain's verification in 06. Tenant records ({}): 02, the event counts in 06, 07, 10 (`00-scope.json` lists them).\n\n| file | contents |\n|---|---|\n",
         storage.backend_name(),
+        scope.label(),
         risk.tier,
-        if audit.intact() { "intact" } else { "BROKEN" }
+        if audit.intact() { "intact" } else { "BROKEN" },
+        scope.label()
     );
     for f in &files {
         let _ = writeln!(readme, "| {} | {} bytes |", f.name, f.bytes.len());
@@ -276,12 +353,49 @@ pub async fn build(storage: &Storage, settings: &Settings) -> Result<Vec<PacketF
     Ok(files)
 }
 
-/// Records in the audit log that a packet of `files` files and `bytes` bytes left the platform.
-/// Callers record it once the packet is delivered (written, or handed to the response).
+/// The release gate's report as a tenant's packet has it: what was gated and decided, without
+/// the cases (they name the installation's documents).
+fn gate_summary(report: &Value) -> Value {
+    let failed = report["failed_cases"].as_array().map_or(0, Vec::len);
+    json!({
+        "id": report["id"], "created_at": report["created_at"], "configuration": report["configuration"],
+        "cases_version": report["cases_version"], "thresholds_version": report["thresholds_version"],
+        "gates": report["gates"], "decision": report["decision"], "failed_cases": failed,
+    })
+}
+
+fn gate_summary_md(summary: &Value, decision: &str) -> String {
+    let text = |v: &Value| v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+    let mut md = format!(
+        "# Release gate {}\n\n{PLATFORM_RECORD} The cases and their failures are in the platform reviewer's packet.\n\n**Decision: {decision}**\n\nConfiguration: {}. Cases version {}, thresholds version {}. Failed cases: {}.\n\n| gate | threshold | result | passed | blocking |\n|---|---|---|---|---|\n",
+        text(&summary["id"]),
+        text(&summary["configuration"]),
+        summary["cases_version"],
+        summary["thresholds_version"],
+        summary["failed_cases"]
+    );
+    for g in summary["gates"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {:.4} | {} | {} |",
+            text(&g["metric"]),
+            text(&g["threshold"]),
+            g["result"].as_f64().unwrap_or(f64::NAN),
+            if g["passed"].as_bool().unwrap_or(false) { "yes" } else { "**no**" },
+            if g["blocking"].as_bool().unwrap_or(false) { "yes" } else { "no" }
+        );
+    }
+    md
+}
+
+/// Records in the audit log that a packet of `scope`, of `files` files and `bytes` bytes, left
+/// the platform. Callers record it once the packet is delivered (written, or handed to the
+/// response).
 pub async fn record_export(
     storage: &Storage,
     by: &str,
     tenant: Option<String>,
+    scope: &Scope,
     files: usize,
     bytes: usize,
 ) -> Result<()> {
@@ -291,7 +405,7 @@ pub async fn record_export(
             tenant,
             action: "export_packet".to_owned(),
             outcome: "succeeded".to_owned(),
-            detail: json!({ "files": files, "bytes": bytes }),
+            detail: json!({ "files": files, "bytes": bytes, "scope": scope.label() }),
         })
         .await
 }

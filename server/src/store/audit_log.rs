@@ -74,10 +74,13 @@ impl Storage {
         Ok(crate::store::audit::verify(&events, head.last_id, &head.last_hash))
     }
 
-    /// One page (from 0) of audit events, newest first, optionally filtered by action and
-    /// outcome, and how many match in all.
+    /// One page (from 0) of audit events, newest first, optionally filtered by tenant, action and
+    /// outcome, and how many match in all. A tenant's events are those recorded with its id;
+    /// events of no tenant (the command line's, refused requests, cross-tenant attempts) are
+    /// nobody's tenant's.
     pub async fn audit_page(
         &self,
+        tenant: Option<&TenantId>,
         page: u64,
         per_page: u64,
         action: Option<&str>,
@@ -85,6 +88,9 @@ impl Storage {
     ) -> Result<(Vec<audit_event::Model>, u64)> {
         use sea_orm::PaginatorTrait;
         let mut query = audit_event::Entity::find().order_by_desc(audit_event::Column::Id);
+        if let Some(t) = tenant {
+            query = query.filter(audit_event::Column::TenantId.eq(t.as_str()));
+        }
         if let Some(a) = action {
             query = query.filter(audit_event::Column::Action.eq(a.to_owned()));
         }
@@ -96,10 +102,14 @@ impl Storage {
         Ok((pages.fetch_page(page).await?, total))
     }
 
-    /// Audit events counted by action and outcome.
-    pub async fn audit_counts(&self) -> Result<Vec<(String, String, i64)>> {
+    /// Audit events (of one tenant, or of all) counted by action and outcome.
+    pub async fn audit_counts(&self, tenant: Option<&TenantId>) -> Result<Vec<(String, String, i64)>> {
         use sea_orm::QuerySelect;
-        Ok(audit_event::Entity::find()
+        let mut query = audit_event::Entity::find();
+        if let Some(t) = tenant {
+            query = query.filter(audit_event::Column::TenantId.eq(t.as_str()));
+        }
+        Ok(query
             .select_only()
             .column(audit_event::Column::Action)
             .column(audit_event::Column::Outcome)

@@ -6,6 +6,7 @@ use sea_orm::ActiveValue::Set;
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder};
 use serde::{Deserialize, Serialize};
 
+use crate::domain::TenantId;
 use crate::error::{Error, Result};
 use crate::store::Storage;
 use crate::store::entities::{deletion_receipt, model_change_record, model_inventory};
@@ -329,22 +330,28 @@ impl Storage {
 }
 
 impl Storage {
-    /// Deletion receipts recorded, and how many of them have a failed post-check.
-    pub async fn deletion_receipt_counts(&self) -> Result<(u64, u64)> {
-        let total = deletion_receipt::Entity::find().count(self.connection()).await?;
-        let failed = deletion_receipt::Entity::find()
+    /// Deletion receipts recorded (of one tenant, or of all), and how many of them have a failed
+    /// post-check.
+    pub async fn deletion_receipt_counts(&self, tenant: Option<&TenantId>) -> Result<(u64, u64)> {
+        let of_tenant = |q: sea_orm::Select<deletion_receipt::Entity>| match tenant {
+            Some(t) => q.filter(deletion_receipt::Column::TenantId.eq(t.as_str())),
+            None => q,
+        };
+        let total = of_tenant(deletion_receipt::Entity::find()).count(self.connection()).await?;
+        let failed = of_tenant(deletion_receipt::Entity::find())
             .filter(deletion_receipt::Column::PostCheckPassed.eq(false))
             .count(self.connection())
             .await?;
         Ok((total, failed))
     }
 
-    /// Every deletion receipt, oldest first.
-    pub async fn deletion_receipts(&self) -> Result<Vec<deletion_receipt::Model>> {
-        Ok(deletion_receipt::Entity::find()
-            .order_by_asc(deletion_receipt::Column::DeletedAt)
-            .all(self.connection())
-            .await?)
+    /// The deletion receipts of one tenant, or of all, oldest first.
+    pub async fn deletion_receipts(&self, tenant: Option<&TenantId>) -> Result<Vec<deletion_receipt::Model>> {
+        let mut query = deletion_receipt::Entity::find().order_by_asc(deletion_receipt::Column::DeletedAt);
+        if let Some(t) = tenant {
+            query = query.filter(deletion_receipt::Column::TenantId.eq(t.as_str()));
+        }
+        Ok(query.all(self.connection()).await?)
     }
 }
 

@@ -286,6 +286,13 @@ impl AuditRecord {
             detail,
         }
     }
+
+    /// An attempt by `actor` on another tenant's records. It is recorded under no tenant, so
+    /// neither tenant's reviewers see it (the actor's would learn the other tenant's ids and that
+    /// they exist, the other's would learn the actor's identity); a platform reviewer does.
+    pub fn cross_tenant(actor: &Actor, action: &str, detail: serde_json::Value) -> Self {
+        Self { tenant: None, ..Self::by(actor, action, "denied", detail) }
+    }
 }
 
 fn version_row_id(document_id: &str, version: u32) -> String {
