@@ -9,7 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::error::Error;
 use crate::http::error::{ErrorBody, WebResult, web_err};
 use crate::http::is_htmx;
-use crate::http::session::{self, SignedIn};
+use crate::http::session::{self, Authenticated};
 use crate::http::{AppState, UserView, html, user_view};
 use crate::service::answer::{Answer, Citation, Passage, PassageBody};
 use crate::service::ask::{AskOutcome, AskRequest, GeneratedAnswer};
@@ -248,8 +248,7 @@ impl AskQuery {
 async fn ask_get(
     req: HttpRequest,
     state: web::Data<AppState>,
-    SignedIn(actor): SignedIn,
-    query: web::Query<AskQuery>,
+    Authenticated(actor, query): Authenticated<web::Query<AskQuery>>,
 ) -> WebResult {
     let err = web_err(&req);
     let csrf = session::csrf_for(&req, &state).map_err(&err)?;
@@ -329,8 +328,7 @@ pub struct AskResponse {
 pub(crate) async fn api_ask_get(
     req: HttpRequest,
     state: web::Data<AppState>,
-    SignedIn(actor): SignedIn,
-    query: web::Query<AskQuery>,
+    Authenticated(actor, query): Authenticated<web::Query<AskQuery>>,
 ) -> WebResult {
     let err = web_err(&req);
     let request = query.request(state.passages_per_answer).map_err(&err)?;
@@ -393,9 +391,7 @@ struct PassageContextView {
 async fn passage_get(
     req: HttpRequest,
     state: web::Data<AppState>,
-    SignedIn(actor): SignedIn,
-    chunk_id: web::Path<String>,
-    query: web::Query<PassageQuery>,
+    Authenticated(actor, (chunk_id, query)): Authenticated<(web::Path<String>, web::Query<PassageQuery>)>,
 ) -> WebResult {
     let err = web_err(&req);
     let csrf = session::csrf_for(&req, &state).map_err(&err)?;
@@ -444,8 +440,7 @@ fn sse(event: &str, data: &serde_json::Value) -> web::Bytes {
 async fn ask_stream_get(
     req: HttpRequest,
     state: web::Data<AppState>,
-    SignedIn(actor): SignedIn,
-    query: web::Query<AskQuery>,
+    Authenticated(actor, query): Authenticated<web::Query<AskQuery>>,
 ) -> WebResult {
     let err = web_err(&req);
     if state.ask.generator.is_none() {

@@ -6,7 +6,7 @@ use askama::Template;
 use serde::Deserialize;
 
 use crate::http::error::{WebResult, web_err};
-use crate::http::session::{self, SignedIn};
+use crate::http::session::{self, Authenticated, SignedIn};
 use crate::http::{AppState, UserView, html, user_view};
 
 pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
@@ -110,8 +110,7 @@ const AUDIT_PAGE_SIZE: u64 = 50;
 async fn governance_audit_get(
     req: HttpRequest,
     state: web::Data<AppState>,
-    SignedIn(actor): SignedIn,
-    query: web::Query<AuditQuery>,
+    Authenticated(actor, query): Authenticated<web::Query<AuditQuery>>,
 ) -> WebResult {
     let err = web_err(&req);
     let page = query.page.unwrap_or(1).max(1);
