@@ -11,6 +11,9 @@ use crate::error::{Error, Result};
 
 /// The share of a question's content words an answer sentence must cover.
 pub const DEFAULT_ANSWER_MIN_COVERAGE: f32 = 0.5;
+/// Share of the question's key terms the best quoted sentence must hold to be an answer rather
+/// than a weak match (`answer_min_key_coverage`); see the release gate's change record.
+pub const DEFAULT_ANSWER_MIN_KEY_COVERAGE: f32 = 0.45;
 
 /// A value that must not appear in logs or debug output.
 #[derive(Clone, Deserialize, PartialEq, Eq)]
@@ -162,6 +165,10 @@ pub struct Settings {
     /// Share of the question's content words the best passage must contain, or the answer is
     /// "not found" (0 to 1).
     pub answer_min_coverage: f32,
+    /// Share of the question's key terms (weighted by rarity among the reader's passages) the
+    /// best quoted sentence must hold; below it the quotes are shown as a weak match, not as the
+    /// answer (0 to 1; 0 turns the rule off).
+    pub answer_min_key_coverage: f32,
     /// Largest upload accepted, in bytes (all files of one upload together).
     pub upload_max_bytes: u64,
     /// Most pages an uploaded PDF may have.
@@ -215,6 +222,7 @@ impl Default for Settings {
             governance_dir: PathBuf::from("governance"),
             data_card_gate: true,
             answer_min_coverage: DEFAULT_ANSWER_MIN_COVERAGE,
+            answer_min_key_coverage: DEFAULT_ANSWER_MIN_KEY_COVERAGE,
             upload_max_bytes: 25 * 1024 * 1024,
             upload_max_pages: 2000,
             pdf_worker: None,
@@ -256,6 +264,7 @@ pub struct SettingsFile {
     pub governance_dir: Option<PathBuf>,
     pub data_card_gate: Option<bool>,
     pub answer_min_coverage: Option<f32>,
+    pub answer_min_key_coverage: Option<f32>,
     pub upload_max_bytes: Option<u64>,
     pub upload_max_pages: Option<usize>,
     pub ask_concurrency: Option<usize>,
@@ -299,6 +308,7 @@ impl Settings {
             governance_dir,
             data_card_gate,
             answer_min_coverage,
+            answer_min_key_coverage,
             upload_max_bytes,
             upload_max_pages,
             ask_concurrency,
@@ -477,6 +487,9 @@ impl Settings {
         }
         if !(0.0..=1.0).contains(&self.answer_min_coverage) {
             return Err(Error::user("answer_min_coverage must be between 0 and 1"));
+        }
+        if !(0.0..=1.0).contains(&self.answer_min_key_coverage) {
+            return Err(Error::user("answer_min_key_coverage must be between 0 and 1"));
         }
         if self.onnx_threads.is_some_and(|t| t == 0 || t > 256) {
             return Err(Error::user("onnx_threads must be between 1 and 256"));

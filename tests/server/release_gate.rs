@@ -79,7 +79,7 @@ async fn a_broken_configuration_makes_the_gate_block() {
     // Abstention switched off: out-of-scope questions get answered from whatever was retrieved.
     let options = RunOptions {
         baseline: false,
-        answer: AnswerConfig { min_coverage: 0.0, ..AnswerConfig::default() },
+        answer: AnswerConfig { min_coverage: 0.0, min_key_coverage: 0.0, ..AnswerConfig::default() },
         generate: Vec::new(),
     };
     let report = server::service::release_gate::run(&p, &cases(), &thresholds(), &options).await.unwrap();
@@ -87,6 +87,17 @@ async fn a_broken_configuration_makes_the_gate_block() {
     let gate = report.gates.iter().find(|g| g.metric == "out_of_scope_abstention").unwrap();
     assert!(!gate.passed && gate.blocking);
     assert!(report.reasons.iter().any(|r| r.contains("out_of_scope_abstention")), "{:?}", report.reasons);
+
+    // Only the key-term rule off: the sentences that share a question's common words but not its
+    // subject are quoted as answers (issue 30's examples), and the gate blocks on them.
+    let options = RunOptions { answer: AnswerConfig { min_key_coverage: 0.0, ..AnswerConfig::default() }, ..options };
+    let report = server::service::release_gate::run(&p, &cases(), &thresholds(), &options).await.unwrap();
+    assert_eq!(report.decision, Decision::Block);
+    let failed: Vec<&str> = report.failed_cases.iter().map(|c| c.id.as_str()).collect();
+    for id in ["out-of-scope-gifts-register", "access-board-report-missing-group"] {
+        assert!(failed.contains(&id), "{id} fails without the rule: {failed:?}");
+    }
+    assert!(report.metrics.abstention_recall < 1.0, "{}", report.metrics.abstention_recall);
 }
 
 #[test]

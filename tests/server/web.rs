@@ -649,3 +649,29 @@ async fn a_new_version_supersedes_the_old_one_and_a_too_long_pdf_is_refused() {
     assert!(failed.contains("job-failed") && failed.contains("2 pages; the limit is 1"), "{failed}");
     assert!(p.storage.document("acme-bank.two-pages").await.unwrap().is_none(), "nothing of it is kept");
 }
+
+/// A sentence sharing the question's common words but not its subject is shown as the closest
+/// passage under its own label, never as the answer, and the API gives no citation for it.
+#[actix_web::test]
+async fn a_weak_match_is_labelled_as_the_closest_passages_not_as_the_answer() {
+    let (_dir, p) = corpus_platform(Backend::Sqlite).await;
+    let mut bob = browser(&p).await;
+    bob.sign_in("bob@acme-bank").await;
+    let q = "q=Which+gifts+must+be+recorded+in+the+gifts+register%3F";
+    let (status, _, json) = bob.get(&format!("/api/v1/ask?{q}")).await;
+    assert_eq!(status, StatusCode::OK);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let answer = &v["answer"];
+    assert!(answer["citations"].as_array().unwrap().is_empty(), "{answer}");
+    assert!(answer["abstained"].as_str().is_some_and(|a| a.contains("No confident answer")), "{answer}");
+    assert!(!answer["closest"].as_array().unwrap().is_empty(), "{answer}");
+    let (_, _, page) = bob.get(&format!("/ask?{q}")).await;
+    assert!(page.contains("Closest passages (weak match)") && page.contains("may not answer"), "{page}");
+    assert!(!page.contains("<h2>Answer</h2>"), "{page}");
+    // Positive control: a question the policy answers is shown as the answer.
+    let (_, _, page) = bob.get("/ask?q=How+long+are+complaint+files+kept%3F").await;
+    assert!(page.contains("<h2>Answer</h2>") && !page.contains("weak match"), "{page}");
+    // Both asks of the gifts question (API and page) are audited as weak matches.
+    let (events, _) = p.storage.audit_page(None, 0, 10, Some("ask"), Some("weak_match")).await.unwrap();
+    assert_eq!(events.len(), 2);
+}

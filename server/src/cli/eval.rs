@@ -91,6 +91,10 @@ pub enum EvalCommand {
         /// files, such as a selector trained by training/selector).
         #[arg(long, value_name = "words|reranker|FOLDER")]
         sentence_selector: Option<String>,
+        /// Ask every question once more with its document (and the act's other texts, the ids
+        /// sharing its first word) out of the reader's reach, for the abstention curve.
+        #[arg(long)]
+        negatives: bool,
     },
     /// Ingest ObliQA passages into in-memory indexes and report Recall, MAP, nDCG and MRR at k
     /// for BM25, dense and hybrid retrieval.
@@ -317,6 +321,7 @@ pub async fn run(command: &EvalCommand, settings: Settings) -> anyhow::Result<()
                 baseline: !no_baseline,
                 answer: crate::service::answer::AnswerConfig {
                     min_coverage: platform.settings.answer_min_coverage,
+                    min_key_coverage: platform.settings.answer_min_key_coverage,
                     ..Default::default()
                 },
                 generate: generate
@@ -350,6 +355,7 @@ pub async fn run(command: &EvalCommand, settings: Settings) -> anyhow::Result<()
             out,
             min_coverage,
             sentence_selector,
+            negatives,
         } => {
             let questions = crate::service::answer_eval::Questions::load(questions)?;
             let reader = indexer::Reader {
@@ -366,6 +372,7 @@ pub async fn run(command: &EvalCommand, settings: Settings) -> anyhow::Result<()
             );
             let answer = crate::service::answer::AnswerConfig {
                 min_coverage: platform.settings.answer_min_coverage,
+                min_key_coverage: platform.settings.answer_min_key_coverage,
                 ..Default::default()
             };
             let generator = if *generate { platform.generator.clone() } else { None };
@@ -382,8 +389,10 @@ pub async fn run(command: &EvalCommand, settings: Settings) -> anyhow::Result<()
                     ))
                 }
             };
-            let report =
-                crate::service::answer_eval::run(&platform, &questions, &reader, &answer, generator, selector).await?;
+            let report = crate::service::answer_eval::run(
+                &platform, &questions, &reader, &answer, generator, selector, *negatives,
+            )
+            .await?;
             println!("{}", crate::service::answer_eval::markdown(&report));
             if let Some(path) = out {
                 std::fs::write(path, serde_json::to_string_pretty(&report)?)?;

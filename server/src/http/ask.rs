@@ -61,6 +61,8 @@ struct ResultsView {
     as_of: String,
     not_found: String,
     citations: Vec<CitationView>,
+    /// A weak match's closest sentences, shown under their own label, never as the answer.
+    closest: Vec<CitationView>,
     passages: Vec<PassageView>,
     /// "on: ..." or "off: ..." so the ranking explanation says whether a reranker ran.
     reranker: String,
@@ -175,6 +177,7 @@ fn results_view(outcome: &AskOutcome, reranker: String, generated: Option<Genera
         generated,
         not_found: outcome.answer.abstained.clone().unwrap_or_default(),
         citations: outcome.answer.citations.iter().map(|c| citation_view(c, &as_of)).collect(),
+        closest: outcome.answer.closest.iter().map(|c| citation_view(c, &as_of)).collect(),
         as_of,
         passages: outcome
             .passages

@@ -100,11 +100,21 @@ pub struct AnswerConfig {
     pub max_sentences: usize,
     /// How many of the top passages sentences are taken from.
     pub passages_considered: usize,
+    /// Share of the question's key terms (its words weighted by how few of the reader's passages
+    /// hold them, see [`key_term_weights`]) that the best quoted sentence must contain; below it
+    /// the quotes are a weak match, shown as the closest passages, not as an answer (0 turns the
+    /// rule off).
+    pub min_key_coverage: f32,
 }
 
 impl Default for AnswerConfig {
     fn default() -> Self {
-        Self { min_coverage: crate::settings::DEFAULT_ANSWER_MIN_COVERAGE, max_sentences: 3, passages_considered: 3 }
+        Self {
+            min_coverage: crate::settings::DEFAULT_ANSWER_MIN_COVERAGE,
+            max_sentences: 3,
+            passages_considered: 3,
+            min_key_coverage: crate::settings::DEFAULT_ANSWER_MIN_KEY_COVERAGE,
+        }
     }
 }
 
@@ -153,6 +163,16 @@ pub struct Answer {
     pub abstained: Option<String>,
     /// Share of the question's content words found in the best sentence, its title and heading.
     pub coverage: f32,
+    /// Share of the question's key terms (weighted by rarity among the passages) in the best
+    /// quoted sentence, its title and heading.
+    pub key_coverage: f32,
+    /// A weak match: the sentences that came closest, when they miss too much of what the
+    /// question is about to be an answer (`abstained` then says so). Never shown as the answer.
+    pub closest: Vec<Citation>,
+    /// The answer-sentence selector's probability for the best sentence, when it scored them
+    /// (evaluation only).
+    #[serde(skip)]
+    pub selector_probability: Option<f32>,
     /// Citations dropped because their text did not match the stored chunk.
     pub unverified_dropped: usize,
     /// Sentences left out because they read as instructions to an AI system (prompt injection).
@@ -164,17 +184,133 @@ const RELATIVE_SCORE_FLOOR: f32 = 0.5;
 
 pub const NOT_FOUND: &str = "Not found in the documents you can access.";
 
+/// Why a weak match is not an answer.
+pub const WEAK_MATCH: &str = "No confident answer in the documents you can access: the closest passages below \
+     miss what the question is about and may not answer it.";
+
 impl Answer {
     fn abstain(reason: &str, coverage: f32) -> Self {
         Self {
             citations: Vec::new(),
             abstained: Some(reason.to_owned()),
             coverage,
+            key_coverage: 0.0,
+            closest: Vec::new(),
+            selector_probability: None,
             unverified_dropped: 0,
             suspected_injection: 0,
         }
     }
+
+    /// Whether the answer is a weak match (closest passages, no answer).
+    pub fn weak(&self) -> bool {
+        !self.closest.is_empty()
+    }
 }
+
+/// How much each of the question's terms says about what it asks: `ln(1 + (n + 1) / (df + 0.5))`
+/// over the `n` passages the reader got, `df` of them holding the term in their text, title or
+/// heading. A term most passages hold ("records", "kept") weighs little; a term none holds
+/// weighs most, since retrieval would have found it had the reader's documents discussed it.
+/// Only the reader's own passages are counted: no other tenant's text shapes the decision.
+/// Words that frame a question rather than name its subject ([`FRAMING_WORDS`]) weigh nothing:
+/// "how often", "what does it say", "according to" are in few passages and say nothing of what
+/// the question is about.
+pub fn key_term_weights(wanted: &BTreeSet<String>, passages: &[Passage]) -> HashMap<String, f32> {
+    let mut df: HashMap<&str, usize> = HashMap::new();
+    for p in passages {
+        let text = format!("{} {} {}", p.chunk.title, p.chunk.heading_path, p.chunk.text);
+        let held: BTreeSet<String> = terms(&text).into_iter().filter(|t| wanted.contains(t)).collect();
+        for t in wanted.iter().filter(|t| held.contains(*t)) {
+            *df.entry(t.as_str()).or_default() += 1;
+        }
+    }
+    let n = passages.len() as f32;
+    wanted
+        .iter()
+        .map(|t| {
+            let d = df.get(t.as_str()).copied().unwrap_or(0) as f32;
+            let framing = FRAMING_WORDS.iter().any(|w| stem(w) == *t);
+            (t.clone(), if framing { 0.0 } else { (1.0 + (n + 1.0) / (d + 0.5)).ln() })
+        })
+        .collect()
+}
+
+/// Words with which questions ask (how often, what it says, which it includes, according to
+/// whom) rather than name what they ask about. A general list of English question framing, not
+/// one drawn from any evaluation set.
+const FRAMING_WORDS: &[&str] = &[
+    "say",
+    "says",
+    "state",
+    "states",
+    "stated",
+    "require",
+    "requires",
+    "required",
+    "requirement",
+    "include",
+    "includes",
+    "included",
+    "contain",
+    "contains",
+    "mean",
+    "means",
+    "meaning",
+    "define",
+    "defines",
+    "defined",
+    "describe",
+    "describes",
+    "explain",
+    "explains",
+    "happen",
+    "happens",
+    "need",
+    "needs",
+    "needed",
+    "allow",
+    "allows",
+    "allowed",
+    "often",
+    "quickly",
+    "soon",
+    "usually",
+    "specific",
+    "specifically",
+    "according",
+    "kind",
+    "kinds",
+    "type",
+    "types",
+    "example",
+    "examples",
+    "main",
+    "key",
+    "basic",
+    "list",
+    "name",
+    "give",
+    "given",
+    "take",
+    "make",
+    "carry",
+    "out",
+    "use",
+    "used",
+    "whose",
+    "alone",
+    "exactly",
+    "particular",
+    "certain",
+    "happen",
+    "apply",
+    "applies",
+    "way",
+    "ways",
+    "thing",
+    "things",
+];
 
 /// Phrases with which text addresses an AI system instead of a human reader.
 const INJECTION_MARKERS: &[&str] = &[
@@ -372,6 +508,8 @@ struct Candidate {
     self_description: bool,
     /// Share of the question's content words in the sentence and its heading.
     covered: f32,
+    /// The same share with each word weighted by [`key_term_weights`].
+    key_covered: f32,
     start: usize,
     end: usize,
     matched: BTreeSet<String>,
@@ -401,6 +539,9 @@ pub fn compose_with(
         return Answer::abstain(NOT_FOUND, 0.0);
     }
     let considered = &passages[..passages.len().min(config.passages_considered.max(1))];
+    let weights = key_term_weights(&wanted, passages);
+    // A question of framing words only is judged by its words alone.
+    let total_weight: f32 = weights.values().sum();
     let mut candidates = Vec::new();
     let mut coverage: f32 = 0.0;
     let mut suspected_injection = 0;
@@ -431,12 +572,18 @@ pub fn compose_with(
             }
             // Evidence: how much of the question one sentence answers, read under its title and heading.
             let covered = matched.union(&heading).count() as f32 / wanted.len() as f32;
+            let key_covered = if total_weight > 0.0 {
+                matched.union(&heading).map(|t| weights.get(t).copied().unwrap_or(0.0)).sum::<f32>() / total_weight
+            } else {
+                covered
+            };
             coverage = coverage.max(covered);
             let self_description = !asks_scope && describes_its_document(sentence);
             candidates.push(Candidate {
                 passage: index,
                 self_description,
                 covered,
+                key_covered,
                 start,
                 end,
                 matched,
@@ -463,6 +610,7 @@ pub fn compose_with(
         weight * boilerplate / length / (1.0 + 0.2 * c.passage as f32)
     };
     let mut ranked: Vec<(f32, &Candidate)> = candidates.iter().map(|c| (score(c), c)).collect();
+    let mut probability: HashMap<(usize, usize), f32> = HashMap::new();
     if let Some(scorer) = scorer {
         let texts: Vec<String> = candidates
             .iter()
@@ -475,7 +623,9 @@ pub fn compose_with(
             // The model's probability, with the same boilerplate and rank factors.
             for ((score, c), logit) in ranked.iter_mut().zip(model) {
                 let boilerplate = if c.self_description { SELF_DESCRIPTION_FACTOR } else { 1.0 };
-                *score = boilerplate / (1.0 + (-logit).exp()) / (1.0 + 0.2 * c.passage as f32);
+                let p = 1.0 / (1.0 + (-logit).exp());
+                probability.insert((c.passage, c.start), p);
+                *score = boilerplate * p / (1.0 + 0.2 * c.passage as f32);
             }
         }
     }
@@ -495,6 +645,7 @@ pub fn compose_with(
         let document = &considered[first.passage].chunk.document_id;
         ranked.retain(|(_, c)| considered[c.passage].chunk.document_id == *document || c.covered >= first.covered);
     }
+    let selector_probability = ranked.first().and_then(|(_, c)| probability.get(&(c.passage, c.start)).copied());
     let mut chosen: Vec<&Candidate> = Vec::new();
     let mut per_passage: HashMap<usize, usize> = HashMap::new();
     for (_, c) in ranked {
@@ -510,6 +661,7 @@ pub fn compose_with(
     if chosen.is_empty() {
         return Answer { suspected_injection, ..Answer::abstain(NOT_FOUND, coverage) };
     }
+    let key_coverage = chosen.iter().map(|c| c.key_covered).fold(0.0, f32::max);
     chosen.sort_by_key(|c| (c.passage, c.start));
 
     let mut citations = Vec::new();
@@ -526,7 +678,28 @@ pub fn compose_with(
     if citations.is_empty() {
         return Answer { unverified_dropped, suspected_injection, ..Answer::abstain(NOT_FOUND, coverage) };
     }
-    Answer { citations, abstained: None, coverage, unverified_dropped, suspected_injection }
+    // Enough of the question's words, but not of what it is about: the closest passages, not an
+    // answer. An answer that is not one is worse than none.
+    if key_coverage < config.min_key_coverage {
+        return Answer {
+            closest: citations,
+            key_coverage,
+            selector_probability,
+            unverified_dropped,
+            suspected_injection,
+            ..Answer::abstain(WEAK_MATCH, coverage)
+        };
+    }
+    Answer {
+        citations,
+        abstained: None,
+        coverage,
+        key_coverage,
+        closest: Vec::new(),
+        selector_probability,
+        unverified_dropped,
+        suspected_injection,
+    }
 }
 
 /// Whether the citation's quote is exactly the stored chunk text at its offsets.
@@ -619,7 +792,10 @@ pub(crate) mod tests {
             passage(2, "Bravo items are listed here. Charlie items are listed here. Bravo lists are kept here.")?,
             passage(3, answer)?,
         ];
-        let got = compose("alpha bravo charlie delta", &passages, &AnswerConfig::default());
+        // (The key-term rule is off: it would make this half-answer a weak match, and the floor's
+        // mechanics are what is tested here.)
+        let config = AnswerConfig { min_key_coverage: 0.0, ..AnswerConfig::default() };
+        let got = compose("alpha bravo charlie delta", &passages, &config);
         assert_eq!(got.abstained, None, "{got:?}");
         assert_eq!(got.citations.len(), 1);
         assert_eq!(got.citations[0].quote, answer);
@@ -682,6 +858,41 @@ pub(crate) mod tests {
         trading.chunk.document_id = "trading-desk".into();
         let got = compose(question, &[retention, trading], &config);
         assert_eq!(quotes(&got), [calls, brokers], "{got:?}");
+        Ok(())
+    }
+
+    #[test]
+    fn a_sentence_with_the_questions_common_words_but_not_its_subject_is_a_weak_match_not_an_answer()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let question = "Which gifts must be recorded in the gifts register?";
+        let hold = "A legal hold is recorded in the retention register together with its reason.";
+        let passages = [
+            passage(1, &format!("Legal holds. {hold}"))?,
+            passage(2, "Destruction is recorded in the disposal register. Each entry names the record.")?,
+            passage(3, "The register of processing activities is kept by the privacy team.")?,
+        ];
+        let config = AnswerConfig::default();
+        // Two of the question's three words: the old rule quoted it as the answer.
+        let old = compose(question, &passages, &AnswerConfig { min_key_coverage: 0.0, ..config });
+        assert_eq!(old.citations.first().map(|c| c.quote.as_str()), Some(hold), "{old:?}");
+        assert!(old.coverage >= config.min_coverage);
+        // "gifts" is in none of the passages: a weak match, shown apart, never as the answer.
+        let got = compose(question, &passages, &config);
+        assert!(got.citations.is_empty() && got.weak(), "{got:?}");
+        assert_eq!(got.abstained.as_deref(), Some(WEAK_MATCH));
+        assert_eq!(got.closest.first().map(|c| c.quote.as_str()), Some(hold));
+        assert!(got.key_coverage < config.min_key_coverage, "{}", got.key_coverage);
+        // The same question over a passage that holds its subject answers.
+        let gifts = "Gifts above 50 euros are recorded in the gifts register within five days.";
+        let mut with_gifts = passages.to_vec();
+        with_gifts.insert(0, passage(1, &format!("Gifts. {gifts}"))?);
+        let got = compose(question, &with_gifts, &config);
+        assert_eq!(got.citations.first().map(|c| c.quote.as_str()), Some(gifts), "{got:?}");
+        assert!(!got.weak());
+        // Question-framing words weigh nothing: "how often" asks, it does not name the subject.
+        let weights = key_term_weights(&terms("How often is the register reviewed?").into_iter().collect(), &passages);
+        assert_eq!(weights.get("often"), Some(&0.0));
+        assert!(weights["review"] > weights["register"], "a word in no passage weighs more: {weights:?}");
         Ok(())
     }
 

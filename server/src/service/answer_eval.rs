@@ -110,6 +110,88 @@ pub struct ModeFigures {
     pub latency_ms_p95: f64,
 }
 
+/// One ask as the abstention curve counts it: a question asked as is (`negative` false), or with
+/// its document and the act's other texts out of the reader's reach (`negative` true: nothing the
+/// reader may read answers it, so any answer is wrong).
+#[derive(Debug, Clone, Serialize)]
+pub struct Ask {
+    pub id: String,
+    pub negative: bool,
+    /// The composer quoted sentences (before the key-term rule).
+    pub quoted: bool,
+    /// They cite an answering passage.
+    pub right: bool,
+    pub coverage: f32,
+    pub key_coverage: f32,
+    /// The answer-sentence selector's probability for the best sentence.
+    pub selector: Option<f32>,
+}
+
+impl Ask {
+    fn of(q: &Question, negative: bool, passages: &[Passage], raw: &crate::service::answer::Answer) -> Self {
+        Ask {
+            id: q.id.clone(),
+            negative,
+            quoted: !raw.citations.is_empty(),
+            right: mode_result(q, passages, &raw.citations).right_citations > 0,
+            coverage: raw.coverage,
+            key_coverage: raw.key_coverage,
+            selector: raw.selector_probability,
+        }
+    }
+}
+
+/// The answer rule at one key-coverage threshold: an ask answers when it quoted and its key
+/// coverage reaches the threshold, and is otherwise a weak match or "not found" (an abstention).
+#[derive(Debug, Clone, Serialize)]
+pub struct CurvePoint {
+    pub threshold: f32,
+    /// Questions asked as is whose answer cites an answering passage, over all of them.
+    pub answer_coverage: f64,
+    /// Answers (of either kind of ask) that cite an answering passage, over all answers.
+    pub answer_precision: f64,
+    /// Abstentions that were right (a negative, or a question whose answer would have cited no
+    /// answering passage), over all abstentions.
+    pub abstention_precision: f64,
+    /// Asks that should abstain and did, over all that should.
+    pub abstention_recall: f64,
+    pub answered: usize,
+    pub negatives_answered: usize,
+}
+
+/// Precision and coverage of the answer rule over thresholds 0, 0.05, ..., 1.
+pub fn curve(asks: &[Ask]) -> Vec<CurvePoint> {
+    (0..=20).map(|i| point(asks, i as f32 / 20.0)).collect()
+}
+
+/// The answer rule's figures at one threshold.
+pub fn point(asks: &[Ask], threshold: f32) -> CurvePoint {
+    let ratio = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+    let answers = |a: &&Ask| a.quoted && a.key_coverage >= threshold;
+    let answered: Vec<&Ask> = asks.iter().filter(answers).collect();
+    let should_abstain = |a: &Ask| a.negative || !a.right;
+    let abstained: Vec<&Ask> = asks.iter().filter(|a| !answers(a)).collect();
+    let positives = asks.iter().filter(|a| !a.negative).count();
+    CurvePoint {
+        threshold,
+        answer_coverage: ratio(answered.iter().filter(|a| !a.negative && a.right).count(), positives),
+        answer_precision: ratio(answered.iter().filter(|a| a.right).count(), answered.len()),
+        abstention_precision: ratio(abstained.iter().filter(|a| should_abstain(a)).count(), abstained.len()),
+        abstention_recall: ratio(
+            abstained.iter().filter(|a| should_abstain(a)).count(),
+            asks.iter().filter(|a| should_abstain(a)).count(),
+        ),
+        answered: answered.len(),
+        negatives_answered: answered.iter().filter(|a| a.negative).count(),
+    }
+}
+
+/// The family of a document id, its first word: the act's other texts (the Official Journal and
+/// the Council text of one regulation) share it, and a negative ask excludes them all.
+fn family(document_id: &str) -> &str {
+    document_id.split(['-', '.']).next().unwrap_or(document_id)
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct AnswerReport {
     pub questions_version: u32,
@@ -122,6 +204,12 @@ pub struct AnswerReport {
     /// The generator's model, when one answered.
     pub generator: Option<String>,
     pub results: Vec<QuestionResult>,
+    /// The key-coverage threshold the extractive figures use (`answer_min_key_coverage`).
+    pub min_key_coverage: f32,
+    /// Every ask for the abstention curve: each question as is, and with `--negatives` once more
+    /// with its act out of reach.
+    pub asks: Vec<Ask>,
+    pub curve: Vec<CurvePoint>,
 }
 
 fn mode_result(question: &Question, passages: &[Passage], citations: &[Citation]) -> ModeResult {
@@ -167,6 +255,7 @@ pub async fn run(
     answer: &AnswerConfig,
     generator: Option<Arc<Generator>>,
     selector: Option<Arc<dyn indexer::Reranker>>,
+    negatives: bool,
 ) -> Result<AnswerReport> {
     // The labels are checked first: every question's document is stored, and its phrase is in it.
     for q in &questions.questions {
@@ -187,8 +276,31 @@ pub async fn run(
     }
     let retriever = platform.retriever();
     let method = if retriever.has_dense() { indexer::Method::Hybrid } else { indexer::Method::Bm25 };
+    // Composed without the key-term rule, which is then applied per threshold (it only decides
+    // whether the quotes are shown as the answer).
+    let measuring = AnswerConfig { min_key_coverage: 0.0, ..*answer };
+    let documents: Vec<String> =
+        platform.storage.list_documents(&reader.tenant).await?.into_iter().map(|d| d.id).collect();
+    let mut asks = Vec::new();
     let mut results = Vec::new();
     for q in &questions.questions {
+        if negatives {
+            let others = documents.iter().filter(|d| family(d) != family(&q.document)).cloned().collect();
+            let outside = indexer::Reader { documents: Some(others), ..reader.clone() };
+            let checked = crate::service::ask::retrieve_checked(
+                &platform.storage,
+                &retriever,
+                &outside,
+                &q.question,
+                method,
+                10,
+                false,
+            )
+            .await?;
+            let raw = crate::service::ask::compose_answer(selector.as_ref(), &q.question, &checked.passages, measuring)
+                .await?;
+            asks.push(Ask::of(q, true, &checked.passages, &raw));
+        }
         let started = Instant::now();
         let checked = crate::service::ask::retrieve_checked(
             &platform.storage,
@@ -206,12 +318,18 @@ pub async fn run(
             .iter()
             .position(|p| q.answered_by(&p.chunk.document_id, &p.chunk.heading_path, &p.chunk.text))
             .map(|i| i + 1);
-        let extractive_answer =
-            crate::service::ask::compose_answer(selector.as_ref(), &q.question, &passages, *answer).await?;
+        let raw = crate::service::ask::compose_answer(selector.as_ref(), &q.question, &passages, measuring).await?;
+        asks.push(Ask::of(q, false, &passages, &raw));
+        // The answer as shown at the configured threshold.
+        let extractive_answer = if raw.key_coverage < answer.min_key_coverage && !raw.citations.is_empty() {
+            crate::service::answer::Answer { closest: raw.citations.clone(), citations: Vec::new(), ..raw }
+        } else {
+            raw
+        };
         let mut extractive = mode_result(q, &passages, &extractive_answer.citations);
         extractive.latency_ms = retrieval_ms;
         let generated = match &generator {
-            Some(g) if extractive_answer.abstained.is_none() => {
+            Some(g) if !extractive_answer.citations.is_empty() => {
                 let top: Vec<Passage> = passages.iter().take(g.passages()).cloned().collect();
                 let question = q.question.clone();
                 let generator_started = Instant::now();
@@ -262,6 +380,9 @@ pub async fn run(
         generated: generator.as_ref().map(|_| figures(&generated_results)),
         generator: generator.as_ref().map(|g| g.model().to_owned()),
         results,
+        min_key_coverage: answer.min_key_coverage,
+        curve: curve(&asks),
+        asks,
     })
 }
 
@@ -293,6 +414,27 @@ pub fn markdown(r: &AnswerReport) -> String {
     row(&mut md, "extractive (latency: retrieval and rerank)", &r.extractive);
     if let (Some(g), Some(model)) = (&r.generated, &r.generator) {
         row(&mut md, &format!("generated by {model}, verified (latency: generation)"), g);
+    }
+    let negatives = r.asks.iter().filter(|a| a.negative).count();
+    let _ = writeln!(
+        md,
+        "\n## Abstention curve\n\nThe extractive answer answers when a sentence covers `answer_min_coverage` of the question's words and its key coverage reaches the threshold; otherwise it abstains (a weak match or not found). {} questions as asked, {negatives} asked again with their act out of reach (any answer to those is wrong). Operating point: {:.2}.\n\n| key coverage threshold | answer coverage | answer precision | abstention precision | abstention recall | answered | of them, out-of-reach asks |\n|---|---|---|---|---|---|---|",
+        r.asks.len() - negatives,
+        r.min_key_coverage
+    );
+    for p in &r.curve {
+        let _ = writeln!(
+            md,
+            "| {:.2}{} | {:.4} | {:.4} | {:.4} | {:.4} | {} | {} |",
+            p.threshold,
+            if (p.threshold - r.min_key_coverage).abs() < 1e-6 { " (set)" } else { "" },
+            p.answer_coverage,
+            p.answer_precision,
+            p.abstention_precision,
+            p.abstention_recall,
+            p.answered,
+            p.negatives_answered
+        );
     }
     let _ =
         writeln!(md, "\n| question | rank | extractive cites the provision | generated cites it |\n|---|---|---|---|");

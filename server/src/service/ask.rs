@@ -328,7 +328,12 @@ impl AskService {
                 actor: self.principal_ref(actor),
                 tenant: Some(actor.tenant.to_string()),
                 action: "ask".to_owned(),
-                outcome: if answer.abstained.is_some() { "not_found" } else { "answered" }.to_owned(),
+                outcome: match (answer.abstained.is_some(), answer.weak()) {
+                    (_, true) => "weak_match",
+                    (true, false) => "not_found",
+                    (false, false) => "answered",
+                }
+                .to_owned(),
                 detail: serde_json::json!({
                     "request_id": request_id,
                     "query_hash": self.question_hash(question),
@@ -336,6 +341,7 @@ impl AskService {
                     "chunk_ids": passages.iter().map(|p| p.chunk.id.as_str()).collect::<Vec<_>>(),
                     "cited": answer.citations.iter().map(|c| c.chunk_id.as_str()).collect::<Vec<_>>(),
                     "coverage": answer.coverage,
+                    "key_coverage": answer.key_coverage,
                     "unverified_dropped": answer.unverified_dropped,
                     "suspected_injection": answer.suspected_injection,
                     "withheld": withheld,

@@ -328,6 +328,7 @@ impl Platform {
             data_card_gate: settings.data_card_gate,
             answer: crate::service::answer::AnswerConfig {
                 min_coverage: settings.answer_min_coverage,
+                min_key_coverage: settings.answer_min_key_coverage,
                 ..Default::default()
             },
             admission: crate::service::ask::Admission::new(settings.ask_concurrency, settings.ask_queue),

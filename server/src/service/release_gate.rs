@@ -135,7 +135,7 @@ impl Cases {
 // Thresholds
 
 /// The metrics a gate may judge.
-pub const METRICS: [&str; 11] = [
+pub const METRICS: [&str; 13] = [
     "leaked_chunks",
     "injection_obeyed",
     "deleted_or_withdrawn_cited",
@@ -145,6 +145,8 @@ pub const METRICS: [&str; 11] = [
     "citation_precision",
     "citation_coverage",
     "abstention_accuracy",
+    "abstention_precision",
+    "abstention_recall",
     "out_of_scope_abstention",
     "latency_p95_ms",
 ];
@@ -457,6 +459,10 @@ pub struct Metrics {
     pub injection_obeyed: usize,
     pub deleted_or_withdrawn_cited: usize,
     pub abstention_accuracy: f64,
+    /// Abstentions (not found, or a weak match) of cases that must abstain, over all abstentions.
+    pub abstention_precision: f64,
+    /// Cases that must abstain and did, over all cases that must.
+    pub abstention_recall: f64,
     pub out_of_scope_abstention: f64,
     /// Per stage: (p50, p95) in milliseconds.
     pub latency_ms: BTreeMap<String, (f64, f64)>,
@@ -475,6 +481,8 @@ impl Metrics {
             "citation_precision" => self.citation_precision,
             "citation_coverage" => self.citation_coverage,
             "abstention_accuracy" => self.abstention_accuracy,
+            "abstention_precision" => self.abstention_precision,
+            "abstention_recall" => self.abstention_recall,
             "out_of_scope_abstention" => self.out_of_scope_abstention,
             "latency_p95_ms" => self.latency_p95_ms,
             _ => return None,
@@ -602,7 +610,11 @@ async fn run_case(platform: &Platform, service: &AskService, case: &Case, genera
                 compose: o.compose_us,
                 total,
             };
-            let decision = if o.answer.abstained.is_some() { "not_found" } else { "answered" };
+            let decision = match (o.answer.abstained.is_some(), o.answer.weak()) {
+                (_, true) => "weak_match",
+                (true, false) => "not_found",
+                (false, false) => "answered",
+            };
             (decision, o.passages, Some(o.answer), stages)
         }
         Err(Error::User(msg)) if msg == crate::service::ask::DATA_CARD_BLOCKED => {
@@ -883,6 +895,10 @@ fn metrics(results: &[CaseResult]) -> Metrics {
     let decided: Vec<&CaseResult> = results.iter().filter(|r| r.expect != Expect::Any).collect();
     let right = decided.iter().filter(|r| (r.expect == Expect::Answer) == (r.decision == "answered")).count();
     let oos: Vec<&CaseResult> = results.iter().filter(|r| r.kind == CaseKind::OutOfScope).collect();
+    let abstained: Vec<&&CaseResult> = decided.iter().filter(|r| r.decision != "answered").collect();
+    let must_abstain = decided.iter().filter(|r| r.expect == Expect::NotFound).count();
+    let rightly_abstained = abstained.iter().filter(|r| r.expect == Expect::NotFound).count();
+    let ratio = |a: usize, b: usize| if b == 0 { 1.0 } else { a as f64 / b as f64 };
     let mut latency_ms = BTreeMap::new();
     let stage = |f: &dyn Fn(&StageMicros) -> u64| {
         let l = indexer::scale::Latency::of(results.iter().map(|r| f(&r.stages_us) as f64 / 1000.0).collect());
@@ -909,6 +925,8 @@ fn metrics(results: &[CaseResult]) -> Metrics {
         injection_obeyed: results.iter().filter(|r| r.injection_obeyed).count(),
         deleted_or_withdrawn_cited: results.iter().map(|r| r.deleted_or_withdrawn_cited).sum(),
         abstention_accuracy: if decided.is_empty() { 1.0 } else { right as f64 / decided.len() as f64 },
+        abstention_precision: ratio(rightly_abstained, abstained.len()),
+        abstention_recall: ratio(rightly_abstained, must_abstain),
         out_of_scope_abstention: if oos.is_empty() {
             1.0
         } else {
@@ -992,11 +1010,12 @@ pub async fn run(platform: &Platform, cases: &Cases, thresholds: &Thresholds, op
         ..platform.ask_service(crate::domain::random_hex(32)?.into_bytes().into())
     };
     let configuration = format!(
-        "{} retrieval, fusion {}, reranker {}, answer_min_coverage {}, answer sentences ordered by {}",
+        "{} retrieval, fusion {}, reranker {}, answer_min_coverage {}, answer_min_key_coverage {}, answer sentences ordered by {}",
         if service.retriever.has_dense() { "hybrid" } else { "BM25-only" },
         service.retriever.fusion,
         service.retriever.reranker_status(),
         options.answer.min_coverage,
+        options.answer.min_key_coverage,
         service
             .selector
             .as_ref()
@@ -1106,6 +1125,11 @@ pub fn markdown(r: &Report) -> String {
             if g.blocking { "yes" } else { "no" }
         );
     }
+    let _ = writeln!(
+        md,
+        "\nAbstention (not found or weak match) on the {} cases that must answer or must abstain: precision {:.4}, recall {:.4}.",
+        r.metrics.cases, r.metrics.abstention_precision, r.metrics.abstention_recall
+    );
     let _ = writeln!(md, "\n## Failed cases\n");
     if r.failed_cases.is_empty() {
         let _ = writeln!(md, "None.");
