@@ -675,3 +675,40 @@ async fn a_weak_match_is_labelled_as_the_closest_passages_not_as_the_answer() {
     let (events, _) = p.storage.audit_page(None, 0, 10, Some("ask"), Some("weak_match")).await.unwrap();
     assert_eq!(events.len(), 2);
 }
+
+/// When nothing answers because the document that would is out of force on the date asked, the
+/// analyst is told so, with the date to ask as of; never of a document they may not read.
+#[actix_web::test]
+async fn nothing_answers_says_when_a_readable_document_is_expired_or_withdrawn_and_only_then() {
+    let (_dir, p) = corpus_platform(Backend::Sqlite).await;
+    let mut bob = browser(&p).await;
+    bob.sign_in("bob@acme-bank").await;
+    let q = "q=May+private+computers+be+used+for+remote+work%3F";
+    let (_, _, json) = bob.get(&format!("/api/v1/ask?{q}")).await;
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let answer = &v["answer"];
+    assert!(answer["citations"].as_array().unwrap().is_empty(), "{answer}");
+    let hint = answer["out_of_force"].as_str().unwrap_or_else(|| panic!("{answer}"));
+    assert!(hint.contains("Remote Work") && hint.contains("2025-01-01") && hint.contains("2024-12-31"), "{hint}");
+    // Asked as of that date, it answers.
+    let (_, _, json) = bob.get(&format!("/api/v1/ask?{q}&as_of=2024-12-31")).await;
+    assert!(json.contains("Private computers may be used for webmail only"), "{json}");
+    let (_, _, page) = bob.get(&format!("/ask?{q}")).await;
+    assert!(page.contains("id=\"out-of-force\"") && page.contains("2024-12-31"), "{page}");
+    // Another tenant's analyst, asking the same, hears nothing of Acme's document.
+    let mut carol = browser(&p).await;
+    carol.sign_in("carol@borealis-insurance").await;
+    let (_, _, json) = carol.get(&format!("/api/v1/ask?{q}")).await;
+    assert!(!json.contains("Remote Work") && !json.contains("2025-01-01"), "{json}");
+    // Nor does a reader of the tenant without the document's group.
+    p.storage
+        .set_version_acl("acme-remote-work-security", 1, &{
+            let mut acl = p.storage.version_acl("acme-remote-work-security", 1).await.unwrap().unwrap();
+            acl.allowed_groups = [indexer::GroupName::parse("facilities").unwrap()].into();
+            acl
+        })
+        .await
+        .unwrap();
+    let (_, _, json) = bob.get(&format!("/api/v1/ask?{q}")).await;
+    assert!(!json.contains("Remote Work"), "{json}");
+}

@@ -63,6 +63,8 @@ struct ResultsView {
     citations: Vec<CitationView>,
     /// A weak match's closest sentences, shown under their own label, never as the answer.
     closest: Vec<CitationView>,
+    /// Why nothing answers, when a document the reader may read in its time would.
+    out_of_force: String,
     passages: Vec<PassageView>,
     /// "on: ..." or "off: ..." so the ranking explanation says whether a reranker ran.
     reranker: String,
@@ -178,6 +180,7 @@ fn results_view(outcome: &AskOutcome, reranker: String, generated: Option<Genera
         not_found: outcome.answer.abstained.clone().unwrap_or_default(),
         citations: outcome.answer.citations.iter().map(|c| citation_view(c, &as_of)).collect(),
         closest: outcome.answer.closest.iter().map(|c| citation_view(c, &as_of)).collect(),
+        out_of_force: outcome.answer.out_of_force.clone().unwrap_or_default(),
         as_of,
         passages: outcome
             .passages

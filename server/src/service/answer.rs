@@ -169,6 +169,10 @@ pub struct Answer {
     /// A weak match: the sentences that came closest, when they miss too much of what the
     /// question is about to be an answer (`abstained` then says so). Never shown as the answer.
     pub closest: Vec<Citation>,
+    /// When nothing answers, why, where that is safe to say: a document the reader may read in
+    /// its time answers, but is withdrawn, not yet in force or expired on the date asked. Names
+    /// its title, version and dates, never its text.
+    pub out_of_force: Option<String>,
     /// The answer-sentence selector's probability for the best sentence, when it scored them
     /// (evaluation only).
     #[serde(skip)]
@@ -196,6 +200,7 @@ impl Answer {
             coverage,
             key_coverage: 0.0,
             closest: Vec::new(),
+            out_of_force: None,
             selector_probability: None,
             unverified_dropped: 0,
             suspected_injection: 0,
@@ -206,6 +211,61 @@ impl Answer {
     pub fn weak(&self) -> bool {
         !self.closest.is_empty()
     }
+}
+
+/// Why nothing answers `question` for `reader` on the date asked, when a document the reader may
+/// read in its time (same tenant, a group they hold, classification up to their clearance) answers
+/// it by the same rules as an answer, but is withdrawn, not yet in force or expired then. `chunks`
+/// are the tenant's out-of-force chunks; only the winner's title, version and dates are told.
+pub fn out_of_force_reason(
+    question: &str,
+    chunks: Vec<StoredChunk>,
+    reader: &indexer::Reader,
+    config: &AnswerConfig,
+) -> Option<String> {
+    let wanted: BTreeSet<String> = terms(question).into_iter().collect();
+    if wanted.is_empty() {
+        return None;
+    }
+    let mut scored: Vec<(f32, StoredChunk)> = chunks
+        .into_iter()
+        .filter(|c| {
+            c.acl.tenant == reader.tenant
+                && c.acl.classification <= reader.clearance
+                && c.acl.allowed_groups.iter().any(|g| reader.groups.contains(g))
+                && matches!(c.acl.status, indexer::SourceStatus::Approved | indexer::SourceStatus::Withdrawn)
+        })
+        .map(|c| {
+            let text = format!("{} {} {}", c.title, c.heading_path, c.text);
+            let held: BTreeSet<String> = terms(&text).into_iter().filter(|t| wanted.contains(t)).collect();
+            (held.len() as f32 / wanted.len() as f32, c)
+        })
+        .filter(|(share, _)| *share >= config.min_coverage)
+        .collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.id.cmp(&b.1.id)));
+    let passages: Vec<Passage> = scored
+        .into_iter()
+        .take(config.passages_considered.max(1))
+        .enumerate()
+        .map(|(i, (share, chunk))| Passage {
+            rank: i + 1,
+            scores: RetrievedHit { chunk_id: chunk.id.clone(), bm25: None, dense: None, fused: share, rerank: None },
+            chunk,
+        })
+        .collect();
+    let answer = compose(question, &passages, config);
+    let cited = answer.citations.first()?;
+    let acl = &passages.iter().find(|p| p.chunk.id == cited.chunk_id)?.chunk.acl;
+    let document = format!("“{}” (version {})", cited.title, cited.version);
+    Some(if acl.status == indexer::SourceStatus::Withdrawn {
+        format!("{document} may answer this, but it has been withdrawn and is no longer in force.")
+    } else if acl.effective_from > reader.as_of {
+        format!("{document} may answer this; it applies from {}. Ask as of that date to read it.", acl.effective_from)
+    } else {
+        let until = acl.expires_at?;
+        let last = until.pred_opt().unwrap_or(until);
+        format!("{document} may answer this; it applied until {until}. Ask as of {last} to read it as it was then.")
+    })
 }
 
 /// How much each of the question's terms says about what it asks: `ln(1 + (n + 1) / (df + 0.5))`
@@ -696,6 +756,7 @@ pub fn compose_with(
         coverage,
         key_coverage,
         closest: Vec::new(),
+        out_of_force: None,
         selector_probability,
         unverified_dropped,
         suspected_injection,

@@ -49,6 +49,10 @@ impl Readiness {
     }
 }
 
+/// Most out-of-force chunks read to say why nothing answers (the tenant's withdrawn, expired and
+/// future versions; beyond it the hint looks at the first ones by id only).
+const OUT_OF_FORCE_CHUNKS: u64 = 5_000;
+
 /// The result of an ask.
 #[derive(Debug, Clone)]
 pub struct AskOutcome {
@@ -316,7 +320,11 @@ impl AskService {
         };
         let (passages, withheld) = (checked.passages, checked.withheld);
         let composing = Instant::now();
-        let answer = compose_answer(self.selector.as_ref(), question, &passages, self.answer).await?;
+        let mut answer = compose_answer(self.selector.as_ref(), question, &passages, self.answer).await?;
+        if answer.abstained.is_some() {
+            let chunks = self.storage.out_of_force_chunks(&reader.tenant, as_of, OUT_OF_FORCE_CHUNKS).await?;
+            answer.out_of_force = crate::service::answer::out_of_force_reason(question, chunks, &reader, &self.answer);
+        }
         let compose_us = composing.elapsed().as_micros() as u64;
         if answer.unverified_dropped > 0 {
             tracing::warn!(dropped = answer.unverified_dropped, "citations failed verification and were dropped");
@@ -342,6 +350,7 @@ impl AskService {
                     "cited": answer.citations.iter().map(|c| c.chunk_id.as_str()).collect::<Vec<_>>(),
                     "coverage": answer.coverage,
                     "key_coverage": answer.key_coverage,
+                    "out_of_force_hint": answer.out_of_force.is_some(),
                     "unverified_dropped": answer.unverified_dropped,
                     "suspected_injection": answer.suspected_injection,
                     "withheld": withheld,

@@ -485,6 +485,34 @@ impl Storage {
         Ok(())
     }
 
+    /// Up to `limit` chunks of `tenant` that are out of force on `as_of`: withdrawn, or approved
+    /// but not yet in force or expired (drafts are not among them). For saying why nothing
+    /// answers; the caller checks each one's groups and classification against the reader.
+    pub async fn out_of_force_chunks(
+        &self,
+        tenant: &TenantId,
+        as_of: chrono::NaiveDate,
+        limit: u64,
+    ) -> Result<Vec<StoredChunk>> {
+        use sea_orm::{Condition, QuerySelect};
+        let out_of_force = Condition::any().add(chunk::Column::Status.eq("withdrawn")).add(
+            Condition::all().add(chunk::Column::Status.eq("approved")).add(
+                Condition::any().add(chunk::Column::EffectiveFrom.gt(as_of)).add(chunk::Column::ExpiresAt.lte(as_of)),
+            ),
+        );
+        let ids: Vec<String> = chunk::Entity::find()
+            .select_only()
+            .column(chunk::Column::Id)
+            .filter(chunk::Column::TenantId.eq(tenant.as_str()))
+            .filter(out_of_force)
+            .order_by_asc(chunk::Column::Id)
+            .limit(limit)
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        self.chunks_by_ids(&ids).await
+    }
+
     /// Chunks by id, in the order asked for; ids not found are skipped.
     pub async fn chunks_by_ids(&self, ids: &[String]) -> Result<Vec<StoredChunk>> {
         if ids.is_empty() {
