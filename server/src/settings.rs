@@ -14,6 +14,9 @@ pub const DEFAULT_ANSWER_MIN_COVERAGE: f32 = 0.5;
 /// Share of the question's key terms the best quoted sentence must hold to be an answer rather
 /// than a weak match (`answer_min_key_coverage`); see the release gate's change record.
 pub const DEFAULT_ANSWER_MIN_KEY_COVERAGE: f32 = 0.45;
+/// The answer-sentence selector's probability that answers despite a low key coverage
+/// (`answer_min_selector_probability`); see the same change record.
+pub const DEFAULT_ANSWER_MIN_SELECTOR_PROBABILITY: f32 = 0.2;
 
 /// A value that must not appear in logs or debug output.
 #[derive(Clone, Deserialize, PartialEq, Eq)]
@@ -169,6 +172,9 @@ pub struct Settings {
     /// best quoted sentence must hold; below it the quotes are shown as a weak match, not as the
     /// answer (0 to 1; 0 turns the rule off).
     pub answer_min_key_coverage: f32,
+    /// The answer-sentence selector's probability for the best sentence that makes it an answer
+    /// despite a key coverage under `answer_min_key_coverage` (above 1: never).
+    pub answer_min_selector_probability: f32,
     /// Largest upload accepted, in bytes (all files of one upload together).
     pub upload_max_bytes: u64,
     /// Most pages an uploaded PDF may have.
@@ -223,6 +229,7 @@ impl Default for Settings {
             data_card_gate: true,
             answer_min_coverage: DEFAULT_ANSWER_MIN_COVERAGE,
             answer_min_key_coverage: DEFAULT_ANSWER_MIN_KEY_COVERAGE,
+            answer_min_selector_probability: DEFAULT_ANSWER_MIN_SELECTOR_PROBABILITY,
             upload_max_bytes: 25 * 1024 * 1024,
             upload_max_pages: 2000,
             pdf_worker: None,
@@ -265,6 +272,7 @@ pub struct SettingsFile {
     pub data_card_gate: Option<bool>,
     pub answer_min_coverage: Option<f32>,
     pub answer_min_key_coverage: Option<f32>,
+    pub answer_min_selector_probability: Option<f32>,
     pub upload_max_bytes: Option<u64>,
     pub upload_max_pages: Option<usize>,
     pub ask_concurrency: Option<usize>,
@@ -309,6 +317,7 @@ impl Settings {
             data_card_gate,
             answer_min_coverage,
             answer_min_key_coverage,
+            answer_min_selector_probability,
             upload_max_bytes,
             upload_max_pages,
             ask_concurrency,
@@ -487,6 +496,9 @@ impl Settings {
         }
         if !(0.0..=1.0).contains(&self.answer_min_coverage) {
             return Err(Error::user("answer_min_coverage must be between 0 and 1"));
+        }
+        if !(0.0..=2.0).contains(&self.answer_min_selector_probability) {
+            return Err(Error::user("answer_min_selector_probability must be between 0 and 2 (above 1: never)"));
         }
         if !(0.0..=1.0).contains(&self.answer_min_key_coverage) {
             return Err(Error::user("answer_min_key_coverage must be between 0 and 1"));

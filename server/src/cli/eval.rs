@@ -143,6 +143,10 @@ pub enum EvalCommand {
         /// Fail when a row's MAP@k falls below a floor, e.g. `rerank=0.70` (repeatable).
         #[arg(long)]
         min_map: Vec<String>,
+        /// Also compose the extractive answer for each question, as asked and with the documents
+        /// of its relevant passages out of reach, and print the abstention curve.
+        #[arg(long)]
+        answers: bool,
         /// Write the figures as JSON here.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -204,6 +208,8 @@ pub struct EvalOptions<'a> {
     /// setting.
     reranker: Option<indexer::RerankerConfig>,
     rerank_top: usize,
+    /// When set, the abstention curve is measured too, with this answer rule and selector.
+    answers: Option<(crate::service::answer::AnswerConfig, Option<indexer::RerankerConfig>)>,
 }
 
 pub fn eval_obliqa(
@@ -288,8 +294,47 @@ pub fn eval_obliqa(
             r.latency_p95_ms
         );
     }
+    let curve = match &options.answers {
+        Some((answer, selector)) => {
+            let selector = match selector {
+                Some(config) => {
+                    Some(indexer::CrossEncoder::load(config).context("loading the answer-sentence selector")?)
+                }
+                None => None,
+            };
+            let answering = indexer::Retriever { reranker: reranker.clone(), ..retriever.clone() };
+            let method = if answering.has_dense() { indexer::Method::Hybrid } else { indexer::Method::Bm25 };
+            let asks = crate::service::answer_eval::obliqa_asks(
+                &answering,
+                &passages,
+                &qs,
+                method,
+                answer,
+                selector.as_ref().map(|s| s as &dyn indexer::Reranker),
+                &mut |done, total| {
+                    if done == total || last_report.elapsed().as_secs() >= 10 {
+                        eprintln!("eval: answers {done}/{total} ({:.0}s)", started.elapsed().as_secs_f64());
+                        last_report = std::time::Instant::now();
+                    }
+                },
+            )?;
+            let curve = (crate::service::answer_eval::curve(&asks, answer.min_selector_probability), asks);
+            println!(
+                "\nAbstention curve: {} questions answered by the extractive composer ({} retrieval, reranker {}), as asked and with the documents of their relevant passages out of reach; selector exception at {}\n",
+                qs.len(),
+                method.as_str(),
+                answering.reranker_status(),
+                answer.min_selector_probability
+            );
+            println!("{}", crate::service::answer_eval::curve_markdown(&curve.0, answer.min_key_coverage));
+            Some(curve)
+        }
+        None => None,
+    };
     if let Some(path) = out {
         let json = serde_json::json!({
+            "abstention_curve": curve.as_ref().map(|c| &c.0),
+            "abstention_asks": curve.as_ref().map(|c| &c.1),
             "benchmark": "obliqa",
             "questions_file": questions.display().to_string(),
             "questions": qs.len(),
@@ -322,6 +367,7 @@ pub async fn run(command: &EvalCommand, settings: Settings) -> anyhow::Result<()
                 answer: crate::service::answer::AnswerConfig {
                     min_coverage: platform.settings.answer_min_coverage,
                     min_key_coverage: platform.settings.answer_min_key_coverage,
+                    min_selector_probability: platform.settings.answer_min_selector_probability,
                     ..Default::default()
                 },
                 generate: generate
@@ -373,6 +419,7 @@ pub async fn run(command: &EvalCommand, settings: Settings) -> anyhow::Result<()
             let answer = crate::service::answer::AnswerConfig {
                 min_coverage: platform.settings.answer_min_coverage,
                 min_key_coverage: platform.settings.answer_min_key_coverage,
+                min_selector_probability: platform.settings.answer_min_selector_probability,
                 ..Default::default()
             };
             let generator = if *generate { platform.generator.clone() } else { None };
@@ -466,6 +513,7 @@ pub async fn run(command: &EvalCommand, settings: Settings) -> anyhow::Result<()
             min_recall,
             min_map,
             out,
+            answers,
         } => {
             let methods: Vec<indexer::Method> =
                 methods.split(',').map(|m| m.trim().parse()).collect::<Result<_, _>>()?;
@@ -496,6 +544,15 @@ pub async fn run(command: &EvalCommand, settings: Settings) -> anyhow::Result<()
                 floors,
                 reranker: settings.reranker_config(),
                 rerank_top: settings.rerank_top,
+                answers: answers.then(|| {
+                    let answer = crate::service::answer::AnswerConfig {
+                        min_coverage: settings.answer_min_coverage,
+                        min_key_coverage: settings.answer_min_key_coverage,
+                        min_selector_probability: settings.answer_min_selector_probability,
+                        ..Default::default()
+                    };
+                    (answer, settings.answer_selector_config())
+                }),
             };
             eval_obliqa(corpus, questions, qrels.as_deref(), &options, embedder, out.as_deref())?;
         }

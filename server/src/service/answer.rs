@@ -105,6 +105,9 @@ pub struct AnswerConfig {
     /// the quotes are a weak match, shown as the closest passages, not as an answer (0 turns the
     /// rule off).
     pub min_key_coverage: f32,
+    /// ... unless the answer-sentence selector gives the best sentence at least this probability
+    /// (when it runs): it reads paraphrases the word rule cannot (above 1 turns the exception off).
+    pub min_selector_probability: f32,
 }
 
 impl Default for AnswerConfig {
@@ -114,6 +117,7 @@ impl Default for AnswerConfig {
             max_sentences: 3,
             passages_considered: 3,
             min_key_coverage: crate::settings::DEFAULT_ANSWER_MIN_KEY_COVERAGE,
+            min_selector_probability: crate::settings::DEFAULT_ANSWER_MIN_SELECTOR_PROBABILITY,
         }
     }
 }
@@ -740,7 +744,8 @@ pub fn compose_with(
     }
     // Enough of the question's words, but not of what it is about: the closest passages, not an
     // answer. An answer that is not one is worse than none.
-    if key_coverage < config.min_key_coverage {
+    let selector_vouches = selector_probability.is_some_and(|p| p >= config.min_selector_probability);
+    if key_coverage < config.min_key_coverage && !selector_vouches {
         return Answer {
             closest: citations,
             key_coverage,
@@ -950,6 +955,12 @@ pub(crate) mod tests {
         let got = compose(question, &with_gifts, &config);
         assert_eq!(got.citations.first().map(|c| c.quote.as_str()), Some(gifts), "{got:?}");
         assert!(!got.weak());
+        // The answer-sentence selector can vouch for a paraphrase the word rule misses.
+        let sure: SentenceScorer<'_> = &|_, texts| Some(vec![3.0; texts.len()]);
+        let got = compose_with(question, &passages, &config, Some(sure));
+        assert!(!got.citations.is_empty() && !got.weak(), "{got:?}");
+        let unsure: SentenceScorer<'_> = &|_, texts| Some(vec![-3.0; texts.len()]);
+        assert!(compose_with(question, &passages, &config, Some(unsure)).weak());
         // Question-framing words weigh nothing: "how often" asks, it does not name the subject.
         let weights = key_term_weights(&terms("How often is the register reviewed?").into_iter().collect(), &passages);
         assert_eq!(weights.get("often"), Some(&0.0));

@@ -159,15 +159,18 @@ pub struct CurvePoint {
     pub negatives_answered: usize,
 }
 
-/// Precision and coverage of the answer rule over thresholds 0, 0.05, ..., 1.
-pub fn curve(asks: &[Ask]) -> Vec<CurvePoint> {
-    (0..=20).map(|i| point(asks, i as f32 / 20.0)).collect()
+/// Precision and coverage of the answer rule over key-coverage thresholds 0, 0.05, ..., 1, with
+/// the selector's exception at `selector_floor` (above 1: none).
+pub fn curve(asks: &[Ask], selector_floor: f32) -> Vec<CurvePoint> {
+    (0..=20).map(|i| point(asks, i as f32 / 20.0, selector_floor)).collect()
 }
 
-/// The answer rule's figures at one threshold.
-pub fn point(asks: &[Ask], threshold: f32) -> CurvePoint {
+/// The answer rule's figures at one key-coverage threshold: an ask answers when it quoted and
+/// its key coverage reaches the threshold or the selector's probability reaches `selector_floor`.
+pub fn point(asks: &[Ask], threshold: f32, selector_floor: f32) -> CurvePoint {
     let ratio = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
-    let answers = |a: &&Ask| a.quoted && a.key_coverage >= threshold;
+    let answers =
+        |a: &&Ask| a.quoted && (a.key_coverage >= threshold || a.selector.is_some_and(|p| p >= selector_floor));
     let answered: Vec<&Ask> = asks.iter().filter(answers).collect();
     let should_abstain = |a: &Ask| a.negative || !a.right;
     let abstained: Vec<&Ask> = asks.iter().filter(|a| !answers(a)).collect();
@@ -184,6 +187,126 @@ pub fn point(asks: &[Ask], threshold: f32) -> CurvePoint {
         answered: answered.len(),
         negatives_answered: answered.iter().filter(|a| a.negative).count(),
     }
+}
+
+/// The abstention curve's asks on ObliQA: each question answered by the extractive composer over
+/// the retrieved passages as is, and once more with the documents of its relevant passages out of
+/// reach (ObliQA repeats some rules across documents, so a few of those may be answerable). An
+/// answer is right when it cites a relevant passage. Composed without the key-term rule, which
+/// [`curve`] applies per threshold.
+pub fn obliqa_asks(
+    retriever: &indexer::Retriever,
+    passages: &[indexer::eval::ObliqaPassage],
+    questions: &[indexer::eval::ObliqaQuestion],
+    method: indexer::Method,
+    answer: &AnswerConfig,
+    selector: Option<&dyn indexer::Reranker>,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Vec<Ask>> {
+    use std::collections::{BTreeSet, HashMap};
+    let by_id: HashMap<&str, &indexer::eval::ObliqaPassage> = passages.iter().map(|p| (p.id.as_str(), p)).collect();
+    let documents: BTreeSet<String> = passages.iter().map(|p| p.document_id.to_string()).collect();
+    let reader = indexer::eval::obliqa_reader()?;
+    let acl = indexer::ChunkAcl {
+        tenant: reader.tenant.clone(),
+        owner: "ADGM".into(),
+        classification: indexer::Classification::Public,
+        allowed_groups: reader.groups.clone(),
+        status: indexer::SourceStatus::Approved,
+        effective_from: reader.as_of,
+        expires_at: None,
+        retention_class: "benchmark".into(),
+    };
+    let measuring = AnswerConfig { min_key_coverage: 0.0, ..*answer };
+    let scorer = |question: &str, texts: &[String]| {
+        let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+        selector.and_then(|s| s.score(question, &texts).ok())
+    };
+    let mut asks = Vec::with_capacity(questions.len() * 2);
+    for (i, q) in questions.iter().enumerate() {
+        for negative in [false, true] {
+            let asked = if negative {
+                let gold: BTreeSet<String> = q
+                    .relevant
+                    .iter()
+                    .filter_map(|id| by_id.get(id.as_str()))
+                    .map(|p| p.document_id.to_string())
+                    .collect();
+                indexer::Reader { documents: Some(documents.difference(&gold).cloned().collect()), ..reader.clone() }
+            } else {
+                reader.clone()
+            };
+            let mut hits = match retriever.search(&asked, &q.question, method, retriever.depth_for(10)) {
+                Ok(r) => r.hits,
+                Err(indexer::Error::User(_)) => Vec::new(),
+                Err(e) => return Err(Error::internal("ObliQA retrieval", e)),
+            };
+            retriever
+                .rerank(&q.question, &mut hits, |id| by_id.get(id).map(|p| p.text.as_str()))
+                .map_err(|e| Error::internal("ObliQA rerank", e))?;
+            let passages: Vec<Passage> = hits
+                .into_iter()
+                .take(10)
+                .enumerate()
+                .filter_map(|(rank, hit)| {
+                    let p = by_id.get(hit.chunk_id.as_str())?;
+                    let chunk = crate::service::answer::StoredChunk {
+                        id: p.id.clone(),
+                        document_id: p.document_id.to_string(),
+                        title: p.title.clone(),
+                        version: 1,
+                        page: 1,
+                        char_start: 0,
+                        char_end: u32::try_from(p.text.chars().count()).unwrap_or(u32::MAX),
+                        heading_path: p.heading_path.clone(),
+                        text: p.text.clone(),
+                        acl: acl.clone(),
+                    };
+                    Some(Passage { rank: rank + 1, scores: hit, chunk })
+                })
+                .collect();
+            let raw = crate::service::answer::compose_with(
+                &q.question,
+                &passages,
+                &measuring,
+                selector.is_some().then_some(&scorer as crate::service::answer::SentenceScorer<'_>),
+            );
+            asks.push(Ask {
+                id: q.id.clone(),
+                negative,
+                quoted: !raw.citations.is_empty(),
+                right: raw.citations.iter().any(|c| q.relevant.contains(&c.chunk_id)),
+                coverage: raw.coverage,
+                key_coverage: raw.key_coverage,
+                selector: raw.selector_probability,
+            });
+        }
+        progress(i + 1, questions.len());
+    }
+    Ok(asks)
+}
+
+/// The curve as a Markdown table, the threshold `set` marked.
+pub fn curve_markdown(points: &[CurvePoint], set: f32) -> String {
+    use std::fmt::Write;
+    let mut md = String::from(
+        "| key coverage threshold | answer coverage | answer precision | abstention precision | abstention recall | answered | of them, out-of-reach asks |\n|---|---|---|---|---|---|---|\n",
+    );
+    for p in points {
+        let _ = writeln!(
+            md,
+            "| {:.2}{} | {:.4} | {:.4} | {:.4} | {:.4} | {} | {} |",
+            p.threshold,
+            if (p.threshold - set).abs() < 1e-6 { " (set)" } else { "" },
+            p.answer_coverage,
+            p.answer_precision,
+            p.abstention_precision,
+            p.abstention_recall,
+            p.answered,
+            p.negatives_answered
+        );
+    }
+    md
 }
 
 /// The family of a document id, its first word: the act's other texts (the Official Journal and
@@ -321,7 +444,8 @@ pub async fn run(
         let raw = crate::service::ask::compose_answer(selector.as_ref(), &q.question, &passages, measuring).await?;
         asks.push(Ask::of(q, false, &passages, &raw));
         // The answer as shown at the configured threshold.
-        let extractive_answer = if raw.key_coverage < answer.min_key_coverage && !raw.citations.is_empty() {
+        let vouched = raw.selector_probability.is_some_and(|p| p >= answer.min_selector_probability);
+        let extractive_answer = if raw.key_coverage < answer.min_key_coverage && !vouched && !raw.citations.is_empty() {
             crate::service::answer::Answer { closest: raw.citations.clone(), citations: Vec::new(), ..raw }
         } else {
             raw
@@ -381,7 +505,7 @@ pub async fn run(
         generator: generator.as_ref().map(|g| g.model().to_owned()),
         results,
         min_key_coverage: answer.min_key_coverage,
-        curve: curve(&asks),
+        curve: curve(&asks, answer.min_selector_probability),
         asks,
     })
 }
@@ -418,24 +542,11 @@ pub fn markdown(r: &AnswerReport) -> String {
     let negatives = r.asks.iter().filter(|a| a.negative).count();
     let _ = writeln!(
         md,
-        "\n## Abstention curve\n\nThe extractive answer answers when a sentence covers `answer_min_coverage` of the question's words and its key coverage reaches the threshold; otherwise it abstains (a weak match or not found). {} questions as asked, {negatives} asked again with their act out of reach (any answer to those is wrong). Operating point: {:.2}.\n\n| key coverage threshold | answer coverage | answer precision | abstention precision | abstention recall | answered | of them, out-of-reach asks |\n|---|---|---|---|---|---|---|",
+        "\n## Abstention curve\n\nThe extractive answer answers when a sentence covers `answer_min_coverage` of the question's words and its key coverage reaches the threshold; otherwise it abstains (a weak match or not found). {} questions as asked, {negatives} asked again with their act out of reach (any answer to those is wrong). Operating point: {:.2}.\n",
         r.asks.len() - negatives,
         r.min_key_coverage
     );
-    for p in &r.curve {
-        let _ = writeln!(
-            md,
-            "| {:.2}{} | {:.4} | {:.4} | {:.4} | {:.4} | {} | {} |",
-            p.threshold,
-            if (p.threshold - r.min_key_coverage).abs() < 1e-6 { " (set)" } else { "" },
-            p.answer_coverage,
-            p.answer_precision,
-            p.abstention_precision,
-            p.abstention_recall,
-            p.answered,
-            p.negatives_answered
-        );
-    }
+    md.push_str(&curve_markdown(&r.curve, r.min_key_coverage));
     let _ =
         writeln!(md, "\n| question | rank | extractive cites the provision | generated cites it |\n|---|---|---|---|");
     for q in &r.results {
@@ -453,4 +564,38 @@ pub fn markdown(r: &AnswerReport) -> String {
         );
     }
     md
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ask(negative: bool, quoted: bool, right: bool, key_coverage: f32) -> Ask {
+        Ask { id: String::new(), negative, quoted, right, coverage: 1.0, key_coverage, selector: None }
+    }
+
+    #[test]
+    fn the_curve_counts_answers_and_abstentions_per_threshold() {
+        let asks = [
+            ask(false, true, true, 0.9),  // a right answer
+            ask(false, true, false, 0.3), // a wrong answer: abstaining is right
+            ask(false, false, false, 0.0),
+            ask(true, true, false, 0.4), // an out-of-reach ask answered
+            ask(true, false, false, 0.0),
+        ];
+        let off = point(&asks, 0.0, 2.0);
+        assert_eq!((off.answered, off.negatives_answered), (3, 1));
+        assert!((off.answer_coverage - 1.0 / 3.0).abs() < 1e-9);
+        assert!((off.answer_precision - 1.0 / 3.0).abs() < 1e-9);
+        assert!((off.abstention_recall - 2.0 / 4.0).abs() < 1e-9);
+        assert_eq!(off.abstention_precision, 1.0);
+        let on = point(&asks, 0.5, 2.0);
+        assert_eq!((on.answered, on.negatives_answered), (1, 0));
+        assert_eq!((on.answer_precision, on.abstention_recall, on.abstention_precision), (1.0, 1.0, 1.0));
+        assert_eq!(curve(&asks, 2.0).len(), 21);
+        // The selector's exception answers what it vouches for.
+        let vouched = [Ask { selector: Some(0.9), ..ask(false, true, true, 0.1) }];
+        assert_eq!((point(&vouched, 0.5, 0.2).answered, point(&vouched, 0.5, 2.0).answered), (1, 0));
+        assert_eq!(family("gdpr-2016-679-oj-l119"), family("gdpr-council-first-reading-5419-16"));
+    }
 }

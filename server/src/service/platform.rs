@@ -329,6 +329,7 @@ impl Platform {
             answer: crate::service::answer::AnswerConfig {
                 min_coverage: settings.answer_min_coverage,
                 min_key_coverage: settings.answer_min_key_coverage,
+                min_selector_probability: settings.answer_min_selector_probability,
                 ..Default::default()
             },
             admission: crate::service::ask::Admission::new(settings.ask_concurrency, settings.ask_queue),

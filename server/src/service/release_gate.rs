@@ -1010,12 +1010,13 @@ pub async fn run(platform: &Platform, cases: &Cases, thresholds: &Thresholds, op
         ..platform.ask_service(crate::domain::random_hex(32)?.into_bytes().into())
     };
     let configuration = format!(
-        "{} retrieval, fusion {}, reranker {}, answer_min_coverage {}, answer_min_key_coverage {}, answer sentences ordered by {}",
+        "{} retrieval, fusion {}, reranker {}, answer_min_coverage {}, answer_min_key_coverage {} (or selector probability {}), answer sentences ordered by {}",
         if service.retriever.has_dense() { "hybrid" } else { "BM25-only" },
         service.retriever.fusion,
         service.retriever.reranker_status(),
         options.answer.min_coverage,
         options.answer.min_key_coverage,
+        options.answer.min_selector_probability,
         service
             .selector
             .as_ref()
