@@ -110,6 +110,15 @@ pub struct AnswerConfig {
     pub min_selector_probability: f32,
 }
 
+impl AnswerConfig {
+    /// The key-term rule: whether quotes with this key coverage and selector probability are an
+    /// answer rather than a weak match.
+    pub fn answers(&self, key_coverage: f32, selector_probability: Option<f32>) -> bool {
+        key_coverage >= self.min_key_coverage
+            || selector_probability.is_some_and(|p| p >= self.min_selector_probability)
+    }
+}
+
 impl Default for AnswerConfig {
     fn default() -> Self {
         Self {
@@ -215,6 +224,15 @@ impl Answer {
     pub fn weak(&self) -> bool {
         !self.closest.is_empty()
     }
+
+    /// The outcome as the audit log and the release gate name it.
+    pub fn outcome(&self) -> &'static str {
+        match (self.abstained.is_some(), self.weak()) {
+            (_, true) => "weak_match",
+            (true, false) => "not_found",
+            (false, false) => "answered",
+        }
+    }
 }
 
 /// Why nothing answers `question` for `reader` on the date asked, when a document the reader may
@@ -234,10 +252,15 @@ pub fn out_of_force_reason(
     let mut scored: Vec<(f32, StoredChunk)> = chunks
         .into_iter()
         .filter(|c| {
-            c.acl.tenant == reader.tenant
-                && c.acl.classification <= reader.clearance
-                && c.acl.allowed_groups.iter().any(|g| reader.groups.contains(g))
-                && matches!(c.acl.status, indexer::SourceStatus::Approved | indexer::SourceStatus::Withdrawn)
+            // The access rule itself, with the version's status and dates set aside (drafts stay
+            // out): tenant, groups and clearance as for any answer.
+            let in_force = indexer::ChunkAcl {
+                status: indexer::SourceStatus::Approved,
+                effective_from: chrono::NaiveDate::MIN,
+                expires_at: None,
+                ..c.acl.clone()
+            };
+            c.acl.status != indexer::SourceStatus::Draft && in_force.permits(reader)
         })
         .map(|c| {
             let text = format!("{} {} {}", c.title, c.heading_path, c.text);
@@ -281,19 +304,19 @@ pub fn out_of_force_reason(
 /// "how often", "what does it say", "according to" are in few passages and say nothing of what
 /// the question is about.
 pub fn key_term_weights(wanted: &BTreeSet<String>, passages: &[Passage]) -> HashMap<String, f32> {
-    let mut df: HashMap<&str, usize> = HashMap::new();
+    let mut df: HashMap<String, usize> = HashMap::new();
     for p in passages {
         let text = format!("{} {} {}", p.chunk.title, p.chunk.heading_path, p.chunk.text);
         let held: BTreeSet<String> = terms(&text).into_iter().filter(|t| wanted.contains(t)).collect();
-        for t in wanted.iter().filter(|t| held.contains(*t)) {
-            *df.entry(t.as_str()).or_default() += 1;
+        for t in held {
+            *df.entry(t).or_default() += 1;
         }
     }
     let n = passages.len() as f32;
     wanted
         .iter()
         .map(|t| {
-            let d = df.get(t.as_str()).copied().unwrap_or(0) as f32;
+            let d = df.get(t).copied().unwrap_or(0) as f32;
             let framing = FRAMING_WORDS.iter().any(|w| stem(w) == *t);
             (t.clone(), if framing { 0.0 } else { (1.0 + (n + 1.0) / (d + 0.5)).ln() })
         })
@@ -367,7 +390,6 @@ const FRAMING_WORDS: &[&str] = &[
     "exactly",
     "particular",
     "certain",
-    "happen",
     "apply",
     "applies",
     "way",
@@ -744,8 +766,7 @@ pub fn compose_with(
     }
     // Enough of the question's words, but not of what it is about: the closest passages, not an
     // answer. An answer that is not one is worse than none.
-    let selector_vouches = selector_probability.is_some_and(|p| p >= config.min_selector_probability);
-    if key_coverage < config.min_key_coverage && !selector_vouches {
+    if !config.answers(key_coverage, selector_probability) {
         return Answer {
             closest: citations,
             key_coverage,

@@ -128,12 +128,14 @@ pub struct Ask {
 }
 
 impl Ask {
-    fn of(q: &Question, negative: bool, passages: &[Passage], raw: &crate::service::answer::Answer) -> Self {
+    /// The ask of question `id` whose answer, composed without the key-term rule, is `raw`;
+    /// `right` when it cites an answering passage.
+    fn of(id: &str, negative: bool, right: bool, raw: &crate::service::answer::Answer) -> Self {
         Ask {
-            id: q.id.clone(),
+            id: id.to_owned(),
             negative,
             quoted: !raw.citations.is_empty(),
-            right: mode_result(q, passages, &raw.citations).right_citations > 0,
+            right,
             coverage: raw.coverage,
             key_coverage: raw.key_coverage,
             selector: raw.selector_probability,
@@ -169,8 +171,9 @@ pub fn curve(asks: &[Ask], selector_floor: f32) -> Vec<CurvePoint> {
 /// its key coverage reaches the threshold or the selector's probability reaches `selector_floor`.
 pub fn point(asks: &[Ask], threshold: f32, selector_floor: f32) -> CurvePoint {
     let ratio = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
-    let answers =
-        |a: &&Ask| a.quoted && (a.key_coverage >= threshold || a.selector.is_some_and(|p| p >= selector_floor));
+    let rule =
+        AnswerConfig { min_key_coverage: threshold, min_selector_probability: selector_floor, ..Default::default() };
+    let answers = |a: &&Ask| a.quoted && rule.answers(a.key_coverage, a.selector);
     let answered: Vec<&Ask> = asks.iter().filter(answers).collect();
     let should_abstain = |a: &Ask| a.negative || !a.right;
     let abstained: Vec<&Ask> = asks.iter().filter(|a| !answers(a)).collect();
@@ -271,15 +274,8 @@ pub fn obliqa_asks(
                 &measuring,
                 selector.is_some().then_some(&scorer as crate::service::answer::SentenceScorer<'_>),
             );
-            asks.push(Ask {
-                id: q.id.clone(),
-                negative,
-                quoted: !raw.citations.is_empty(),
-                right: raw.citations.iter().any(|c| q.relevant.contains(&c.chunk_id)),
-                coverage: raw.coverage,
-                key_coverage: raw.key_coverage,
-                selector: raw.selector_probability,
-            });
+            let right = raw.citations.iter().any(|c| q.relevant.contains(&c.chunk_id));
+            asks.push(Ask::of(&q.id, negative, right, &raw));
         }
         progress(i + 1, questions.len());
     }
@@ -422,7 +418,8 @@ pub async fn run(
             .await?;
             let raw = crate::service::ask::compose_answer(selector.as_ref(), &q.question, &checked.passages, measuring)
                 .await?;
-            asks.push(Ask::of(q, true, &checked.passages, &raw));
+            let right = mode_result(q, &checked.passages, &raw.citations).right_citations > 0;
+            asks.push(Ask::of(&q.id, true, right, &raw));
         }
         let started = Instant::now();
         let checked = crate::service::ask::retrieve_checked(
@@ -442,18 +439,15 @@ pub async fn run(
             .position(|p| q.answered_by(&p.chunk.document_id, &p.chunk.heading_path, &p.chunk.text))
             .map(|i| i + 1);
         let raw = crate::service::ask::compose_answer(selector.as_ref(), &q.question, &passages, measuring).await?;
-        asks.push(Ask::of(q, false, &passages, &raw));
-        // The answer as shown at the configured threshold.
-        let vouched = raw.selector_probability.is_some_and(|p| p >= answer.min_selector_probability);
-        let extractive_answer = if raw.key_coverage < answer.min_key_coverage && !vouched && !raw.citations.is_empty() {
-            crate::service::answer::Answer { closest: raw.citations.clone(), citations: Vec::new(), ..raw }
-        } else {
-            raw
-        };
-        let mut extractive = mode_result(q, &passages, &extractive_answer.citations);
+        let right = mode_result(q, &passages, &raw.citations).right_citations > 0;
+        asks.push(Ask::of(&q.id, false, right, &raw));
+        // The answer as shown under the configured rule: a weak match shows no citations.
+        let shown: &[Citation] =
+            if answer.answers(raw.key_coverage, raw.selector_probability) { &raw.citations } else { &[] };
+        let mut extractive = mode_result(q, &passages, shown);
         extractive.latency_ms = retrieval_ms;
         let generated = match &generator {
-            Some(g) if !extractive_answer.citations.is_empty() => {
+            Some(g) if !shown.is_empty() => {
                 let top: Vec<Passage> = passages.iter().take(g.passages()).cloned().collect();
                 let question = q.question.clone();
                 let generator_started = Instant::now();
@@ -474,7 +468,7 @@ pub async fn run(
                         sentences_removed: failure.removed.len(),
                         latency_ms,
                         // The extractive answer is shown instead.
-                        ..mode_result(q, &passages, &extractive_answer.citations)
+                        ..mode_result(q, &passages, shown)
                     },
                 })
             }

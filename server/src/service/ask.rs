@@ -321,11 +321,11 @@ impl AskService {
         let (passages, withheld) = (checked.passages, checked.withheld);
         let composing = Instant::now();
         let mut answer = compose_answer(self.selector.as_ref(), question, &passages, self.answer).await?;
+        let compose_us = composing.elapsed().as_micros() as u64;
         if answer.abstained.is_some() {
             let chunks = self.storage.out_of_force_chunks(&reader.tenant, as_of, OUT_OF_FORCE_CHUNKS).await?;
             answer.out_of_force = crate::service::answer::out_of_force_reason(question, chunks, &reader, &self.answer);
         }
-        let compose_us = composing.elapsed().as_micros() as u64;
         if answer.unverified_dropped > 0 {
             tracing::warn!(dropped = answer.unverified_dropped, "citations failed verification and were dropped");
         }
@@ -336,12 +336,7 @@ impl AskService {
                 actor: self.principal_ref(actor),
                 tenant: Some(actor.tenant.to_string()),
                 action: "ask".to_owned(),
-                outcome: match (answer.abstained.is_some(), answer.weak()) {
-                    (_, true) => "weak_match",
-                    (true, false) => "not_found",
-                    (false, false) => "answered",
-                }
-                .to_owned(),
+                outcome: answer.outcome().to_owned(),
                 detail: serde_json::json!({
                     "request_id": request_id,
                     "query_hash": self.question_hash(question),

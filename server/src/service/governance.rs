@@ -232,11 +232,6 @@ impl Scope {
         }
     }
 
-    /// Whether a tenant's records are in this scope.
-    pub fn covers(&self, tenant: &str) -> bool {
-        self.tenant().is_none_or(|t| t.as_str() == tenant)
-    }
-
     /// How pages and the packet name the scope.
     pub fn label(&self) -> String {
         match self {
@@ -248,9 +243,7 @@ impl Scope {
 
 /// The data cards of the document sets in `scope` (a set is a tenant's collection).
 pub async fn scoped_data_cards(storage: &Storage, scope: &Scope) -> Result<Vec<CardView>> {
-    let mut cards = storage.data_cards().await?;
-    cards.retain(|c| scope.covers(&c.card.set));
-    Ok(cards)
+    storage.data_cards_of(scope.tenant().map(TenantId::as_str)).await
 }
 
 /// Classifies the deployment and checks the controls its tier requires against the platform's

@@ -190,23 +190,19 @@ pub async fn build(storage: &Storage, settings: &Settings, scope: &Scope) -> Res
     match storage.latest_release_gate().await? {
         Some(g) => {
             let report: Value = serde_json::from_str(&g.report_json).map_err(|e| Error::internal("release gate", e))?;
-            match scope {
-                Scope::Platform => {
-                    files.push(json_file(
-                        "05-release-gate.json",
-                        &json!({ "record": "platform", "latest": report, "status": g.decision }),
-                    )?);
-                    files.push(md_file("05-release-gate.md", format!("{PLATFORM_RECORD}\n\n{}", g.report_md)));
-                }
+            let (latest, md) = match scope {
+                Scope::Platform => (report, format!("{PLATFORM_RECORD}\n\n{}", g.report_md)),
                 Scope::Tenant(_) => {
                     let summary = gate_summary(&report);
-                    files.push(md_file("05-release-gate.md", gate_summary_md(&summary, &g.decision)));
-                    files.push(json_file(
-                        "05-release-gate.json",
-                        &json!({ "record": "platform", "latest": summary, "status": g.decision }),
-                    )?);
+                    let md = gate_summary_md(&summary, &g.decision);
+                    (summary, md)
                 }
-            }
+            };
+            files.push(json_file(
+                "05-release-gate.json",
+                &json!({ "record": "platform", "latest": latest, "status": g.decision }),
+            )?);
+            files.push(md_file("05-release-gate.md", md));
         }
         None => {
             files.push(json_file(

@@ -610,11 +610,7 @@ async fn run_case(platform: &Platform, service: &AskService, case: &Case, genera
                 compose: o.compose_us,
                 total,
             };
-            let decision = match (o.answer.abstained.is_some(), o.answer.weak()) {
-                (_, true) => "weak_match",
-                (true, false) => "not_found",
-                (false, false) => "answered",
-            };
+            let decision = o.answer.outcome();
             (decision, o.passages, Some(o.answer), stages)
         }
         Err(Error::User(msg)) if msg == crate::service::ask::DATA_CARD_BLOCKED => {

@@ -300,9 +300,19 @@ impl Storage {
 
     /// Every card with its measured fields.
     pub async fn data_cards(&self) -> Result<Vec<CardView>> {
+        self.data_cards_of(None).await
+    }
+
+    /// The card of one document set (a tenant's collection), or every card, with their measured
+    /// fields; only the cards asked for are measured.
+    pub async fn data_cards_of(&self, set: Option<&str>) -> Result<Vec<CardView>> {
         use crate::store::entities::data_card;
+        let mut query = data_card::Entity::find().order_by_asc(data_card::Column::SetId);
+        if let Some(set) = set {
+            query = query.filter(data_card::Column::SetId.eq(set));
+        }
         let mut out = Vec::new();
-        for row in data_card::Entity::find().order_by_asc(data_card::Column::SetId).all(self.connection()).await? {
+        for row in query.all(self.connection()).await? {
             let card: DataCard =
                 serde_json::from_str(&row.card).map_err(|e| Error::internal("reading a data card", e))?;
             let scans = self.version_scans_of_tenant(&row.set_id).await?;
